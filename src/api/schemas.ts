@@ -1,0 +1,177 @@
+/**
+ * The wire protocol under /api/v1: request and response schemas shared by
+ * the server (which validates every body with them), the agent, the CLI's
+ * client and the dashboard. Types are inferred from the schemas.
+ */
+import { z } from 'zod';
+
+export const API_PREFIX = '/api/v1';
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 hex digest');
+const name = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'expected lowercase letters, digits and - (at most 32, starting with a letter)');
+/** Host names may contain dots (FQDNs). */
+const hostName = z.string().regex(/^[a-z0-9][a-z0-9.-]{0,62}$/, 'expected a host name of lowercase letters, digits, . and -');
+
+/** A manifest entry as sent by a client. Forbidden kinds are accepted here so that the validator can name them. */
+export const wireEntry = z.discriminatedUnion('type', [
+  z.strictObject({ path: z.string(), type: z.literal('file'), mode: z.number().int(), size: z.number().int(), sha256: z.string() }),
+  z.strictObject({ path: z.string(), type: z.literal('dir'), mode: z.number().int() }),
+  z.strictObject({ path: z.string(), type: z.literal('symlink'), target: z.string() }),
+  z.strictObject({ path: z.string(), type: z.enum(['fifo', 'socket', 'char-device', 'block-device']) }),
+]);
+
+export const createReleaseRequest = z.strictObject({
+  app: name,
+  version: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/, 'expected a version of letters, digits, ., _, + and - (at most 64)'),
+  entries: z.array(wireEntry).max(1_000_000),
+});
+export type CreateReleaseRequest = z.infer<typeof createReleaseRequest>;
+
+export const missingBlobsRequest = z.strictObject({ hashes: z.array(sha256).max(1_000_000) });
+export const missingBlobsResponse = z.object({ missing: z.array(sha256) });
+
+export const releaseSummary = z.object({
+  id: sha256,
+  app: z.string(),
+  version: z.string(),
+  createdAt: z.string(),
+  createdBy: z.string(),
+  files: z.number(),
+  bytes: z.number(),
+  environments: z.array(z.object({ env: z.string(), succeededAt: z.string().nullable(), rolledBackAt: z.string().nullable(), current: z.boolean() })),
+});
+export type ReleaseSummary = z.infer<typeof releaseSummary>;
+export const createReleaseResponse = z.object({ release: releaseSummary, created: z.boolean() });
+
+export const applyConfigRequest = z.strictObject({ yaml: z.string().max(1_000_000), file: z.string().max(4096).default('lockstep.yaml') });
+export const applyConfigResponse = z.object({ version: z.number(), changed: z.boolean() });
+
+export const addHostRequest = z.strictObject({ name: hostName, env: name });
+export const addHostResponse = z.object({ host: z.string(), env: z.string(), enrollToken: z.string() });
+
+export const deployRequest = z.strictObject({
+  release: z.string().min(1).max(200),
+  env: name,
+  reason: z.string().max(2000).optional(),
+});
+export const rollbackRequest = z.strictObject({
+  to: z.string().min(1).max(200).optional(),
+  reason: z.string().max(2000).optional(),
+});
+
+export const hostStepState = z.enum(['pending', 'staging', 'succeeded', 'failed']);
+export type HostStepState = z.infer<typeof hostStepState>;
+export const deploymentState = z.enum(['running', 'succeeded', 'failed']);
+export type DeploymentState = z.infer<typeof deploymentState>;
+
+export const deploymentView = z.object({
+  id: z.number(),
+  env: z.string(),
+  kind: z.enum(['deploy', 'rollback']),
+  releaseId: z.string(),
+  version: z.string(),
+  fromReleaseId: z.string().nullable(),
+  state: deploymentState,
+  requestedBy: z.string(),
+  reason: z.string().nullable(),
+  createdAt: z.string(),
+  finishedAt: z.string().nullable(),
+  error: z.string().nullable(),
+  /** Increases with every change; pass it back as `since` to long-poll for the next change. */
+  revision: z.number(),
+  hosts: z.array(
+    z.object({ host: z.string(), state: hostStepState, fromReleaseId: z.string().nullable(), error: z.string().nullable(), updatedAt: z.string() }),
+  ),
+});
+export type DeploymentView = z.infer<typeof deploymentView>;
+
+export const hostView = z.object({
+  name: z.string(),
+  env: z.string(),
+  enrolled: z.boolean(),
+  online: z.boolean(),
+  releaseId: z.string().nullable(),
+  version: z.string().nullable(),
+  lastSeenAt: z.string().nullable(),
+});
+export type HostView = z.infer<typeof hostView>;
+
+export const statusResponse = z.object({
+  app: z.string().nullable(),
+  environments: z.array(
+    z.object({
+      name: z.string(),
+      promoteFrom: z.string().nullable(),
+      current: z.object({ id: z.string(), version: z.string() }).nullable(),
+      hosts: z.array(hostView),
+      lastDeployment: deploymentView.nullable(),
+    }),
+  ),
+});
+export type StatusResponse = z.infer<typeof statusResponse>;
+
+export const auditEventView = z.object({
+  seq: z.number(),
+  at: z.string(),
+  actor: z.string(),
+  action: z.string(),
+  target: z.string(),
+  details: z.unknown(),
+  prevHash: z.string(),
+  hash: z.string(),
+});
+export type AuditEventView = z.infer<typeof auditEventView>;
+
+/** The error body of every non-2xx response. */
+export const errorBody = z.object({ error: z.object({ kind: z.string(), message: z.string(), details: z.unknown().optional() }) });
+
+// ---- agent protocol ----
+
+export const enrollRequest = z.strictObject({ token: z.string().min(1).max(200), agentVersion: z.string().max(64).optional() });
+export const enrollResponse = z.object({ host: z.string(), env: z.string(), credential: z.string() });
+
+/** One unit of work for one host: make `releaseId` the active release. */
+export const agentTask = z.object({
+  deploymentId: z.number(),
+  kind: z.enum(['deploy', 'rollback']),
+  env: z.string(),
+  releaseId: sha256,
+  version: z.string(),
+  deployTo: z.string(),
+  keepReleases: z.number().int(),
+  vars: z.record(z.string(), z.string()),
+});
+export type AgentTask = z.infer<typeof agentTask>;
+export const workResponse = z.object({ task: agentTask.nullable() });
+
+export const agentReport = z.strictObject({
+  host: hostName,
+  deploymentId: z.number().int(),
+  state: z.enum(['staging', 'succeeded', 'failed']),
+  error: z.string().max(4000).optional(),
+  /** The release `current` points at after this step (null: none). */
+  currentReleaseId: sha256.nullable(),
+});
+export type AgentReport = z.infer<typeof agentReport>;
+
+export const heartbeatRequest = z.strictObject({ host: hostName, currentReleaseId: sha256.nullable(), agentVersion: z.string().max(64).optional() });
+
+/** Agent routes (all under API_PREFIX). Every one but enroll needs the agent's credential as a bearer token. */
+export const AGENT_ROUTES = {
+  /** POST enrollRequest → enrollResponse. No bearer token: the one-time enrollment token is in the body. */
+  enroll: '/agent/enroll',
+  /** GET ?host=NAME&wait=SECONDS (0..30) → workResponse; long-polls until a task exists or `wait` passes. */
+  work: '/agent/work',
+  /** GET /agent/releases/:id?host=NAME → { manifest } (canonical manifest), only for releases deployed to the agent's environment. */
+  release: '/agent/releases/:id',
+  /** GET /agent/blobs/:hash?host=NAME → the blob's bytes, only for blobs of releases deployed to the agent's environment. */
+  blob: '/agent/blobs/:hash',
+  /** POST agentReport → { ok: true }. */
+  report: '/agent/report',
+  /** POST heartbeatRequest → { ok: true }. */
+  heartbeat: '/agent/heartbeat',
+} as const;
+
+export const agentReleaseResponse = z.object({
+  manifest: z.object({ app: z.string(), version: z.string(), entries: z.array(wireEntry) }),
+});

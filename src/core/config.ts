@@ -1,0 +1,291 @@
+/**
+ * lockstep.yaml: its schema, and parsing that reports every problem with
+ * file:line:column, the field, what was expected and what was found.
+ */
+import { LineCounter, isMap, isNode, isPair, isScalar, parseDocument, type Document, type Node } from 'yaml';
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+import { LockstepError } from './errors.js';
+
+const NAME = /^[a-z][a-z0-9-]{0,31}$/;
+const VAR_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .refine((text) => parseDuration(text) !== undefined, { message: 'expected a duration such as 30s, 5m or 1h' })
+    .transform((text) => parseDuration(text) ?? 0);
+
+const varValue = z
+  .union([z.string(), z.number(), z.boolean()])
+  .transform((value) => String(value))
+  .refine((value) => !/[\n\r\0]/.test(value), { message: 'expected a single-line value (no newline or NUL)' });
+
+const environmentSchema = z.strictObject({
+  promote_from: z.string().regex(NAME, 'expected an environment name').optional(),
+  vars: z
+    .record(z.string().regex(VAR_KEY, 'expected a variable name of letters, digits and _ (not starting with a digit)'), varValue)
+    .default({}),
+  host_timeout: duration('2m'),
+});
+
+/** The schema of lockstep.yaml. Unknown keys are errors: a typo must not silently disable a gate. */
+export const configSchema = z.strictObject({
+  app: z.string().regex(NAME, 'expected an application name of lowercase letters, digits and - (at most 32)'),
+  deploy_to: z
+    .string()
+    .refine((path) => path.startsWith('/') && !path.split('/').includes('..') && !path.includes('\0'), {
+      message: 'expected an absolute path without ".." segments',
+    })
+    .transform((path) => (path.length > 1 ? path.replace(/\/+$/, '') : path)),
+  keep_releases: z.number().int().min(2, 'expected at least 2 (the active and the previous release)').max(100).default(5),
+  environments: z
+    .record(z.string().regex(NAME, 'expected an environment name of lowercase letters, digits and - (at most 32)'), environmentSchema)
+    .refine((envs) => Object.keys(envs).length > 0, { message: 'expected at least one environment' }),
+});
+
+/** A validated lockstep.yaml. */
+export type Config = z.output<typeof configSchema>;
+/** One environment of a validated lockstep.yaml. */
+export type EnvironmentConfig = Config['environments'][string];
+
+/** One problem of a config file, located. */
+export interface ConfigProblem {
+  readonly line: number;
+  readonly column: number;
+  /** Dotted path of the field, e.g. `environments.production.promote_from`. */
+  readonly field: string;
+  readonly message: string;
+}
+
+/** Thrown when a config file is invalid; `details` holds every problem. */
+export class ConfigError extends LockstepError {
+  readonly problems: readonly ConfigProblem[];
+  constructor(file: string, problems: readonly ConfigProblem[]) {
+    const lines = problems.map((p) => `${file}:${p.line}:${p.column}: ${p.field ? `${p.field}: ` : ''}${p.message}`);
+    super('bad-input', lines.join('\n'), { file, problems });
+    this.problems = problems;
+  }
+}
+
+/** Parses and validates the text of lockstep.yaml; throws ConfigError listing every problem. */
+export function parseConfig(text: string, file = 'lockstep.yaml'): Config {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((error) => {
+        const position = lineCounter.linePos(error.pos[0]);
+        return { line: position.line, column: position.col, field: '', message: `YAML syntax: ${firstLine(error.message)}` };
+      }),
+    );
+  }
+  const data: unknown = doc.toJS();
+  const result = configSchema.safeParse(data ?? {});
+  const problems: ConfigProblem[] = [];
+  if (!result.success) {
+    for (const issue of result.error.issues) problems.push(...describeIssue(doc, lineCounter, data, issue));
+  } else {
+    problems.push(...environmentGraphProblems(doc, lineCounter, result.data));
+  }
+  if (problems.length > 0) {
+    problems.sort((a, b) => a.line - b.line || a.column - b.column);
+    throw new ConfigError(file, problems);
+  }
+  return (result as { data: Config }).data;
+}
+
+/** Environments in promotion order: every environment after the one it promotes from. */
+export function promotionOrder(config: Config): string[] {
+  const names = Object.keys(config.environments);
+  const order: string[] = [];
+  const placed = new Set<string>();
+  while (order.length < names.length) {
+    const before = order.length;
+    for (const name of names) {
+      if (placed.has(name)) continue;
+      const from = config.environments[name]?.promote_from;
+      if (from === undefined || placed.has(from)) {
+        order.push(name);
+        placed.add(name);
+      }
+    }
+    if (order.length === before) break; // a cycle; validation reports it
+  }
+  return order;
+}
+
+function environmentGraphProblems(doc: Document, lineCounter: LineCounter, config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const names = Object.keys(config.environments);
+  for (const [name, env] of Object.entries(config.environments)) {
+    const path = ['environments', name, 'promote_from'];
+    if (env.promote_from === undefined) continue;
+    if (!names.includes(env.promote_from)) {
+      problems.push(locate(doc, lineCounter, path, `expected one of ${names.join(', ')}; found "${env.promote_from}"`));
+    } else if (env.promote_from === name) {
+      problems.push(locate(doc, lineCounter, path, 'an environment cannot promote from itself'));
+    }
+  }
+  if (problems.length > 0) return problems;
+  for (const name of names) {
+    const seen: string[] = [name];
+    let current = config.environments[name]?.promote_from;
+    while (current !== undefined) {
+      if (current === name) {
+        problems.push(locate(doc, lineCounter, ['environments', name, 'promote_from'], `promote_from forms a cycle: ${[...seen, name].join(' -> ')}`));
+        break;
+      }
+      if (seen.includes(current)) break;
+      seen.push(current);
+      current = config.environments[current]?.promote_from;
+    }
+  }
+  return problems;
+}
+
+type Issue = z.core.$ZodIssue;
+
+function describeIssue(doc: Document, lineCounter: LineCounter, data: unknown, issue: Issue): ConfigProblem[] {
+  const path = issue.path.map((part) => (typeof part === 'symbol' ? String(part) : part));
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => {
+      const problem = locateKey(doc, lineCounter, path, key);
+      return { ...problem, message: `unknown key "${key}"${suggest(key, knownKeys(path))}` };
+    });
+  }
+  const found = valueAt(data, path);
+  let message: string;
+  switch (issue.code) {
+    case 'invalid_type':
+      message = found === undefined ? `required: expected ${issue.expected}` : `expected ${issue.expected}; found ${describe(found)}`;
+      break;
+    case 'too_small':
+    case 'too_big':
+    case 'invalid_format':
+    case 'custom':
+      message = `${issue.message.replace(/^Invalid input: /, '')}; found ${describe(found)}`;
+      break;
+    case 'invalid_key':
+      message = `invalid key: ${issue.issues.map((inner) => inner.message).join('; ')}`;
+      return [locateKey(doc, lineCounter, path.slice(0, -1), String(path.at(-1)), message)];
+    default:
+      message = `${issue.message}; found ${describe(found)}`;
+  }
+  return [locate(doc, lineCounter, path, message)];
+}
+
+function locate(doc: Document, lineCounter: LineCounter, path: readonly (string | number)[], message: string): ConfigProblem {
+  // Walk up until a node exists: a missing key is reported at its parent map.
+  for (let depth = path.length; depth >= 0; depth--) {
+    const node = doc.getIn(path.slice(0, depth), true);
+    if (isNode(node) && node.range) {
+      const position = lineCounter.linePos(node.range[0]);
+      return { line: position.line, column: position.col, field: path.join('.'), message };
+    }
+  }
+  return { line: 1, column: 1, field: path.join('.'), message };
+}
+
+function locateKey(doc: Document, lineCounter: LineCounter, path: readonly (string | number)[], key: string, message = ''): ConfigProblem {
+  const parent = path.length === 0 ? doc.contents : doc.getIn(path, true);
+  if (isMap(parent)) {
+    for (const pair of parent.items) {
+      if (isPair(pair) && isScalar(pair.key) && String(pair.key.value) === key && pair.key.range) {
+        const position = lineCounter.linePos(pair.key.range[0]);
+        return { line: position.line, column: position.col, field: [...path, key].join('.'), message };
+      }
+    }
+  }
+  return locate(doc, lineCounter, path, message);
+}
+
+function valueAt(data: unknown, path: readonly (string | number)[]): unknown {
+  let current = data;
+  for (const part of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<string | number, unknown>)[part];
+  }
+  return current;
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a map';
+  if (typeof value === 'string') return JSON.stringify(value);
+  return `${typeof value} ${String(value)}`;
+}
+
+function knownKeys(path: readonly (string | number)[]): string[] {
+  if (path.length === 0) return Object.keys(configSchema.shape);
+  if (path.length === 2 && path[0] === 'environments') return Object.keys(environmentSchema.shape);
+  return [];
+}
+
+function suggest(key: string, known: readonly string[]): string {
+  const close = known.find((candidate) => editDistance(candidate, key) <= 2);
+  return close ? ` (did you mean "${close}"?)` : known.length ? ` (expected one of ${known.join(', ')})` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0] ?? 0;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const saved = row[j] ?? 0;
+      row[j] = Math.min((row[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = saved;
+    }
+  }
+  return row[b.length] ?? 0;
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0] ?? text;
+}
+
+/** Whether a value is a YAML node (re-exported for tests that inspect documents). */
+export function isYamlNode(value: unknown): value is Node {
+  return isNode(value);
+}
+
+/** The commented starter file written by `lockstep init`. */
+export const STARTER_CONFIG = `# lockstep.yaml: what Lockstep deploys, where, and through which environments.
+# Validate and store it with: lockstep apply -f lockstep.yaml
+
+# The application's name (lowercase letters, digits and -).
+app: shop
+
+# Where releases live on every host (under the agent's --root, if given):
+#   DEPLOY_TO/releases/<release-id>/   immutable release trees
+#   DEPLOY_TO/current                  symlink to the active release
+#   DEPLOY_TO/shared/lockstep.env      the environment's vars, KEY=VALUE
+deploy_to: /srv/shop
+
+# How many release trees each host keeps on disk (the active and the previous
+# one are never removed). Rollback to any of them takes one rename.
+keep_releases: 5
+
+# Environments, in any order; promote_from decides the order of promotion:
+# a release may enter an environment only after it succeeded in the
+# environment named by promote_from.
+environments:
+  development:
+    vars:
+      LOG_LEVEL: debug
+  test:
+    promote_from: development
+    vars:
+      LOG_LEVEL: info
+  production:
+    promote_from: test
+    # A host that has not finished its step after this long fails the deployment.
+    host_timeout: 2m
+    vars:
+      LOG_LEVEL: info
+`;

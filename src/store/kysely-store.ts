@@ -1,0 +1,230 @@
+/**
+ * The one implementation of the store, over any Kysely dialect. Dialect
+ * differences stay in the dialect folders; nothing here asks which database it has.
+ */
+import { Migrator, sql, type Kysely, type Transaction } from 'kysely';
+import { auditHash } from '../core/audit-hash.js';
+import { canonicalJson } from '../core/manifest.js';
+import { migrationProvider } from './migrations.js';
+import type { Database } from './schema.js';
+import type { AuditEventRow, AuditInput, ConfigRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, StoreCapabilities, TokenRow, WriteRepo } from './store.js';
+
+type Executor = Kysely<Database> | Transaction<Database>;
+
+/** Builds a store over a Kysely instance whose dialect the caller chose. */
+export function createKyselyStore(db: Kysely<Database>, capabilities: StoreCapabilities): Store {
+  return {
+    capabilities,
+    read: new Repo(db),
+    transaction: (work) => db.transaction().execute((tx) => work(new Repo(tx))),
+    async migrate() {
+      const migrator = new Migrator({ db, provider: migrationProvider });
+      const { error, results } = await migrator.migrateToLatest();
+      if (error) {
+        const failed = results?.find((result) => result.status === 'Error');
+        throw new Error(`database migration ${failed?.migrationName ?? ''} failed`, { cause: error });
+      }
+    },
+    close: () => db.destroy(),
+  };
+}
+
+class Repo implements WriteRepo {
+  constructor(private readonly db: Executor) {}
+
+  // ---- reads ----
+
+  latestConfig() {
+    return this.db.selectFrom('configs').selectAll().orderBy('version', 'desc').limit(1).executeTakeFirst();
+  }
+  tokenByHash(hash: string) {
+    return this.db.selectFrom('tokens').selectAll().where('token_hash', '=', hash).executeTakeFirst();
+  }
+  tokenByName(name: string) {
+    return this.db.selectFrom('tokens').selectAll().where('name', '=', name).executeTakeFirst();
+  }
+  release(id: string) {
+    return this.db.selectFrom('releases').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+  releasesByPrefix(prefix: string, limit: number) {
+    const escaped = prefix.replace(/[^0-9a-f]/g, '');
+    return this.db.selectFrom('releases').selectAll().where('id', 'like', `${escaped}%`).limit(limit).execute();
+  }
+  releaseByVersion(app: string, version: string) {
+    return this.db.selectFrom('releases').selectAll().where('app', '=', app).where('version', '=', version).executeTakeFirst();
+  }
+  listReleases(limit: number) {
+    return this.db
+      .selectFrom('releases')
+      .select(['id', 'app', 'version', 'files', 'bytes', 'created_by', 'created_at'])
+      .orderBy('created_at', 'desc')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+  }
+  releaseEnvironment(releaseId: string, env: string) {
+    return this.db.selectFrom('release_environments').selectAll().where('release_id', '=', releaseId).where('env', '=', env).executeTakeFirst();
+  }
+  releaseEnvironments(releaseId: string) {
+    return this.db.selectFrom('release_environments').selectAll().where('release_id', '=', releaseId).orderBy('first_deployed_at').execute();
+  }
+  async releaseIdsDeployedTo(env: string) {
+    const rows = await this.db.selectFrom('release_environments').select('release_id').where('env', '=', env).execute();
+    return rows.map((row) => row.release_id);
+  }
+  knownGoodReleases(env: string) {
+    return this.db
+      .selectFrom('release_environments')
+      .selectAll()
+      .where('env', '=', env)
+      .where('succeeded_at', 'is not', null)
+      .where('rolled_back_at', 'is', null)
+      .orderBy('succeeded_at', 'desc')
+      .execute();
+  }
+  async environmentCurrent(env: string) {
+    const row = await this.db.selectFrom('environments').select('current_release_id').where('name', '=', env).executeTakeFirst();
+    return row?.current_release_id ?? undefined;
+  }
+  host(name: string) {
+    return this.db.selectFrom('hosts').selectAll().where('name', '=', name).executeTakeFirst();
+  }
+  listHosts(env?: string) {
+    let query = this.db.selectFrom('hosts').selectAll();
+    if (env !== undefined) query = query.where('env', '=', env);
+    return query.orderBy('name').execute();
+  }
+  deployment(id: number) {
+    return this.db.selectFrom('deployments').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+  deploymentHosts(id: number) {
+    return this.db.selectFrom('deployment_hosts').selectAll().where('deployment_id', '=', id).orderBy('host').execute();
+  }
+  listDeployments(options: { env?: string | undefined; limit: number }) {
+    let query = this.db.selectFrom('deployments').selectAll();
+    if (options.env !== undefined) query = query.where('env', '=', options.env);
+    return query.orderBy('id', 'desc').limit(options.limit).execute();
+  }
+  runningDeployments(env?: string) {
+    let query = this.db.selectFrom('deployments').selectAll().where('state', '=', 'running');
+    if (env !== undefined) query = query.where('env', '=', env);
+    return query.orderBy('id').execute();
+  }
+  async pendingStep(host: string) {
+    const row = await this.db
+      .selectFrom('deployment_hosts as step')
+      .innerJoin('deployments as d', 'd.id', 'step.deployment_id')
+      .selectAll('step')
+      .where('step.host', '=', host)
+      .where('step.state', 'in', ['pending', 'staging'])
+      .where('d.state', '=', 'running')
+      .orderBy('step.deployment_id')
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const deployment = await this.deployment(row.deployment_id);
+    return deployment ? { deployment, step: row } : undefined;
+  }
+  listAudit(options: { afterSeq?: number; limit: number }) {
+    return this.db
+      .selectFrom('audit_events')
+      .selectAll()
+      .where('seq', '>', options.afterSeq ?? 0)
+      .orderBy('seq')
+      .limit(options.limit)
+      .execute();
+  }
+
+  // ---- writes ----
+
+  async next(counter: string): Promise<number> {
+    // An UPDATE ... RETURNING locks the row in PostgreSQL and runs under
+    // SQLite's single writer, so concurrent transactions never share a value.
+    const row = await this.db.updateTable('counters').set({ value: sql`value + 1` }).where('name', '=', counter).returning('value').executeTakeFirst();
+    if (row) return Number(row.value);
+    await this.db.insertInto('counters').values({ name: counter, value: 1 }).execute();
+    return 1;
+  }
+  async insertConfig(row: Omit<ConfigRow, 'version'>) {
+    const version = await this.next('config');
+    await this.db.insertInto('configs').values({ ...row, version }).execute();
+    return version;
+  }
+  async insertToken(row: TokenRow) {
+    await this.db.insertInto('tokens').values(row).execute();
+  }
+  async updateToken(name: string, patch: { used_at?: string | null; revoked_at?: string | null }) {
+    await this.db.updateTable('tokens').set(patch).where('name', '=', name).execute();
+  }
+  async insertRelease(row: ReleaseRow) {
+    await this.db.insertInto('releases').values(row).execute();
+  }
+  async upsertReleaseEnvironment(releaseId: string, env: string, patch: { succeeded_at?: string | null; rolled_back_at?: string | null }, at: string) {
+    const existing = await this.releaseEnvironment(releaseId, env);
+    if (existing) {
+      if (Object.keys(patch).length > 0) {
+        await this.db.updateTable('release_environments').set(patch).where('release_id', '=', releaseId).where('env', '=', env).execute();
+      }
+      return;
+    }
+    await this.db
+      .insertInto('release_environments')
+      .values({ release_id: releaseId, env, first_deployed_at: at, succeeded_at: patch.succeeded_at ?? null, rolled_back_at: patch.rolled_back_at ?? null })
+      .execute();
+  }
+  async setEnvironmentCurrent(env: string, releaseId: string | null, at: string) {
+    const result = await this.db.updateTable('environments').set({ current_release_id: releaseId, updated_at: at }).where('name', '=', env).executeTakeFirst();
+    if (Number(result.numUpdatedRows) === 0) {
+      await this.db.insertInto('environments').values({ name: env, current_release_id: releaseId, updated_at: at }).execute();
+    }
+  }
+  async insertHost(row: HostRow) {
+    await this.db.insertInto('hosts').values(row).execute();
+  }
+  async updateHost(name: string, patch: Partial<Omit<HostRow, 'name' | 'env' | 'created_at'>>) {
+    await this.db.updateTable('hosts').set(patch).where('name', '=', name).execute();
+  }
+  async insertDeployment(row: DeploymentRow) {
+    await this.db.insertInto('deployments').values(row).execute();
+  }
+  async updateDeployment(id: number, patch: { state?: string; finished_at?: string | null; error?: string | null }) {
+    const row = await this.db
+      .updateTable('deployments')
+      .set({ ...patch, revision: sql`revision + 1` })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return { ...row, revision: Number(row.revision) };
+  }
+  async insertDeploymentHost(row: DeploymentHostRow) {
+    await this.db.insertInto('deployment_hosts').values(row).execute();
+  }
+  async updateDeploymentHost(id: number, host: string, patch: { state?: string; error?: string | null; updated_at?: string }) {
+    await this.db.updateTable('deployment_hosts').set(patch).where('deployment_id', '=', id).where('host', '=', host).execute();
+  }
+  async appendAudit(event: AuditInput): Promise<AuditEventRow> {
+    // Advancing the head first serializes writers: in PostgreSQL the UPDATE
+    // holds the head's row lock until commit, so the chain cannot fork.
+    const head = await this.db
+      .updateTable('audit_head')
+      .set({ seq: sql`seq + 1` })
+      .where('id', '=', 1)
+      .returning(['seq', 'hash'])
+      .executeTakeFirstOrThrow();
+    const seq = Number(head.seq);
+    const details = JSON.parse(canonicalJson(event.details ?? {})) as unknown;
+    const hash = auditHash(head.hash, { seq, at: event.at, actor: event.actor, action: event.action, target: event.target, details });
+    const row: AuditEventRow = {
+      seq,
+      at: event.at,
+      actor: event.actor,
+      action: event.action,
+      target: event.target,
+      details: canonicalJson(details),
+      prev_hash: head.hash,
+      hash,
+    };
+    await this.db.insertInto('audit_events').values(row).execute();
+    await this.db.updateTable('audit_head').set({ hash }).where('id', '=', 1).execute();
+    return row;
+  }
+}

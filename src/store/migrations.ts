@@ -1,0 +1,125 @@
+/**
+ * Schema migrations, shared by SQLite and PostgreSQL. Only portable column
+ * types are used, so one list serves both databases.
+ */
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+const migrations: Record<string, Migration> = {
+  '0001_core': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('counters')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('configs')
+        .addColumn('version', 'integer', (c) => c.primaryKey())
+        .addColumn('yaml', 'text', (c) => c.notNull())
+        .addColumn('parsed', 'text', (c) => c.notNull())
+        .addColumn('applied_by', 'text', (c) => c.notNull())
+        .addColumn('applied_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('tokens')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('envs', 'text')
+        .addColumn('host', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('used_at', 'text')
+        .addColumn('revoked_at', 'text')
+        .execute();
+      await db.schema
+        .createTable('releases')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('app', 'text', (c) => c.notNull())
+        .addColumn('version', 'text', (c) => c.notNull())
+        .addColumn('manifest', 'text', (c) => c.notNull())
+        .addColumn('files', 'integer', (c) => c.notNull())
+        .addColumn('bytes', 'bigint', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('releases_app_version', ['app', 'version'])
+        .execute();
+      await db.schema
+        .createTable('release_environments')
+        .addColumn('release_id', 'text', (c) => c.notNull().references('releases.id'))
+        .addColumn('env', 'text', (c) => c.notNull())
+        .addColumn('first_deployed_at', 'text', (c) => c.notNull())
+        .addColumn('succeeded_at', 'text')
+        .addColumn('rolled_back_at', 'text')
+        .addPrimaryKeyConstraint('release_environments_pk', ['release_id', 'env'])
+        .execute();
+      await db.schema
+        .createTable('environments')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('current_release_id', 'text', (c) => c.references('releases.id'))
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('hosts')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('env', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('enrolled_at', 'text')
+        .addColumn('last_seen_at', 'text')
+        .addColumn('current_release_id', 'text')
+        .addColumn('agent_version', 'text')
+        .execute();
+      await db.schema
+        .createTable('deployments')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('env', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('release_id', 'text', (c) => c.notNull().references('releases.id'))
+        .addColumn('from_release_id', 'text')
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('requested_by', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('finished_at', 'text')
+        .addColumn('error', 'text')
+        .addColumn('revision', 'integer', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('deployments_env_state').on('deployments').columns(['env', 'state']).execute();
+      await db.schema
+        .createTable('deployment_hosts')
+        .addColumn('deployment_id', 'integer', (c) => c.notNull().references('deployments.id'))
+        .addColumn('host', 'text', (c) => c.notNull())
+        .addColumn('from_release_id', 'text')
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('error', 'text')
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('deployment_hosts_pk', ['deployment_id', 'host'])
+        .execute();
+      await db.schema.createIndex('deployment_hosts_host_state').on('deployment_hosts').columns(['host', 'state']).execute();
+      await db.schema
+        .createTable('audit_events')
+        .addColumn('seq', 'bigint', (c) => c.primaryKey())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('target', 'text', (c) => c.notNull())
+        .addColumn('details', 'text', (c) => c.notNull())
+        .addColumn('prev_hash', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .execute();
+      // The chain head: one row, updated in every audit write. In PostgreSQL the
+      // UPDATE takes a row lock, so concurrent writers serialize and cannot fork the chain.
+      await db.schema
+        .createTable('audit_head')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .execute();
+      await sql`insert into audit_head (id, seq, hash) values (1, 0, ${'0'.repeat(64)})`.execute(db);
+    },
+  },
+};
+
+/** The migrations, in order, for Kysely's Migrator. */
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};

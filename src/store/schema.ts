@@ -1,0 +1,126 @@
+/**
+ * The database schema as Kysely table types. Portable on purpose: text,
+ * integer and real columns only; times are ISO-8601 UTC text (sortable);
+ * JSON is text. Ids come from the `counters` table, so no dialect-specific
+ * auto-increment is needed.
+ */
+export interface CountersTable {
+  name: string;
+  value: number;
+}
+
+export interface ConfigsTable {
+  version: number;
+  yaml: string;
+  /** The validated configuration as JSON. */
+  parsed: string;
+  applied_by: string;
+  applied_at: string;
+}
+
+export interface TokensTable {
+  name: string;
+  /** SHA-256 of the secret; the secret itself is never stored. */
+  token_hash: string;
+  /** 'admin' | 'deployer' | 'approver' | 'viewer' | 'agent' | 'enroll' */
+  role: string;
+  /** JSON array of environment names this token may act on; null: all. */
+  envs: string | null;
+  host: string | null;
+  created_at: string;
+  used_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface ReleasesTable {
+  id: string;
+  app: string;
+  version: string;
+  /** Canonical manifest JSON. */
+  manifest: string;
+  files: number;
+  bytes: number;
+  created_by: string;
+  created_at: string;
+}
+
+export interface ReleaseEnvironmentsTable {
+  release_id: string;
+  env: string;
+  /** Set when a deployment of the release was first created for the environment. */
+  first_deployed_at: string;
+  succeeded_at: string | null;
+  rolled_back_at: string | null;
+}
+
+export interface EnvironmentsTable {
+  name: string;
+  current_release_id: string | null;
+  updated_at: string;
+}
+
+export interface HostsTable {
+  name: string;
+  env: string;
+  created_at: string;
+  enrolled_at: string | null;
+  last_seen_at: string | null;
+  current_release_id: string | null;
+  agent_version: string | null;
+}
+
+export interface DeploymentsTable {
+  id: number;
+  env: string;
+  kind: string;
+  release_id: string;
+  from_release_id: string | null;
+  state: string;
+  requested_by: string;
+  reason: string | null;
+  created_at: string;
+  finished_at: string | null;
+  error: string | null;
+  revision: number;
+}
+
+export interface DeploymentHostsTable {
+  deployment_id: number;
+  host: string;
+  from_release_id: string | null;
+  state: string;
+  error: string | null;
+  updated_at: string;
+}
+
+export interface AuditEventsTable {
+  seq: number;
+  at: string;
+  actor: string;
+  action: string;
+  target: string;
+  /** Canonical JSON. */
+  details: string;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditHeadTable {
+  id: number;
+  seq: number;
+  hash: string;
+}
+
+export interface Database {
+  audit_head: AuditHeadTable;
+  counters: CountersTable;
+  configs: ConfigsTable;
+  tokens: TokensTable;
+  releases: ReleasesTable;
+  release_environments: ReleaseEnvironmentsTable;
+  environments: EnvironmentsTable;
+  hosts: HostsTable;
+  deployments: DeploymentsTable;
+  deployment_hosts: DeploymentHostsTable;
+  audit_events: AuditEventsTable;
+}

@@ -1,0 +1,112 @@
+/**
+ * The persistence interface of the server. One implementation over Kysely
+ * (kysely-store.ts) serves every database; src/store/sqlite/ and
+ * src/store/postgres/ only build the Kysely dialect for theirs.
+ */
+import type { Selectable } from 'kysely';
+import type {
+  ConfigsTable,
+  DeploymentHostsTable,
+  DeploymentsTable,
+  HostsTable,
+  ReleaseEnvironmentsTable,
+  ReleasesTable,
+  TokensTable,
+  AuditEventsTable,
+} from './schema.js';
+
+export type ConfigRow = Selectable<ConfigsTable>;
+export type TokenRow = Selectable<TokensTable>;
+export type ReleaseRow = Selectable<ReleasesTable>;
+export type ReleaseEnvironmentRow = Selectable<ReleaseEnvironmentsTable>;
+export type HostRow = Selectable<HostsTable>;
+export type DeploymentRow = Selectable<DeploymentsTable>;
+export type DeploymentHostRow = Selectable<DeploymentHostsTable>;
+export type AuditEventRow = Selectable<AuditEventsTable>;
+
+/** An audit event before it is chained. */
+export interface AuditInput {
+  readonly at: string;
+  readonly actor: string;
+  readonly action: string;
+  readonly target: string;
+  readonly details: unknown;
+}
+
+/** Queries that change nothing. */
+export interface ReadRepo {
+  latestConfig(): Promise<ConfigRow | undefined>;
+
+  tokenByHash(hash: string): Promise<TokenRow | undefined>;
+  tokenByName(name: string): Promise<TokenRow | undefined>;
+
+  release(id: string): Promise<ReleaseRow | undefined>;
+  releasesByPrefix(prefix: string, limit: number): Promise<ReleaseRow[]>;
+  releaseByVersion(app: string, version: string): Promise<ReleaseRow | undefined>;
+  /** Newest first, without manifests. */
+  listReleases(limit: number): Promise<Omit<ReleaseRow, 'manifest'>[]>;
+  releaseEnvironment(releaseId: string, env: string): Promise<ReleaseEnvironmentRow | undefined>;
+  releaseEnvironments(releaseId: string): Promise<ReleaseEnvironmentRow[]>;
+  /** Releases ever deployed to an environment (agents may fetch only these). */
+  releaseIdsDeployedTo(env: string): Promise<string[]>;
+  /**
+   * Known-good releases of an environment: succeeded there and not rolled
+   * back, newest success first.
+   */
+  knownGoodReleases(env: string): Promise<ReleaseEnvironmentRow[]>;
+
+  environmentCurrent(env: string): Promise<string | undefined>;
+
+  host(name: string): Promise<HostRow | undefined>;
+  listHosts(env?: string): Promise<HostRow[]>;
+
+  deployment(id: number): Promise<DeploymentRow | undefined>;
+  deploymentHosts(id: number): Promise<DeploymentHostRow[]>;
+  /** Newest first. */
+  listDeployments(options: { env?: string | undefined; limit: number }): Promise<DeploymentRow[]>;
+  runningDeployments(env?: string): Promise<DeploymentRow[]>;
+  /** The host's unfinished step of a running deployment, if any. */
+  pendingStep(host: string): Promise<{ deployment: DeploymentRow; step: DeploymentHostRow } | undefined>;
+
+  /** Oldest first, starting after `afterSeq`. */
+  listAudit(options: { afterSeq?: number; limit: number }): Promise<AuditEventRow[]>;
+}
+
+/** Queries and changes; only available inside a transaction. */
+export interface WriteRepo extends ReadRepo {
+  /** The next value of a named counter (ids). */
+  next(counter: string): Promise<number>;
+  insertConfig(row: Omit<ConfigRow, 'version'>): Promise<number>;
+  insertToken(row: TokenRow): Promise<void>;
+  updateToken(name: string, patch: Partial<Pick<TokenRow, 'used_at' | 'revoked_at'>>): Promise<void>;
+  insertRelease(row: ReleaseRow): Promise<void>;
+  upsertReleaseEnvironment(releaseId: string, env: string, patch: Partial<Pick<ReleaseEnvironmentRow, 'succeeded_at' | 'rolled_back_at'>>, at: string): Promise<void>;
+  setEnvironmentCurrent(env: string, releaseId: string | null, at: string): Promise<void>;
+  insertHost(row: HostRow): Promise<void>;
+  updateHost(name: string, patch: Partial<Omit<HostRow, 'name' | 'env' | 'created_at'>>): Promise<void>;
+  insertDeployment(row: DeploymentRow): Promise<void>;
+  /** Updates a deployment and increments its revision (in PostgreSQL this also locks its row). */
+  updateDeployment(id: number, patch: Partial<Pick<DeploymentRow, 'state' | 'finished_at' | 'error'>>): Promise<DeploymentRow>;
+  insertDeploymentHost(row: DeploymentHostRow): Promise<void>;
+  updateDeploymentHost(id: number, host: string, patch: Partial<Pick<DeploymentHostRow, 'state' | 'error' | 'updated_at'>>): Promise<void>;
+  /** Appends one event to the hash chain and returns it. */
+  appendAudit(event: AuditInput): Promise<AuditEventRow>;
+}
+
+/** What differs between databases, stated as capabilities rather than names. */
+export interface StoreCapabilities {
+  /** Several server processes may share the database. */
+  readonly sharedByServers: boolean;
+}
+
+/** A database holding Lockstep's state. */
+export interface Store {
+  readonly capabilities: StoreCapabilities;
+  /** Reads outside any transaction. */
+  readonly read: ReadRepo;
+  /** Runs `work` in one transaction: everything it writes commits together, or nothing does. */
+  transaction<T>(work: (repo: WriteRepo) => Promise<T>): Promise<T>;
+  /** Brings the schema up to date. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+}
