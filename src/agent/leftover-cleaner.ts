@@ -1,0 +1,33 @@
+/** Start-up cleanup of what a killed agent leaves in DEPLOY_TO: staging dirs and temporary `current` links. */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { removeTree } from '../content/remove-tree.js';
+import { CURRENT_TMP_PREFIX } from './activator.js';
+import type { DeployLayout } from './deploy-layout.js';
+import { STAGING_PREFIX } from './release-stager.js';
+
+/** Removes DEPLOY_TO/releases/.staging-* and DEPLOY_TO/current.tmp-*; returns the paths removed. */
+export async function removeLeftovers(layout: DeployLayout): Promise<string[]> {
+  const removed: string[] = [];
+  for (const [dir, prefix] of [
+    [layout.releasesDir, STAGING_PREFIX],
+    [layout.deployTo, CURRENT_TMP_PREFIX],
+  ] as const) {
+    for (const name of await namesIn(dir)) {
+      if (!name.startsWith(prefix)) continue;
+      const path = join(dir, name);
+      await removeTree(path);
+      removed.push(path);
+    }
+  }
+  return removed;
+}
+
+async function namesIn(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+}
