@@ -21,7 +21,8 @@ export const wireEntry = z.discriminatedUnion('type', [
 ]);
 
 export const createReleaseRequest = z.strictObject({
-  app: name,
+  /** Defaults to the `app` of the applied lockstep.yaml. */
+  app: name.optional(),
   version: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/, 'expected a version of letters, digits, ., _, + and - (at most 64)'),
   entries: z.array(wireEntry).max(1_000_000),
 });

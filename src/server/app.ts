@@ -1,0 +1,230 @@
+/**
+ * The HTTP API under /api/v1. Every route declares who may call it in one
+ * table (`access`); the authentication hook enforces it before any handler
+ * runs, so a route without a rule cannot exist.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import { z } from 'zod';
+import * as api from '../api/schemas.js';
+import { HTTP_STATUS, LockstepError } from '../core/errors.js';
+import { canonicalManifest } from '../core/manifest.js';
+import { applyConfig } from './config-service.js';
+import type { Principal, ServerContext } from './context.js';
+import { deploymentView, planDeployment, recordReport, startDeployment, startRollback, waitForDeployment } from './deployment-service.js';
+import { addHost, enroll, FetchScope, pollWork, recordHeartbeat } from './host-service.js';
+import { createRelease, manifestOf, resolveRelease, summarize } from './release-service.js';
+import { requireConfig } from './config-service.js';
+import { hashToken } from './tokens.js';
+import { auditView, history, hostView, status } from './views.js';
+
+/** Who may call a route. Roles rank viewer < deployer < admin. */
+export type Access = 'public' | 'enroll' | 'agent' | 'viewer' | 'deployer' | 'admin';
+
+const ROLE_RANK: Readonly<Record<string, number>> = { viewer: 1, deployer: 2, admin: 3 };
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+/** Parses a body or query with a schema; every problem is reported, with its field. */
+function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => `${issue.path.length ? issue.path.join('.') : 'body'}: ${issue.message}`);
+  throw new LockstepError('bad-input', `invalid request: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`, { problems });
+}
+
+function actorOf(request: FastifyRequest): string {
+  return request.principal?.name ?? 'anonymous';
+}
+
+function agentOf(request: FastifyRequest, host: string | undefined): Extract<Principal, { kind: 'agent' }> {
+  const principal = request.principal;
+  if (principal?.kind !== 'agent') throw new LockstepError('forbidden', 'this route is for agents');
+  if (host !== undefined && host !== principal.host) throw new LockstepError('forbidden', `this credential belongs to host ${principal.host}, not ${host}`);
+  return principal;
+}
+
+const hostQuery = z.object({ host: z.string().max(63) });
+const idParam = z.object({ id: z.coerce.number().int().positive() });
+
+/** Builds the Fastify application (not yet listening). */
+export async function buildApp(context: ServerContext): Promise<FastifyInstance> {
+  const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: 256 * 1024 * 1024, disableRequestLogging: true });
+  const scope = new FetchScope(context);
+
+  app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith(api.API_PREFIX) && !route.config?.access) throw new Error(`route ${route.method} ${route.url} declares no access rule`);
+  });
+
+  app.addHook('onRequest', async (request) => {
+    const access = request.routeOptions.config.access;
+    if (access === undefined || access === 'public' || access === 'enroll') return;
+    const header = request.headers.authorization;
+    const token = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+    if (!token) throw new LockstepError('unauthorized', 'missing token; set LOCKSTEP_TOKEN (the admin token is in DATA_DIR/admin.token)');
+    const row = await context.store.read.tokenByHash(hashToken(token));
+    if (!row || row.revoked_at !== null || row.role === 'enroll') throw new LockstepError('unauthorized', 'invalid or revoked token');
+    if (row.role === 'agent') {
+      if (access !== 'agent' || row.host === null) throw new LockstepError('forbidden', 'agent credentials may only call agent routes');
+      const host = await context.store.read.host(row.host);
+      if (!host) throw new LockstepError('unauthorized', 'invalid or revoked token');
+      request.principal = { kind: 'agent', name: row.name, host: host.name, env: host.env };
+      return;
+    }
+    if (access === 'agent') throw new LockstepError('forbidden', 'this route is for agents');
+    if ((ROLE_RANK[row.role] ?? 0) < (ROLE_RANK[access] ?? 99)) throw new LockstepError('forbidden', `token ${row.name} (role ${row.role}) may not do this; it needs the ${access} role`);
+    request.principal = { kind: 'user', name: row.name, role: row.role, envs: row.envs ? (JSON.parse(row.envs) as string[]) : null };
+  });
+
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply: FastifyReply) => {
+    if (error instanceof LockstepError) {
+      return reply.status(HTTP_STATUS[error.kind]).send({ error: { kind: error.kind, message: error.message, details: error.details } });
+    }
+    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      return reply.status(error.statusCode).send({ error: { kind: 'bad-input', message: error.message } });
+    }
+    request.log.error({ err: error, url: request.url }, 'request failed');
+    return reply.status(500).send({ error: { kind: 'internal', message: 'internal server error (see the server log)' } });
+  });
+
+  app.setNotFoundHandler((request, reply) => reply.status(404).send({ error: { kind: 'not-found', message: `no route ${request.method} ${request.url}` } }));
+
+  const p = api.API_PREFIX;
+  const access = (level: Access) => ({ config: { access: level } });
+
+  app.get(`${p}/health`, access('public'), async () => ({ ok: true }));
+
+  // ---- configuration ----
+  app.post(`${p}/config`, access('admin'), async (request) => {
+    const body = parse(api.applyConfigRequest, request.body);
+    return applyConfig(context, actorOf(request), body.yaml, body.file);
+  });
+  app.get(`${p}/config`, access('viewer'), async () => {
+    const row = await context.store.read.latestConfig();
+    if (!row) throw new LockstepError('not-found', 'no lockstep.yaml has been applied yet');
+    return { version: row.version, yaml: row.yaml, appliedBy: row.applied_by, appliedAt: row.applied_at };
+  });
+
+  // ---- blobs and releases ----
+  app.post(`${p}/blobs/missing`, access('deployer'), async (request) => {
+    const body = parse(api.missingBlobsRequest, request.body);
+    return { missing: await context.blobs.missing(body.hashes) };
+  });
+  app.put(`${p}/blobs/:hash`, { ...access('deployer'), bodyLimit: 16 * 1024 * 1024 * 1024 }, async (request) => {
+    const { hash } = parse(z.object({ hash: z.string().regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 hex digest') }), request.params);
+    if (!(request.body && typeof (request.body as Readable).pipe === 'function')) throw new LockstepError('bad-input', 'send the blob as application/octet-stream');
+    return context.blobs.put(hash, request.body as Readable);
+  });
+  app.post(`${p}/releases`, access('deployer'), async (request) => createRelease(context, actorOf(request), parse(api.createReleaseRequest, request.body)));
+  app.get(`${p}/releases`, access('viewer'), async (request) => {
+    const { limit } = parse(z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }), request.query);
+    const rows = await context.store.read.listReleases(limit);
+    return { releases: await Promise.all(rows.map((row) => summarize(context.store.read, row))) };
+  });
+  app.get(`${p}/releases/:ref`, access('viewer'), async (request) => {
+    const { ref } = parse(z.object({ ref: z.string().min(1).max(200) }), request.params);
+    const row = await resolveRelease(context.store.read, ref);
+    return { release: await summarize(context.store.read, row), manifest: manifestOf(row) };
+  });
+
+  // ---- hosts ----
+  app.post(`${p}/hosts`, access('admin'), async (request) => {
+    const body = parse(api.addHostRequest, request.body);
+    return addHost(context, actorOf(request), body.name, body.env);
+  });
+  app.get(`${p}/hosts`, access('viewer'), async () => ({ hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row))) }));
+
+  // ---- deployments ----
+  app.post(`${p}/plan`, access('viewer'), async (request) => {
+    const body = parse(api.deployRequest, request.body);
+    const config = await requireConfig(context.store.read);
+    const release = await resolveRelease(context.store.read, body.release);
+    if (!config.environments[body.env]) throw new LockstepError('not-found', `environment "${body.env}" is not in lockstep.yaml`);
+    return { release: await summarize(context.store.read, release), env: body.env, verdict: await planDeployment(context.store.read, config, release, body.env) };
+  });
+  app.post(`${p}/deployments`, access('deployer'), async (request, reply) => {
+    const body = parse(api.deployRequest, request.body);
+    return reply.status(201).send(await startDeployment(context, actorOf(request), body));
+  });
+  app.get(`${p}/deployments/:id`, access('viewer'), async (request) => {
+    const { id } = parse(idParam, request.params);
+    const query = parse(z.object({ since: z.coerce.number().int().min(0).optional(), wait: z.coerce.number().min(0).max(30).default(0) }), request.query);
+    if (query.since === undefined || query.wait === 0) return deploymentView(context, id);
+    return waitForDeployment(context, id, query.since, query.wait * 1000, abortOnClose(request));
+  });
+  app.post(`${p}/environments/:env/rollback`, access('deployer'), async (request, reply) => {
+    const { env } = parse(z.object({ env: z.string().max(32) }), request.params);
+    const body = parse(api.rollbackRequest, request.body ?? {});
+    return reply.status(201).send(await startRollback(context, actorOf(request), env, body));
+  });
+  app.get(`${p}/status`, access('viewer'), async (request) => {
+    const { env } = parse(z.object({ env: z.string().max(32).optional() }), request.query);
+    const result = await status(context, env);
+    if (env !== undefined && result.environments.length === 0) throw new LockstepError('not-found', `environment "${env}" is not in lockstep.yaml`);
+    return result;
+  });
+  app.get(`${p}/history`, access('viewer'), async (request) => {
+    const query = parse(z.object({ env: z.string().max(32).optional(), limit: z.coerce.number().int().min(1).max(1000).default(50) }), request.query);
+    return { deployments: await history(context.store.read, query.env, query.limit) };
+  });
+  app.get(`${p}/audit`, access('viewer'), async (request) => {
+    const query = parse(z.object({ after: z.coerce.number().int().min(0).default(0), limit: z.coerce.number().int().min(1).max(10000).default(1000) }), request.query);
+    return { events: (await context.store.read.listAudit({ afterSeq: query.after, limit: query.limit })).map(auditView) };
+  });
+
+  // ---- agents ----
+  app.post(`${p}${api.AGENT_ROUTES.enroll}`, access('enroll'), async (request) => {
+    const body = parse(api.enrollRequest, request.body);
+    return enroll(context, body.token, body.agentVersion);
+  });
+  app.get(`${p}${api.AGENT_ROUTES.work}`, access('agent'), async (request) => {
+    const query = parse(hostQuery.extend({ wait: z.coerce.number().min(0).max(30).default(25) }), request.query);
+    const agent = agentOf(request, query.host);
+    return { task: await pollWork(context, agent.host, query.wait * 1000, abortOnClose(request)) };
+  });
+  app.get(`${p}${api.AGENT_ROUTES.release}`, access('agent'), async (request) => {
+    const { id } = parse(z.object({ id: z.string().regex(/^[0-9a-f]{64}$/, 'expected a release id') }), request.params);
+    const agent = agentOf(request, parse(hostQuery, request.query).host);
+    const row = await context.store.read.release(id);
+    if (!row || !(await scope.releaseAllowed(agent.env, id))) throw new LockstepError('forbidden', `release ${id} was never deployed to ${agent.env}`);
+    return { manifest: canonicalManifest(manifestOf(row)) };
+  });
+  app.get(`${p}${api.AGENT_ROUTES.blob}`, access('agent'), async (request, reply) => {
+    const { hash } = parse(z.object({ hash: z.string().regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 hex digest') }), request.params);
+    const agent = agentOf(request, parse(hostQuery, request.query).host);
+    if (!(await scope.blobAllowed(agent.env, hash))) throw new LockstepError('forbidden', `blob ${hash} belongs to no release deployed to ${agent.env}`);
+    const size = await context.blobs.sizeOf(hash);
+    if (size === undefined) throw new LockstepError('not-found', `blob ${hash} is missing from the server's store`);
+    return reply.header('content-type', 'application/octet-stream').header('content-length', size).send(context.blobs.read(hash));
+  });
+  app.post(`${p}${api.AGENT_ROUTES.report}`, access('agent'), async (request) => {
+    const body = parse(api.agentReport, request.body);
+    const agent = agentOf(request, body.host);
+    await recordReport(context, agent.host, body);
+    return { ok: true };
+  });
+  app.post(`${p}${api.AGENT_ROUTES.heartbeat}`, access('agent'), async (request) => {
+    const body = parse(api.heartbeatRequest, request.body);
+    const agent = agentOf(request, body.host);
+    await recordHeartbeat(context, agent.host, body.currentReleaseId, body.agentVersion);
+    return { ok: true };
+  });
+
+  return app;
+}
+
+/** An AbortSignal that fires when the client goes away, to end long polls early. */
+function abortOnClose(request: FastifyRequest): AbortSignal {
+  const controller = new AbortController();
+  request.raw.once('close', () => controller.abort());
+  return controller.signal;
+}

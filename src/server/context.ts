@@ -1,0 +1,21 @@
+/** What every server service needs; built once by the composition root. */
+import type { Logger } from 'pino';
+import type { BlobStore } from '../content/blob-store.js';
+import type { Store } from '../store/store.js';
+import type { Notifier } from './notifier.js';
+
+export interface ServerContext {
+  readonly store: Store;
+  readonly blobs: BlobStore;
+  readonly notifier: Notifier;
+  readonly logger: Logger;
+  /** The clock; injected so tests and policies never read time themselves. */
+  readonly now: () => Date;
+  /** How long a host counts as online after it was last seen. */
+  readonly onlineWindowMs: number;
+}
+
+/** Who is calling: a person or script with a user token, or one host's agent. */
+export type Principal =
+  | { readonly kind: 'user'; readonly name: string; readonly role: string; readonly envs: readonly string[] | null }
+  | { readonly kind: 'agent'; readonly name: string; readonly host: string; readonly env: string };

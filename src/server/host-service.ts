@@ -1,0 +1,120 @@
+/** Hosts: registration with one-time enrollment tokens, agent enrollment, and the agent's work poll. */
+import type { AgentTask } from '../api/schemas.js';
+import { LockstepError } from '../core/errors.js';
+import { blobsOf } from '../core/manifest.js';
+import { requireConfig } from './config-service.js';
+import type { ServerContext } from './context.js';
+import { keys } from './notifier.js';
+import { manifestOf } from './release-service.js';
+import { hashToken, newToken } from './tokens.js';
+
+/** Registers a host in an environment and returns its one-time enrollment token. */
+export async function addHost(context: ServerContext, actor: string, name: string, env: string): Promise<{ host: string; env: string; enrollToken: string }> {
+  const config = await requireConfig(context.store.read);
+  if (!config.environments[env]) throw new LockstepError('not-found', `environment "${env}" is not in lockstep.yaml (environments: ${Object.keys(config.environments).join(', ')})`);
+  const enrollToken = newToken('enroll');
+  const at = context.now().toISOString();
+  await context.store.transaction(async (repo) => {
+    const existing = await repo.host(name);
+    if (existing) throw new LockstepError('conflict', `host ${name} already exists in ${existing.env}`);
+    await repo.insertHost({ name, env, created_at: at, enrolled_at: null, last_seen_at: null, current_release_id: null, agent_version: null });
+    await repo.insertToken({ name: `enroll:${name}`, token_hash: hashToken(enrollToken), role: 'enroll', envs: JSON.stringify([env]), host: name, created_at: at, used_at: null, revoked_at: null });
+    await repo.appendAudit({ at, actor, action: 'host.added', target: `host:${name}`, details: { env } });
+  });
+  return { host: name, env, enrollToken };
+}
+
+/** Exchanges a one-time enrollment token for the agent's long-lived credential. */
+export async function enroll(context: ServerContext, token: string, agentVersion: string | undefined): Promise<{ host: string; env: string; credential: string }> {
+  const credential = newToken('agent');
+  const at = context.now().toISOString();
+  return context.store.transaction(async (repo) => {
+    const row = await repo.tokenByHash(hashToken(token));
+    if (!row || row.role !== 'enroll' || row.used_at !== null || row.revoked_at !== null || row.host === null) {
+      throw new LockstepError('unauthorized', 'enrollment token is invalid or already used; create a new one with: lockstep host add NAME --env ENV');
+    }
+    const host = await repo.host(row.host);
+    if (!host) throw new LockstepError('unauthorized', 'enrollment token is invalid or already used');
+    await repo.updateToken(row.name, { used_at: at });
+    const agentName = `agent:${host.name}`;
+    const previous = await repo.tokenByName(agentName);
+    if (previous) throw new LockstepError('conflict', `host ${host.name} is already enrolled`);
+    await repo.insertToken({ name: agentName, token_hash: hashToken(credential), role: 'agent', envs: JSON.stringify([host.env]), host: host.name, created_at: at, used_at: null, revoked_at: null });
+    await repo.updateHost(host.name, { enrolled_at: at, last_seen_at: at, agent_version: agentVersion ?? null });
+    await repo.appendAudit({ at, actor: agentName, action: 'host.enrolled', target: `host:${host.name}`, details: { env: host.env, agentVersion: agentVersion ?? null } });
+    return { host: host.name, env: host.env, credential };
+  });
+}
+
+/** Marks a host as seen, with the release its `current` points at. */
+export async function recordHeartbeat(context: ServerContext, host: string, currentReleaseId: string | null, agentVersion?: string): Promise<void> {
+  await context.store.transaction((repo) =>
+    repo.updateHost(host, { last_seen_at: context.now().toISOString(), current_release_id: currentReleaseId, ...(agentVersion ? { agent_version: agentVersion } : {}) }),
+  );
+}
+
+/** Long-polls for the host's next task; returns null when none arrived within `waitMs`. */
+export async function pollWork(context: ServerContext, host: string, waitMs: number, signal: AbortSignal): Promise<AgentTask | null> {
+  const deadline = Date.now() + waitMs;
+  const recheckMs = context.store.capabilities.sharedByServers ? 1_000 : 10_000;
+  await touch(context, host);
+  for (;;) {
+    const pending = await context.store.read.pendingStep(host);
+    if (pending) {
+      const config = await requireConfig(context.store.read);
+      const env = config.environments[pending.deployment.env];
+      const release = await context.store.read.release(pending.deployment.release_id);
+      if (!env || !release) throw new Error(`deployment #${pending.deployment.id} refers to a missing environment or release`);
+      return {
+        deploymentId: Number(pending.deployment.id),
+        kind: pending.deployment.kind as AgentTask['kind'],
+        env: pending.deployment.env,
+        releaseId: release.id,
+        version: release.version,
+        deployTo: config.deploy_to,
+        keepReleases: config.keep_releases,
+        vars: env.vars,
+      };
+    }
+    const remaining = deadline - Date.now();
+    if (remaining <= 0 || signal.aborted) {
+      await touch(context, host);
+      return null;
+    }
+    await context.notifier.wait(keys.host(host), Math.min(remaining, recheckMs), signal);
+  }
+}
+
+async function touch(context: ServerContext, host: string): Promise<void> {
+  await context.store.transaction((repo) => repo.updateHost(host, { last_seen_at: context.now().toISOString() }));
+}
+
+/**
+ * Which blobs and releases an environment's agents may fetch: only those of
+ * releases that were deployed to it. Cached per release (manifests are immutable).
+ */
+export class FetchScope {
+  private readonly blobsByRelease = new Map<string, ReadonlySet<string>>();
+
+  constructor(private readonly context: ServerContext) {}
+
+  /** Whether a release was ever deployed to `env`. */
+  async releaseAllowed(env: string, releaseId: string): Promise<boolean> {
+    return (await this.context.store.read.releaseEnvironment(releaseId, env)) !== undefined;
+  }
+
+  /** Whether a blob belongs to a release deployed to `env`. */
+  async blobAllowed(env: string, hash: string): Promise<boolean> {
+    for (const releaseId of await this.context.store.read.releaseIdsDeployedTo(env)) {
+      let blobs = this.blobsByRelease.get(releaseId);
+      if (!blobs) {
+        const row = await this.context.store.read.release(releaseId);
+        if (!row) continue;
+        blobs = new Set(blobsOf(manifestOf(row)));
+        this.blobsByRelease.set(releaseId, blobs);
+      }
+      if (blobs.has(hash)) return true;
+    }
+    return false;
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The server's composition root: chooses the store from --database, opens
+ * the blob store, creates the admin token on first start, and serves the API.
+ */
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { LockstepError } from '../core/errors.js';
+import { BlobStore } from '../content/blob-store.js';
+import { openPostgresStore } from '../store/postgres/postgres-store.js';
+import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { Store } from '../store/store.js';
+import { buildApp } from './app.js';
+import type { ServerContext } from './context.js';
+import { expireOverdueSteps } from './deployment-service.js';
+import { Notifier } from './notifier.js';
+import { hashToken, newToken } from './tokens.js';
+
+export interface ServerOptions {
+  readonly dataDir: string;
+  /** HOST:PORT; port 0 picks a free one. */
+  readonly listen: string;
+  /** postgres://… or undefined for SQLite in the data dir. */
+  readonly database?: string | undefined;
+  readonly logger: Logger;
+  /** Called once, on first start, with the new admin token. */
+  readonly onAdminToken?: (token: string, file: string) => void;
+}
+
+/** A running server. */
+export interface RunningServer {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Parses HOST:PORT. */
+export function parseListen(listen: string): { host: string; port: number } {
+  const match = /^(.+):(\d{1,5})$/.exec(listen);
+  const port = Number(match?.[2]);
+  if (!match || port > 65535) throw new LockstepError('bad-input', `--listen "${listen}" is not HOST:PORT (for example 127.0.0.1:7400)`);
+  return { host: (match[1] ?? '').replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+function openStore(dataDir: string, database: string | undefined): Store {
+  if (database === undefined || database === '') return openSqliteStore(join(dataDir, 'lockstep.db'));
+  if (/^postgres(ql)?:\/\//.test(database)) return openPostgresStore(database);
+  throw new LockstepError('bad-input', `--database "${database}" is not supported; use postgres://USER@HOST:PORT/DB, or omit it for SQLite in the data dir`);
+}
+
+/** Starts the server and returns once it listens. */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const dataDir = resolve(options.dataDir);
+  const { host, port } = parseListen(options.listen);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const store = openStore(dataDir, options.database);
+  try {
+    await store.migrate();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  const blobs = new BlobStore(join(dataDir, 'blobs'));
+  await blobs.open();
+  const context: ServerContext = { store, blobs, notifier: new Notifier(), logger: options.logger, now: () => new Date(), onlineWindowMs: 40_000 };
+  await ensureAdminToken(context, dataDir, options.onAdminToken);
+  const app = await buildApp(context);
+  await app.listen({ host, port });
+  const address = app.server.address();
+  const boundPort = typeof address === 'object' && address ? address.port : port;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+  options.logger.info({ url, dataDir, database: options.database ? 'postgres' : 'sqlite' }, 'lockstep server listening');
+
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    expireOverdueSteps(context)
+      .catch((error: unknown) => options.logger.error({ err: error }, 'expiring overdue deployment steps failed'))
+      .finally(() => {
+        sweeping = false;
+      });
+  }, 1000);
+
+  return {
+    url,
+    async close() {
+      clearInterval(sweeper);
+      await app.close();
+      await store.close();
+    },
+  };
+}
+
+async function ensureAdminToken(context: ServerContext, dataDir: string, onAdminToken: ServerOptions['onAdminToken']): Promise<void> {
+  const token = newToken('user');
+  const at = context.now().toISOString();
+  const created = await context.store.transaction(async (repo) => {
+    if (await repo.tokenByName('admin')) return false;
+    await repo.insertToken({ name: 'admin', token_hash: hashToken(token), role: 'admin', envs: null, host: null, created_at: at, used_at: null, revoked_at: null });
+    await repo.appendAudit({ at, actor: 'lockstep', action: 'token.created', target: 'token:admin', details: { role: 'admin', reason: 'first start' } });
+    return true;
+  });
+  if (!created) return;
+  const file = join(dataDir, 'admin.token');
+  await writeFile(file, `${token}\n`, { mode: 0o600 });
+  await chmod(file, 0o600);
+  onAdminToken?.(token, file);
+}

@@ -1,0 +1,55 @@
+/** Read-only views: status, history, hosts, audit log. */
+import type { AuditEventView, DeploymentView, HostView, StatusResponse } from '../api/schemas.js';
+import { promotionOrder } from '../core/config.js';
+import type { AuditEventRow, HostRow, ReadRepo } from '../store/store.js';
+import { currentConfig } from './config-service.js';
+import type { ServerContext } from './context.js';
+import { viewOf } from './deployment-service.js';
+
+/** A host as the API shows it. */
+export async function hostView(context: ServerContext, row: HostRow): Promise<HostView> {
+  const release = row.current_release_id ? await context.store.read.release(row.current_release_id) : undefined;
+  const seen = row.last_seen_at ? Date.parse(row.last_seen_at) : undefined;
+  return {
+    name: row.name,
+    env: row.env,
+    enrolled: row.enrolled_at !== null,
+    online: seen !== undefined && context.now().getTime() - seen <= context.onlineWindowMs,
+    releaseId: row.current_release_id,
+    version: release?.version ?? null,
+    lastSeenAt: row.last_seen_at,
+  };
+}
+
+/** Environments in promotion order with their current release, hosts and last deployment. */
+export async function status(context: ServerContext, onlyEnv?: string): Promise<StatusResponse> {
+  const repo = context.store.read;
+  const config = await currentConfig(repo);
+  if (!config) return { app: null, environments: [] };
+  const names = promotionOrder(config).filter((name) => onlyEnv === undefined || name === onlyEnv);
+  const environments = [];
+  for (const name of names) {
+    const currentId = await repo.environmentCurrent(name);
+    const current = currentId ? await repo.release(currentId) : undefined;
+    const last = (await repo.listDeployments({ env: name, limit: 1 }))[0];
+    environments.push({
+      name,
+      promoteFrom: config.environments[name]?.promote_from ?? null,
+      current: current ? { id: current.id, version: current.version } : null,
+      hosts: await Promise.all((await repo.listHosts(name)).map((host) => hostView(context, host))),
+      lastDeployment: last ? await viewOf(repo, last) : null,
+    });
+  }
+  return { app: config.app, environments };
+}
+
+/** Deployments and rollbacks, newest first. */
+export async function history(repo: ReadRepo, env: string | undefined, limit: number): Promise<DeploymentView[]> {
+  const rows = await repo.listDeployments({ env, limit });
+  return Promise.all(rows.map((row) => viewOf(repo, row)));
+}
+
+/** An audit event as the API shows it. */
+export function auditView(row: AuditEventRow): AuditEventView {
+  return { seq: Number(row.seq), at: row.at, actor: row.actor, action: row.action, target: row.target, details: JSON.parse(row.details) as unknown, prevHash: row.prev_hash, hash: row.hash };
+}
