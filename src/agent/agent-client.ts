@@ -1,0 +1,191 @@
+/**
+ * The agent's side of the wire protocol (AGENT_ROUTES): one method per
+ * route, responses validated with the shared schemas. Failures are
+ * LockstepErrors whose kind says what to do: `unavailable` (no connection,
+ * timeout, 5xx) is worth a retry, the rest is not.
+ */
+import type { z } from 'zod';
+import {
+  AGENT_ROUTES,
+  API_PREFIX,
+  agentReleaseResponse,
+  enrollResponse,
+  errorBody,
+  workResponse,
+  type AgentReport,
+  type AgentTask,
+} from '../api/schemas.js';
+import { LockstepError, type ErrorKind } from '../core/errors.js';
+import type { ReleaseSource, UntrustedManifest } from './release-stager.js';
+
+/** The answer to an enrollment. */
+export type Enrollment = z.infer<typeof enrollResponse>;
+
+/** How long to wait for response headers (beyond a long poll's own wait), in ms. */
+const RESPONSE_TIMEOUT_MS = 30_000;
+/** A blob download that receives nothing for this long is given up (and retried). */
+const BODY_IDLE_TIMEOUT_MS = 60_000;
+
+interface RequestOptions {
+  readonly query?: Readonly<Record<string, string>>;
+  readonly body?: unknown;
+  readonly signal: AbortSignal;
+  readonly timeoutMs?: number;
+}
+
+/** Enrolls with a one-time token; needs no credential. */
+export async function enroll(server: string, token: string, agentVersion: string | undefined, signal: AbortSignal): Promise<Enrollment> {
+  const response = await send(server, undefined, 'POST', AGENT_ROUTES.enroll, {
+    body: agentVersion === undefined ? { token } : { token, agentVersion },
+    signal,
+  });
+  return parseBody(enrollResponse, await readJson(response), AGENT_ROUTES.enroll);
+}
+
+/** An enrolled agent's connection to the server. */
+export class AgentClient implements ReleaseSource {
+  constructor(
+    private readonly server: string,
+    private readonly host: string,
+    private readonly credential: string,
+  ) {}
+
+  /** Long-polls for the next task, waiting up to `waitSeconds` on the server. */
+  async work(waitSeconds: number, signal: AbortSignal): Promise<AgentTask | null> {
+    const response = await this.request('GET', AGENT_ROUTES.work, {
+      query: { host: this.host, wait: String(waitSeconds) },
+      signal,
+      timeoutMs: waitSeconds * 1000 + RESPONSE_TIMEOUT_MS,
+    });
+    return parseBody(workResponse, await readJson(response), AGENT_ROUTES.work).task;
+  }
+
+  /** The manifest of a release, as the server sent it (validated by the stager). */
+  async fetchManifest(releaseId: string, signal: AbortSignal): Promise<UntrustedManifest> {
+    const route = AGENT_ROUTES.release.replace(':id', encodeURIComponent(releaseId));
+    const response = await this.request('GET', route, { query: { host: this.host }, signal });
+    return parseBody(agentReleaseResponse, await readJson(response), AGENT_ROUTES.release).manifest;
+  }
+
+  /** The bytes of one blob, streamed; a stalled or broken transfer fails as `unavailable`. */
+  async fetchBlob(hash: string, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+    const idle = new AbortController();
+    const route = AGENT_ROUTES.blob.replace(':hash', encodeURIComponent(hash));
+    const response = await this.request('GET', route, { query: { host: this.host }, signal: AbortSignal.any([signal, idle.signal]) });
+    const body = response.body;
+    if (body === null) throw new LockstepError('unavailable', `the server sent no body for blob ${hash}`);
+    return streamWithIdleTimeout(body, idle, signal, hash);
+  }
+
+  /** Sends one report (once; the caller retries). */
+  async report(report: AgentReport, signal: AbortSignal): Promise<void> {
+    await readJson(await this.request('POST', AGENT_ROUTES.report, { body: report, signal }));
+  }
+
+  /** Tells the server the agent is alive and what `current` points at. */
+  async heartbeat(currentReleaseId: string | null, agentVersion: string | undefined, signal: AbortSignal): Promise<void> {
+    const body = agentVersion === undefined ? { host: this.host, currentReleaseId } : { host: this.host, currentReleaseId, agentVersion };
+    await readJson(await this.request('POST', AGENT_ROUTES.heartbeat, { body, signal }));
+  }
+
+  private request(method: string, route: string, options: RequestOptions): Promise<Response> {
+    return send(this.server, this.credential, method, route, options);
+  }
+}
+
+async function send(server: string, credential: string | undefined, method: string, route: string, options: RequestOptions): Promise<Response> {
+  const url = new URL(`${server.replace(/\/+$/, '')}${API_PREFIX}${route}`);
+  for (const [key, value] of Object.entries(options.query ?? {})) url.searchParams.set(key, value);
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (credential !== undefined) headers.authorization = `Bearer ${credential}`;
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+
+  // The timeout only covers waiting for the response headers; bodies are read after it is cleared.
+  const timeout = new AbortController();
+  const timer = setTimeout(() => timeout.abort(), options.timeoutMs ?? RESPONSE_TIMEOUT_MS);
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method,
+      headers,
+      signal: AbortSignal.any([options.signal, timeout.signal]),
+      ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+    });
+  } catch (error) {
+    if (options.signal.aborted) throw options.signal.reason;
+    const why = timeout.signal.aborted ? 'timed out' : describe(error);
+    throw new LockstepError('unavailable', `cannot reach the Lockstep server at ${server}: ${why}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
+  if (response.ok) return response;
+  throw await httpError(response, `${method} ${API_PREFIX}${route}`);
+}
+
+/** Turns a non-2xx response into a LockstepError whose kind follows the status. */
+async function httpError(response: Response, what: string): Promise<LockstepError> {
+  const text = await response.text().catch(() => '');
+  let message = text.slice(0, 300) || response.statusText;
+  try {
+    const parsed = errorBody.safeParse(JSON.parse(text));
+    if (parsed.success) message = parsed.data.error.message;
+  } catch {
+    // Not JSON: keep the start of the text.
+  }
+  return new LockstepError(kindOfStatus(response.status), `${what} answered ${response.status}: ${message}`, { status: response.status });
+}
+
+function kindOfStatus(status: number): ErrorKind {
+  if (status === 401) return 'unauthorized';
+  if (status === 403) return 'forbidden';
+  if (status === 404) return 'not-found';
+  if (status === 409) return 'conflict';
+  if (status === 408 || status === 429 || status >= 500) return 'unavailable';
+  if (status >= 400 && status < 500) return 'bad-input';
+  return 'failed';
+}
+
+async function readJson(response: Response): Promise<unknown> {
+  try {
+    return (await response.json()) as unknown;
+  } catch (error) {
+    throw new LockstepError('unavailable', `the server's response could not be read: ${describe(error)}`);
+  }
+}
+
+function parseBody<T extends z.ZodType>(schema: T, body: unknown, route: string): z.infer<T> {
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    throw new LockstepError('failed', `the server's answer to ${route} does not match the protocol (is the server a different version?)`, parsed.error.issues);
+  }
+  return parsed.data;
+}
+
+async function* streamWithIdleTimeout(
+  body: ReadableStream<Uint8Array>,
+  idle: AbortController,
+  signal: AbortSignal,
+  hash: string,
+): AsyncGenerator<Uint8Array> {
+  let timer = setTimeout(() => idle.abort(), BODY_IDLE_TIMEOUT_MS);
+  try {
+    for await (const chunk of body) {
+      clearTimeout(timer);
+      timer = setTimeout(() => idle.abort(), BODY_IDLE_TIMEOUT_MS);
+      yield chunk;
+    }
+  } catch (error) {
+    if (signal.aborted) throw signal.reason;
+    throw new LockstepError('unavailable', `download of blob ${hash} broke off: ${idle.signal.aborted ? 'no data for 60 s' : describe(error)}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** One line about a fetch failure, including the system error behind undici's "fetch failed". */
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = (error as Error & { cause?: unknown }).cause;
+  if (cause instanceof Error) return `${error.message} (${(cause as NodeJS.ErrnoException).code ?? cause.message})`;
+  return error.message;
+}

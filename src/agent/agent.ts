@@ -1,0 +1,178 @@
+/**
+ * The host agent's composition root and work loop: enroll (once), clean up
+ * what a killed predecessor left, heartbeat, then long-poll for tasks and run
+ * them one at a time until the signal aborts. Network failures never end the
+ * loop; only a credential the server rejects does.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { AgentReport, AgentTask } from '../api/schemas.js';
+import { LockstepError } from '../core/errors.js';
+import { BlobCache } from '../content/blob-cache.js';
+import { readCurrentReleaseId } from './activator.js';
+import { AgentClient, enroll } from './agent-client.js';
+import { readAgentState, readCredential, writeAgentState, writeCredential, type AgentCredential } from './agent-state.js';
+import { deployLayout } from './deploy-layout.js';
+import { removeLeftovers } from './leftover-cleaner.js';
+import { Backoff, isTransient, retry, sleep } from './retry.js';
+import { runTask } from './task-runner.js';
+
+/** Options of `runAgent`, as the CLI passes them. */
+export interface AgentOptions {
+  /** Base URL of the Lockstep server, e.g. http://lockstep.internal:8080. */
+  server: string;
+  /** One-time enrollment token; needed only while STATE_DIR/credential.json does not exist. */
+  token?: string | undefined;
+  /** The directory treated as `/` for every host path ('/' in production). */
+  root: string;
+  /** Where the credential, the remembered state and the blob cache live. */
+  stateDir: string;
+  logger: Logger;
+  /** Seconds the server may hold a work request open (default 25, at most 30). */
+  pollWaitSeconds?: number;
+}
+
+/** How often the agent tells the server it is alive, besides once at start. */
+const HEARTBEAT_INTERVAL_MS = 30_000;
+const DEFAULT_POLL_WAIT_SECONDS = 25;
+
+/** Runs the agent until `signal` aborts; rejects only when it cannot work at all (no or a rejected credential). */
+export async function runAgent(options: AgentOptions, signal: AbortSignal): Promise<void> {
+  try {
+    await work(options, signal);
+  } catch (error) {
+    if (signal.aborted) return;
+    throw error;
+  }
+}
+
+async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
+  const { root, stateDir, logger } = options;
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const identity = await loadOrEnroll(options, signal);
+  const log = logger.child({ host: identity.host, env: identity.env });
+  const client = new AgentClient(options.server, identity.host, identity.credential);
+
+  const cache = new BlobCache(join(stateDir, 'blobs'));
+  await cache.open();
+  let deployTo = (await readAgentState(stateDir)).deployTo;
+  if (deployTo !== null) {
+    const removed = await removeLeftovers(deployLayout(root, deployTo)).catch((error: unknown) => {
+      log.warn({ err: error, deployTo }, 'could not remove leftovers of an interrupted run');
+      return [];
+    });
+    if (removed.length > 0) log.info({ removed }, 'removed leftovers of an interrupted run');
+  }
+
+  const currentReleaseId = async (): Promise<string | null> =>
+    deployTo === null ? null : readCurrentReleaseId(deployLayout(root, deployTo)).catch(() => null);
+  // Heartbeats stop with the agent, and also when the work loop ends with an error.
+  const stopHeartbeats = new AbortController();
+  const heartbeats = heartbeatLoop(client, currentReleaseId, log, AbortSignal.any([signal, stopHeartbeats.signal]));
+  log.info({ server: options.server, root, stateDir }, 'agent started');
+
+  const report = async (body: AgentReport): Promise<void> => {
+    try {
+      await retry(() => client.report(body, signal), {
+        signal,
+        onRetry: (error, attempt, delayMs) => log.warn({ err: error, state: body.state, attempt, delayMs }, 'report failed; retrying'),
+      });
+    } catch (error) {
+      if (signal.aborted) throw error;
+      // The server refused it (e.g. the deployment is over); retrying cannot help.
+      log.error({ err: error, deploymentId: body.deploymentId, state: body.state }, 'server refused the report');
+    }
+  };
+
+  const waitSeconds = Math.min(30, Math.max(0, options.pollWaitSeconds ?? DEFAULT_POLL_WAIT_SECONDS));
+  const backoff = new Backoff();
+  try {
+    while (!signal.aborted) {
+      let task: AgentTask | null;
+      try {
+        task = await client.work(waitSeconds, signal);
+        backoff.reset();
+      } catch (error) {
+        if (signal.aborted) break;
+        if (isCredentialRejected(error)) throw credentialRejected(error, stateDir);
+        const delayMs = backoff.delay();
+        // Transient trouble (a server restart) is routine: warn; anything else is worth an error line.
+        if (isTransient(error)) log.warn({ err: error, delayMs }, 'cannot get work; retrying');
+        else log.error({ err: error, delayMs }, 'cannot get work; retrying');
+        await sleep(delayMs, signal);
+        continue;
+      }
+      if (task === null) continue;
+      if (task.deployTo !== deployTo) {
+        deployTo = task.deployTo;
+        await writeAgentState(stateDir, { deployTo }).catch((error: unknown) =>
+          log.warn({ err: error }, 'could not remember deploy_to; start-up cleanup will not know it'),
+        );
+      }
+      log.info({ deploymentId: task.deploymentId, kind: task.kind, version: task.version }, 'task received');
+      const outcome = await runTask(task, { host: identity.host, root, cache, source: client, report, logger: log, signal });
+      if (outcome.kind === 'failed') log.warn({ deploymentId: task.deploymentId, error: outcome.error }, 'task failed');
+    }
+  } finally {
+    stopHeartbeats.abort();
+    await heartbeats;
+  }
+}
+
+/** The stored credential, or a new one from enrolling with the token. */
+async function loadOrEnroll(options: AgentOptions, signal: AbortSignal): Promise<AgentCredential> {
+  const stored = await readCredential(options.stateDir);
+  if (stored !== undefined) {
+    if (stored.server !== options.server) {
+      options.logger.info({ enrolledWith: stored.server, server: options.server }, 'using the stored credential with a different server URL');
+    }
+    return stored;
+  }
+  if (options.token === undefined || options.token === '') {
+    throw new LockstepError('bad-input', `this host is not enrolled yet (no ${join(options.stateDir, 'credential.json')}): pass --token`);
+  }
+  const token = options.token;
+  let enrollment;
+  try {
+    enrollment = await retry(() => enroll(options.server, token, undefined, signal), {
+      signal,
+      onRetry: (error, attempt, delayMs) => options.logger.warn({ err: error, attempt, delayMs }, 'cannot enroll yet; retrying'),
+    });
+  } catch (error) {
+    if (error instanceof LockstepError && (error.kind === 'unauthorized' || error.kind === 'forbidden')) {
+      throw new LockstepError('unauthorized', `the server rejected the enrollment token (invalid, expired or already used): ${error.message}`);
+    }
+    throw error;
+  }
+  const credential: AgentCredential = { server: options.server, host: enrollment.host, env: enrollment.env, credential: enrollment.credential };
+  await writeCredential(options.stateDir, credential);
+  options.logger.info({ host: credential.host, env: credential.env }, 'enrolled');
+  return credential;
+}
+
+/** Sends a heartbeat at start and then every 30 s until the signal aborts; never throws. */
+async function heartbeatLoop(client: AgentClient, currentReleaseId: () => Promise<string | null>, log: Logger, signal: AbortSignal): Promise<void> {
+  const backoff = new Backoff();
+  while (!signal.aborted) {
+    try {
+      await client.heartbeat(await currentReleaseId(), undefined, signal);
+      backoff.reset();
+      await sleep(HEARTBEAT_INTERVAL_MS, signal);
+    } catch (error) {
+      if (signal.aborted) return;
+      const delayMs = isTransient(error) ? backoff.delay() : HEARTBEAT_INTERVAL_MS;
+      log.warn({ err: error, delayMs }, 'heartbeat failed');
+      await sleep(delayMs, signal).catch(() => undefined);
+    }
+  }
+}
+
+function isCredentialRejected(error: unknown): boolean {
+  return error instanceof LockstepError && (error.kind === 'unauthorized' || error.kind === 'forbidden');
+}
+
+function credentialRejected(error: unknown, stateDir: string): LockstepError {
+  const detail = error instanceof Error ? error.message : String(error);
+  return new LockstepError('unauthorized', `the server rejected this agent's credential; delete ${join(stateDir, 'credential.json')} and enroll again with a new token (${detail})`);
+}
