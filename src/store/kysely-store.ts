@@ -47,8 +47,9 @@ class Repo implements WriteRepo {
     return this.db.selectFrom('releases').selectAll().where('id', '=', id).executeTakeFirst();
   }
   releasesByPrefix(prefix: string, limit: number) {
-    const escaped = prefix.replace(/[^0-9a-f]/g, '');
-    return this.db.selectFrom('releases').selectAll().where('id', 'like', `${escaped}%`).limit(limit).execute();
+    // Ids are lowercase hex; anything else (a version such as "1.0.0", LIKE wildcards) matches nothing.
+    if (!/^[0-9a-f]*$/.test(prefix)) return Promise.resolve([]);
+    return this.db.selectFrom('releases').selectAll().where('id', 'like', `${prefix}%`).limit(limit).execute();
   }
   releaseByVersion(app: string, version: string) {
     return this.db.selectFrom('releases').selectAll().where('app', '=', app).where('version', '=', version).executeTakeFirst();
@@ -137,12 +138,16 @@ class Repo implements WriteRepo {
   // ---- writes ----
 
   async next(counter: string): Promise<number> {
-    // An UPDATE ... RETURNING locks the row in PostgreSQL and runs under
-    // SQLite's single writer, so concurrent transactions never share a value.
-    const row = await this.db.updateTable('counters').set({ value: sql`value + 1` }).where('name', '=', counter).returning('value').executeTakeFirst();
-    if (row) return Number(row.value);
-    await this.db.insertInto('counters').values({ name: counter, value: 1 }).execute();
-    return 1;
+    // One upsert: it locks the row in PostgreSQL (also on a counter's first use,
+    // where a separate UPDATE-then-INSERT let two transactions both insert) and
+    // runs under SQLite's single writer, so concurrent transactions never share a value.
+    const row = await this.db
+      .insertInto('counters')
+      .values({ name: counter, value: 1 })
+      .onConflict((conflict) => conflict.column('name').doUpdateSet({ value: sql`counters.value + 1` }))
+      .returning('value')
+      .executeTakeFirstOrThrow();
+    return Number(row.value);
   }
   async insertConfig(row: Omit<ConfigRow, 'version'>) {
     const version = await this.next('config');
