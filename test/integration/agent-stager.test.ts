@@ -1,0 +1,174 @@
+/** Staging against real directories: a local blob cache filled by the test and an in-process release source. */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { lstat, mkdtemp, readFile, readdir, readlink, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { BlobCache } from '../../src/content/blob-cache.js';
+import { removeTree } from '../../src/content/remove-tree.js';
+import { releaseIdOf, type Manifest, type ManifestEntry } from '../../src/core/manifest.js';
+import { deployLayout, type DeployLayout } from '../../src/agent/deploy-layout.js';
+import { stageRelease, type ReleaseSource, type UntrustedManifest } from '../../src/agent/release-stager.js';
+
+const logger = pino({ level: 'silent' });
+const signal = new AbortController().signal;
+
+function sha(content: string): string {
+  return createHash('sha256').update(content).digest('hex');
+}
+
+function file(path: string, content: string, mode: number): ManifestEntry {
+  return { path, type: 'file', mode, size: Buffer.byteLength(content), sha256: sha(content) };
+}
+
+async function* chunks(content: string): AsyncGenerator<Uint8Array> {
+  yield Buffer.from(content);
+}
+
+/** A release source over in-memory manifests and blobs that records what was asked for. */
+class MemorySource implements ReleaseSource {
+  readonly manifestRequests: string[] = [];
+  readonly blobRequests: string[] = [];
+  constructor(
+    private readonly manifests: Map<string, UntrustedManifest>,
+    private readonly blobs: Map<string, string>,
+  ) {}
+  async fetchManifest(releaseId: string): Promise<UntrustedManifest> {
+    this.manifestRequests.push(releaseId);
+    const manifest = this.manifests.get(releaseId);
+    if (!manifest) throw new Error(`no release ${releaseId}`);
+    return manifest;
+  }
+  async fetchBlob(hash: string): Promise<AsyncIterable<Uint8Array>> {
+    this.blobRequests.push(hash);
+    const content = this.blobs.get(hash);
+    if (content === undefined) throw new Error(`no blob ${hash}`);
+    return chunks(content);
+  }
+}
+
+const contents = { run: '#!/bin/sh\necho hello\n', readme: 'read me\n', secret: 'password=1\n', frozen: 'frozen\n' };
+const entries: ManifestEntry[] = [
+  { path: 'bin', type: 'dir', mode: 0o755 },
+  file('bin/run', contents.run, 0o755),
+  file('README', contents.readme, 0o644),
+  { path: 'conf', type: 'dir', mode: 0o750 },
+  // The same content as README with another mode: needs its own inode.
+  file('conf/copy-of-readme', contents.readme, 0o600),
+  file('conf/secret.ini', contents.secret, 0o600),
+  { path: 'ro', type: 'dir', mode: 0o555 },
+  file('ro/frozen', contents.frozen, 0o444),
+  { path: 'latest', type: 'symlink', target: 'bin/run' },
+  { path: 'conf/up', type: 'symlink', target: '../README' },
+];
+const manifest: Manifest = { app: 'shop', version: '1.0.0', entries };
+const releaseId = releaseIdOf(manifest);
+
+describe('release stager', () => {
+  let dir: string;
+  let layout: DeployLayout;
+  let cache: BlobCache;
+  let source: MemorySource;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lockstep-agent-stager-'));
+  });
+  after(async () => {
+    // Staged trees contain read-only directories, which a plain rm cannot empty as non-root.
+    await removeTree(dir);
+  });
+
+  async function fresh(name: string, cached: readonly string[]): Promise<void> {
+    layout = deployLayout(join(dir, name), '/srv/shop');
+    cache = new BlobCache(join(dir, name, 'var/lib/lockstep-agent/blobs'));
+    await cache.open();
+    for (const content of cached) await cache.put(sha(content), chunks(content));
+    const blobs = new Map(Object.values(contents).map((content) => [sha(content), content]));
+    source = new MemorySource(new Map([[releaseId, manifest]]), blobs);
+  }
+
+  it('builds the tree exactly as the manifest says: contents, modes, symlinks', async () => {
+    await fresh('exact', Object.values(contents));
+    const result = await stageRelease({ layout, releaseId, source, cache, logger, signal });
+    assert.equal(result.kind, 'staged');
+    const release = join(layout.releasesDir, releaseId);
+    assert.equal(release, join(dir, 'exact/srv/shop/releases', releaseId));
+    for (const entry of entries) {
+      const path = join(release, entry.path);
+      const info = await lstat(path);
+      if (entry.type === 'dir') {
+        assert.ok(info.isDirectory(), entry.path);
+        assert.equal(info.mode & 0o7777, entry.mode, `mode of ${entry.path}`);
+      } else if (entry.type === 'file') {
+        assert.ok(info.isFile(), entry.path);
+        assert.equal(info.mode & 0o7777, entry.mode, `mode of ${entry.path}`);
+        assert.equal(sha(await readFile(path, 'utf8')), entry.sha256, `content of ${entry.path}`);
+      } else {
+        assert.ok(info.isSymbolicLink(), entry.path);
+        assert.equal(await readlink(path), entry.target);
+      }
+    }
+    // Nothing else is in the tree.
+    const names = (await readdir(release, { recursive: true })).sort();
+    assert.deepEqual(names, entries.map((entry) => entry.path).sort());
+    // Files are hard links into the cache, not copies.
+    assert.ok((await stat(join(release, 'README'))).nlink >= 2);
+    assert.equal((await stat(join(release, 'README'))).ino, (await stat(await cache.fileWithMode(sha(contents.readme), 0o644))).ino);
+    // No staging dir is left next to the release.
+    assert.deepEqual(await readdir(layout.releasesDir), [releaseId]);
+    assert.deepEqual(source.blobRequests, []);
+  });
+
+  it('fetches only the blobs missing from the cache, and keeps them there', async () => {
+    await fresh('missing', [contents.run, contents.readme]);
+    const result = await stageRelease({ layout, releaseId, source, cache, logger, signal });
+    assert.equal(result.kind, 'staged');
+    assert.deepEqual(source.blobRequests.sort(), [sha(contents.secret), sha(contents.frozen)].sort());
+    assert.deepEqual(await cache.missing(Object.values(contents).map(sha)), []);
+    assert.equal(await readFile(join(layout.releasesDir, releaseId, 'conf/secret.ini'), 'utf8'), contents.secret);
+  });
+
+  it('skips a release that is already on disk without asking for its manifest', async () => {
+    await fresh('again', Object.values(contents));
+    await stageRelease({ layout, releaseId, source, cache, logger, signal });
+    const again = await stageRelease({ layout, releaseId, source, cache, logger, signal });
+    assert.equal(again.kind, 'already-staged');
+    assert.equal(source.manifestRequests.length, 1);
+  });
+
+  it('refuses a manifest that is not the release asked for', async () => {
+    await fresh('mismatch', Object.values(contents));
+    const other: Manifest = { ...manifest, version: '2.0.0' };
+    const lying = new MemorySource(new Map([[releaseId, other]]), new Map());
+    await assert.rejects(stageRelease({ layout, releaseId, source: lying, cache, logger, signal }), /refusing/);
+    assert.deepEqual(await readdir(layout.releasesDir).catch(() => []), []);
+  });
+
+  it('refuses a manifest whose paths escape the release', async () => {
+    await fresh('escape', Object.values(contents));
+    const evil: UntrustedManifest = {
+      app: 'shop',
+      version: '6.6.6',
+      entries: [file('../../../etc/passwd', contents.secret, 0o644), { path: 'out', type: 'symlink', target: '../../x' }],
+    };
+    const evilId = releaseIdOf(evil as Manifest);
+    const evilSource = new MemorySource(new Map([[evilId, evil]]), new Map([[sha(contents.secret), contents.secret]]));
+    await assert.rejects(stageRelease({ layout, releaseId: evilId, source: evilSource, cache, logger, signal }), /invalid.*\(and 1 more\)/);
+    assert.deepEqual(evilSource.blobRequests, []);
+    assert.deepEqual(await readdir(layout.releasesDir).catch(() => []), []);
+    await assert.rejects(lstat(join(dir, 'escape/etc/passwd')), { code: 'ENOENT' });
+  });
+
+  it('refuses a blob whose content does not match its hash and keeps nothing of it', async () => {
+    await fresh('corrupt', [contents.run, contents.readme, contents.frozen]);
+    const blobs = new Map(Object.values(contents).map((content) => [sha(content), content]));
+    blobs.set(sha(contents.secret), 'tampered\n');
+    const tampering = new MemorySource(new Map([[releaseId, manifest]]), blobs);
+    await assert.rejects(stageRelease({ layout, releaseId, source: tampering, cache, logger, signal }), /corrupted in transfer/);
+    assert.equal(await cache.has(sha(contents.secret)), false);
+    assert.deepEqual(await readdir(layout.releasesDir).catch(() => []), []);
+    assert.deepEqual(await readdir(join(cache.root, 'tmp')), []);
+  });
+});
