@@ -176,3 +176,16 @@ export const AGENT_ROUTES = {
 export const agentReleaseResponse = z.object({
   manifest: z.object({ app: z.string(), version: z.string(), entries: z.array(wireEntry) }),
 });
+
+export const blobPutResponse = z.object({ size: z.number(), created: z.boolean() });
+export const releaseListResponse = z.object({ releases: z.array(releaseSummary) });
+export const releaseShowResponse = z.object({ release: releaseSummary, manifest: agentReleaseResponse.shape.manifest });
+export const hostListResponse = z.object({ hosts: z.array(hostView) });
+export const ruleResult = z.object({ rule: z.string(), passed: z.boolean(), detail: z.string(), fix: z.string().optional() });
+export const planResponse = z.object({
+  release: releaseSummary,
+  env: z.string(),
+  verdict: z.object({ kind: z.enum(['allowed', 'refused']), rules: z.array(ruleResult), reason: z.string().optional() }),
+});
+export const historyResponse = z.object({ deployments: z.array(deploymentView) });
+export const auditResponse = z.object({ events: z.array(auditEventView) });

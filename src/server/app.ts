@@ -56,7 +56,7 @@ const idParam = z.object({ id: z.coerce.number().int().positive() });
 
 /** Builds the Fastify application (not yet listening). */
 export async function buildApp(context: ServerContext): Promise<FastifyInstance> {
-  const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: 256 * 1024 * 1024, disableRequestLogging: true });
+  const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: 256 * 1024 * 1024 });
   const scope = new FetchScope(context);
 
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
@@ -100,6 +100,8 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
 
   const p = api.API_PREFIX;
   const access = (level: Access) => ({ config: { access: level } });
+  // Agents poll and fetch blobs all day; their successful requests are not worth a log line each.
+  const quiet = (level: Access) => ({ config: { access: level }, logLevel: 'warn' as const });
 
   app.get(`${p}/health`, access('public'), async () => ({ ok: true }));
 
@@ -159,7 +161,7 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     const { id } = parse(idParam, request.params);
     const query = parse(z.object({ since: z.coerce.number().int().min(0).optional(), wait: z.coerce.number().min(0).max(30).default(0) }), request.query);
     if (query.since === undefined || query.wait === 0) return deploymentView(context, id);
-    return waitForDeployment(context, id, query.since, query.wait * 1000, abortOnClose(request));
+    return waitForDeployment(context, id, query.since, query.wait * 1000, abortOnClose(request, context.shutdown));
   });
   app.post(`${p}/environments/:env/rollback`, access('deployer'), async (request, reply) => {
     const { env } = parse(z.object({ env: z.string().max(32) }), request.params);
@@ -186,19 +188,19 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     const body = parse(api.enrollRequest, request.body);
     return enroll(context, body.token, body.agentVersion);
   });
-  app.get(`${p}${api.AGENT_ROUTES.work}`, access('agent'), async (request) => {
+  app.get(`${p}${api.AGENT_ROUTES.work}`, quiet('agent'), async (request) => {
     const query = parse(hostQuery.extend({ wait: z.coerce.number().min(0).max(30).default(25) }), request.query);
     const agent = agentOf(request, query.host);
-    return { task: await pollWork(context, agent.host, query.wait * 1000, abortOnClose(request)) };
+    return { task: await pollWork(context, agent.host, query.wait * 1000, abortOnClose(request, context.shutdown)) };
   });
-  app.get(`${p}${api.AGENT_ROUTES.release}`, access('agent'), async (request) => {
+  app.get(`${p}${api.AGENT_ROUTES.release}`, quiet('agent'), async (request) => {
     const { id } = parse(z.object({ id: z.string().regex(/^[0-9a-f]{64}$/, 'expected a release id') }), request.params);
     const agent = agentOf(request, parse(hostQuery, request.query).host);
     const row = await context.store.read.release(id);
     if (!row || !(await scope.releaseAllowed(agent.env, id))) throw new LockstepError('forbidden', `release ${id} was never deployed to ${agent.env}`);
     return { manifest: canonicalManifest(manifestOf(row)) };
   });
-  app.get(`${p}${api.AGENT_ROUTES.blob}`, access('agent'), async (request, reply) => {
+  app.get(`${p}${api.AGENT_ROUTES.blob}`, quiet('agent'), async (request, reply) => {
     const { hash } = parse(z.object({ hash: z.string().regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 hex digest') }), request.params);
     const agent = agentOf(request, parse(hostQuery, request.query).host);
     if (!(await scope.blobAllowed(agent.env, hash))) throw new LockstepError('forbidden', `blob ${hash} belongs to no release deployed to ${agent.env}`);
@@ -206,13 +208,13 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     if (size === undefined) throw new LockstepError('not-found', `blob ${hash} is missing from the server's store`);
     return reply.header('content-type', 'application/octet-stream').header('content-length', size).send(context.blobs.read(hash));
   });
-  app.post(`${p}${api.AGENT_ROUTES.report}`, access('agent'), async (request) => {
+  app.post(`${p}${api.AGENT_ROUTES.report}`, quiet('agent'), async (request) => {
     const body = parse(api.agentReport, request.body);
     const agent = agentOf(request, body.host);
     await recordReport(context, agent.host, body);
     return { ok: true };
   });
-  app.post(`${p}${api.AGENT_ROUTES.heartbeat}`, access('agent'), async (request) => {
+  app.post(`${p}${api.AGENT_ROUTES.heartbeat}`, quiet('agent'), async (request) => {
     const body = parse(api.heartbeatRequest, request.body);
     const agent = agentOf(request, body.host);
     await recordHeartbeat(context, agent.host, body.currentReleaseId, body.agentVersion);
@@ -222,9 +224,9 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
   return app;
 }
 
-/** An AbortSignal that fires when the client goes away, to end long polls early. */
-function abortOnClose(request: FastifyRequest): AbortSignal {
+/** An AbortSignal that fires when the client goes away or the server shuts down, to end long polls early. */
+function abortOnClose(request: FastifyRequest, shutdown: AbortSignal): AbortSignal {
   const controller = new AbortController();
   request.raw.once('close', () => controller.abort());
-  return controller.signal;
+  return AbortSignal.any([controller.signal, shutdown]);
 }

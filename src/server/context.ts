@@ -13,6 +13,8 @@ export interface ServerContext {
   readonly now: () => Date;
   /** How long a host counts as online after it was last seen. */
   readonly onlineWindowMs: number;
+  /** Aborted when the server shuts down, so long polls end before the store closes. */
+  readonly shutdown: AbortSignal;
 }
 
 /** Who is calling: a person or script with a user token, or one host's agent. */

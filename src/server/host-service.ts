@@ -77,7 +77,8 @@ export async function pollWork(context: ServerContext, host: string, waitMs: num
       };
     }
     const remaining = deadline - Date.now();
-    if (remaining <= 0 || signal.aborted) {
+    if (signal.aborted) return null;
+    if (remaining <= 0) {
       await touch(context, host);
       return null;
     }

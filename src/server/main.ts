@@ -61,7 +61,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
   const blobs = new BlobStore(join(dataDir, 'blobs'));
   await blobs.open();
-  const context: ServerContext = { store, blobs, notifier: new Notifier(), logger: options.logger, now: () => new Date(), onlineWindowMs: 40_000 };
+  const shutdown = new AbortController();
+  const context: ServerContext = { store, blobs, notifier: new Notifier(), logger: options.logger, now: () => new Date(), onlineWindowMs: 40_000, shutdown: shutdown.signal };
   await ensureAdminToken(context, dataDir, options.onAdminToken);
   const app = await buildApp(context);
   await app.listen({ host, port });
@@ -85,6 +86,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     url,
     async close() {
       clearInterval(sweeper);
+      shutdown.abort();
       await app.close();
       await store.close();
     },

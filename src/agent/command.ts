@@ -1,0 +1,16 @@
+/** `lockstep agent`: builds the logger and runs the agent until SIGINT or SIGTERM. */
+import { join, resolve } from 'node:path';
+import { pino } from 'pino';
+import { runAgent } from './agent.js';
+
+/** Runs the agent until SIGINT or SIGTERM. */
+export async function runAgentCommand(options: { server: string; token?: string | undefined; root: string; stateDir?: string | undefined }): Promise<void> {
+  const root = resolve(options.root);
+  const stateDir = resolve(options.stateDir ?? join(root, 'var/lib/lockstep-agent'));
+  const logger = pino({ base: { service: 'lockstep-agent' } });
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  await runAgent({ server: options.server, token: options.token, root, stateDir, logger }, controller.signal);
+}

@@ -1,0 +1,233 @@
+/**
+ * The CLI's commands as plain async functions over the client. They throw
+ * LockstepErrors; only the entry (src/main.ts) turns them into messages and
+ * exit codes.
+ */
+import { access, readFile, writeFile } from 'node:fs/promises';
+import type { DeploymentView, StatusResponse } from '../api/schemas.js';
+import type { LockstepClient } from '../client/lockstep-client.js';
+import { parseConfig, STARTER_CONFIG } from '../core/config.js';
+import { formatDuration } from '../core/duration.js';
+import { LockstepError } from '../core/errors.js';
+import { shortId } from '../core/manifest.js';
+import { ago, color, formatBytes, json, line, progress, progressDone, table } from './output.js';
+import { uploadRelease } from './release-upload.js';
+
+/** Options every printing command takes. */
+export interface OutputOptions {
+  readonly json?: boolean | undefined;
+}
+
+/** `lockstep init`: writes the commented starter lockstep.yaml. */
+export async function init(file: string, force: boolean, options: OutputOptions): Promise<void> {
+  const exists = await access(file).then(
+    () => true,
+    () => false,
+  );
+  if (exists && !force) throw new LockstepError('bad-input', `${file} already exists; use --force to overwrite it`);
+  await writeFile(file, STARTER_CONFIG, { flag: force ? 'w' : 'wx' });
+  if (options.json) json({ file });
+  else line(`wrote ${file}; edit it, then run: lockstep apply -f ${file}`);
+}
+
+/** `lockstep apply -f FILE`: validates locally (same rules as the server) and stores it. */
+export async function apply(client: LockstepClient, file: string, options: OutputOptions): Promise<void> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new LockstepError('bad-input', `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const config = parseConfig(text, file);
+  const result = await client.applyConfig(text, file);
+  if (options.json) json({ ...result, file });
+  else if (!result.changed) line(`${file} is already applied (config version ${result.version})`);
+  else line(`applied ${file} as config version ${result.version}: app ${config.app}, environments ${Object.keys(config.environments).join(', ')}`);
+}
+
+/** `lockstep release create DIR --version V`: hashes, uploads only missing blobs, registers the release. */
+export async function releaseCreate(client: LockstepClient, dir: string, version: string, app: string | undefined, options: OutputOptions): Promise<void> {
+  const started = Date.now();
+  const summary = await uploadRelease(client, dir, version, app, progress);
+  progressDone();
+  if (options.json) return json(summary);
+  line(summary.id);
+  process.stderr.write(
+    `${summary.created ? 'created' : 'already exists:'} ${summary.app}@${summary.version}: ${summary.files} files, ${formatBytes(summary.bytes)}; uploaded ${summary.uploaded.blobs} blobs (${formatBytes(summary.uploaded.bytes)}) in ${formatDuration(Date.now() - started)}\n`,
+  );
+}
+
+/** `lockstep release list`. */
+export async function releaseList(client: LockstepClient, options: OutputOptions): Promise<void> {
+  const { releases } = await client.listReleases();
+  if (options.json) return json(releases);
+  if (releases.length === 0) return line('no releases yet; create one with: lockstep release create DIR --version V');
+  line(
+    table([
+      ['ID', 'VERSION', 'FILES', 'SIZE', 'CREATED', 'ENVIRONMENTS'],
+      ...releases.map((release) => [
+        shortId(release.id),
+        `${release.app}@${release.version}`,
+        String(release.files),
+        formatBytes(release.bytes),
+        ago(release.createdAt),
+        release.environments.map((env) => `${env.env}${env.current ? '*' : ''}${env.rolledBackAt ? '(rolled back)' : env.succeededAt ? '' : '(not succeeded)'}`).join(' ') || '-',
+      ]),
+    ]),
+  );
+}
+
+/** `lockstep release show REF`. */
+export async function releaseShow(client: LockstepClient, ref: string, options: OutputOptions): Promise<void> {
+  const { release, manifest } = await client.showRelease(ref);
+  if (options.json) return json({ ...release, manifest });
+  line(`release  ${release.id}`);
+  line(`version  ${release.app}@${release.version}`);
+  line(`created  ${release.createdAt} by ${release.createdBy}`);
+  line(`content  ${release.files} files, ${formatBytes(release.bytes)}`);
+  for (const env of release.environments) {
+    const state = env.rolledBackAt ? `rolled back ${env.rolledBackAt}` : env.succeededAt ? `succeeded ${env.succeededAt}` : 'deployed, not succeeded';
+    line(`${env.env.padEnd(8)} ${state}${env.current ? ' (current)' : ''}`);
+  }
+}
+
+/** `lockstep host add NAME --env ENV`. */
+export async function hostAdd(client: LockstepClient, name: string, env: string, options: OutputOptions): Promise<void> {
+  const result = await client.addHost(name, env);
+  if (options.json) return json(result);
+  line(`host ${result.host} added to ${result.env}. One-time enrollment token (shown once):`);
+  line(result.enrollToken);
+  line(`on the host run: lockstep agent --server ${'$LOCKSTEP_SERVER'} --token ${result.enrollToken}`);
+}
+
+/** `lockstep host list`. */
+export async function hostList(client: LockstepClient, options: OutputOptions): Promise<void> {
+  const { hosts } = await client.listHosts();
+  if (options.json) return json(hosts);
+  line(table([['HOST', 'ENV', 'STATE', 'RELEASE', 'LAST SEEN'], ...hosts.map((host) => [host.name, host.env, hostState(host), host.version ?? '-', ago(host.lastSeenAt)])]));
+}
+
+/** `lockstep plan RELEASE --to ENV`: the verdict, changing nothing. Exit 3 when refused. */
+export async function plan(client: LockstepClient, release: string, env: string, options: OutputOptions): Promise<void> {
+  const result = await client.plan(release, env);
+  if (options.json) json(result);
+  else {
+    line(`${result.release.app}@${result.release.version} (${shortId(result.release.id)}) -> ${env}: ${result.verdict.kind === 'allowed' ? color.green('allowed') : color.red('refused')}`);
+    for (const rule of result.verdict.rules) line(`  ${rule.passed ? color.green('pass') : color.red('FAIL')} ${rule.rule}: ${rule.detail}${rule.fix ? ` (run: ${rule.fix})` : ''}`);
+  }
+  if (result.verdict.kind === 'refused') throw new LockstepError('refused', result.verdict.reason ?? 'refused', { quiet: true });
+}
+
+/** `lockstep deploy RELEASE --to ENV`. */
+export async function deploy(client: LockstepClient, release: string, env: string, reason: string | undefined, wait: boolean, options: OutputOptions): Promise<void> {
+  const deployment = await client.deploy(release, env, reason);
+  await follow(client, deployment, wait, options);
+}
+
+/** `lockstep rollback ENV [--to RELEASE]`. */
+export async function rollback(client: LockstepClient, env: string, to: string | undefined, reason: string | undefined, wait: boolean, options: OutputOptions): Promise<void> {
+  const deployment = await client.rollback(env, to, reason);
+  await follow(client, deployment, wait, options);
+}
+
+/** `lockstep deploy --follow ID`. */
+export async function reattach(client: LockstepClient, id: number, options: OutputOptions): Promise<void> {
+  await follow(client, await client.deployment(id), true, options);
+}
+
+/**
+ * Shows a deployment's per-host progress until it finishes. Exit status:
+ * 0 succeeded, 4 failed (thrown as a 'failed' LockstepError).
+ */
+async function follow(client: LockstepClient, first: DeploymentView, wait: boolean, options: OutputOptions): Promise<void> {
+  const what = `${first.kind === 'rollback' ? 'rollback' : 'deployment'} #${first.id}`;
+  if (!options.json) line(`${what}: ${first.version} (${shortId(first.releaseId)}) to ${first.env} on ${first.hosts.length} host${first.hosts.length === 1 ? '' : 's'}`);
+  if (!wait) {
+    if (options.json) json(first);
+    else line(`started; follow it with: lockstep deploy --follow ${first.id}`);
+    return;
+  }
+  const started = Date.now();
+  const seen = new Map<string, string>();
+  let view = first;
+  for (;;) {
+    if (!options.json) {
+      for (const host of view.hosts) {
+        const key = `${host.state}:${host.error ?? ''}`;
+        if (seen.get(host.host) === key) continue;
+        seen.set(host.host, key);
+        if (host.state === 'pending') continue;
+        const mark = host.state === 'succeeded' ? color.green('ok') : host.state === 'failed' ? color.red('FAILED') : color.yellow(host.state);
+        line(`  ${host.host}: ${mark}${host.error ? ` ${host.error}` : ''}`);
+      }
+    }
+    if (view.state !== 'running') break;
+    view = await client.deployment(view.id, view.revision, 25);
+  }
+  if (options.json) json(view);
+  if (view.state === 'failed') throw new LockstepError('failed', `${what} failed: ${view.error ?? 'see lockstep history'}`, { quiet: options.json === true });
+  if (!options.json) line(color.green(`${what} succeeded in ${formatDuration(Date.now() - started)}: ${view.env} runs ${view.version}`));
+}
+
+/** `lockstep status [ENV]`. */
+export async function status(client: LockstepClient, env: string | undefined, options: OutputOptions): Promise<void> {
+  const result = await client.status(env);
+  if (options.json) return json(result);
+  if (result.app === null) return line('no lockstep.yaml applied yet; run: lockstep init && lockstep apply -f lockstep.yaml');
+  line(color.bold(`app ${result.app}`));
+  for (const environment of result.environments) printEnvironment(environment);
+}
+
+function printEnvironment(environment: StatusResponse['environments'][number]): void {
+  const current = environment.current ? `${environment.current.version} (${shortId(environment.current.id)})` : 'nothing deployed';
+  line('');
+  line(`${color.bold(environment.name)}${environment.promoteFrom ? color.dim(` <- ${environment.promoteFrom}`) : ''}: ${current}`);
+  const last = environment.lastDeployment;
+  if (last) {
+    const state = last.state === 'succeeded' ? color.green(last.state) : last.state === 'failed' ? color.red(last.state) : color.yellow(last.state);
+    line(`  last ${last.kind} #${last.id}: ${last.version} ${state} ${ago(last.finishedAt ?? last.createdAt)} by ${last.requestedBy}${last.error ? ` (${last.error})` : ''}`);
+  }
+  if (environment.hosts.length === 0) line(`  no hosts; add one with: lockstep host add NAME --env ${environment.name}`);
+  else line(table(environment.hosts.map((host) => [`  ${host.name}`, hostState(host), host.version ?? '-', `seen ${ago(host.lastSeenAt)}`])));
+}
+
+function hostState(host: { enrolled: boolean; online: boolean }): string {
+  if (!host.enrolled) return color.yellow('not enrolled');
+  return host.online ? color.green('online') : color.red('offline');
+}
+
+/** `lockstep history [ENV]`. */
+export async function history(client: LockstepClient, env: string | undefined, limit: number, options: OutputOptions): Promise<void> {
+  const { deployments } = await client.history(env, limit);
+  if (options.json) return json(deployments);
+  if (deployments.length === 0) return line('no deployments yet');
+  line(
+    table([
+      ['ID', 'WHEN', 'ENV', 'KIND', 'RELEASE', 'RESULT', 'WHO', 'WHY'],
+      ...deployments.map((d) => [
+        `#${d.id}`,
+        d.createdAt.replace('T', ' ').slice(0, 19),
+        d.env,
+        d.kind,
+        `${d.version} (${shortId(d.releaseId)})`,
+        d.state === 'failed' ? `failed: ${d.error ?? ''}` : d.state,
+        d.requestedBy,
+        d.reason ?? '',
+      ]),
+    ]),
+  );
+}
+
+/** `lockstep audit log`. */
+export async function auditLog(client: LockstepClient, limit: number, options: OutputOptions): Promise<void> {
+  const { events } = await client.audit(0, 10000);
+  const shown = events.slice(-limit);
+  if (options.json) return json(shown);
+  line(table([['SEQ', 'WHEN', 'ACTOR', 'ACTION', 'TARGET', 'DETAILS'], ...shown.map((e) => [String(e.seq), e.at.replace('T', ' ').slice(0, 19), e.actor, e.action, e.target, summarizeDetails(e.details)])]));
+}
+
+function summarizeDetails(details: unknown): string {
+  const text = JSON.stringify(details);
+  return text.length > 100 ? `${text.slice(0, 97)}...` : text;
+}
+

@@ -1,0 +1,207 @@
+#!/usr/bin/env node
+/**
+ * The `lockstep` command: the one entry that turns errors into messages and
+ * exit codes. `server`, `agent` and `demo` load their composition roots
+ * lazily, so the everyday commands start fast.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LockstepClient } from './client/lockstep-client.js';
+import * as commands from './cli/commands.js';
+import { EXIT_CODES, LockstepError } from './core/errors.js';
+
+const VERSION = '0.1.0';
+
+function client(): LockstepClient {
+  const server = process.env.LOCKSTEP_SERVER ?? 'http://127.0.0.1:7400';
+  const token = process.env.LOCKSTEP_TOKEN ?? readDefaultToken();
+  if (!token) throw new LockstepError('unauthorized', 'LOCKSTEP_TOKEN is not set; export it (the admin token is in DATA_DIR/admin.token)');
+  return new LockstepClient({ server, token });
+}
+
+/** Convenience for the machine running the server: ./lockstep-data/admin.token when LOCKSTEP_SERVER is not set. */
+function readDefaultToken(): string | undefined {
+  if (process.env.LOCKSTEP_SERVER) return undefined;
+  try {
+    return readFileSync(join('lockstep-data', 'admin.token'), 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+const jsonOption = () => new Option('--json', 'print JSON for scripts');
+
+function program(): Command {
+  const root = new Command('lockstep')
+    .description('Immutable releases, gated promotion and one-second rollback for production hosts')
+    .version(VERSION)
+    .enablePositionalOptions()
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride();
+
+  root
+    .command('server')
+    .description('run the control plane (HTTP API, state, blob store)')
+    .option('--data-dir <dir>', 'data directory', './lockstep-data')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:7400')
+    .option('--database <url>', 'postgres://… to use PostgreSQL (default: SQLite in the data dir)')
+    .action(async (options: { dataDir: string; listen: string; database?: string }) => {
+      const { runServerCommand } = await import('./server/command.js');
+      await runServerCommand(options);
+    });
+
+  root
+    .command('agent')
+    .description('run the host agent: enroll, then take deployments for this host')
+    .requiredOption('--server <url>', 'URL of the Lockstep server')
+    .option('--token <token>', 'one-time enrollment token (not needed once enrolled)')
+    .option('--root <dir>', 'treat DIR as / for every host path', '/')
+    .option('--state-dir <dir>', 'agent state (credential, blob cache); default ROOT/var/lib/lockstep-agent')
+    .action(async (options: { server: string; token?: string; root: string; stateDir?: string }) => {
+      const { runAgentCommand } = await import('./agent/command.js');
+      await runAgentCommand(options);
+    });
+
+  root
+    .command('demo')
+    .description('start a server and a local sandbox fleet (development 1 host, test 2, production 3); what `npm start` runs')
+    .option('--data-dir <dir>', 'data directory', './lockstep-data')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:7400')
+    .action(async (options: { dataDir: string; listen: string }) => {
+      const { runDemo } = await import('./demo/demo.js');
+      await runDemo(options);
+    });
+
+  root
+    .command('init')
+    .description('write a commented starter lockstep.yaml')
+    .option('-f, --file <file>', 'file to write', 'lockstep.yaml')
+    .option('--force', 'overwrite an existing file')
+    .addOption(jsonOption())
+    .action((options: { file: string; force?: boolean; json?: boolean }) => commands.init(options.file, options.force === true, options));
+
+  root
+    .command('apply')
+    .description('validate lockstep.yaml and store it on the server (an audit event)')
+    .requiredOption('-f, --file <file>', 'the configuration file')
+    .addOption(jsonOption())
+    .action((options: { file: string; json?: boolean }) => commands.apply(client(), options.file, options));
+
+  const release = root.command('release').description('create and inspect releases');
+  release
+    .command('create <dir>')
+    .description('hash DIR, upload only the content the server lacks, and print the release id')
+    .requiredOption('--version <version>', 'version of the release (immutable once created)')
+    .option('--app <name>', 'application (default: the app of the applied lockstep.yaml)')
+    .addOption(jsonOption())
+    .action((dir: string, options: { version: string; app?: string; json?: boolean }) => commands.releaseCreate(client(), dir, options.version, options.app, options));
+  release
+    .command('list')
+    .description('list releases, newest first')
+    .addOption(jsonOption())
+    .action((options: { json?: boolean }) => commands.releaseList(client(), options));
+  release
+    .command('show <release>')
+    .description('show a release (full id, unique id prefix, or app@version)')
+    .addOption(jsonOption())
+    .action((ref: string, options: { json?: boolean }) => commands.releaseShow(client(), ref, options));
+
+  const host = root.command('host').description('register hosts and list them');
+  host
+    .command('add <name>')
+    .description('register a host and print its one-time enrollment token')
+    .requiredOption('--env <env>', 'environment of the host')
+    .addOption(jsonOption())
+    .action((name: string, options: { env: string; json?: boolean }) => commands.hostAdd(client(), name, options.env, options));
+  host
+    .command('list')
+    .description('list hosts')
+    .addOption(jsonOption())
+    .action((options: { json?: boolean }) => commands.hostList(client(), options));
+
+  root
+    .command('plan <release>')
+    .description('show whether a release may enter an environment, changing nothing (exit 3 when refused)')
+    .requiredOption('--to <env>', 'target environment')
+    .addOption(jsonOption())
+    .action((ref: string, options: { to: string; json?: boolean }) => commands.plan(client(), ref, options.to, options));
+
+  root
+    .command('deploy [release]')
+    .description('deploy a release to an environment and wait (exit 0 succeeded, 3 refused, 4 failed)')
+    .option('--to <env>', 'target environment')
+    .option('--reason <text>', 'why (recorded in history and the audit log)')
+    .option('--no-wait', 'return once the deployment started')
+    .option('--follow <id>', 'reattach to a running deployment')
+    .addOption(jsonOption())
+    .action(async (ref: string | undefined, options: { to?: string; reason?: string; wait: boolean; follow?: string; json?: boolean }) => {
+      if (options.follow !== undefined) {
+        const id = Number(options.follow.replace(/^#/, ''));
+        if (!Number.isInteger(id) || id <= 0) throw new LockstepError('bad-input', `--follow "${options.follow}" is not a deployment id`);
+        return commands.reattach(client(), id, options);
+      }
+      if (ref === undefined || options.to === undefined) throw new LockstepError('bad-input', 'usage: lockstep deploy RELEASE --to ENV (or --follow ID)');
+      return commands.deploy(client(), ref, options.to, options.reason, options.wait, options);
+    });
+
+  root
+    .command('rollback <env>')
+    .description("return every host of ENV to its previous known-good release, using the tree still on disk")
+    .option('--to <release>', 'a specific known-good release')
+    .option('--reason <text>', 'why (recorded)')
+    .option('--no-wait', 'return once the rollback started')
+    .addOption(jsonOption())
+    .action((env: string, options: { to?: string; reason?: string; wait: boolean; json?: boolean }) => commands.rollback(client(), env, options.to, options.reason, options.wait, options));
+
+  root
+    .command('status [env]')
+    .description('environments in promotion order: current release, hosts, last deployment')
+    .addOption(jsonOption())
+    .action((env: string | undefined, options: { json?: boolean }) => commands.status(client(), env, options));
+
+  root
+    .command('history [env]')
+    .description('deployments and rollbacks: who, why, when, result')
+    .option('--limit <n>', 'how many', '50')
+    .addOption(jsonOption())
+    .action((env: string | undefined, options: { limit: string; json?: boolean }) => commands.history(client(), env, positive(options.limit, '--limit'), options));
+
+  const audit = root.command('audit').description('the audit trail');
+  audit
+    .command('log')
+    .description('list audit events, oldest first')
+    .option('--limit <n>', 'how many of the newest', '1000')
+    .addOption(jsonOption())
+    .action((options: { limit: string; json?: boolean }) => commands.auditLog(client(), positive(options.limit, '--limit'), options));
+
+  return root;
+}
+
+function positive(text: string, flag: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value <= 0) throw new LockstepError('bad-input', `${flag} must be a positive integer, not "${text}"`);
+  return value;
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv);
+    return EXIT_CODES.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander already printed the message (or the help/version text).
+      return error.exitCode === 0 ? 0 : EXIT_CODES['bad-input'];
+    }
+    if (error instanceof LockstepError) {
+      const quiet = (error.details as { quiet?: boolean } | undefined)?.quiet === true;
+      if (!quiet) process.stderr.write(`lockstep: ${error.message}\n`);
+      return EXIT_CODES[error.kind];
+    }
+    process.stderr.write(`lockstep: internal error: ${(error as Error).message}\n`);
+    if (process.env.LOCKSTEP_DEBUG) process.stderr.write(`${(error as Error).stack ?? ''}\n`);
+    return EXIT_CODES.internal;
+  }
+}
+
+process.exitCode = await main(process.argv);
