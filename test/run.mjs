@@ -14,7 +14,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const compiled = join(root, 'dist', 'test');
@@ -79,6 +79,11 @@ function ensureRequirements() {
   }
 }
 
+/** test/unit/x.test.ts for dist/test/unit/x.test.js. */
+function sourceOf(compiledFile) {
+  return join(root, 'test', relative(compiled, compiledFile)).replace(/\.js$/, '.ts');
+}
+
 function testFiles(kind, filters) {
   const dir = join(compiled, kind);
   if (!existsSync(dir)) return [];
@@ -87,7 +92,8 @@ function testFiles(kind, filters) {
     for (const entry of readdirSync(current, { withFileTypes: true })) {
       const path = join(current, entry.name);
       if (entry.isDirectory()) walk(path);
-      else if (entry.isFile() && entry.name.endsWith('.test.js')) files.push(path);
+      // Only files whose TypeScript source still exists: a deleted test's stale output must not run.
+      else if (entry.isFile() && entry.name.endsWith('.test.js') && existsSync(sourceOf(path))) files.push(path);
     }
   };
   walk(dir);
@@ -96,24 +102,28 @@ function testFiles(kind, filters) {
     .sort();
 }
 
-/** Runs one `node --test` over `files`; spec output to the terminal, TAP to a file we count from. */
+/** Runs one `node --test` over `files`: spec output to the terminal, counts to a file. */
 function runTests(files, concurrency, scratch, label) {
-  const tapFile = join(scratch, `${label}.tap`);
+  const countFile = join(scratch, `${label}.json`);
   const args = [
     '--test',
     `--test-concurrency=${concurrency}`,
     '--test-reporter=spec',
     '--test-reporter-destination=stdout',
-    '--test-reporter=tap',
-    `--test-reporter-destination=${tapFile}`,
+    `--test-reporter=${pathToFileURL(join(root, 'test', 'count-reporter.mjs')).href}`,
+    `--test-reporter-destination=${countFile}`,
     ...files,
   ];
   return new Promise((resolvePromise) => {
     const child = spawn(process.execPath, args, { stdio: 'inherit', cwd: root });
     child.on('exit', (code, signal) => {
-      const tap = existsSync(tapFile) ? readFileSync(tapFile, 'utf8') : '';
-      const count = (name) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
-      resolvePromise({ code: code ?? 1, signal, tests: count('tests'), pass: count('pass'), fail: count('fail'), cancelled: count('cancelled') });
+      let counts = { tests: 0, pass: 0, fail: 0, skipped: 0, todo: 0 };
+      try {
+        counts = JSON.parse(readFileSync(countFile, 'utf8'));
+      } catch {
+        // The runner died before reporting; the exit code says it failed.
+      }
+      resolvePromise({ code: code ?? 1, signal, ...counts });
     });
   });
 }
@@ -142,13 +152,14 @@ console.log(`\n# files ${parallel.length + serial.length}`);
 console.log(`# tests ${total('tests')}`);
 console.log(`# pass ${total('pass')}`);
 console.log(`# fail ${total('fail')}`);
-if (total('cancelled') > 0) console.log(`# cancelled ${total('cancelled')}`);
+if (total('skipped') > 0) console.log(`# skipped ${total('skipped')}`);
+if (total('todo') > 0) console.log(`# todo ${total('todo')}`);
 
 if (results.some((result) => result.code !== 0)) {
   console.error('test: FAILED');
   process.exit(1);
 }
-if (total('tests') === 0) {
+if (total('pass') + total('fail') === 0) {
   console.error('test: no tests ran');
   process.exit(1);
 }
