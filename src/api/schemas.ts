@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 
-export const API_PREFIX = '/api/v1';
+export { API_PREFIX } from './paths.js';
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 hex digest');
 const name = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'expected lowercase letters, digits and - (at most 32, starting with a letter)');
@@ -189,3 +189,15 @@ export const planResponse = z.object({
 });
 export const historyResponse = z.object({ deployments: z.array(deploymentView) });
 export const auditResponse = z.object({ events: z.array(auditEventView) });
+
+export type ApplyConfigResponse = z.infer<typeof applyConfigResponse>;
+export type MissingBlobsResponse = z.infer<typeof missingBlobsResponse>;
+export type CreateReleaseResponse = z.infer<typeof createReleaseResponse>;
+export type BlobPutResponse = z.infer<typeof blobPutResponse>;
+export type ReleaseListResponse = z.infer<typeof releaseListResponse>;
+export type ReleaseShowResponse = z.infer<typeof releaseShowResponse>;
+export type AddHostResponse = z.infer<typeof addHostResponse>;
+export type HostListResponse = z.infer<typeof hostListResponse>;
+export type PlanResponse = z.infer<typeof planResponse>;
+export type HistoryResponse = z.infer<typeof historyResponse>;
+export type AuditResponse = z.infer<typeof auditResponse>;

@@ -6,7 +6,6 @@
 import { access, readFile, writeFile } from 'node:fs/promises';
 import type { DeploymentView, StatusResponse } from '../api/schemas.js';
 import type { LockstepClient } from '../client/lockstep-client.js';
-import { parseConfig, STARTER_CONFIG } from '../core/config.js';
 import { formatDuration } from '../core/duration.js';
 import { LockstepError } from '../core/errors.js';
 import { shortId } from '../core/manifest.js';
@@ -25,6 +24,7 @@ export async function init(file: string, force: boolean, options: OutputOptions)
     () => false,
   );
   if (exists && !force) throw new LockstepError('bad-input', `${file} already exists; use --force to overwrite it`);
+  const { STARTER_CONFIG } = await import('../core/config.js');
   await writeFile(file, STARTER_CONFIG, { flag: force ? 'w' : 'wx' });
   if (options.json) json({ file });
   else line(`wrote ${file}; edit it, then run: lockstep apply -f ${file}`);
@@ -38,6 +38,8 @@ export async function apply(client: LockstepClient, file: string, options: Outpu
   } catch (error) {
     throw new LockstepError('bad-input', `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
+  // Loaded here only: the config schema pulls in the YAML and schema libraries.
+  const { parseConfig } = await import('../core/config.js');
   const config = parseConfig(text, file);
   const result = await client.applyConfig(text, file);
   if (options.json) json({ ...result, file });
