@@ -95,7 +95,7 @@ function exited(child: ChildProcess): Promise<void> {
 }
 
 /** Starts a server (SQLite unless `database` is given) in a fresh temp dir. */
-export async function startFleet(options: { database?: string } = {}): Promise<Fleet> {
+export async function startFleet(options: { database?: string; token?: string } = {}): Promise<Fleet> {
   const temp: TempDir = await makeTempDir('lockstep-e2e-');
   const dataDir = join(temp.path, 'server');
   const server = spawn(process.execPath, [LOCKSTEP_MAIN, 'server', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...(options.database ? ['--database', options.database] : [])], {
@@ -118,7 +118,8 @@ export async function startFleet(options: { database?: string } = {}): Promise<F
       reject(new Error(`server exited with ${code}: ${stderr}`));
     });
   });
-  const token = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
+  // A server sharing a database with an earlier one creates no admin token of its own.
+  const token = options.token ?? (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
   const baseEnv = { ...process.env, LOCKSTEP_SERVER: url, LOCKSTEP_TOKEN: token, NO_COLOR: '1' };
   const agents: AgentHandle[] = [];
 
