@@ -107,6 +107,21 @@ function program(): Command {
     .addOption(jsonOption())
     .action((ref: string, options: { json?: boolean }) => commands.releaseShow(client(), ref, options));
 
+  release
+    .command('reject <release>')
+    .description('mark a release rejected in an environment: it cannot be promoted onward from there')
+    .requiredOption('--env <env>', 'the environment')
+    .requiredOption('--reason <text>', 'why (recorded)')
+    .addOption(jsonOption())
+    .action((ref: string, options: { env: string; reason: string; json?: boolean }) => commands.releaseReject(client(), ref, options.env, options.reason, options));
+  release
+    .command('unreject <release>')
+    .description('lift a rejection (admin; audited)')
+    .requiredOption('--env <env>', 'the environment')
+    .option('--reason <text>', 'why (recorded)')
+    .addOption(jsonOption())
+    .action((ref: string, options: { env: string; reason?: string; json?: boolean }) => commands.releaseUnreject(client(), ref, options.env, options.reason, options));
+
   const host = root.command('host').description('register hosts and list them');
   host
     .command('add <name>')
@@ -153,6 +168,13 @@ function program(): Command {
     .option('--no-wait', 'return once the rollback started')
     .addOption(jsonOption())
     .action((env: string, options: { to?: string; reason?: string; wait: boolean; json?: boolean }) => commands.rollback(client(), env, options.to, options.reason, options.wait, options));
+
+  root
+    .command('logs <deployment>')
+    .description("show the output of a deployment's hooks and health checks")
+    .option('--host <host>', 'only this host')
+    .addOption(jsonOption())
+    .action((id: string, options: { host?: string; json?: boolean }) => commands.logs(client(), positive(id.replace(/^#/, ''), 'DEPLOYMENT'), options.host, options));
 
   root
     .command('status [env]')

@@ -83,8 +83,13 @@ export class AgentClient implements ReleaseSource {
   }
 
   /** Tells the server the agent is alive and what `current` points at. */
-  async heartbeat(currentReleaseId: string | null, agentVersion: string | undefined, signal: AbortSignal): Promise<void> {
-    const body = agentVersion === undefined ? { host: this.host, currentReleaseId } : { host: this.host, currentReleaseId, agentVersion };
+  async heartbeat(currentReleaseId: string | null, agentVersion: string | undefined, signal: AbortSignal, health?: { healthy: boolean; detail: string }): Promise<void> {
+    const body = {
+      host: this.host,
+      currentReleaseId,
+      ...(agentVersion === undefined ? {} : { agentVersion }),
+      ...(health === undefined ? {} : { health: { healthy: health.healthy, detail: health.detail.slice(0, 4000) } }),
+    };
     await readJson(await this.request('POST', AGENT_ROUTES.heartbeat, { body, signal }));
   }
 

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { healthSpec } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
 import { writeFileAtomic } from '../content/atomic-file.js';
 
@@ -13,7 +14,8 @@ const credentialFile = z.object({ server: z.string(), host: z.string(), env: z.s
 /** The agent's identity after enrollment. */
 export type AgentCredential = z.infer<typeof credentialFile>;
 
-const stateFile = z.object({ deployTo: z.string().nullable() });
+/** What the agent remembers between runs: where the application lives and how to check its health. */
+const stateFile = z.object({ deployTo: z.string().nullable(), health: healthSpec.nullable().default(null) });
 /** What the agent remembers about the host between runs. */
 export type AgentState = z.infer<typeof stateFile>;
 
@@ -47,7 +49,7 @@ export async function writeCredential(stateDir: string, credential: AgentCredent
 export async function readAgentState(stateDir: string): Promise<AgentState> {
   const text = await readOptional(statePath(stateDir));
   const parsed = text === undefined ? undefined : stateFile.safeParse(parseJson(text));
-  return parsed?.success ? parsed.data : { deployTo: null };
+  return parsed?.success ? parsed.data : { deployTo: null, health: null };
 }
 
 /** Stores the state. */

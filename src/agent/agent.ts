@@ -7,13 +7,14 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { AgentReport, AgentTask } from '../api/schemas.js';
+import type { AgentReport, AgentTask, HealthSpec } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
 import { BlobCache } from '../content/blob-cache.js';
 import { readCurrentReleaseId } from './activator.js';
 import { AgentClient, enroll } from './agent-client.js';
 import { readAgentState, readCredential, writeAgentState, writeCredential, type AgentCredential } from './agent-state.js';
 import { deployLayout } from './deploy-layout.js';
+import { checkRound } from './health-checker.js';
 import { removeLeftovers } from './leftover-cleaner.js';
 import { Backoff, isTransient, retry, sleep } from './retry.js';
 import { runTask } from './task-runner.js';
@@ -56,7 +57,11 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
 
   const cache = new BlobCache(join(stateDir, 'blobs'));
   await cache.open();
-  let deployTo = (await readAgentState(stateDir)).deployTo;
+  const remembered = await readAgentState(stateDir);
+  let deployTo = remembered.deployTo;
+  // The health checks of the last task; re-run between deployments for continuous health.
+  let health: HealthSpec | null = remembered.health;
+  let busy = false;
   if (deployTo !== null) {
     const removed = await removeLeftovers(deployLayout(root, deployTo)).catch((error: unknown) => {
       log.warn({ err: error, deployTo }, 'could not remove leftovers of an interrupted run');
@@ -69,7 +74,11 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     deployTo === null ? null : readCurrentReleaseId(deployLayout(root, deployTo)).catch(() => null);
   // Heartbeats stop with the agent, and also when the work loop ends with an error.
   const stopHeartbeats = new AbortController();
-  const heartbeats = heartbeatLoop(client, currentReleaseId, log, AbortSignal.any([signal, stopHeartbeats.signal]));
+  const healthNow = async (): Promise<{ healthy: boolean; detail: string } | undefined> => {
+    if (busy || health === null || health.checks.length === 0) return undefined;
+    return checkRound(health.checks, signal);
+  };
+  const heartbeats = heartbeatLoop(client, currentReleaseId, healthNow, () => health?.watch_interval ?? HEARTBEAT_INTERVAL_MS, log, AbortSignal.any([signal, stopHeartbeats.signal]));
   log.info({ server: options.server, root, stateDir }, 'agent started');
 
   const report = async (body: AgentReport): Promise<void> => {
@@ -104,14 +113,18 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
         continue;
       }
       if (task === null) continue;
-      if (task.deployTo !== deployTo) {
+      if (task.deployTo !== deployTo || JSON.stringify(task.health) !== JSON.stringify(health)) {
         deployTo = task.deployTo;
-        await writeAgentState(stateDir, { deployTo }).catch((error: unknown) =>
+        health = task.health;
+        await writeAgentState(stateDir, { deployTo, health }).catch((error: unknown) =>
           log.warn({ err: error }, 'could not remember deploy_to; start-up cleanup will not know it'),
         );
       }
       log.info({ deploymentId: task.deploymentId, kind: task.kind, version: task.version }, 'task received');
-      const outcome = await runTask(task, { host: identity.host, root, cache, source: client, report, logger: log, signal });
+      busy = true;
+      const outcome = await runTask(task, { host: identity.host, root, cache, source: client, report, logger: log, signal }).finally(() => {
+        busy = false;
+      });
       if (outcome.kind === 'failed') log.warn({ deploymentId: task.deploymentId, error: outcome.error }, 'task failed');
     }
   } finally {
@@ -151,14 +164,25 @@ async function loadOrEnroll(options: AgentOptions, signal: AbortSignal): Promise
   return credential;
 }
 
-/** Sends a heartbeat at start and then every 30 s until the signal aborts; never throws. */
-async function heartbeatLoop(client: AgentClient, currentReleaseId: () => Promise<string | null>, log: Logger, signal: AbortSignal): Promise<void> {
+/**
+ * Sends a heartbeat at start and then every interval (the health checks'
+ * watch_interval when there are checks) with the result of a round of
+ * health checks, until the signal aborts; never throws.
+ */
+async function heartbeatLoop(
+  client: AgentClient,
+  currentReleaseId: () => Promise<string | null>,
+  healthNow: () => Promise<{ healthy: boolean; detail: string } | undefined>,
+  intervalMs: () => number,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<void> {
   const backoff = new Backoff();
   while (!signal.aborted) {
     try {
-      await client.heartbeat(await currentReleaseId(), undefined, signal);
+      await client.heartbeat(await currentReleaseId(), undefined, signal, await healthNow());
       backoff.reset();
-      await sleep(HEARTBEAT_INTERVAL_MS, signal);
+      await sleep(intervalMs(), signal);
     } catch (error) {
       if (signal.aborted) return;
       const delayMs = isTransient(error) ? backoff.delay() : HEARTBEAT_INTERVAL_MS;

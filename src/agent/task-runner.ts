@@ -4,12 +4,15 @@
  * Running the same task twice ends in the same state, so a task redelivered
  * after a restart simply finishes.
  */
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentReport, AgentTask } from '../api/schemas.js';
 import { shortId } from '../core/manifest.js';
 import type { BlobCache } from '../content/blob-cache.js';
 import { activateRelease, readCurrentReleaseId } from './activator.js';
 import { deployLayout, type DeployLayout } from './deploy-layout.js';
+import { waitHealthy } from './health-checker.js';
+import { runHook } from './hook-runner.js';
 import { pruneReleases } from './release-pruner.js';
 import { stageRelease, type ReleaseSource, type StageResult } from './release-stager.js';
 
@@ -37,8 +40,46 @@ const MAX_ERROR_LENGTH = 4000;
 export async function runTask(task: AgentTask, context: TaskContext): Promise<TaskOutcome> {
   const { host, logger, signal } = context;
   const log = logger.child({ deploymentId: task.deploymentId, release: shortId(task.releaseId), kind: task.kind });
-  const report = (state: AgentReport['state'], currentReleaseId: string | null, error?: string): Promise<void> =>
-    context.report({ host, deploymentId: task.deploymentId, state, currentReleaseId, ...(error === undefined ? {} : { error }) });
+  // Hook and health-check output travels with the next report.
+  let logs: { source: string; text: string }[] = [];
+  const appendLog = (source: string, lines: readonly string[]) => {
+    for (const text of lines) logs.push({ source, text: text.slice(0, 16_000) });
+    if (logs.length > 1500) logs = logs.slice(-1500);
+  };
+  const report = (state: AgentReport['state'], currentReleaseId: string | null, error?: string): Promise<void> => {
+    const sent = logs;
+    logs = [];
+    return context.report({
+      host,
+      deploymentId: task.deploymentId,
+      state,
+      currentReleaseId,
+      ...(error === undefined ? {} : { error }),
+      ...(sent.length > 0 ? { logs: sent } : {}),
+    });
+  };
+  const hook = async (name: 'before_activate' | 'after_activate' | 'after_rollback', layout: DeployLayout, previousReleaseId: string | null) => {
+    const command = task.hooks[name];
+    if (command === undefined) return;
+    const result = await runHook(command, {
+      cwd: join(layout.releasesDir, task.releaseId),
+      timeoutMs: task.hooks.timeout,
+      signal,
+      env: {
+        LOCKSTEP_HOOK: name,
+        LOCKSTEP_RELEASE_ID: task.releaseId,
+        LOCKSTEP_VERSION: task.version,
+        LOCKSTEP_ENV: task.env,
+        LOCKSTEP_HOST: host,
+        LOCKSTEP_DEPLOYMENT: String(task.deploymentId),
+        LOCKSTEP_DEPLOY_TO: layout.deployTo,
+        LOCKSTEP_RELEASE_DIR: join(layout.releasesDir, task.releaseId),
+        LOCKSTEP_PREVIOUS_RELEASE_ID: previousReleaseId ?? '',
+      },
+    });
+    appendLog(`hook:${name}`, result.output);
+    if (result.kind === 'failed') throw new Error(`${name} hook ${result.reason}`);
+  };
 
   let layout: DeployLayout | undefined;
   let stagingReported: Promise<void> | undefined;
@@ -53,11 +94,19 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     const started = performance.now();
     const staging = await stageRelease({ layout, releaseId: task.releaseId, source: context.source, cache: context.cache, logger: log, signal });
     signal.throwIfAborted();
+    const before = await readCurrentReleaseId(layout);
+    if (task.kind === 'deploy') await hook('before_activate', layout, before);
     const { previousReleaseId } = await activateRelease(layout, task.releaseId, task.vars);
     const elapsedMs = Math.round(performance.now() - started);
     log.info({ staging: staging.kind, previous: previousReleaseId && shortId(previousReleaseId), elapsedMs }, 'release activated');
-
     await stagingReported;
+    const checks = task.health.checks.length > 0;
+    const hookAfter = task.kind === 'deploy' ? task.hooks.after_activate : task.hooks.after_rollback;
+    // The server learns at once that this host switched (it must come back if the rollout stops).
+    if (checks || hookAfter !== undefined) await report('activated', task.releaseId);
+    await hook(task.kind === 'deploy' ? 'after_activate' : 'after_rollback', layout, previousReleaseId);
+    const health = await waitHealthy(task.health, signal, (round) => appendLog('health', [`${round.healthy ? 'pass' : 'fail'}: ${round.detail}`]));
+    if (!health.healthy) throw new Error(`health check failed: ${health.detail}`);
     await report('succeeded', task.releaseId);
     const pruned = await prune(layout, task, previousReleaseId, log);
     return { kind: 'succeeded', staging, previousReleaseId, pruned };

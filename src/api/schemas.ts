@@ -60,9 +60,16 @@ export const rollbackRequest = z.strictObject({
   reason: z.string().max(2000).optional(),
 });
 
-export const hostStepState = z.enum(['pending', 'staging', 'succeeded', 'failed']);
+/**
+ * A host's step in a deployment: waiting (a later batch) → pending (its task
+ * is available) → staging → activated (switched; health checks running) →
+ * succeeded | failed; skipped when the rollout stopped first; reverting →
+ * reverted | revert_failed when a stopped rollout returns the host to the
+ * release it had.
+ */
+export const hostStepState = z.enum(['waiting', 'pending', 'staging', 'activated', 'succeeded', 'failed', 'skipped', 'reverting', 'reverted', 'revert_failed']);
 export type HostStepState = z.infer<typeof hostStepState>;
-export const deploymentState = z.enum(['running', 'succeeded', 'failed']);
+export const deploymentState = z.enum(['running', 'rolling_back', 'succeeded', 'failed']);
 export type DeploymentState = z.infer<typeof deploymentState>;
 
 export const deploymentView = z.object({
@@ -80,8 +87,11 @@ export const deploymentView = z.object({
   error: z.string().nullable(),
   /** Increases with every change; pass it back as `since` to long-poll for the next change. */
   revision: z.number(),
+  /** Index of the batch being rolled out (0 is the canary when there is one). */
+  currentBatch: z.number(),
+  batches: z.number(),
   hosts: z.array(
-    z.object({ host: z.string(), state: hostStepState, fromReleaseId: z.string().nullable(), error: z.string().nullable(), updatedAt: z.string() }),
+    z.object({ host: z.string(), batch: z.number(), state: hostStepState, fromReleaseId: z.string().nullable(), error: z.string().nullable(), updatedAt: z.string() }),
   ),
 });
 export type DeploymentView = z.infer<typeof deploymentView>;
@@ -94,6 +104,8 @@ export const hostView = z.object({
   releaseId: z.string().nullable(),
   version: z.string().nullable(),
   lastSeenAt: z.string().nullable(),
+  /** From the agent's continuous health checks; null when none are configured or reported yet. */
+  health: z.object({ healthy: z.boolean(), detail: z.string(), at: z.string() }).nullable(),
 });
 export type HostView = z.infer<typeof hostView>;
 
@@ -131,16 +143,46 @@ export const errorBody = z.object({ error: z.object({ kind: z.string(), message:
 export const enrollRequest = z.strictObject({ token: z.string().min(1).max(200), agentVersion: z.string().max(64).optional() });
 export const enrollResponse = z.object({ host: z.string(), env: z.string(), credential: z.string() });
 
-/** One unit of work for one host: make `releaseId` the active release. */
+const durationMs = z.number().int().min(0);
+export const healthCheckSpec = z.union([
+  z.object({ http: z.string(), status: z.object({ min: z.number(), max: z.number() }), body: z.string().optional(), timeout: durationMs }),
+  z.object({ tcp: z.string(), timeout: durationMs }),
+  z.object({ exec: z.string(), timeout: durationMs }),
+]);
+export type HealthCheckSpec = z.infer<typeof healthCheckSpec>;
+export const healthSpec = z.object({
+  checks: z.array(healthCheckSpec),
+  interval: durationMs,
+  healthy_after: z.number().int().min(1),
+  timeout: durationMs,
+  watch_interval: durationMs,
+});
+export type HealthSpec = z.infer<typeof healthSpec>;
+export const hooksSpec = z.object({
+  before_activate: z.string().optional(),
+  after_activate: z.string().optional(),
+  after_rollback: z.string().optional(),
+  timeout: durationMs,
+});
+export type HooksSpec = z.infer<typeof hooksSpec>;
+
+/**
+ * One unit of work for one host: make `releaseId` the active release.
+ * `deploy` runs before_activate/after_activate hooks; `rollback` (an
+ * environment's rollback) and `revert` (a stopped rollout returning this
+ * host to the release it had) run after_rollback. Health checks follow each.
+ */
 export const agentTask = z.object({
   deploymentId: z.number(),
-  kind: z.enum(['deploy', 'rollback']),
+  kind: z.enum(['deploy', 'rollback', 'revert']),
   env: z.string(),
   releaseId: sha256,
   version: z.string(),
   deployTo: z.string(),
   keepReleases: z.number().int(),
   vars: z.record(z.string(), z.string()),
+  health: healthSpec,
+  hooks: hooksSpec,
 });
 export type AgentTask = z.infer<typeof agentTask>;
 export const workResponse = z.object({ task: agentTask.nullable() });
@@ -148,14 +190,22 @@ export const workResponse = z.object({ task: agentTask.nullable() });
 export const agentReport = z.strictObject({
   host: hostName,
   deploymentId: z.number().int(),
-  state: z.enum(['staging', 'succeeded', 'failed']),
+  state: z.enum(['staging', 'activated', 'succeeded', 'failed']),
   error: z.string().max(4000).optional(),
+  /** Output of hooks and health checks since the last report. */
+  logs: z.array(z.strictObject({ source: z.string().max(64), text: z.string().max(16_384) })).max(2000).optional(),
   /** The release `current` points at after this step (null: none). */
   currentReleaseId: sha256.nullable(),
 });
 export type AgentReport = z.infer<typeof agentReport>;
 
-export const heartbeatRequest = z.strictObject({ host: hostName, currentReleaseId: sha256.nullable(), agentVersion: z.string().max(64).optional() });
+export const heartbeatRequest = z.strictObject({
+  host: hostName,
+  currentReleaseId: sha256.nullable(),
+  agentVersion: z.string().max(64).optional(),
+  /** The latest round of continuous health checks (absent: none configured yet). */
+  health: z.strictObject({ healthy: z.boolean(), detail: z.string().max(4000) }).optional(),
+});
 
 /** Agent routes (all under API_PREFIX). Every one but enroll needs the agent's credential as a bearer token. */
 export const AGENT_ROUTES = {
@@ -182,10 +232,25 @@ export const releaseListResponse = z.object({ releases: z.array(releaseSummary) 
 export const releaseShowResponse = z.object({ release: releaseSummary, manifest: agentReleaseResponse.shape.manifest });
 export const hostListResponse = z.object({ hosts: z.array(hostView) });
 export const ruleResult = z.object({ rule: z.string(), passed: z.boolean(), detail: z.string(), fix: z.string().optional() });
+const pathChanges = z.object({ count: z.number(), paths: z.array(z.string()) });
 export const planResponse = z.object({
   release: releaseSummary,
   env: z.string(),
   verdict: z.object({ kind: z.enum(['allowed', 'refused']), rules: z.array(ruleResult), reason: z.string().optional() }),
+  /** Host names per batch, in rollout order (the canary first). */
+  batches: z.array(z.array(z.string())),
+  rollout: z.object({ canary: z.number(), batch: z.string(), pause: z.number(), maxFailures: z.string() }),
+  hosts: z.array(
+    z.object({
+      host: z.string(),
+      currentReleaseId: z.string().nullable(),
+      added: pathChanges,
+      changed: pathChanges,
+      removed: pathChanges,
+      fetchBytes: z.number(),
+      fetchBlobs: z.number(),
+    }),
+  ),
 });
 export const historyResponse = z.object({ deployments: z.array(deploymentView) });
 export const auditResponse = z.object({ events: z.array(auditEventView) });
@@ -201,3 +266,5 @@ export type HostListResponse = z.infer<typeof hostListResponse>;
 export type PlanResponse = z.infer<typeof planResponse>;
 export type HistoryResponse = z.infer<typeof historyResponse>;
 export type AuditResponse = z.infer<typeof auditResponse>;
+export const logsResponse = z.object({ logs: z.array(z.object({ host: z.string(), at: z.string(), source: z.string(), text: z.string() })) });
+export type LogsResponse = z.infer<typeof logsResponse>;

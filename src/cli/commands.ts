@@ -10,6 +10,7 @@ import { formatDuration } from '../core/duration.js';
 import { LockstepError } from '../core/errors.js';
 import { shortId } from '../core/manifest.js';
 import { ago, color, formatBytes, json, line, progress, progressDone, table } from './output.js';
+import { DeploymentProgress, progressMode } from './deployment-progress.js';
 import { uploadRelease } from './release-upload.js';
 
 /** Options every printing command takes. */
@@ -109,13 +110,34 @@ export async function hostList(client: LockstepClient, options: OutputOptions): 
   line(table([['HOST', 'ENV', 'STATE', 'RELEASE', 'LAST SEEN'], ...hosts.map((host) => [host.name, host.env, hostState(host), host.version ?? '-', ago(host.lastSeenAt)])]));
 }
 
-/** `lockstep plan RELEASE --to ENV`: the verdict, changing nothing. Exit 3 when refused. */
+/** `lockstep plan RELEASE --to ENV`: verdict, batches and per-host changes, changing nothing. Exit 3 when refused. */
 export async function plan(client: LockstepClient, release: string, env: string, options: OutputOptions): Promise<void> {
   const result = await client.plan(release, env);
   if (options.json) json(result);
   else {
     line(`${result.release.app}@${result.release.version} (${shortId(result.release.id)}) -> ${env}: ${result.verdict.kind === 'allowed' ? color.green('allowed') : color.red('refused')}`);
     for (const rule of result.verdict.rules) line(`  ${rule.passed ? color.green('pass') : color.red('FAIL')} ${rule.rule}: ${rule.detail}${rule.fix ? ` (run: ${rule.fix})` : ''}`);
+    line('');
+    line(`rollout: canary ${result.rollout.canary}, then batches of ${result.rollout.batch}${result.rollout.pause ? `, ${formatDuration(result.rollout.pause)} apart` : ''}; stops after more than ${result.rollout.maxFailures} failed host(s)`);
+    result.batches.forEach((hosts, index) => line(`  ${index + 1}. ${hosts.join(', ')}`));
+    line('');
+    if (result.hosts.length === 0) line(`no enrolled hosts in ${env}`);
+    else {
+      line(
+        table([
+          ['HOST', 'NOW', 'ADDED', 'CHANGED', 'REMOVED', 'FETCH'],
+          ...result.hosts.map((host) => [host.host, host.currentReleaseId ? shortId(host.currentReleaseId) : '-', String(host.added.count), String(host.changed.count), String(host.removed.count), `${formatBytes(host.fetchBytes)} (${host.fetchBlobs} blobs)`]),
+        ]),
+      );
+      const first = result.hosts[0];
+      if (first && first.added.count + first.changed.count + first.removed.count > 0 && result.hosts.every((host) => host.currentReleaseId === first.currentReleaseId)) {
+        line('');
+        for (const [mark, change] of [['+', first.added], ['~', first.changed], ['-', first.removed]] as const) {
+          for (const path of change.paths) line(`  ${mark} ${path}`);
+          if (change.count > change.paths.length) line(`  ${mark} … and ${change.count - change.paths.length} more`);
+        }
+      }
+    }
   }
   if (result.verdict.kind === 'refused') throw new LockstepError('refused', result.verdict.reason ?? 'refused', { quiet: true });
 }
@@ -138,37 +160,45 @@ export async function reattach(client: LockstepClient, id: number, options: Outp
 }
 
 /**
- * Shows a deployment's per-host progress until it finishes. Exit status:
- * 0 succeeded, 4 failed (thrown as a 'failed' LockstepError).
+ * Shows a deployment's per-batch and per-host progress until it finishes.
+ * Exit status: 0 succeeded, 4 failed (thrown as a 'failed' LockstepError).
  */
 async function follow(client: LockstepClient, first: DeploymentView, wait: boolean, options: OutputOptions): Promise<void> {
   const what = `${first.kind === 'rollback' ? 'rollback' : 'deployment'} #${first.id}`;
-  if (!options.json) line(`${what}: ${first.version} (${shortId(first.releaseId)}) to ${first.env} on ${first.hosts.length} host${first.hosts.length === 1 ? '' : 's'}`);
   if (!wait) {
     if (options.json) json(first);
-    else line(`started; follow it with: lockstep deploy --follow ${first.id}`);
+    else line(`${what} started: ${first.version} (${shortId(first.releaseId)}) to ${first.env}; follow it with: lockstep deploy --follow ${first.id}`);
     return;
   }
-  const started = Date.now();
-  const seen = new Map<string, string>();
-  let view = first;
-  for (;;) {
-    if (!options.json) {
-      for (const host of view.hosts) {
-        const key = `${host.state}:${host.error ?? ''}`;
-        if (seen.get(host.host) === key) continue;
-        seen.set(host.host, key);
-        if (host.state === 'pending') continue;
-        const mark = host.state === 'succeeded' ? color.green('ok') : host.state === 'failed' ? color.red('FAILED') : color.yellow(host.state);
-        line(`  ${host.host}: ${mark}${host.error ? ` ${host.error}` : ''}`);
-      }
-    }
-    if (view.state !== 'running') break;
-    view = await client.deployment(view.id, view.revision, 25);
-  }
-  if (options.json) json(view);
+  const progress = new DeploymentProgress(progressMode(options.json === true));
+  if (!options.json && progressMode(false) === 'lines') line(`${what}: ${first.version} (${shortId(first.releaseId)}) to ${first.env} on ${first.hosts.length} host${first.hosts.length === 1 ? '' : 's'}`);
+  progress.update(first);
+  const view = await client.waitForDeployment(first, (next) => progress.update(next));
+  progress.finish(view);
   if (view.state === 'failed') throw new LockstepError('failed', `${what} failed: ${view.error ?? 'see lockstep history'}`, { quiet: options.json === true });
-  if (!options.json) line(color.green(`${what} succeeded in ${formatDuration(Date.now() - started)}: ${view.env} runs ${view.version}`));
+  if (!options.json) line(color.green(`${what} succeeded in ${progress.elapsed()}: ${view.env} runs ${view.version}${view.error ? ` (${view.error})` : ''}`));
+}
+
+/** `lockstep logs DEPLOYMENT [--host H]`: the output of hooks and health checks. */
+export async function logs(client: LockstepClient, id: number, host: string | undefined, options: OutputOptions): Promise<void> {
+  const result = await client.logs(id, host);
+  if (options.json) return json(result.logs);
+  if (result.logs.length === 0) return line(`no captured output for deployment #${id}${host ? ` on ${host}` : ''}`);
+  for (const entry of result.logs) line(`${entry.at.slice(11, 23)} ${entry.host} ${color.dim(entry.source)} ${entry.text}`);
+}
+
+/** `lockstep release reject RELEASE --env ENV --reason TEXT`. */
+export async function releaseReject(client: LockstepClient, ref: string, env: string, reason: string, options: OutputOptions): Promise<void> {
+  await client.rejectRelease(ref, env, reason);
+  if (options.json) return json({ release: ref, env, rejected: true });
+  line(`release ${ref} is rejected in ${env}: it cannot be promoted onward from ${env}`);
+}
+
+/** `lockstep release unreject RELEASE --env ENV`. */
+export async function releaseUnreject(client: LockstepClient, ref: string, env: string, reason: string | undefined, options: OutputOptions): Promise<void> {
+  await client.unrejectRelease(ref, env, reason);
+  if (options.json) return json({ release: ref, env, rejected: false });
+  line(`release ${ref} is no longer rejected in ${env}`);
 }
 
 /** `lockstep status [ENV]`. */

@@ -121,6 +121,15 @@ export class LockstepClient {
     }
     return view;
   }
+  logs(id: number, host?: string) {
+    return this.request<api.LogsResponse>('GET', `/deployments/${id}/logs${host ? `?host=${encodeURIComponent(host)}` : ''}`);
+  }
+  rejectRelease(ref: string, env: string, reason: string) {
+    return this.request<{ ok: true }>('POST', `/releases/${encodeURIComponent(ref)}/reject`, { env, reason });
+  }
+  unrejectRelease(ref: string, env: string, reason?: string) {
+    return this.request<{ ok: true }>('POST', `/releases/${encodeURIComponent(ref)}/unreject`, { env, ...(reason !== undefined ? { reason } : {}) });
+  }
   status(env?: string) {
     return this.request<api.StatusResponse>('GET', `/status${env ? `?env=${encodeURIComponent(env)}` : ''}`);
   }

@@ -22,12 +22,89 @@ const varValue = z
   .transform((value) => String(value))
   .refine((value) => !/[\n\r\0]/.test(value), { message: 'expected a single-line value (no newline or NUL)' });
 
+/** A count of hosts (`2`) or a share of them (`25%`). */
+const countOrShare = (minimum: number) =>
+  z.union([
+    z.number().int().min(minimum, `expected at least ${minimum}`),
+    z.string().regex(/^(100|[1-9]?[0-9])%$/, 'expected a number of hosts or a percentage such as 25%'),
+  ]);
+
+const statusRange = z
+  .union([z.number().int(), z.string().regex(/^[1-5]\d\d(-[1-5]\d\d)?$/, 'expected a status such as 200 or a range such as 200-399')])
+  .default('200-399')
+  .transform((value) => {
+    const [low, high] = String(value).split('-').map(Number);
+    return { min: low ?? 200, max: high ?? low ?? 200 };
+  });
+
+const healthCheckSchema = z.union([
+  z.strictObject({
+    http: z.string().regex(/^https?:\/\/[^\s]+$/, 'expected an http:// or https:// URL'),
+    status: statusRange,
+    body: z.string().optional(),
+    timeout: duration('2s'),
+  }),
+  z.strictObject({ tcp: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'expected HOST:PORT'), timeout: duration('2s') }),
+  z.strictObject({ exec: z.string().min(1, 'expected a command'), timeout: duration('10s') }),
+], { error: 'expected a check: one of `http: URL` (with status, body, timeout), `tcp: HOST:PORT` (with timeout) or `exec: COMMAND` (with timeout)' });
+
+/** One health check: exactly one of http, tcp or exec, with its options. */
+export type HealthCheck = z.output<typeof healthCheckSchema>;
+
+const rolloutSchema = z
+  .strictObject({
+    /** Hosts deployed first, alone. */
+    canary: z.number().int().min(0).default(1),
+    /** Hosts per following batch. */
+    batch: countOrShare(1).default('25%'),
+    /** Wait between batches. */
+    pause: duration('0s'),
+    /** Failed hosts tolerated before the rollout stops and rolls back. */
+    max_failures: countOrShare(0).default(0),
+  })
+  .default({ canary: 1, batch: '25%', pause: 0, max_failures: 0 });
+
+const healthSchema = z
+  .strictObject({
+    checks: z.array(healthCheckSchema).default([]),
+    /** Time between two rounds of checks. */
+    interval: duration('1s'),
+    /** Consecutive passing rounds that make a host healthy. */
+    healthy_after: z.number().int().min(1).max(100).default(1),
+    /** A host not healthy this long after activation fails its step. */
+    timeout: duration('60s'),
+    /** How often agents re-check health between deployments. */
+    watch_interval: duration('30s'),
+  })
+  .default({ checks: [], interval: 1000, healthy_after: 1, timeout: 60_000, watch_interval: 30_000 });
+
+const hooksSchema = z
+  .strictObject({
+    before_activate: z.string().min(1).optional(),
+    after_activate: z.string().min(1).optional(),
+    after_rollback: z.string().min(1).optional(),
+    /** Each hook is killed after this long, failing the host's step. */
+    timeout: duration('60s'),
+  })
+  .default({ timeout: 60_000 });
+
+const alertsSchema = z
+  .strictObject({
+    /** URLs that receive a JSON POST for every alert. */
+    webhooks: z.array(z.string().regex(/^https?:\/\/[^\s]+$/, 'expected an http:// or https:// URL')).default([]),
+  })
+  .default({ webhooks: [] });
+
 const environmentSchema = z.strictObject({
   promote_from: z.string().regex(NAME, 'expected an environment name').optional(),
   vars: z
     .record(z.string().regex(VAR_KEY, 'expected a variable name of letters, digits and _ (not starting with a digit)'), varValue)
     .default({}),
   host_timeout: duration('2m'),
+  rollout: rolloutSchema,
+  health: healthSchema,
+  hooks: hooksSchema,
+  alerts: alertsSchema,
 });
 
 /** The schema of lockstep.yaml. Unknown keys are errors: a typo must not silently disable a gate. */

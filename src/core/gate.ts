@@ -10,8 +10,13 @@ import { shortId } from './manifest.js';
 export interface ReleaseInEnvironment {
   /** When a deployment of the release last succeeded there (undefined: never). */
   readonly succeededAt?: Date | undefined;
-  /** When the environment was rolled back away from the release (undefined: never). */
+  /** When the environment was rolled back away from the release, or a rollout of it failed there (undefined: never). */
   readonly rolledBackAt?: Date | undefined;
+  /** Why it was rolled back or failed, for the refusal. */
+  readonly rolledBackReason?: string | undefined;
+  /** When someone rejected the release there by hand (`lockstep release reject`). */
+  readonly rejectedAt?: Date | undefined;
+  readonly rejectedReason?: string | undefined;
 }
 
 /** Facts the gate needs; gathered by the caller, so the gate does no I/O. */
@@ -23,6 +28,8 @@ export interface GateFacts {
   readonly inSource: ReleaseInEnvironment;
   /** The current release of the source environment. */
   readonly sourceCurrent?: string | undefined;
+  /** The release's record in the target environment (a manual rejection there refuses it). */
+  readonly inTarget?: ReleaseInEnvironment | undefined;
 }
 
 /** One rule's outcome. */
@@ -41,7 +48,7 @@ export type Verdict =
 
 /** Evaluates the promotion gate for a release entering an environment. */
 export function evaluateGate(facts: GateFacts): Verdict {
-  const rules = [promotionRule(facts)];
+  const rules = [promotionRule(facts), rejectionRule(facts)];
   const failed = rules.find((rule) => !rule.passed);
   if (failed) {
     return { kind: 'refused', rules, reason: `${failed.rule}: ${failed.detail}${failed.fix ? `; run: ${failed.fix}` : ''}` };
@@ -64,13 +71,32 @@ function promotionRule(facts: GateFacts): RuleResult {
     };
   }
   const isCurrent = facts.sourceCurrent === facts.release.id;
+  if (facts.inSource.rejectedAt !== undefined) {
+    return {
+      rule: 'promotion-gate',
+      passed: false,
+      detail: `release ${name} was rejected in ${source}${facts.inSource.rejectedReason ? ` (${facts.inSource.rejectedReason})` : ''}; it cannot be promoted from there`,
+      fix: `lockstep release unreject ${shortId(facts.release.id)} --env ${source}`,
+    };
+  }
   if (facts.inSource.rolledBackAt !== undefined && !isCurrent) {
     return {
       rule: 'promotion-gate',
       passed: false,
-      detail: `release ${name} was rolled back in ${source} at ${facts.inSource.rolledBackAt.toISOString()}; deploy it to ${source} again (or a fixed release) before promoting`,
+      detail: `release ${name} was rolled back in ${source} at ${facts.inSource.rolledBackAt.toISOString()}${facts.inSource.rolledBackReason ? ` (${facts.inSource.rolledBackReason})` : ''}; deploy it to ${source} again (or a fixed release) before promoting`,
       fix: `lockstep deploy ${shortId(facts.release.id)} --to ${source}`,
     };
   }
   return { rule: 'promotion-gate', passed: true, detail: `succeeded in ${source} at ${facts.inSource.succeededAt.toISOString()}` };
+}
+
+function rejectionRule(facts: GateFacts): RuleResult {
+  const rejected = facts.inTarget?.rejectedAt;
+  if (rejected === undefined) return { rule: 'not-rejected', passed: true, detail: `not rejected in ${facts.environment}` };
+  return {
+    rule: 'not-rejected',
+    passed: false,
+    detail: `release ${facts.release.version} (${shortId(facts.release.id)}) was rejected in ${facts.environment}${facts.inTarget?.rejectedReason ? ` (${facts.inTarget.rejectedReason})` : ''}`,
+    fix: `lockstep release unreject ${shortId(facts.release.id)} --env ${facts.environment}`,
+  };
 }

@@ -11,10 +11,10 @@ import { HTTP_STATUS, LockstepError } from '../core/errors.js';
 import { canonicalManifest } from '../core/manifest.js';
 import { applyConfig } from './config-service.js';
 import type { Principal, ServerContext } from './context.js';
-import { deploymentView, planDeployment, recordReport, startDeployment, startRollback, waitForDeployment } from './deployment-service.js';
+import { deploymentView, recordReport, rejectRelease, startDeployment, startRollback, unrejectRelease, waitForDeployment } from './deployment-service.js';
+import { planRollout } from './plan-service.js';
 import { addHost, enroll, FetchScope, pollWork, recordHeartbeat } from './host-service.js';
 import { createRelease, manifestOf, resolveRelease, summarize } from './release-service.js';
-import { requireConfig } from './config-service.js';
 import { hashToken } from './tokens.js';
 import { auditView, history, hostView, status } from './views.js';
 
@@ -146,13 +146,7 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
   app.get(`${p}/hosts`, access('viewer'), async () => ({ hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row))) }));
 
   // ---- deployments ----
-  app.post(`${p}/plan`, access('viewer'), async (request) => {
-    const body = parse(api.deployRequest, request.body);
-    const config = await requireConfig(context.store.read);
-    const release = await resolveRelease(context.store.read, body.release);
-    if (!config.environments[body.env]) throw new LockstepError('not-found', `environment "${body.env}" is not in lockstep.yaml`);
-    return { release: await summarize(context.store.read, release), env: body.env, verdict: await planDeployment(context.store.read, config, release, body.env) };
-  });
+  app.post(`${p}/plan`, access('viewer'), async (request) => planRollout(context, parse(api.deployRequest, request.body)));
   app.post(`${p}/deployments`, access('deployer'), async (request, reply) => {
     const body = parse(api.deployRequest, request.body);
     return reply.status(201).send(await startDeployment(context, actorOf(request), body));
@@ -162,6 +156,25 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     const query = parse(z.object({ since: z.coerce.number().int().min(0).optional(), wait: z.coerce.number().min(0).max(30).default(0) }), request.query);
     if (query.since === undefined || query.wait === 0) return deploymentView(context, id);
     return waitForDeployment(context, id, query.since, query.wait * 1000, abortOnClose(request, context.shutdown));
+  });
+  app.get(`${p}/deployments/:id/logs`, access('viewer'), async (request) => {
+    const { id } = parse(idParam, request.params);
+    const { host } = parse(z.object({ host: z.string().max(63).optional() }), request.query);
+    await deploymentView(context, id);
+    const rows = await context.store.read.deploymentLogs(id, host);
+    return { logs: rows.map((row) => ({ host: row.host, at: row.at, source: row.source, text: row.text })) };
+  });
+  app.post(`${p}/releases/:ref/reject`, access('deployer'), async (request) => {
+    const { ref } = parse(z.object({ ref: z.string().min(1).max(200) }), request.params);
+    const body = parse(z.strictObject({ env: z.string().max(32), reason: z.string().min(1, 'a reason is required').max(2000) }), request.body);
+    await rejectRelease(context, actorOf(request), ref, body.env, body.reason);
+    return { ok: true };
+  });
+  app.post(`${p}/releases/:ref/unreject`, access('admin'), async (request) => {
+    const { ref } = parse(z.object({ ref: z.string().min(1).max(200) }), request.params);
+    const body = parse(z.strictObject({ env: z.string().max(32), reason: z.string().max(2000).optional() }), request.body);
+    await unrejectRelease(context, actorOf(request), ref, body.env, body.reason);
+    return { ok: true };
   });
   app.post(`${p}/environments/:env/rollback`, access('deployer'), async (request, reply) => {
     const { env } = parse(z.object({ env: z.string().max(32) }), request.params);
@@ -217,7 +230,7 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
   app.post(`${p}${api.AGENT_ROUTES.heartbeat}`, quiet('agent'), async (request) => {
     const body = parse(api.heartbeatRequest, request.body);
     const agent = agentOf(request, body.host);
-    await recordHeartbeat(context, agent.host, body.currentReleaseId, body.agentVersion);
+    await recordHeartbeat(context, agent.host, body);
     return { ok: true };
   });
 

@@ -2,12 +2,14 @@
 import type { Logger } from 'pino';
 import type { BlobStore } from '../content/blob-store.js';
 import type { Store } from '../store/store.js';
+import type { AlertDispatcher } from './alerts/alert-dispatcher.js';
 import type { Notifier } from './notifier.js';
 
 export interface ServerContext {
   readonly store: Store;
   readonly blobs: BlobStore;
   readonly notifier: Notifier;
+  readonly alerts: AlertDispatcher;
   readonly logger: Logger;
   /** The clock; injected so tests and policies never read time themselves. */
   readonly now: () => Date;

@@ -1,36 +1,55 @@
 /**
- * Deployments and rollbacks: the gate, one active deployment per
- * environment, a step per host, completion when every host reported, and
- * failure when a host fails or does not finish within the environment's
- * host_timeout.
+ * Deployments and rollbacks. A deployment rolls out in batches (the canary
+ * first); a batch opens only when every host of the one before is healthy
+ * (and after the configured pause). A failed host beyond `max_failures`
+ * stops the rollout: hosts that had switched are returned to the release
+ * they had, and the release is marked rolled back in the environment.
+ * An environment rollback goes to every host at once.
  */
 import type { AgentReport, DeploymentView } from '../api/schemas.js';
-import type { Config } from '../core/config.js';
+import type { Config, EnvironmentConfig } from '../core/config.js';
 import { formatDuration } from '../core/duration.js';
 import { LockstepError, notFound } from '../core/errors.js';
-import { evaluateGate, type Verdict } from '../core/gate.js';
+import { evaluateGate, type ReleaseInEnvironment, type Verdict } from '../core/gate.js';
 import { shortId } from '../core/manifest.js';
-import type { DeploymentRow, ReadRepo, ReleaseRow, WriteRepo } from '../store/store.js';
+import { failureBudget, planBatches } from '../core/rollout-plan.js';
+import type { DeploymentHostRow, DeploymentRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteRepo } from '../store/store.js';
+import type { Alert } from './alerts/alert-channel.js';
+import { alertChannelsOf } from './alerts/alert-channels.js';
 import { requireConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { keys } from './notifier.js';
 import { resolveRelease } from './release-service.js';
 
 type DeploymentKind = 'deploy' | 'rollback';
+type StepState = DeploymentView['hosts'][number]['state'];
+
+/** Steps whose host still has work to do (or may be doing it). */
+const IN_FLIGHT: readonly StepState[] = ['pending', 'staging', 'activated', 'reverting'];
+const FINISHED: readonly StepState[] = ['succeeded', 'failed', 'skipped', 'reverted', 'revert_failed'];
+
+/** The gate's facts about a release in one environment, from its record. */
+function factsOf(row: ReleaseEnvironmentRow | undefined): ReleaseInEnvironment {
+  const date = (value: string | null | undefined) => (value ? new Date(value) : undefined);
+  return {
+    succeededAt: date(row?.succeeded_at),
+    rolledBackAt: date(row?.rolled_back_at),
+    rolledBackReason: row?.rolled_back_reason ?? undefined,
+    rejectedAt: date(row?.rejected_at),
+    rejectedReason: row?.rejected_reason ?? undefined,
+  };
+}
 
 /** Evaluates the gate for a release entering an environment, without changing anything. */
 export async function planDeployment(repo: ReadRepo, config: Config, release: ReleaseRow, env: string): Promise<Verdict> {
   const source = config.environments[env]?.promote_from;
-  const inSource = source ? await repo.releaseEnvironment(release.id, source) : undefined;
   return evaluateGate({
     config,
     environment: env,
     release: { id: release.id, version: release.version },
-    inSource: {
-      succeededAt: inSource?.succeeded_at ? new Date(inSource.succeeded_at) : undefined,
-      rolledBackAt: inSource?.rolled_back_at ? new Date(inSource.rolled_back_at) : undefined,
-    },
+    inSource: factsOf(source ? await repo.releaseEnvironment(release.id, source) : undefined),
     sourceCurrent: source ? await repo.environmentCurrent(source) : undefined,
+    inTarget: factsOf(await repo.releaseEnvironment(release.id, env)),
   });
 }
 
@@ -47,7 +66,7 @@ export async function startDeployment(context: ServerContext, actor: string, req
     );
     throw new LockstepError('refused', verdict.reason, { rules: verdict.rules });
   }
-  return begin(context, actor, 'deploy', release, request.env, request.reason ?? null);
+  return begin(context, actor, 'deploy', release, request.env, request.reason ?? null, config);
 }
 
 /**
@@ -76,100 +95,247 @@ export async function startRollback(context: ServerContext, actor: string, env: 
     if (!previous) throw new LockstepError('refused', `${env} has no known-good release to roll back to${current ? ` before ${shortId(current)}` : ''}`);
     target = (await repo.release(previous.release_id)) as ReleaseRow;
   }
-  return begin(context, actor, 'rollback', target, env, request.reason ?? null);
+  return begin(context, actor, 'rollback', target, env, request.reason ?? null, config);
 }
 
-async function begin(context: ServerContext, actor: string, kind: DeploymentKind, release: ReleaseRow, env: string, reason: string | null): Promise<DeploymentView> {
-  const at = context.now().toISOString();
-  const { id, hosts } = await context.store.transaction(async (repo) => {
-    const running = await repo.runningDeployments(env);
+async function begin(context: ServerContext, actor: string, kind: DeploymentKind, release: ReleaseRow, env: string, reason: string | null, config: Config): Promise<DeploymentView> {
+  const at = context.now();
+  const iso = at.toISOString();
+  const environment = config.environments[env] as EnvironmentConfig;
+  const { id, dispatched } = await context.store.transaction(async (repo) => {
+    const running = await repo.activeDeployments(env);
     const first = running[0];
     if (first) {
-      throw new LockstepError('conflict', `deployment #${first.id} to ${env} is still running (started by ${first.requested_by} at ${first.created_at}); follow it with: lockstep deploy --follow ${first.id}`);
+      throw new LockstepError('conflict', `deployment #${first.id} to ${env} is still ${first.state.replace('_', ' ')} (started by ${first.requested_by} at ${first.created_at}); follow it with: lockstep deploy --follow ${first.id}`);
     }
     const hosts = (await repo.listHosts(env)).filter((host) => host.enrolled_at !== null);
     if (hosts.length === 0) throw new LockstepError('refused', `${env} has no enrolled hosts; add one with: lockstep host add NAME --env ${env}`);
+    // A rollback restores a known-good state as fast as possible: every host at once.
+    const batches = kind === 'rollback' ? [hosts.map((host) => host.name).sort()] : planBatches(hosts.map((host) => host.name), environment.rollout);
+    const batchOf = new Map(batches.flatMap((names, index) => names.map((name) => [name, index] as const)));
     const id = await repo.next('deployment');
     const from = (await repo.environmentCurrent(env)) ?? null;
-    await repo.insertDeployment({ id, env, kind, release_id: release.id, from_release_id: from, state: 'running', requested_by: actor, reason, created_at: at, finished_at: null, error: null, revision: 1 });
+    await repo.insertDeployment({
+      id, env, kind, release_id: release.id, from_release_id: from, state: 'running', requested_by: actor, reason,
+      created_at: iso, finished_at: null, error: null, revision: 1, current_batch: 0, batches: batches.length, next_batch_at: null,
+    });
+    const deadline = new Date(at.getTime() + environment.host_timeout).toISOString();
     for (const host of hosts) {
-      await repo.insertDeploymentHost({ deployment_id: id, host: host.name, from_release_id: host.current_release_id, state: 'pending', error: null, updated_at: at });
+      const batch = batchOf.get(host.name) ?? 0;
+      await repo.insertDeploymentHost({
+        deployment_id: id, host: host.name, from_release_id: host.current_release_id, state: batch === 0 ? 'pending' : 'waiting',
+        error: null, updated_at: iso, batch, deadline_at: batch === 0 ? deadline : null,
+      });
     }
-    await repo.upsertReleaseEnvironment(release.id, env, {}, at);
+    await repo.upsertReleaseEnvironment(release.id, env, {}, iso);
     await repo.appendAudit({
-      at,
+      at: iso,
       actor,
       action: kind === 'deploy' ? 'deployment.started' : 'rollback.started',
       target: `env:${env}`,
-      details: { deployment: id, release: release.id, version: release.version, from, hosts: hosts.map((host) => host.name), reason },
+      details: { deployment: id, release: release.id, version: release.version, from, batches, reason },
     });
-    return { id, hosts };
+    return { id, dispatched: batches[0] ?? [] };
   });
-  for (const host of hosts) context.notifier.notify(keys.host(host.name));
+  for (const host of dispatched) context.notifier.notify(keys.host(host));
   return deploymentView(context, id);
 }
 
-/** Records one host's report and finishes the deployment when it is complete. */
+/** Records one host's report and moves the deployment on. */
 export async function recordReport(context: ServerContext, host: string, report: AgentReport): Promise<void> {
-  const at = context.now().toISOString();
-  const changed = await context.store.transaction(async (repo) => {
-    await repo.updateHost(host, { last_seen_at: at, current_release_id: report.currentReleaseId });
+  const at = context.now();
+  const iso = at.toISOString();
+  const config = await requireConfig(context.store.read);
+  const outcome = await context.store.transaction(async (repo) => {
+    await repo.updateHost(host, { last_seen_at: iso, current_release_id: report.currentReleaseId });
     const steps = await repo.deploymentHosts(report.deploymentId);
-    if (!steps.some((step) => step.host === host)) throw new LockstepError('forbidden', `deployment #${report.deploymentId} has no step for host ${host}`);
+    const step = steps.find((candidate) => candidate.host === host);
+    if (!step) throw new LockstepError('forbidden', `deployment #${report.deploymentId} has no step for host ${host}`);
     // Bumping the revision first locks the deployment's row (PostgreSQL), so
     // concurrent reports of one deployment are evaluated one after the other.
     const deployment = await repo.updateDeployment(report.deploymentId, {});
-    if (deployment.state !== 'running') return false;
-    await repo.updateDeploymentHost(deployment.id, host, { state: report.state, error: report.error ?? null, updated_at: at });
-    await finishIfComplete(repo, deployment, at);
-    return true;
+    if (report.logs && report.logs.length > 0) {
+      await repo.appendDeploymentLogs(report.logs.map((log, line) => ({ deployment_id: deployment.id, host, at: iso, line, source: log.source, text: log.text })));
+    }
+    const next = nextStepState(step.state as StepState, report, deployment);
+    if (next !== undefined && next !== step.state) {
+      const error = next === 'failed' || next === 'revert_failed' ? (report.error ?? 'failed') : next === 'reverting' ? step.error : null;
+      await repo.updateDeploymentHost(deployment.id, host, { state: next, error, updated_at: iso, ...(next === 'reverting' ? { deadline_at: deadlineFor(config, deployment.env, at) } : {}) });
+    }
+    return advance(repo, config, deployment, at);
   });
-  if (changed) context.notifier.notify(keys.deployment(report.deploymentId));
+  afterAdvance(context, config, outcome);
 }
 
-/** Fails the steps of running deployments whose hosts did not finish within host_timeout. */
-export async function expireOverdueSteps(context: ServerContext): Promise<void> {
-  const running = await context.store.read.runningDeployments();
-  if (running.length === 0) return;
-  const config = await requireConfig(context.store.read);
-  const now = context.now();
-  for (const deployment of running) {
-    const timeout = config.environments[deployment.env]?.host_timeout ?? 120_000;
-    if (now.getTime() - Date.parse(deployment.created_at) < timeout) continue;
-    const at = now.toISOString();
-    await context.store.transaction(async (repo) => {
-      const locked = await repo.updateDeployment(deployment.id, {});
-      if (locked.state !== 'running') return;
-      for (const step of await repo.deploymentHosts(deployment.id)) {
-        if (step.state === 'succeeded' || step.state === 'failed') continue;
-        const host = await repo.host(step.host);
-        const seen = host?.last_seen_at ? `last seen ${host.last_seen_at}` : 'never seen';
-        await repo.updateDeploymentHost(deployment.id, step.host, { state: 'failed', error: `did not finish within ${formatDuration(timeout)} (offline? ${seen})`, updated_at: at });
-      }
-      await finishIfComplete(repo, locked, at);
-    });
-    context.notifier.notify(keys.deployment(deployment.id));
+/**
+ * The state a step moves to on a report. Reports are idempotent: a repeated
+ * or late report never moves a finished step, except that a host found on
+ * the new release while the rollout is rolling back must go back too.
+ */
+function nextStepState(current: StepState, report: AgentReport, deployment: DeploymentRow): StepState | undefined {
+  const onNewRelease = report.currentReleaseId === deployment.release_id && deployment.release_id !== null;
+  const canRevert = deployment.kind === 'deploy';
+  if (current === 'reverting') {
+    if (report.state === 'succeeded') return 'reverted';
+    if (report.state === 'failed') return 'revert_failed';
+    return undefined;
   }
+  if (deployment.state === 'rolling_back') {
+    if (FINISHED.includes(current) && current !== 'skipped') return undefined;
+    if (report.state === 'staging') return current === 'skipped' ? undefined : 'staging';
+    if (onNewRelease && canRevert && (report.state !== 'activated' || current === 'skipped')) return 'reverting';
+    if (report.state === 'activated') return current === 'skipped' ? undefined : 'activated';
+    return current === 'skipped' ? undefined : 'failed';
+  }
+  if (FINISHED.includes(current)) return undefined;
+  return report.state;
 }
 
-async function finishIfComplete(repo: WriteRepo, deployment: DeploymentRow, at: string): Promise<void> {
-  const steps = await repo.deploymentHosts(deployment.id);
-  if (steps.some((step) => step.state === 'pending' || step.state === 'staging')) return;
+function deadlineFor(config: Config, env: string, at: Date): string {
+  return new Date(at.getTime() + (config.environments[env]?.host_timeout ?? 120_000)).toISOString();
+}
+
+/** What a transaction decided, for the notifications and alerts sent after it commits. */
+interface Advanced {
+  readonly deploymentId: number;
+  readonly env: string;
+  readonly wake: readonly string[];
+  readonly alert?: Omit<Alert, 'env' | 'at'>;
+}
+
+/**
+ * Moves a deployment on from its steps' states: fails overdue steps, stops
+ * the rollout when failures exceed the budget, opens the next batch, or
+ * finishes. Runs in the caller's transaction with the deployment row locked.
+ */
+async function advance(repo: WriteRepo, config: Config, deployment: DeploymentRow, at: Date): Promise<Advanced> {
+  const iso = at.toISOString();
+  const env = config.environments[deployment.env];
+  const base = { deploymentId: deployment.id, env: deployment.env };
+  if (deployment.state !== 'running' && deployment.state !== 'rolling_back') return { ...base, wake: [] };
+  let steps = await repo.deploymentHosts(deployment.id);
+
+  // A host that has not finished by its deadline (offline, hung) fails its step.
+  for (const step of steps) {
+    if (!IN_FLIGHT.includes(step.state as StepState) || !step.deadline_at || step.deadline_at > iso) continue;
+    const host = await repo.host(step.host);
+    const seen = host?.last_seen_at ? `last seen ${host.last_seen_at}` : 'never seen';
+    const state: StepState = step.state === 'reverting' ? 'revert_failed' : 'failed';
+    await repo.updateDeploymentHost(deployment.id, step.host, { state, error: `did not finish within ${formatDuration(env?.host_timeout ?? 0)} (offline? ${seen})`, updated_at: iso });
+  }
+  steps = await repo.deploymentHosts(deployment.id);
+  const count = (...states: StepState[]) => steps.filter((step) => states.includes(step.state as StepState)).length;
   const failed = steps.filter((step) => step.state === 'failed');
+  const describeFailures = () => failed.map((step) => `${step.host}: ${step.error ?? 'failed'}`).join('; ');
+
+  if (deployment.state === 'running') {
+    const budget = deployment.kind === 'rollback' ? Number.POSITIVE_INFINITY : failureBudget(env?.rollout ?? { canary: 1, batch: '25%', pause: 0, max_failures: 0 }, steps.length);
+    if (failed.length > budget) return stopRollout(repo, deployment, steps, describeFailures(), iso);
+    const batch = steps.filter((step) => step.batch === deployment.current_batch);
+    if (batch.some((step) => IN_FLIGHT.includes(step.state as StepState))) return { ...base, wake: [] };
+    if (deployment.current_batch + 1 < deployment.batches) {
+      const pause = env?.rollout.pause ?? 0;
+      if (pause > 0 && deployment.next_batch_at === null) {
+        await repo.updateDeployment(deployment.id, { next_batch_at: new Date(at.getTime() + pause).toISOString() });
+        return { ...base, wake: [] };
+      }
+      if (deployment.next_batch_at !== null && deployment.next_batch_at > iso) return { ...base, wake: [] };
+      const nextBatch = deployment.current_batch + 1;
+      const deadline = deadlineFor(config, deployment.env, at);
+      const wake = steps.filter((step) => step.batch === nextBatch).map((step) => step.host);
+      for (const host of wake) await repo.updateDeploymentHost(deployment.id, host, { state: 'pending', updated_at: iso, deadline_at: deadline });
+      await repo.updateDeployment(deployment.id, { current_batch: nextBatch, next_batch_at: null });
+      return { ...base, wake };
+    }
+    if (failed.length > 0 && deployment.kind === 'rollback') return finishFailed(repo, deployment, describeFailures(), iso);
+    return finishSucceeded(repo, deployment, steps, failed.length > 0 ? `tolerated failures: ${describeFailures()}` : null, iso);
+  }
+
+  // rolling_back: done when no host has work left.
+  if (count(...IN_FLIGHT) > 0) return { ...base, wake: [] };
+  const revertFailed = steps.filter((step) => step.state === 'revert_failed');
+  const error = `${deployment.error ?? 'rollout stopped'}${revertFailed.length ? `; could not return ${revertFailed.map((step) => `${step.host} (${step.error ?? 'failed'})`).join(', ')}` : ''}`;
+  return finishFailed(repo, deployment, error, iso);
+}
+
+/** Stops a rollout: unstarted hosts are skipped, switched hosts return to the release they had. */
+async function stopRollout(repo: WriteRepo, deployment: DeploymentRow, steps: readonly DeploymentHostRow[], cause: string, iso: string): Promise<Advanced> {
+  const config = await requireConfig(repo);
+  const deadline = deadlineFor(config, deployment.env, new Date(iso));
+  const wake: string[] = [];
+  for (const step of steps) {
+    const host = await repo.host(step.host);
+    const switched = host?.current_release_id === deployment.release_id && step.from_release_id !== deployment.release_id;
+    if (step.state === 'waiting' || step.state === 'pending') {
+      await repo.updateDeploymentHost(deployment.id, step.host, { state: 'skipped', updated_at: iso, deadline_at: null });
+    } else if ((step.state === 'succeeded' || step.state === 'failed') && switched) {
+      if (step.from_release_id === null) {
+        await repo.updateDeploymentHost(deployment.id, step.host, { state: 'revert_failed', error: `${step.error ? `${step.error}; ` : ''}no earlier release on this host to return to`, updated_at: iso });
+      } else {
+        await repo.updateDeploymentHost(deployment.id, step.host, { state: 'reverting', updated_at: iso, deadline_at: deadline });
+        wake.push(step.host);
+      }
+    }
+  }
+  const updated = await repo.updateDeployment(deployment.id, { state: 'rolling_back', error: cause });
+  await repo.appendAudit({ at: iso, actor: 'lockstep', action: 'deployment.rolling_back', target: `env:${deployment.env}`, details: { deployment: deployment.id, release: deployment.release_id, cause, reverting: wake } });
+  const next = await advance(repo, config, updated, new Date(iso));
+  return { ...next, wake: [...wake, ...next.wake] };
+}
+
+async function finishSucceeded(repo: WriteRepo, deployment: DeploymentRow, steps: readonly DeploymentHostRow[], note: string | null, at: string): Promise<Advanced> {
   const action = deployment.kind === 'deploy' ? 'deployment' : 'rollback';
-  if (failed.length > 0) {
-    const error = failed.map((step) => `${step.host}: ${step.error ?? 'failed'}`).join('; ');
-    await repo.updateDeployment(deployment.id, { state: 'failed', finished_at: at, error });
-    await repo.appendAudit({ at, actor: 'lockstep', action: `${action}.failed`, target: `env:${deployment.env}`, details: { deployment: deployment.id, release: deployment.release_id, failedHosts: failed.map((step) => step.host), error } });
-    return;
-  }
-  await repo.updateDeployment(deployment.id, { state: 'succeeded', finished_at: at });
+  await repo.updateDeployment(deployment.id, { state: 'succeeded', finished_at: at, error: note });
   await repo.setEnvironmentCurrent(deployment.env, deployment.release_id, at);
-  await repo.upsertReleaseEnvironment(deployment.release_id, deployment.env, { succeeded_at: at, rolled_back_at: null }, at);
+  await repo.upsertReleaseEnvironment(deployment.release_id, deployment.env, { succeeded_at: at, rolled_back_at: null, rolled_back_reason: null }, at);
   if (deployment.kind === 'rollback' && deployment.from_release_id && deployment.from_release_id !== deployment.release_id) {
-    await repo.upsertReleaseEnvironment(deployment.from_release_id, deployment.env, { rolled_back_at: at }, at);
+    await repo.upsertReleaseEnvironment(deployment.from_release_id, deployment.env, { rolled_back_at: at, rolled_back_reason: `rolled back by ${deployment.requested_by} (#${deployment.id})` }, at);
   }
-  await repo.appendAudit({ at, actor: 'lockstep', action: `${action}.succeeded`, target: `env:${deployment.env}`, details: { deployment: deployment.id, release: deployment.release_id, hosts: steps.length } });
+  await repo.appendAudit({ at, actor: 'lockstep', action: `${action}.succeeded`, target: `env:${deployment.env}`, details: { deployment: deployment.id, release: deployment.release_id, hosts: steps.length, note } });
+  return { deploymentId: deployment.id, env: deployment.env, wake: [] };
+}
+
+async function finishFailed(repo: WriteRepo, deployment: DeploymentRow, error: string, at: string): Promise<Advanced> {
+  const action = deployment.kind === 'deploy' ? 'deployment' : 'rollback';
+  await repo.updateDeployment(deployment.id, { state: 'failed', finished_at: at, error });
+  if (deployment.kind === 'deploy') {
+    // A release that failed in an environment must not be promoted onward from it.
+    await repo.upsertReleaseEnvironment(deployment.release_id, deployment.env, { rolled_back_at: at, rolled_back_reason: `deployment #${deployment.id} failed` }, at);
+  }
+  const steps = await repo.deploymentHosts(deployment.id);
+  const failedHosts = steps.filter((step) => step.state === 'failed' || step.state === 'revert_failed').map((step) => step.host);
+  await repo.appendAudit({ at, actor: 'lockstep', action: `${action}.failed`, target: `env:${deployment.env}`, details: { deployment: deployment.id, release: deployment.release_id, failedHosts, error } });
+  const release = await repo.release(deployment.release_id);
+  return {
+    deploymentId: deployment.id,
+    env: deployment.env,
+    wake: [],
+    alert: {
+      kind: `${action}.failed`,
+      summary: `${action} #${deployment.id} of ${release?.app ?? ''}@${release?.version ?? shortId(deployment.release_id)} to ${deployment.env} failed: ${error}`,
+      details: { deployment: deployment.id, release: deployment.release_id, version: release?.version ?? null, failedHosts, error },
+    },
+  };
+}
+
+function afterAdvance(context: ServerContext, config: Config, outcome: Advanced): void {
+  for (const host of outcome.wake) context.notifier.notify(keys.host(host));
+  context.notifier.notify(keys.deployment(outcome.deploymentId));
+  if (outcome.alert) {
+    context.alerts.dispatch({ ...outcome.alert, env: outcome.env, at: context.now().toISOString() }, alertChannelsOf(config.environments[outcome.env]));
+  }
+}
+
+/** Periodic work: fails overdue steps and opens batches whose pause has passed. */
+export async function advanceDeployments(context: ServerContext): Promise<void> {
+  const active = await context.store.read.activeDeployments();
+  if (active.length === 0) return;
+  const config = await requireConfig(context.store.read);
+  const at = context.now();
+  for (const deployment of active) {
+    const outcome = await context.store.transaction(async (repo) => advance(repo, config, await repo.updateDeployment(deployment.id, {}), at));
+    afterAdvance(context, config, outcome);
+  }
 }
 
 /** A deployment with its host steps, as the API shows it. */
@@ -198,7 +364,11 @@ export async function viewOf(repo: ReadRepo, row: DeploymentRow): Promise<Deploy
     finishedAt: row.finished_at,
     error: row.error,
     revision: Number(row.revision),
-    hosts: steps.map((step) => ({ host: step.host, state: step.state as DeploymentView['hosts'][number]['state'], fromReleaseId: step.from_release_id, error: step.error, updatedAt: step.updated_at })),
+    currentBatch: Number(row.current_batch),
+    batches: Number(row.batches),
+    hosts: steps
+      .map((step) => ({ host: step.host, batch: Number(step.batch), state: step.state as StepState, fromReleaseId: step.from_release_id, error: step.error, updatedAt: step.updated_at }))
+      .sort((a, b) => a.batch - b.batch || (a.host < b.host ? -1 : 1)),
   };
 }
 
@@ -212,6 +382,30 @@ export async function waitForDeployment(context: ServerContext, id: number, sinc
     if (view.revision > since || remaining <= 0 || signal.aborted) return view;
     await context.notifier.wait(keys.deployment(id), Math.min(remaining, recheckMs), signal);
   }
+}
+
+/** Marks a release rejected in an environment by hand (it cannot be promoted onward from there). */
+export async function rejectRelease(context: ServerContext, actor: string, ref: string, env: string, reason: string): Promise<void> {
+  const config = await requireConfig(context.store.read);
+  requireEnvironment(config, env);
+  const release = await resolveRelease(context.store.read, ref);
+  const at = context.now().toISOString();
+  await context.store.transaction(async (repo) => {
+    await repo.upsertReleaseEnvironment(release.id, env, { rejected_at: at, rejected_reason: `rejected by ${actor}: ${reason}` }, at);
+    await repo.appendAudit({ at, actor, action: 'release.rejected', target: `release:${release.id}`, details: { env, reason, version: release.version } });
+  });
+}
+
+/** Lifts a manual rejection (admin only; audited). */
+export async function unrejectRelease(context: ServerContext, actor: string, ref: string, env: string, reason: string | undefined): Promise<void> {
+  const release = await resolveRelease(context.store.read, ref);
+  const at = context.now().toISOString();
+  await context.store.transaction(async (repo) => {
+    const row = await repo.releaseEnvironment(release.id, env);
+    if (!row?.rejected_at) throw new LockstepError('bad-input', `release ${release.version} (${shortId(release.id)}) is not rejected in ${env}`);
+    await repo.upsertReleaseEnvironment(release.id, env, { rejected_at: null, rejected_reason: null }, at);
+    await repo.appendAudit({ at, actor, action: 'release.unrejected', target: `release:${release.id}`, details: { env, reason: reason ?? null, was: row.rejected_reason } });
+  });
 }
 
 function requireEnvironment(config: Config, env: string): void {

@@ -4,6 +4,7 @@ import { LockstepError } from '../core/errors.js';
 import { blobsOf } from '../core/manifest.js';
 import { requireConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
+import { alertChannelsOf } from './alerts/alert-channels.js';
 import { keys } from './notifier.js';
 import { manifestOf } from './release-service.js';
 import { hashToken, newToken } from './tokens.js';
@@ -17,7 +18,7 @@ export async function addHost(context: ServerContext, actor: string, name: strin
   await context.store.transaction(async (repo) => {
     const existing = await repo.host(name);
     if (existing) throw new LockstepError('conflict', `host ${name} already exists in ${existing.env}`);
-    await repo.insertHost({ name, env, created_at: at, enrolled_at: null, last_seen_at: null, current_release_id: null, agent_version: null });
+    await repo.insertHost({ name, env, created_at: at, enrolled_at: null, last_seen_at: null, current_release_id: null, agent_version: null, health: null, health_detail: null, health_at: null });
     await repo.insertToken({ name: `enroll:${name}`, token_hash: hashToken(enrollToken), role: 'enroll', envs: JSON.stringify([env]), host: name, created_at: at, used_at: null, revoked_at: null });
     await repo.appendAudit({ at, actor, action: 'host.added', target: `host:${name}`, details: { env } });
   });
@@ -46,11 +47,34 @@ export async function enroll(context: ServerContext, token: string, agentVersion
   });
 }
 
-/** Marks a host as seen, with the release its `current` points at. */
-export async function recordHeartbeat(context: ServerContext, host: string, currentReleaseId: string | null, agentVersion?: string): Promise<void> {
-  await context.store.transaction((repo) =>
-    repo.updateHost(host, { last_seen_at: context.now().toISOString(), current_release_id: currentReleaseId, ...(agentVersion ? { agent_version: agentVersion } : {}) }),
-  );
+/**
+ * Marks a host as seen, with the release its `current` points at and the
+ * result of its continuous health checks; a host turning unhealthy is alerted on once.
+ */
+export async function recordHeartbeat(
+  context: ServerContext,
+  host: string,
+  heartbeat: { currentReleaseId: string | null; agentVersion?: string | undefined; health?: { healthy: boolean; detail: string } | undefined },
+): Promise<void> {
+  const at = context.now().toISOString();
+  const health = heartbeat.health;
+  const turnedUnhealthy = await context.store.transaction(async (repo) => {
+    const before = await repo.host(host);
+    await repo.updateHost(host, {
+      last_seen_at: at,
+      current_release_id: heartbeat.currentReleaseId,
+      ...(heartbeat.agentVersion ? { agent_version: heartbeat.agentVersion } : {}),
+      ...(health ? { health: health.healthy ? 'healthy' : 'unhealthy', health_detail: health.detail, health_at: at } : {}),
+    });
+    return health !== undefined && !health.healthy && before?.health !== 'unhealthy' ? before : undefined;
+  });
+  if (turnedUnhealthy && health) {
+    const config = await requireConfig(context.store.read);
+    context.alerts.dispatch(
+      { kind: 'host.unhealthy', env: turnedUnhealthy.env, at, summary: `host ${host} in ${turnedUnhealthy.env} is unhealthy: ${health.detail}`, details: { host, detail: health.detail, release: heartbeat.currentReleaseId } },
+      alertChannelsOf(config.environments[turnedUnhealthy.env]),
+    );
+  }
 }
 
 /** Long-polls for the host's next task; returns null when none arrived within `waitMs`. */
@@ -63,17 +87,22 @@ export async function pollWork(context: ServerContext, host: string, waitMs: num
     if (pending) {
       const config = await requireConfig(context.store.read);
       const env = config.environments[pending.deployment.env];
-      const release = await context.store.read.release(pending.deployment.release_id);
+      // A reverting step returns the host to the release it had before this deployment.
+      const reverting = pending.step.state === 'reverting';
+      const releaseId = reverting ? pending.step.from_release_id : pending.deployment.release_id;
+      const release = releaseId ? await context.store.read.release(releaseId) : undefined;
       if (!env || !release) throw new Error(`deployment #${pending.deployment.id} refers to a missing environment or release`);
       return {
         deploymentId: Number(pending.deployment.id),
-        kind: pending.deployment.kind as AgentTask['kind'],
+        kind: reverting ? 'revert' : (pending.deployment.kind as AgentTask['kind']),
         env: pending.deployment.env,
         releaseId: release.id,
         version: release.version,
         deployTo: config.deploy_to,
         keepReleases: config.keep_releases,
         vars: env.vars,
+        health: env.health,
+        hooks: env.hooks,
       };
     }
     const remaining = deadline - Date.now();

@@ -12,7 +12,8 @@ import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { Store } from '../store/store.js';
 import { buildApp } from './app.js';
 import type { ServerContext } from './context.js';
-import { expireOverdueSteps } from './deployment-service.js';
+import { advanceDeployments } from './deployment-service.js';
+import { AlertDispatcher } from './alerts/alert-dispatcher.js';
 import { Notifier } from './notifier.js';
 import { hashToken, newToken } from './tokens.js';
 
@@ -62,7 +63,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const blobs = new BlobStore(join(dataDir, 'blobs'));
   await blobs.open();
   const shutdown = new AbortController();
-  const context: ServerContext = { store, blobs, notifier: new Notifier(), logger: options.logger, now: () => new Date(), onlineWindowMs: 40_000, shutdown: shutdown.signal };
+  const alerts = new AlertDispatcher(options.logger);
+  const context: ServerContext = { store, blobs, notifier: new Notifier(), alerts, logger: options.logger, now: () => new Date(), onlineWindowMs: 40_000, shutdown: shutdown.signal };
   await ensureAdminToken(context, dataDir, options.onAdminToken);
   const app = await buildApp(context);
   await app.listen({ host, port });
@@ -75,7 +77,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const sweeper = setInterval(() => {
     if (sweeping) return;
     sweeping = true;
-    expireOverdueSteps(context)
+    advanceDeployments(context)
       .catch((error: unknown) => options.logger.error({ err: error }, 'expiring overdue deployment steps failed'))
       .finally(() => {
         sweeping = false;

@@ -18,6 +18,7 @@ export async function hostView(context: ServerContext, row: HostRow): Promise<Ho
     releaseId: row.current_release_id,
     version: release?.version ?? null,
     lastSeenAt: row.last_seen_at,
+    health: row.health && row.health_at ? { healthy: row.health === 'healthy', detail: row.health_detail ?? '', at: row.health_at } : null,
   };
 }
 

@@ -7,7 +7,7 @@ import { auditHash } from '../core/audit-hash.js';
 import { canonicalJson } from '../core/manifest.js';
 import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
-import type { AuditEventRow, AuditInput, ConfigRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, StoreCapabilities, TokenRow, WriteRepo } from './store.js';
+import type { AuditEventRow, AuditInput, ConfigRow, DeploymentLogRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, StoreCapabilities, TokenRow, WriteRepo } from './store.js';
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
@@ -106,6 +106,16 @@ class Repo implements WriteRepo {
     if (options.env !== undefined) query = query.where('env', '=', options.env);
     return query.orderBy('id', 'desc').limit(options.limit).execute();
   }
+  activeDeployments(env?: string) {
+    let query = this.db.selectFrom('deployments').selectAll().where('state', 'in', ['running', 'rolling_back']);
+    if (env !== undefined) query = query.where('env', '=', env);
+    return query.orderBy('id').execute();
+  }
+  deploymentLogs(id: number, host?: string) {
+    let query = this.db.selectFrom('deployment_logs').selectAll().where('deployment_id', '=', id);
+    if (host !== undefined) query = query.where('host', '=', host);
+    return query.orderBy('at').orderBy('host').orderBy('line').execute();
+  }
   runningDeployments(env?: string) {
     let query = this.db.selectFrom('deployments').selectAll().where('state', '=', 'running');
     if (env !== undefined) query = query.where('env', '=', env);
@@ -117,8 +127,8 @@ class Repo implements WriteRepo {
       .innerJoin('deployments as d', 'd.id', 'step.deployment_id')
       .selectAll('step')
       .where('step.host', '=', host)
-      .where('step.state', 'in', ['pending', 'staging'])
-      .where('d.state', '=', 'running')
+      .where('step.state', 'in', ['pending', 'staging', 'activated', 'reverting'])
+      .where('d.state', 'in', ['running', 'rolling_back'])
       .orderBy('step.deployment_id')
       .executeTakeFirst();
     if (!row) return undefined;
@@ -163,7 +173,12 @@ class Repo implements WriteRepo {
   async insertRelease(row: ReleaseRow) {
     await this.db.insertInto('releases').values(row).execute();
   }
-  async upsertReleaseEnvironment(releaseId: string, env: string, patch: { succeeded_at?: string | null; rolled_back_at?: string | null }, at: string) {
+  async upsertReleaseEnvironment(
+    releaseId: string,
+    env: string,
+    patch: { succeeded_at?: string | null; rolled_back_at?: string | null; rolled_back_reason?: string | null; rejected_at?: string | null; rejected_reason?: string | null },
+    at: string,
+  ) {
     const existing = await this.releaseEnvironment(releaseId, env);
     if (existing) {
       if (Object.keys(patch).length > 0) {
@@ -173,7 +188,16 @@ class Repo implements WriteRepo {
     }
     await this.db
       .insertInto('release_environments')
-      .values({ release_id: releaseId, env, first_deployed_at: at, succeeded_at: patch.succeeded_at ?? null, rolled_back_at: patch.rolled_back_at ?? null })
+      .values({
+        release_id: releaseId,
+        env,
+        first_deployed_at: at,
+        succeeded_at: patch.succeeded_at ?? null,
+        rolled_back_at: patch.rolled_back_at ?? null,
+        rolled_back_reason: patch.rolled_back_reason ?? null,
+        rejected_at: patch.rejected_at ?? null,
+        rejected_reason: patch.rejected_reason ?? null,
+      })
       .execute();
   }
   async setEnvironmentCurrent(env: string, releaseId: string | null, at: string) {
@@ -191,20 +215,26 @@ class Repo implements WriteRepo {
   async insertDeployment(row: DeploymentRow) {
     await this.db.insertInto('deployments').values(row).execute();
   }
-  async updateDeployment(id: number, patch: { state?: string; finished_at?: string | null; error?: string | null }) {
+  async updateDeployment(id: number, patch: { state?: string; finished_at?: string | null; error?: string | null; current_batch?: number; next_batch_at?: string | null }) {
     const row = await this.db
       .updateTable('deployments')
       .set({ ...patch, revision: sql`revision + 1` })
       .where('id', '=', id)
       .returningAll()
       .executeTakeFirstOrThrow();
-    return { ...row, revision: Number(row.revision) };
+    return { ...row, revision: Number(row.revision), current_batch: Number(row.current_batch), batches: Number(row.batches) };
   }
   async insertDeploymentHost(row: DeploymentHostRow) {
     await this.db.insertInto('deployment_hosts').values(row).execute();
   }
-  async updateDeploymentHost(id: number, host: string, patch: { state?: string; error?: string | null; updated_at?: string }) {
+  async updateDeploymentHost(id: number, host: string, patch: { state?: string; error?: string | null; updated_at?: string; deadline_at?: string | null }) {
     await this.db.updateTable('deployment_hosts').set(patch).where('deployment_id', '=', id).where('host', '=', host).execute();
+  }
+  async appendDeploymentLogs(rows: readonly DeploymentLogRow[]) {
+    // Chunked: SQLite limits the number of bound parameters per statement.
+    for (let start = 0; start < rows.length; start += 100) {
+      await this.db.insertInto('deployment_logs').values(rows.slice(start, start + 100)).execute();
+    }
   }
   async appendAudit(event: AuditInput): Promise<AuditEventRow> {
     // Advancing the head first serializes writers: in PostgreSQL the UPDATE

@@ -117,6 +117,31 @@ const migrations: Record<string, Migration> = {
       await sql`insert into audit_head (id, seq, hash) values (1, 0, ${'0'.repeat(64)})`.execute(db);
     },
   },
+  '0002_rollouts': {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('deployments').addColumn('current_batch', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('deployments').addColumn('batches', 'integer', (c) => c.notNull().defaultTo(1)).execute();
+      await db.schema.alterTable('deployments').addColumn('next_batch_at', 'text').execute();
+      await db.schema.alterTable('deployment_hosts').addColumn('batch', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('deployment_hosts').addColumn('deadline_at', 'text').execute();
+      await db.schema.alterTable('release_environments').addColumn('rolled_back_reason', 'text').execute();
+      await db.schema.alterTable('release_environments').addColumn('rejected_at', 'text').execute();
+      await db.schema.alterTable('release_environments').addColumn('rejected_reason', 'text').execute();
+      await db.schema.alterTable('hosts').addColumn('health', 'text').execute();
+      await db.schema.alterTable('hosts').addColumn('health_detail', 'text').execute();
+      await db.schema.alterTable('hosts').addColumn('health_at', 'text').execute();
+      await db.schema
+        .createTable('deployment_logs')
+        .addColumn('deployment_id', 'integer', (c) => c.notNull().references('deployments.id'))
+        .addColumn('host', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('line', 'integer', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('text', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('deployment_logs_deployment').on('deployment_logs').columns(['deployment_id', 'host']).execute();
+    },
+  },
 };
 
 /** The migrations, in order, for Kysely's Migrator. */

@@ -51,6 +51,10 @@ export interface ReleaseEnvironmentsTable {
   first_deployed_at: string;
   succeeded_at: string | null;
   rolled_back_at: string | null;
+  rolled_back_reason: string | null;
+  /** Set when the release must not be promoted onward from this environment. */
+  rejected_at: string | null;
+  rejected_reason: string | null;
 }
 
 export interface EnvironmentsTable {
@@ -67,6 +71,10 @@ export interface HostsTable {
   last_seen_at: string | null;
   current_release_id: string | null;
   agent_version: string | null;
+  /** 'healthy' | 'unhealthy' | null (no checks reported yet). */
+  health: string | null;
+  health_detail: string | null;
+  health_at: string | null;
 }
 
 export interface DeploymentsTable {
@@ -82,6 +90,11 @@ export interface DeploymentsTable {
   finished_at: string | null;
   error: string | null;
   revision: number;
+  /** Index of the batch being rolled out (0: the canary). */
+  current_batch: number;
+  batches: number;
+  /** When the next batch may start (a pause between batches). */
+  next_batch_at: string | null;
 }
 
 export interface DeploymentHostsTable {
@@ -91,6 +104,19 @@ export interface DeploymentHostsTable {
   state: string;
   error: string | null;
   updated_at: string;
+  batch: number;
+  /** When a host that has not finished its step fails it (host_timeout). */
+  deadline_at: string | null;
+}
+
+export interface DeploymentLogsTable {
+  deployment_id: number;
+  host: string;
+  at: string;
+  line: number;
+  /** What produced the line: `hook:after_activate`, `health`, `agent`. */
+  source: string;
+  text: string;
 }
 
 export interface AuditEventsTable {
@@ -122,5 +148,6 @@ export interface Database {
   hosts: HostsTable;
   deployments: DeploymentsTable;
   deployment_hosts: DeploymentHostsTable;
+  deployment_logs: DeploymentLogsTable;
   audit_events: AuditEventsTable;
 }

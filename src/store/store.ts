@@ -13,6 +13,7 @@ import type {
   ReleasesTable,
   TokensTable,
   AuditEventsTable,
+  DeploymentLogsTable,
 } from './schema.js';
 
 export type ConfigRow = Selectable<ConfigsTable>;
@@ -23,6 +24,7 @@ export type HostRow = Selectable<HostsTable>;
 export type DeploymentRow = Selectable<DeploymentsTable>;
 export type DeploymentHostRow = Selectable<DeploymentHostsTable>;
 export type AuditEventRow = Selectable<AuditEventsTable>;
+export type DeploymentLogRow = Selectable<DeploymentLogsTable>;
 
 /** An audit event before it is chained. */
 export interface AuditInput {
@@ -65,6 +67,10 @@ export interface ReadRepo {
   /** Newest first. */
   listDeployments(options: { env?: string | undefined; limit: number }): Promise<DeploymentRow[]>;
   runningDeployments(env?: string): Promise<DeploymentRow[]>;
+  /** Captured hook and health-check output of a deployment, oldest first. */
+  deploymentLogs(id: number, host?: string): Promise<DeploymentLogRow[]>;
+  /** Deployments that are running or rolling back. */
+  activeDeployments(env?: string): Promise<DeploymentRow[]>;
   /** The host's unfinished step of a running deployment, if any. */
   pendingStep(host: string): Promise<{ deployment: DeploymentRow; step: DeploymentHostRow } | undefined>;
 
@@ -80,15 +86,21 @@ export interface WriteRepo extends ReadRepo {
   insertToken(row: TokenRow): Promise<void>;
   updateToken(name: string, patch: Partial<Pick<TokenRow, 'used_at' | 'revoked_at'>>): Promise<void>;
   insertRelease(row: ReleaseRow): Promise<void>;
-  upsertReleaseEnvironment(releaseId: string, env: string, patch: Partial<Pick<ReleaseEnvironmentRow, 'succeeded_at' | 'rolled_back_at'>>, at: string): Promise<void>;
+  upsertReleaseEnvironment(
+    releaseId: string,
+    env: string,
+    patch: Partial<Pick<ReleaseEnvironmentRow, 'succeeded_at' | 'rolled_back_at' | 'rolled_back_reason' | 'rejected_at' | 'rejected_reason'>>,
+    at: string,
+  ): Promise<void>;
   setEnvironmentCurrent(env: string, releaseId: string | null, at: string): Promise<void>;
   insertHost(row: HostRow): Promise<void>;
   updateHost(name: string, patch: Partial<Omit<HostRow, 'name' | 'env' | 'created_at'>>): Promise<void>;
   insertDeployment(row: DeploymentRow): Promise<void>;
   /** Updates a deployment and increments its revision (in PostgreSQL this also locks its row). */
-  updateDeployment(id: number, patch: Partial<Pick<DeploymentRow, 'state' | 'finished_at' | 'error'>>): Promise<DeploymentRow>;
+  updateDeployment(id: number, patch: Partial<Pick<DeploymentRow, 'state' | 'finished_at' | 'error' | 'current_batch' | 'next_batch_at'>>): Promise<DeploymentRow>;
   insertDeploymentHost(row: DeploymentHostRow): Promise<void>;
-  updateDeploymentHost(id: number, host: string, patch: Partial<Pick<DeploymentHostRow, 'state' | 'error' | 'updated_at'>>): Promise<void>;
+  updateDeploymentHost(id: number, host: string, patch: Partial<Pick<DeploymentHostRow, 'state' | 'error' | 'updated_at' | 'deadline_at'>>): Promise<void>;
+  appendDeploymentLogs(rows: readonly DeploymentLogRow[]): Promise<void>;
   /** Appends one event to the hash chain and returns it. */
   appendAudit(event: AuditInput): Promise<AuditEventRow>;
 }

@@ -50,7 +50,19 @@ class MemorySource implements ReleaseSource {
 }
 
 function task(deploymentId: number, releaseId: string, overrides: Partial<AgentTask> = {}): AgentTask {
-  return { deploymentId, kind: 'deploy', env: 'test', releaseId, version: 'x', deployTo: '/srv/shop', keepReleases: 5, vars: { PORT: '8080' }, ...overrides };
+  return {
+    deploymentId,
+    kind: 'deploy',
+    env: 'test',
+    releaseId,
+    version: 'x',
+    deployTo: '/srv/shop',
+    keepReleases: 5,
+    vars: { PORT: '8080' },
+    health: { checks: [], interval: 1000, healthy_after: 1, timeout: 60_000, watch_interval: 30_000 },
+    hooks: { timeout: 60_000 },
+    ...overrides,
+  };
 }
 
 describe('task runner', () => {

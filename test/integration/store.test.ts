@@ -95,7 +95,7 @@ function tokenRow(name: string, overrides: Partial<TokenRow> = {}): TokenRow {
 }
 
 function hostRow(name: string, env: string): HostRow {
-  return { name, env, created_at: at(0), enrolled_at: null, last_seen_at: null, current_release_id: null, agent_version: null };
+  return { name, env, created_at: at(0), enrolled_at: null, last_seen_at: null, current_release_id: null, agent_version: null, health: null, health_detail: null, health_at: null };
 }
 
 function deploymentRow(id: number, releaseId: string, overrides: Partial<DeploymentRow> = {}): DeploymentRow {
@@ -112,12 +112,15 @@ function deploymentRow(id: number, releaseId: string, overrides: Partial<Deploym
     finished_at: null,
     error: null,
     revision: 0,
+    current_batch: 0,
+    batches: 1,
+    next_batch_at: null,
     ...overrides,
   };
 }
 
 function stepRow(deploymentId: number, host: string, state: string): DeploymentHostRow {
-  return { deployment_id: deploymentId, host, from_release_id: null, state, error: null, updated_at: at(deploymentId) };
+  return { deployment_id: deploymentId, host, from_release_id: null, state, error: null, updated_at: at(deploymentId), batch: 0, deadline_at: null };
 }
 
 /** Checks that `events` form an unbroken chain from the genesis hash, numbered 1..n. */

@@ -1,0 +1,98 @@
+/**
+ * Health checks run by the agent: `http` (status range, optional body
+ * substring), `tcp` (connect) and `exec` (exit 0), each with a timeout. A
+ * host is healthy after `healthy_after` consecutive passing rounds within
+ * `timeout` of activation.
+ */
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import type { HealthCheckSpec, HealthSpec } from '../api/schemas.js';
+
+/** One round's result: every check passed, or the first failure. */
+export type RoundResult = { readonly healthy: true; readonly detail: string } | { readonly healthy: false; readonly detail: string };
+
+/** Runs every check once; healthy when all pass. */
+export async function checkRound(checks: readonly HealthCheckSpec[], signal: AbortSignal): Promise<RoundResult> {
+  for (const check of checks) {
+    const failure = await runCheck(check, signal);
+    if (failure !== undefined) return { healthy: false, detail: `${describe(check)}: ${failure}` };
+  }
+  return { healthy: true, detail: `${checks.length} check${checks.length === 1 ? '' : 's'} passed` };
+}
+
+/**
+ * Waits until the host is healthy (`healthy_after` consecutive passing
+ * rounds) or `timeout` passes. Calls `onRound` after each round (for logs).
+ */
+export async function waitHealthy(spec: HealthSpec, signal: AbortSignal, onRound: (round: RoundResult) => void): Promise<RoundResult> {
+  if (spec.checks.length === 0) return { healthy: true, detail: 'no health checks configured' };
+  const deadline = Date.now() + spec.timeout;
+  let passes = 0;
+  let last: RoundResult = { healthy: false, detail: 'no round finished' };
+  for (;;) {
+    signal.throwIfAborted();
+    last = await checkRound(spec.checks, signal);
+    onRound(last);
+    passes = last.healthy ? passes + 1 : 0;
+    if (passes >= spec.healthy_after) return last;
+    if (Date.now() + spec.interval > deadline) {
+      return { healthy: false, detail: `not healthy within ${spec.timeout} ms (${passes}/${spec.healthy_after} passes): ${last.detail}` };
+    }
+    await new Promise((resolve) => setTimeout(resolve, spec.interval));
+  }
+}
+
+/** A check's name for people. */
+export function describe(check: HealthCheckSpec): string {
+  if ('http' in check) return `http ${check.http}`;
+  if ('tcp' in check) return `tcp ${check.tcp}`;
+  return `exec ${check.exec}`;
+}
+
+/** Runs one check; returns why it failed, or undefined when it passed. */
+async function runCheck(check: HealthCheckSpec, signal: AbortSignal): Promise<string | undefined> {
+  const timeout = AbortSignal.any([signal, AbortSignal.timeout(check.timeout)]);
+  try {
+    if ('http' in check) {
+      const response = await fetch(check.http, { signal: timeout, redirect: 'manual' });
+      const body = await response.text();
+      if (response.status < check.status.min || response.status > check.status.max) return `status ${response.status}, expected ${check.status.min}-${check.status.max}`;
+      if (check.body !== undefined && !body.includes(check.body)) return `body does not contain ${JSON.stringify(check.body)}`;
+      return undefined;
+    }
+    if ('tcp' in check) return await tcpCheck(check.tcp, timeout);
+    return await execCheck(check.exec, timeout);
+  } catch (error) {
+    if (timeout.aborted && !signal.aborted) return `no answer within ${check.timeout} ms`;
+    const cause = (error as { cause?: { code?: string } }).cause?.code;
+    return cause ?? (error as Error).message;
+  }
+}
+
+function tcpCheck(address: string, signal: AbortSignal): Promise<string | undefined> {
+  const match = /^\[?(.+?)\]?:(\d+)$/.exec(address);
+  return new Promise((resolve) => {
+    const socket = connect({ host: match?.[1] ?? address, port: Number(match?.[2]) });
+    const done = (result: string | undefined) => {
+      socket.destroy();
+      signal.removeEventListener('abort', onAbort);
+      resolve(result);
+    };
+    const onAbort = () => done('connection timed out');
+    signal.addEventListener('abort', onAbort, { once: true });
+    socket.once('connect', () => done(undefined));
+    socket.once('error', (error: NodeJS.ErrnoException) => done(error.code ?? error.message));
+  });
+}
+
+function execCheck(command: string, signal: AbortSignal): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'ignore', 'pipe'], signal, killSignal: 'SIGKILL' });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (stderr.length < 1000) stderr += chunk.toString('utf8');
+    });
+    child.once('error', (error) => resolve(signal.aborted ? 'timed out' : error.message));
+    child.once('exit', (code) => resolve(code === 0 ? undefined : `exited with status ${code ?? 'killed'}${stderr.trim() ? `: ${stderr.trim().split('\n')[0]}` : ''}`));
+  });
+}

@@ -1,0 +1,141 @@
+/**
+ * Live progress of a deployment or rollback: on a terminal, a redrawn block
+ * with one line per batch and a mark per host (log-update); otherwise plain
+ * lines as hosts change state; with --json, NDJSON events (one JSON object a
+ * line) ending with a `finished` event that holds the whole deployment.
+ */
+import logUpdate from 'log-update';
+import type { DeploymentView } from '../api/schemas.js';
+import { formatDuration } from '../core/duration.js';
+import { shortId } from '../core/manifest.js';
+import { color, line } from './output.js';
+
+type HostStep = DeploymentView['hosts'][number];
+
+/** How progress is shown. */
+export type ProgressMode = 'terminal' | 'lines' | 'ndjson';
+
+/** Chooses the mode from the output options and whether stdout is a terminal. */
+export function progressMode(json: boolean): ProgressMode {
+  if (json) return 'ndjson';
+  return process.stdout.isTTY === true && process.env.TERM !== 'dumb' ? 'terminal' : 'lines';
+}
+
+const MARK: Readonly<Record<HostStep['state'], (text: string) => string>> = {
+  waiting: color.dim,
+  pending: color.dim,
+  staging: color.yellow,
+  activated: color.yellow,
+  succeeded: color.green,
+  failed: color.red,
+  skipped: color.dim,
+  reverting: color.yellow,
+  reverted: color.yellow,
+  revert_failed: color.red,
+};
+
+const SYMBOL: Readonly<Record<HostStep['state'], string>> = {
+  waiting: '·',
+  pending: '…',
+  staging: '↓',
+  activated: '♥',
+  succeeded: '✓',
+  failed: '✗',
+  skipped: '-',
+  reverting: '↺',
+  reverted: '↺',
+  revert_failed: '✗',
+};
+
+/** Renders successive views of one deployment. */
+export class DeploymentProgress {
+  private readonly seen = new Map<string, string>();
+  private lastState: string | undefined;
+  private lastBatch = -1;
+  private readonly started = Date.now();
+
+  constructor(private readonly mode: ProgressMode) {}
+
+  /** Shows a new view (call with every revision). */
+  update(view: DeploymentView): void {
+    if (this.mode === 'terminal') logUpdate(this.block(view));
+    else if (this.mode === 'lines') this.lines(view);
+    else this.events(view);
+  }
+
+  /** Leaves the final view on screen (terminal) or emits the final event (NDJSON). */
+  finish(view: DeploymentView): void {
+    if (this.mode === 'terminal') {
+      logUpdate(this.block(view));
+      logUpdate.done();
+    } else if (this.mode === 'lines') {
+      this.lines(view);
+    } else {
+      this.events(view);
+      process.stdout.write(`${JSON.stringify({ event: 'finished', deployment: view })}\n`);
+    }
+  }
+
+  /** How long since the progress started. */
+  elapsed(): string {
+    return formatDuration(Date.now() - this.started);
+  }
+
+  private block(view: DeploymentView): string {
+    const rows = [`${title(view)}: ${stateText(view.state)} ${color.dim(this.elapsed())}`];
+    for (let batch = 0; batch < view.batches; batch++) {
+      const hosts = view.hosts.filter((host) => host.batch === batch);
+      const label = batchLabel(view, batch).padEnd(12);
+      rows.push(`  ${batch === view.currentBatch && view.state === 'running' ? color.bold(label) : label} ${hosts.map((host) => MARK[host.state](`${SYMBOL[host.state]} ${host.host}`)).join('  ')}`);
+    }
+    for (const host of view.hosts) if (host.error) rows.push(color.red(`  ${host.host}: ${host.error}`));
+    return rows.join('\n');
+  }
+
+  private lines(view: DeploymentView): void {
+    if (view.state !== this.lastState && this.lastState !== undefined) line(`${title(view)}: ${view.state.replace('_', ' ')}`);
+    this.lastState = view.state;
+    if (view.currentBatch !== this.lastBatch && view.batches > 1 && view.state === 'running') {
+      this.lastBatch = view.currentBatch;
+      const hosts = view.hosts.filter((host) => host.batch === view.currentBatch).map((host) => host.host);
+      line(`  ${batchLabel(view, view.currentBatch)}: ${hosts.join(', ')}`);
+    }
+    for (const host of view.hosts) {
+      const key = `${host.state}:${host.error ?? ''}`;
+      if (this.seen.get(host.host) === key) continue;
+      this.seen.set(host.host, key);
+      if (host.state === 'pending' || host.state === 'waiting') continue;
+      line(`  ${host.host}: ${MARK[host.state](host.state === 'succeeded' ? 'ok' : host.state.replace('_', ' '))}${host.error ? ` ${host.error}` : ''}`);
+    }
+  }
+
+  private events(view: DeploymentView): void {
+    if (view.state !== this.lastState) {
+      this.lastState = view.state;
+      process.stdout.write(`${JSON.stringify({ event: 'deployment', id: view.id, kind: view.kind, env: view.env, releaseId: view.releaseId, version: view.version, state: view.state, currentBatch: view.currentBatch, batches: view.batches })}\n`);
+    }
+    for (const host of view.hosts) {
+      const key = `${host.state}:${host.error ?? ''}`;
+      if (this.seen.get(host.host) === key) continue;
+      this.seen.set(host.host, key);
+      process.stdout.write(`${JSON.stringify({ event: 'host', id: view.id, host: host.host, batch: host.batch, state: host.state, error: host.error, at: host.updatedAt })}\n`);
+    }
+  }
+}
+
+function title(view: DeploymentView): string {
+  return `${view.kind === 'deploy' ? 'deployment' : 'rollback'} #${view.id} ${view.version} (${shortId(view.releaseId)}) to ${view.env}`;
+}
+
+function batchLabel(view: DeploymentView, batch: number): string {
+  const hasCanary = view.kind === 'deploy' && view.batches > 1 && view.hosts.filter((host) => host.batch === 0).length < view.hosts.length;
+  if (view.batches === 1) return 'all hosts';
+  return hasCanary && batch === 0 ? 'canary' : `batch ${batch + (hasCanary ? 0 : 1)}/${view.batches - (hasCanary ? 1 : 0)}`;
+}
+
+function stateText(state: DeploymentView['state']): string {
+  if (state === 'succeeded') return color.green('succeeded');
+  if (state === 'failed') return color.red('failed');
+  if (state === 'rolling_back') return color.red('rolling back');
+  return color.yellow('running');
+}
