@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startFleet, testConfig, writeApp, type AgentHandle, type Fleet } from '../helpers/fleet.js';
-import { assertExit, assertHostRuns, releaseIdFrom, showRelease } from './host-tree.js';
+import { assertExit, assertHostRuns, releaseIdFrom, releaseInode, showRelease } from './host-tree.js';
 
 interface DeploymentJson {
   id: number;
@@ -94,5 +94,21 @@ describe('a host offline during a deployment', () => {
     const release = await showRelease(fleet, ids[1] ?? '');
     await assertHostRuns(up, release);
     await assertHostRuns(down, release);
+  });
+
+  it('after a failed deployment, rollback returns the hosts that moved to the current release', async () => {
+    const current = await showRelease(fleet, ids[1] ?? '');
+    const inode = await releaseInode(up, current.id);
+    await down.kill('SIGKILL');
+    assertExit(await fleet.cli(['deploy', ids[0] ?? '', '--to', 'development']), 4, 'deploy with a host offline');
+    await assertHostRuns(up, await showRelease(fleet, ids[0] ?? ''));
+    await down.restart();
+
+    const result = await fleet.cli(['rollback', 'development', '--reason', 'undo the half deployment']);
+    assertExit(result, 0, 'rollback after a failed deployment');
+    assert.match(result.stdout, /development runs 2\.0\.0/);
+    await assertHostRuns(up, current);
+    await assertHostRuns(down, current);
+    assert.equal(await releaseInode(up, current.id), inode, 'dev-up: 2.0.0 was reused, not staged again');
   });
 });
