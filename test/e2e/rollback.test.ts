@@ -107,6 +107,10 @@ describe('rollback and running deployments', () => {
     const refused = await fleet.cli(['deploy', ids['2.0.0'] ?? '', '--to', 'production']);
     assertExit(refused, 3, 'deploy a rolled-back release to production');
     assert.match(refused.stderr, /promotion-gate: release 2\.0\.0 .* was rolled back in test/);
+    // The release test went back to is the one that may go on.
+    const plan = await fleet.cli(['plan', ids['1.0.0'] ?? '', '--to', 'production']);
+    assertExit(plan, 0, 'plan of the current test release to production');
+    assert.match(plan.stdout, /-> production: allowed/);
   });
 
   it('deploy --no-wait returns once started, and deploy --follow reattaches until it succeeds', async () => {

@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeTempDir, type TempDir } from './tmp.js';
@@ -142,11 +142,20 @@ export async function startFleet(options: { database?: string; token?: string } 
     return child;
   }
 
-  async function waitOnline(name: string): Promise<void> {
+  /**
+   * Waits until the server sees the host enrolled and online and the agent
+   * has stored its credential (the server records the enrollment before the
+   * agent receives the answer and writes credential.json).
+   */
+  async function waitOnline(name: string, stateDir: string): Promise<void> {
     for (let attempt = 0; attempt < 300; attempt++) {
       const result = await fleet.http('GET', '/api/v1/hosts');
       const hosts = (result.json as { hosts: { name: string; enrolled: boolean; online: boolean }[] }).hosts;
-      if (hosts.some((host) => host.name === name && host.enrolled && host.online)) return;
+      const credentialStored = await access(join(stateDir, 'credential.json')).then(
+        () => true,
+        () => false,
+      );
+      if (credentialStored && hosts.some((host) => host.name === name && host.enrolled && host.online)) return;
       await new Promise((done) => setTimeout(done, 100));
     }
     throw new Error(`agent ${name} did not come online within 30s`);
@@ -188,7 +197,7 @@ export async function startFleet(options: { database?: string; token?: string } 
         },
       };
       agents.push(handle);
-      await waitOnline(name);
+      await waitOnline(name, stateDir);
       return handle;
     },
     async http(method, path, body, bearer = token) {
