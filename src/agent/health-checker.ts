@@ -49,18 +49,31 @@ export function describe(check: HealthCheckSpec): string {
   return `exec ${check.exec}`;
 }
 
+/**
+ * Replaces `${NAME}` with the agent's environment variable NAME, so values
+ * that differ per host (a port, an address) can live in the agent's
+ * environment while the check is written once per environment.
+ */
+export function expandVariables(text: string, env: NodeJS.ProcessEnv = process.env): string {
+  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_match, name: string) => {
+    const value = env[name];
+    if (value === undefined) throw new Error(`variable \${${name}} is not set in the agent's environment`);
+    return value;
+  });
+}
+
 /** Runs one check; returns why it failed, or undefined when it passed. */
 async function runCheck(check: HealthCheckSpec, signal: AbortSignal): Promise<string | undefined> {
   const timeout = AbortSignal.any([signal, AbortSignal.timeout(check.timeout)]);
   try {
     if ('http' in check) {
-      const response = await fetch(check.http, { signal: timeout, redirect: 'manual' });
+      const response = await fetch(expandVariables(check.http), { signal: timeout, redirect: 'manual' });
       const body = await response.text();
       if (response.status < check.status.min || response.status > check.status.max) return `status ${response.status}, expected ${check.status.min}-${check.status.max}`;
       if (check.body !== undefined && !body.includes(check.body)) return `body does not contain ${JSON.stringify(check.body)}`;
       return undefined;
     }
-    if ('tcp' in check) return await tcpCheck(check.tcp, timeout);
+    if ('tcp' in check) return await tcpCheck(expandVariables(check.tcp), timeout);
     return await execCheck(check.exec, timeout);
   } catch (error) {
     if (timeout.aborted && !signal.aborted) return `no answer within ${check.timeout} ms`;

@@ -167,7 +167,7 @@ async function follow(client: LockstepClient, first: DeploymentView, wait: boole
   const what = `${first.kind === 'rollback' ? 'rollback' : 'deployment'} #${first.id}`;
   if (!wait) {
     if (options.json) json(first);
-    else line(`${what} started: ${first.version} (${shortId(first.releaseId)}) to ${first.env}; follow it with: lockstep deploy --follow ${first.id}`);
+    else line(`${what}: ${first.version} (${shortId(first.releaseId)}) to ${first.env} started; follow it with: lockstep deploy --follow ${first.id}`);
     return;
   }
   const progress = new DeploymentProgress(progressMode(options.json === true));

@@ -115,7 +115,7 @@ export class LockstepClient {
   /** Long-polls a deployment until it is no longer running; calls `onChange` with every new revision. */
   async waitForDeployment(first: api.DeploymentView, onChange?: (view: api.DeploymentView) => void): Promise<api.DeploymentView> {
     let view = first;
-    while (view.state === 'running') {
+    while (view.state === 'running' || view.state === 'rolling_back') {
       view = await this.deployment(view.id, view.revision, 25);
       onChange?.(view);
     }

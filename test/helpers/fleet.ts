@@ -50,7 +50,8 @@ export interface Fleet {
   /** Writes and applies a lockstep.yaml. */
   applyConfig(yaml: string): Promise<void>;
   /** Registers a host and starts its agent; resolves when the agent is enrolled and polling. */
-  addAgent(name: string, env: string): Promise<AgentHandle>;
+  /** `variables` are added to the agent's process environment (e.g. a per-host APP_PORT). */
+  addAgent(name: string, env: string, options?: { variables?: Record<string, string> }): Promise<AgentHandle>;
   /** Calls the HTTP API directly (for what the CLI would never send). */
   http(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; json: unknown }>;
   /** Stops every process and removes the directory. */
@@ -130,12 +131,12 @@ export async function startFleet(options: { database?: string; token?: string } 
     return result.stdout;
   };
 
-  async function startAgent(handle: { name: string; root: string; stateDir: string }, enrollToken?: string): Promise<ChildProcess> {
+  async function startAgent(handle: { name: string; root: string; stateDir: string; variables: Record<string, string> }, enrollToken?: string): Promise<ChildProcess> {
     const log = createWriteStream(join(handle.root, 'agent.log'), { flags: 'a' });
     const child = spawn(
       process.execPath,
       [LOCKSTEP_MAIN, 'agent', '--server', url, '--root', handle.root, '--state-dir', handle.stateDir, ...(enrollToken ? ['--token', enrollToken] : [])],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...handle.variables } },
     );
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
@@ -174,7 +175,8 @@ export async function startFleet(options: { database?: string; token?: string } 
       await writeFile(file, yaml);
       await ok(['apply', '-f', file]);
     },
-    async addAgent(name, env) {
+    async addAgent(name, env, agentOptions = {}) {
+      const variables = agentOptions.variables ?? {};
       const added = JSON.parse(await ok(['host', 'add', name, '--env', env, '--json'])) as { enrollToken: string };
       const root = join(temp.path, 'hosts', name);
       const stateDir = join(root, 'var/lib/lockstep-agent');
@@ -184,7 +186,7 @@ export async function startFleet(options: { database?: string; token?: string } 
         env,
         root,
         stateDir,
-        process: await startAgent({ name, root, stateDir }, added.enrollToken),
+        process: await startAgent({ name, root, stateDir, variables }, added.enrollToken),
         path: (hostPath) => join(root, hostPath),
         async kill(signal = 'SIGTERM') {
           const child = handle.process;
@@ -193,7 +195,7 @@ export async function startFleet(options: { database?: string; token?: string } 
         },
         async restart() {
           await handle.kill();
-          handle.process = await startAgent(handle);
+          handle.process = await startAgent({ ...handle, variables });
         },
       };
       agents.push(handle);

@@ -362,6 +362,9 @@ function contract(backend: Backend): void {
             first_deployed_at: at(1),
             succeeded_at: null,
             rolled_back_at: null,
+            rolled_back_reason: null,
+            rejected_at: null,
+            rejected_reason: null,
           });
           await store.transaction((repo) => repo.upsertReleaseEnvironment(release.id, 'test', { succeeded_at: at(3) }, at(2)));
           await store.transaction((repo) => repo.upsertReleaseEnvironment(release.id, 'production', { succeeded_at: at(5) }, at(4)));
@@ -371,6 +374,9 @@ function contract(backend: Backend): void {
             first_deployed_at: at(1),
             succeeded_at: at(3),
             rolled_back_at: null,
+            rolled_back_reason: null,
+            rejected_at: null,
+            rejected_reason: null,
           });
           assert.deepEqual(
             (await store.read.releaseEnvironments(release.id)).map((row) => [row.env, row.first_deployed_at, row.succeeded_at]),

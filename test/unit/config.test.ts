@@ -19,6 +19,14 @@ function problems(text: string): string[] {
   return rejected(text).problems.map((p: ConfigProblem) => `${p.line}:${p.column} ${p.field}: ${p.message}`);
 }
 
+/** What every environment gets when it says nothing about rollouts, health, hooks or alerts. */
+const ENV_DEFAULTS = {
+  rollout: { canary: 1, batch: '25%', pause: 0, max_failures: 0 },
+  health: { checks: [], interval: 1000, healthy_after: 1, timeout: 60_000, watch_interval: 30_000 },
+  hooks: { timeout: 60_000 },
+  alerts: { webhooks: [] },
+};
+
 const MINIMAL = `app: shop
 deploy_to: /srv/shop/
 environments:
@@ -32,9 +40,9 @@ describe('parseConfig', () => {
       deploy_to: '/srv/shop',
       keep_releases: 5,
       environments: {
-        development: { vars: { LOG_LEVEL: 'debug' }, host_timeout: 120_000 },
-        test: { promote_from: 'development', vars: { LOG_LEVEL: 'info' }, host_timeout: 120_000 },
-        production: { promote_from: 'test', vars: { LOG_LEVEL: 'info' }, host_timeout: 120_000 },
+        development: { vars: { LOG_LEVEL: 'debug' }, host_timeout: 120_000, ...ENV_DEFAULTS },
+        test: { promote_from: 'development', vars: { LOG_LEVEL: 'info' }, host_timeout: 120_000, ...ENV_DEFAULTS },
+        production: { promote_from: 'test', vars: { LOG_LEVEL: 'info' }, host_timeout: 120_000, ...ENV_DEFAULTS },
       },
     });
   });
@@ -44,7 +52,7 @@ describe('parseConfig', () => {
       app: 'shop',
       deploy_to: '/srv/shop',
       keep_releases: 5,
-      environments: { test: { vars: {}, host_timeout: 120_000 } },
+      environments: { test: { vars: {}, host_timeout: 120_000, ...ENV_DEFAULTS } },
     });
   });
 

@@ -19,7 +19,10 @@ describe('promotion gate', () => {
     assert.equal(verdict.kind, 'allowed');
     assert.deepEqual(
       verdict.rules.map((rule) => [rule.rule, rule.passed]),
-      [['promotion-gate', true]],
+      [
+        ['promotion-gate', true],
+        ['not-rejected', true],
+      ],
     );
   });
 
