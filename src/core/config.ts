@@ -365,4 +365,17 @@ environments:
     host_timeout: 2m
     vars:
       LOG_LEVEL: info
+    # One canary host first, then batches of 25%; any failure stops the
+    # rollout and returns the switched hosts to the release they had.
+    rollout: { canary: 1, batch: 25%, pause: 0s, max_failures: 0 }
+    # A batch starts only when the hosts before it are healthy:
+    # health:
+    #   healthy_after: 3
+    #   checks:
+    #     - http: http://127.0.0.1:8080/healthz
+    # hooks:
+    #   after_activate: sudo systemctl reload shop
+    #   after_rollback: sudo systemctl reload shop
+    # alerts:
+    #   webhooks: [https://chat.example/hooks/lockstep]
 `;
