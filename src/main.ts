@@ -46,7 +46,10 @@ function program(): Command {
     .option('--data-dir <dir>', 'data directory', './lockstep-data')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:7400')
     .option('--database <url>', 'postgres://… to use PostgreSQL (default: SQLite in the data dir)')
-    .action(async (options: { dataDir: string; listen: string; database?: string }) => {
+    .option('--checkpoint-every <n>', 'sign an audit checkpoint at least every N events', '100')
+    .option('--checkpoint-interval <duration>', '…and once a new audit event is this old', '5m')
+    .option('--audit-anchor <file>', 'append every checkpoint to FILE, ideally on another disk or host (default: DATA_DIR/audit-anchor.jsonl)')
+    .action(async (options: { dataDir: string; listen: string; database?: string; checkpointEvery?: string; checkpointInterval?: string; auditAnchor?: string }) => {
       const { runServerCommand } = await import('./server/command.js');
       await runServerCommand(options);
     });
@@ -196,6 +199,26 @@ function program(): Command {
     .option('--limit <n>', 'how many of the newest', '1000')
     .addOption(jsonOption())
     .action((options: { limit: string; json?: boolean }) => commands.auditLog(client(), positive(options.limit, '--limit'), options));
+  audit
+    .command('pubkey')
+    .description("print the server's checkpoint signing public key, one line to pass to --pubkey")
+    .addOption(jsonOption())
+    .action(async (options: { json?: boolean }) => (await import('./cli/audit-commands.js')).auditPubkey(client(), options));
+  audit
+    .command('export')
+    .description('write the audit log with its signed checkpoints as JSON lines to stdout')
+    .option('--since <time>', 'only events since TIME (ISO time, or a duration such as 24h meaning that long ago), anchored at the checkpoint before them')
+    .action(async (options: { since?: string }) => (await import('./cli/audit-commands.js')).auditExport(client(), options.since));
+  audit
+    .command('verify [file]')
+    .description('check the hash chain and signed checkpoints of an export FILE offline, or of the live server without FILE (exit 0 verified, 4 failed)')
+    .option('--pubkey <key>', "the server's public key (the line `lockstep audit pubkey` prints, or a file holding it); required with FILE")
+    .option('--anchor <file>', 'the anchor file: also prove the log was not truncated or rewritten behind it (live default: the server\'s)')
+    .option('--max-unsigned-age <duration>', 'how old an event may be with no checkpoint covering it (default: twice the signed checkpoint interval)')
+    .addOption(jsonOption())
+    .action(async (file: string | undefined, options: { pubkey?: string; anchor?: string; maxUnsignedAge?: string; json?: boolean }) =>
+      (await import('./cli/audit-commands.js')).auditVerify(file, options, client),
+    );
 
   return root;
 }

@@ -139,4 +139,20 @@ export class LockstepClient {
   audit(after = 0, limit = 1000) {
     return this.request<api.AuditResponse>('GET', `/audit?after=${after}&limit=${limit}`);
   }
+  /** The server's checkpoint verification key (one line, for --pubkey). */
+  auditPubkey() {
+    return this.request<{ publicKey: string; keyId: string }>('GET', '/audit/pubkey');
+  }
+  /** The audit export as a stream of JSON lines; `since` is an ISO time. */
+  async auditExport(since?: string): Promise<ReadableStream<Uint8Array>> {
+    const response = await this.fetch(`/audit/export${since !== undefined ? `?since=${encodeURIComponent(since)}` : ''}`, { headers: { authorization: `Bearer ${this.options.token}` } });
+    if (!response.ok || !response.body) return this.decode<never>(response);
+    return response.body;
+  }
+  /** The server's anchor file (JSON lines of checkpoints). */
+  async auditAnchor(): Promise<string> {
+    const response = await this.fetch('/audit/anchor', { headers: { authorization: `Bearer ${this.options.token}` } });
+    if (!response.ok) return this.decode<never>(response);
+    return response.text();
+  }
 }

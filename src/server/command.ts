@@ -1,14 +1,30 @@
 /** `lockstep server`: JSON-lines logs on stdout, the first-start admin token on stderr, clean stop on SIGINT/SIGTERM. */
 import { pino } from 'pino';
 import { startServer } from './main.js';
+import { LockstepError } from '../core/errors.js';
+import { parseDuration } from '../core/duration.js';
 
 /** Runs the server until SIGINT or SIGTERM. */
-export async function runServerCommand(options: { dataDir: string; listen: string; database?: string | undefined }): Promise<void> {
+export async function runServerCommand(options: {
+  dataDir: string;
+  listen: string;
+  database?: string | undefined;
+  checkpointEvery?: string | undefined;
+  checkpointInterval?: string | undefined;
+  auditAnchor?: string | undefined;
+}): Promise<void> {
+  const checkpointEvery = options.checkpointEvery === undefined ? undefined : Number(options.checkpointEvery);
+  if (checkpointEvery !== undefined && !(Number.isSafeInteger(checkpointEvery) && checkpointEvery > 0)) throw new LockstepError('bad-input', `--checkpoint-every "${options.checkpointEvery}" is not a positive integer`);
+  const checkpointIntervalMs = options.checkpointInterval === undefined ? undefined : parseDuration(options.checkpointInterval);
+  if (options.checkpointInterval !== undefined && checkpointIntervalMs === undefined) throw new LockstepError('bad-input', `--checkpoint-interval "${options.checkpointInterval}" is not a duration such as 30s, 5m or 1h`);
   const logger = pino({ base: { service: 'lockstep-server' } });
   const server = await startServer({
     dataDir: options.dataDir,
     listen: options.listen,
     database: options.database,
+    checkpointEvery,
+    checkpointIntervalMs,
+    auditAnchor: options.auditAnchor,
     logger,
     onAdminToken: (token, file) => process.stderr.write(`lockstep: admin token (shown once; also in ${file}, mode 0600):\n${token}\n`),
   });

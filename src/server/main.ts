@@ -16,6 +16,9 @@ import { advanceDeployments } from './deployment-service.js';
 import { AlertDispatcher } from './alerts/alert-dispatcher.js';
 import { Notifier } from './notifier.js';
 import { hashToken, newToken } from './tokens.js';
+import { loadOrCreateSigningKey } from '../audit/signing-key.js';
+import { AuditCheckpointer } from './audit-checkpointer.js';
+import { registerAuditRoutes } from './audit-routes.js';
 
 export interface ServerOptions {
   readonly dataDir: string;
@@ -26,6 +29,12 @@ export interface ServerOptions {
   readonly logger: Logger;
   /** Called once, on first start, with the new admin token. */
   readonly onAdminToken?: (token: string, file: string) => void;
+  /** Sign an audit checkpoint at least every this many events (default 100). */
+  readonly checkpointEvery?: number | undefined;
+  /** …and once a new event is this old (default 5 minutes). */
+  readonly checkpointIntervalMs?: number | undefined;
+  /** The anchor file checkpoints are appended to (default DATA_DIR/audit-anchor.jsonl). */
+  readonly auditAnchor?: string | undefined;
 }
 
 /** A running server. */
@@ -52,6 +61,8 @@ function openStore(dataDir: string, database: string | undefined): Store {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const dataDir = resolve(options.dataDir);
   const { host, port } = parseListen(options.listen);
+  if (options.checkpointEvery !== undefined && (!Number.isSafeInteger(options.checkpointEvery) || options.checkpointEvery < 1)) throw new LockstepError('bad-input', '--checkpoint-every must be a positive integer');
+  if (options.checkpointIntervalMs !== undefined && !(options.checkpointIntervalMs >= 1000)) throw new LockstepError('bad-input', '--checkpoint-interval must be at least 1s');
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const store = openStore(dataDir, options.database);
   try {
@@ -66,7 +77,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const alerts = new AlertDispatcher(options.logger);
   const context: ServerContext = { store, blobs, notifier: new Notifier(), alerts, logger: options.logger, now: () => new Date(), onlineWindowMs: 40_000, shutdown: shutdown.signal };
   await ensureAdminToken(context, dataDir, options.onAdminToken);
+  const audit = {
+    key: await loadOrCreateSigningKey(dataDir),
+    every: options.checkpointEvery ?? 100,
+    intervalMs: options.checkpointIntervalMs ?? 5 * 60_000,
+    anchorFile: resolve(options.auditAnchor ?? join(dataDir, 'audit-anchor.jsonl')),
+  };
+  const checkpointer = new AuditCheckpointer(context, audit);
   const app = await buildApp(context);
+  registerAuditRoutes(app, context, audit);
   await app.listen({ host, port });
   const address = app.server.address();
   const boundPort = typeof address === 'object' && address ? address.port : port;
@@ -83,10 +102,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         sweeping = false;
       });
   }, 1000);
+  const checkpointTimer = setInterval(() => {
+    checkpointer.run().catch((error: unknown) => options.logger.error({ err: error }, 'signing audit checkpoints failed'));
+  }, 1000);
 
   return {
     url,
     async close() {
+      clearInterval(checkpointTimer);
+      // Sign the tail on the way out, so a stopped server leaves no unsigned events behind.
+      await checkpointer.run(true).catch((error: unknown) => options.logger.error({ err: error }, 'signing audit checkpoints failed'));
       clearInterval(sweeper);
       shutdown.abort();
       await app.close();

@@ -7,7 +7,7 @@ import { auditHash } from '../core/audit-hash.js';
 import { canonicalJson } from '../core/manifest.js';
 import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
-import type { AuditEventRow, AuditInput, ConfigRow, DeploymentLogRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, StoreCapabilities, TokenRow, WriteRepo } from './store.js';
+import type { AuditCheckpointRow, AuditEventRow, AuditInput, ConfigRow, DeploymentLogRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, StoreCapabilities, TokenRow, WriteRepo } from './store.js';
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
@@ -145,6 +145,31 @@ class Repo implements WriteRepo {
       .execute();
   }
 
+  async auditHead() {
+    const row = await this.db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+    return { seq: Number(row.seq), hash: row.hash };
+  }
+  async listAuditCheckpoints(options: { afterSeq?: number; limit: number }) {
+    const rows = await this.db
+      .selectFrom('audit_checkpoints')
+      .selectAll()
+      .where('seq', '>', options.afterSeq ?? 0)
+      .orderBy('seq')
+      .limit(options.limit)
+      .execute();
+    return rows.map(checkpointRow);
+  }
+  async lastAuditCheckpoint(beforeSeq?: number) {
+    let query = this.db.selectFrom('audit_checkpoints').selectAll();
+    if (beforeSeq !== undefined) query = query.where('seq', '<', beforeSeq);
+    const row = await query.orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    return row ? checkpointRow(row) : undefined;
+  }
+  async firstAuditSeqSince(at: string) {
+    const row = await this.db.selectFrom('audit_events').select('seq').where('at', '>=', at).orderBy('seq').limit(1).executeTakeFirst();
+    return row ? Number(row.seq) : undefined;
+  }
+
   // ---- writes ----
 
   async next(counter: string): Promise<number> {
@@ -262,4 +287,17 @@ class Repo implements WriteRepo {
     await this.db.updateTable('audit_head').set({ hash }).where('id', '=', 1).execute();
     return row;
   }
+  async insertAuditCheckpoint(row: AuditCheckpointRow) {
+    const result = await this.db
+      .insertInto('audit_checkpoints')
+      .values(row)
+      .onConflict((conflict) => conflict.column('seq').doNothing())
+      .executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
+  }
+}
+
+/** bigint columns may come back as strings; checkpoints hold numbers. */
+function checkpointRow(row: AuditCheckpointRow): AuditCheckpointRow {
+  return { ...row, seq: Number(row.seq), every: Number(row.every), interval_ms: Number(row.interval_ms) };
 }

@@ -142,6 +142,21 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('deployment_logs_deployment').on('deployment_logs').columns(['deployment_id', 'host']).execute();
     },
   },
+  '0003_audit': {
+    async up(db: Kysely<unknown>) {
+      // Signed checkpoints of the audit chain (src/audit/checkpoint.ts); one per covered seq.
+      await db.schema
+        .createTable('audit_checkpoints')
+        .addColumn('seq', 'bigint', (c) => c.primaryKey())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('every', 'integer', (c) => c.notNull())
+        .addColumn('interval_ms', 'bigint', (c) => c.notNull())
+        .addColumn('key_id', 'text', (c) => c.notNull())
+        .addColumn('signature', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 /** The migrations, in order, for Kysely's Migrator. */

@@ -137,6 +137,17 @@ export interface AuditHeadTable {
   hash: string;
 }
 
+export interface AuditCheckpointsTable {
+  seq: number;
+  hash: string;
+  at: string;
+  every: number;
+  interval_ms: number;
+  key_id: string;
+  /** Ed25519, base64. */
+  signature: string;
+}
+
 export interface Database {
   audit_head: AuditHeadTable;
   counters: CountersTable;
@@ -150,4 +161,5 @@ export interface Database {
   deployment_hosts: DeploymentHostsTable;
   deployment_logs: DeploymentLogsTable;
   audit_events: AuditEventsTable;
+  audit_checkpoints: AuditCheckpointsTable;
 }

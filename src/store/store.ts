@@ -14,6 +14,7 @@ import type {
   TokensTable,
   AuditEventsTable,
   DeploymentLogsTable,
+  AuditCheckpointsTable,
 } from './schema.js';
 
 export type ConfigRow = Selectable<ConfigsTable>;
@@ -25,6 +26,7 @@ export type DeploymentRow = Selectable<DeploymentsTable>;
 export type DeploymentHostRow = Selectable<DeploymentHostsTable>;
 export type AuditEventRow = Selectable<AuditEventsTable>;
 export type DeploymentLogRow = Selectable<DeploymentLogsTable>;
+export type AuditCheckpointRow = Selectable<AuditCheckpointsTable>;
 
 /** An audit event before it is chained. */
 export interface AuditInput {
@@ -76,6 +78,14 @@ export interface ReadRepo {
 
   /** Oldest first, starting after `afterSeq`. */
   listAudit(options: { afterSeq?: number; limit: number }): Promise<AuditEventRow[]>;
+  /** The chain head: the last seq written and its hash. */
+  auditHead(): Promise<{ seq: number; hash: string }>;
+  /** Signed checkpoints, oldest first, starting after `afterSeq`. */
+  listAuditCheckpoints(options: { afterSeq?: number; limit: number }): Promise<AuditCheckpointRow[]>;
+  /** The newest checkpoint, or with `beforeSeq` the newest one covering less than it. */
+  lastAuditCheckpoint(beforeSeq?: number): Promise<AuditCheckpointRow | undefined>;
+  /** The first event dated at or after `at`. */
+  firstAuditSeqSince(at: string): Promise<number | undefined>;
 }
 
 /** Queries and changes; only available inside a transaction. */
@@ -103,6 +113,8 @@ export interface WriteRepo extends ReadRepo {
   appendDeploymentLogs(rows: readonly DeploymentLogRow[]): Promise<void>;
   /** Appends one event to the hash chain and returns it. */
   appendAudit(event: AuditInput): Promise<AuditEventRow>;
+  /** Stores a signed checkpoint; false when one for that seq exists already (another server signed it). */
+  insertAuditCheckpoint(row: AuditCheckpointRow): Promise<boolean>;
 }
 
 /** What differs between databases, stated as capabilities rather than names. */
