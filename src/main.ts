@@ -152,16 +152,62 @@ function program(): Command {
     .option('--reason <text>', 'why (recorded in history and the audit log)')
     .option('--no-wait', 'return once the deployment started')
     .option('--follow <id>', 'reattach to a running deployment')
+    .option('--override', 'admin: proceed past refused policy rules (needs --reason; audited and alerted)')
     .addOption(jsonOption())
-    .action(async (ref: string | undefined, options: { to?: string; reason?: string; wait: boolean; follow?: string; json?: boolean }) => {
+    .action(async (ref: string | undefined, options: { to?: string; reason?: string; wait: boolean; follow?: string; override?: boolean; json?: boolean }) => {
       if (options.follow !== undefined) {
         const id = Number(options.follow.replace(/^#/, ''));
         if (!Number.isInteger(id) || id <= 0) throw new LockstepError('bad-input', `--follow "${options.follow}" is not a deployment id`);
         return commands.reattach(client(), id, options);
       }
       if (ref === undefined || options.to === undefined) throw new LockstepError('bad-input', 'usage: lockstep deploy RELEASE --to ENV (or --follow ID)');
-      return commands.deploy(client(), ref, options.to, options.reason, options.wait, options);
+      return commands.deploy(client(), ref, options.to, options.reason, options.wait, options.override === true, options);
     });
+
+  root
+    .command('approve <deployment>')
+    .description('approve a deployment waiting for approval (approver role; not its requester nor the release creator)')
+    .option('--comment <text>', 'recorded with the approval')
+    .addOption(jsonOption())
+    .action((id: string, options: { comment?: string; json?: boolean }) => commands.approve(client(), positive(id.replace(/^#/, ''), 'DEPLOYMENT'), options.comment, options));
+
+  root
+    .command('reject <deployment>')
+    .description('reject a deployment waiting for approval: it will not run')
+    .requiredOption('--reason <text>', 'why (recorded)')
+    .addOption(jsonOption())
+    .action((id: string, options: { reason: string; json?: boolean }) => commands.rejectDeployment(client(), positive(id.replace(/^#/, ''), 'DEPLOYMENT'), options.reason, options));
+
+  const token = root.command('token').description('tokens for people and scripts (admin)');
+  token
+    .command('create <name>')
+    .description('create a token; it is shown once and only its hash is stored')
+    .requiredOption('--role <role>', 'viewer, deployer, approver or admin')
+    .option('--env <env...>', 'environments it may act on (default: all)')
+    .addOption(jsonOption())
+    .action((name: string, options: { role: string; env?: string[]; json?: boolean }) => {
+      if (!['viewer', 'deployer', 'approver', 'admin'].includes(options.role)) throw new LockstepError('bad-input', `--role must be viewer, deployer, approver or admin, not "${options.role}"`);
+      return commands.tokenCreate(client(), name, options.role, options.env ?? [], options);
+    });
+  token
+    .command('list')
+    .description('list tokens (never their secrets)')
+    .addOption(jsonOption())
+    .action((options: { json?: boolean }) => commands.tokenList(client(), options));
+  token
+    .command('revoke <name>')
+    .description('revoke a token at once')
+    .addOption(jsonOption())
+    .action((name: string, options: { json?: boolean }) => commands.tokenRevoke(client(), name, options));
+
+  root
+    .command('changes')
+    .description('what changed recently: deployments, rollbacks, config and policy changes, with who, why, result and the way back')
+    .option('--env <env>', 'only this environment')
+    .option('--since <when>', 'a duration (24h) or a time', '24h')
+    .option('--markdown', 'print a Markdown table (for an incident report)')
+    .addOption(jsonOption())
+    .action((options: { env?: string; since: string; markdown?: boolean; json?: boolean }) => commands.changes(client(), options.env, options.since, options));
 
   root
     .command('rollback <env>')

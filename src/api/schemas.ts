@@ -54,6 +54,8 @@ export const deployRequest = z.strictObject({
   release: z.string().min(1).max(200),
   env: name,
   reason: z.string().max(2000).optional(),
+  /** Admin only: proceed past refused rules (needs a reason; forbidden by allow_override: false). */
+  override: z.boolean().optional(),
 });
 export const rollbackRequest = z.strictObject({
   to: z.string().min(1).max(200).optional(),
@@ -69,7 +71,8 @@ export const rollbackRequest = z.strictObject({
  */
 export const hostStepState = z.enum(['waiting', 'pending', 'staging', 'activated', 'succeeded', 'failed', 'skipped', 'reverting', 'reverted', 'revert_failed']);
 export type HostStepState = z.infer<typeof hostStepState>;
-export const deploymentState = z.enum(['running', 'rolling_back', 'succeeded', 'failed']);
+/** awaiting_approval → running → rolling_back? → succeeded | failed; or awaiting_approval → rejected | expired. */
+export const deploymentState = z.enum(['awaiting_approval', 'running', 'rolling_back', 'succeeded', 'failed', 'rejected', 'expired']);
 export type DeploymentState = z.infer<typeof deploymentState>;
 
 export const deploymentView = z.object({
@@ -90,6 +93,9 @@ export const deploymentView = z.object({
   /** Index of the batch being rolled out (0 is the canary when there is one). */
   currentBatch: z.number(),
   batches: z.number(),
+  /** Set when an admin overrode refused rules. */
+  overrideReason: z.string().nullable(),
+  approvals: z.array(z.object({ actor: z.string(), decision: z.enum(['approve', 'reject']), comment: z.string().nullable(), at: z.string() })),
   hosts: z.array(
     z.object({ host: z.string(), batch: z.number(), state: hostStepState, fromReleaseId: z.string().nullable(), error: z.string().nullable(), updatedAt: z.string() }),
   ),
@@ -231,12 +237,12 @@ export const blobPutResponse = z.object({ size: z.number(), created: z.boolean()
 export const releaseListResponse = z.object({ releases: z.array(releaseSummary) });
 export const releaseShowResponse = z.object({ release: releaseSummary, manifest: agentReleaseResponse.shape.manifest });
 export const hostListResponse = z.object({ hosts: z.array(hostView) });
-export const ruleResult = z.object({ rule: z.string(), passed: z.boolean(), detail: z.string(), fix: z.string().optional() });
+export const ruleResult = z.object({ rule: z.string(), passed: z.boolean(), detail: z.string(), fix: z.string().optional(), waiting: z.boolean().optional() });
 const pathChanges = z.object({ count: z.number(), paths: z.array(z.string()) });
 export const planResponse = z.object({
   release: releaseSummary,
   env: z.string(),
-  verdict: z.object({ kind: z.enum(['allowed', 'refused']), rules: z.array(ruleResult), reason: z.string().optional() }),
+  verdict: z.object({ kind: z.enum(['allowed', 'waiting', 'refused']), rules: z.array(ruleResult), reason: z.string().optional() }),
   /** Host names per batch, in rollout order (the canary first). */
   batches: z.array(z.array(z.string())),
   rollout: z.object({ canary: z.number(), batch: z.string(), pause: z.number(), maxFailures: z.string() }),
@@ -268,3 +274,32 @@ export type HistoryResponse = z.infer<typeof historyResponse>;
 export type AuditResponse = z.infer<typeof auditResponse>;
 export const logsResponse = z.object({ logs: z.array(z.object({ host: z.string(), at: z.string(), source: z.string(), text: z.string() })) });
 export type LogsResponse = z.infer<typeof logsResponse>;
+
+export const createTokenRequest = z.strictObject({
+  name: z.string().regex(/^[a-z][a-z0-9._-]{0,63}$/, 'expected a token name of lowercase letters, digits, ., _ and - (at most 64)'),
+  role: z.enum(['viewer', 'deployer', 'approver', 'admin']),
+  /** Environments the token may act on; absent or empty: all. */
+  envs: z.array(name).max(64).optional(),
+});
+export const tokenView = z.object({ name: z.string(), role: z.string(), envs: z.array(z.string()).nullable(), createdAt: z.string(), revokedAt: z.string().nullable() });
+export type TokenView = z.infer<typeof tokenView>;
+export const createTokenResponse = z.object({ token: z.string(), name: z.string(), role: z.string(), envs: z.array(z.string()).nullable() });
+export type CreateTokenResponse = z.infer<typeof createTokenResponse>;
+export const tokenListResponse = z.object({ tokens: z.array(tokenView) });
+export type TokenListResponse = z.infer<typeof tokenListResponse>;
+
+/** One entry of `lockstep changes`: what changed, who, why, when, the result and the way back. */
+export const changeView = z.object({
+  at: z.string(),
+  env: z.string().nullable(),
+  kind: z.string(),
+  actor: z.string(),
+  what: z.string(),
+  why: z.string().nullable(),
+  result: z.string(),
+  /** The command that would undo it, when there is one. */
+  wayBack: z.string().nullable(),
+});
+export type ChangeView = z.infer<typeof changeView>;
+export const changesResponse = z.object({ since: z.string(), changes: z.array(changeView) });
+export type ChangesResponse = z.infer<typeof changesResponse>;

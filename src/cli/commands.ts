@@ -115,8 +115,9 @@ export async function plan(client: LockstepClient, release: string, env: string,
   const result = await client.plan(release, env);
   if (options.json) json(result);
   else {
-    line(`${result.release.app}@${result.release.version} (${shortId(result.release.id)}) -> ${env}: ${result.verdict.kind === 'allowed' ? color.green('allowed') : color.red('refused')}`);
-    for (const rule of result.verdict.rules) line(`  ${rule.passed ? color.green('pass') : color.red('FAIL')} ${rule.rule}: ${rule.detail}${rule.fix ? ` (run: ${rule.fix})` : ''}`);
+    const verdict = result.verdict.kind === 'allowed' ? color.green('allowed') : result.verdict.kind === 'waiting' ? color.yellow('waiting for approvals') : color.red('refused');
+    line(`${result.release.app}@${result.release.version} (${shortId(result.release.id)}) -> ${env}: ${verdict}`);
+    for (const rule of result.verdict.rules) line(`  ${rule.passed ? color.green('pass') : rule.waiting ? color.yellow('wait') : color.red('FAIL')} ${rule.rule}: ${rule.detail}${rule.fix && !rule.passed ? ` (run: ${rule.fix})` : ''}`);
     line('');
     line(`rollout: canary ${result.rollout.canary}, then batches of ${result.rollout.batch}${result.rollout.pause ? `, ${formatDuration(result.rollout.pause)} apart` : ''}; stops after more than ${result.rollout.maxFailures} failed host(s)`);
     result.batches.forEach((hosts, index) => line(`  ${index + 1}. ${hosts.join(', ')}`));
@@ -143,8 +144,9 @@ export async function plan(client: LockstepClient, release: string, env: string,
 }
 
 /** `lockstep deploy RELEASE --to ENV`. */
-export async function deploy(client: LockstepClient, release: string, env: string, reason: string | undefined, wait: boolean, options: OutputOptions): Promise<void> {
-  const deployment = await client.deploy(release, env, reason);
+export async function deploy(client: LockstepClient, release: string, env: string, reason: string | undefined, wait: boolean, override: boolean, options: OutputOptions): Promise<void> {
+  const deployment = await client.deploy(release, env, reason, override);
+  if (deployment.overrideReason && !options.json) process.stderr.write(color.yellow(`lockstep: policy overridden (${deployment.overrideReason}); this is audited and alerted\n`));
   await follow(client, deployment, wait, options);
 }
 
@@ -173,9 +175,20 @@ async function follow(client: LockstepClient, first: DeploymentView, wait: boole
   const progress = new DeploymentProgress(progressMode(options.json === true));
   if (!options.json && progressMode(false) === 'lines') line(`${what}: ${first.version} (${shortId(first.releaseId)}) to ${first.env} on ${first.hosts.length} host${first.hosts.length === 1 ? '' : 's'}`);
   progress.update(first);
-  const view = await client.waitForDeployment(first, (next) => progress.update(next));
+  let announced = false;
+  const announce = (view: DeploymentView) => {
+    if (view.state !== 'awaiting_approval' || announced || options.json) return;
+    announced = true;
+    line(`${what} is waiting for approval; approvers run: lockstep approve ${view.id}`);
+  };
+  announce(first);
+  const view = await client.waitForDeployment(first, (next) => {
+    announce(next);
+    progress.update(next);
+  });
   progress.finish(view);
   if (view.state === 'failed') throw new LockstepError('failed', `${what} failed: ${view.error ?? 'see lockstep history'}`, { quiet: options.json === true });
+  if (view.state === 'rejected' || view.state === 'expired') throw new LockstepError('refused', `${what} was ${view.state}: ${view.error ?? ''}`, { quiet: options.json === true });
   if (!options.json) line(color.green(`${what} succeeded in ${progress.elapsed()}: ${view.env} runs ${view.version}${view.error ? ` (${view.error})` : ''}`));
 }
 
@@ -199,6 +212,60 @@ export async function releaseUnreject(client: LockstepClient, ref: string, env: 
   await client.unrejectRelease(ref, env, reason);
   if (options.json) return json({ release: ref, env, rejected: false });
   line(`release ${ref} is no longer rejected in ${env}`);
+}
+
+/** `lockstep approve DEPLOYMENT [--comment TEXT]`. */
+export async function approve(client: LockstepClient, id: number, comment: string | undefined, options: OutputOptions): Promise<void> {
+  const view = await client.approve(id, comment);
+  if (options.json) return json(view);
+  const granted = view.approvals.filter((approval) => approval.decision === 'approve').length;
+  line(`approved deployment #${id} (${granted} approval${granted === 1 ? '' : 's'}); it is ${view.state.replace(/_/g, ' ')}`);
+}
+
+/** `lockstep reject DEPLOYMENT --reason TEXT`. */
+export async function rejectDeployment(client: LockstepClient, id: number, reason: string, options: OutputOptions): Promise<void> {
+  const view = await client.rejectDeployment(id, reason);
+  if (options.json) return json(view);
+  line(`rejected deployment #${id}: it will not run`);
+}
+
+/** `lockstep token create NAME --role ROLE [--env ENV...]`. */
+export async function tokenCreate(client: LockstepClient, name: string, role: string, envs: readonly string[], options: OutputOptions): Promise<void> {
+  const created = await client.createToken(name, role, envs);
+  if (options.json) return json(created);
+  line(`token ${created.name} (${created.role}${created.envs ? ` for ${created.envs.join(', ')}` : ', all environments'}); shown once, store it now:`);
+  line(created.token);
+}
+
+/** `lockstep token list`. */
+export async function tokenList(client: LockstepClient, options: OutputOptions): Promise<void> {
+  const { tokens } = await client.listTokens();
+  if (options.json) return json(tokens);
+  line(table([['NAME', 'ROLE', 'ENVIRONMENTS', 'CREATED', 'STATE'], ...tokens.map((t) => [t.name, t.role, t.envs?.join(',') ?? 'all', ago(t.createdAt), t.revokedAt ? color.red(`revoked ${ago(t.revokedAt)}`) : color.green('active')])]));
+}
+
+/** `lockstep token revoke NAME`. */
+export async function tokenRevoke(client: LockstepClient, name: string, options: OutputOptions): Promise<void> {
+  await client.revokeToken(name);
+  if (options.json) return json({ name, revoked: true });
+  line(`token ${name} revoked`);
+}
+
+/** `lockstep changes [--env ENV] [--since 24h] [--json|--markdown]`. */
+export async function changes(client: LockstepClient, env: string | undefined, since: string, options: OutputOptions & { markdown?: boolean | undefined }): Promise<void> {
+  const result = await client.changes(env, since);
+  if (options.json) return json(result);
+  if (options.markdown) {
+    line(`# Changes since ${result.since}${env ? ` in ${env}` : ''}`);
+    line('');
+    line('| when | env | who | what | why | result | way back |');
+    line('| --- | --- | --- | --- | --- | --- | --- |');
+    const cell = (text: string | null) => (text ?? '').replace(/\|/g, '\\|');
+    for (const c of result.changes) line(`| ${c.at} | ${cell(c.env)} | ${cell(c.actor)} | ${cell(c.what)} | ${cell(c.why)} | ${cell(c.result)} | ${c.wayBack ? `\`${c.wayBack}\`` : ''} |`);
+    return;
+  }
+  if (result.changes.length === 0) return line(`no changes since ${result.since}`);
+  line(table([['WHEN', 'ENV', 'WHO', 'WHAT', 'WHY', 'RESULT', 'WAY BACK'], ...result.changes.map((c) => [c.at.replace('T', ' ').slice(0, 19), c.env ?? '-', c.actor, c.what, c.why ?? '', c.result, c.wayBack ?? ''])]));
 }
 
 /** `lockstep status [ENV]`. */

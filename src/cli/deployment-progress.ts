@@ -137,5 +137,7 @@ function stateText(state: DeploymentView['state']): string {
   if (state === 'succeeded') return color.green('succeeded');
   if (state === 'failed') return color.red('failed');
   if (state === 'rolling_back') return color.red('rolling back');
+  if (state === 'rejected' || state === 'expired') return color.red(state);
+  if (state === 'awaiting_approval') return color.yellow('awaiting approval');
   return color.yellow('running');
 }

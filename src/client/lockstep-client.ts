@@ -8,7 +8,7 @@ import type * as api from '../api/schemas.js';
 import { API_PREFIX } from '../api/paths.js';
 import { LockstepError, type ErrorKind } from '../core/errors.js';
 
-const KINDS = new Set<string>(['bad-input', 'not-found', 'refused', 'conflict', 'failed', 'unauthorized', 'forbidden', 'unavailable']);
+const KINDS = new Set<string>(['bad-input', 'not-found', 'refused', 'conflict', 'failed', 'unauthorized', 'forbidden', 'rate-limited', 'unavailable']);
 
 export interface ClientOptions {
   readonly server: string;
@@ -98,8 +98,26 @@ export class LockstepClient {
   plan(release: string, env: string) {
     return this.request<api.PlanResponse>('POST', '/plan', { release, env });
   }
-  deploy(release: string, env: string, reason?: string) {
-    return this.request<api.DeploymentView>('POST', '/deployments', { release, env, ...(reason !== undefined ? { reason } : {}) });
+  deploy(release: string, env: string, reason?: string, override?: boolean) {
+    return this.request<api.DeploymentView>('POST', '/deployments', { release, env, ...(reason !== undefined ? { reason } : {}), ...(override ? { override: true } : {}) });
+  }
+  approve(id: number, comment?: string) {
+    return this.request<api.DeploymentView>('POST', `/deployments/${id}/approve`, comment !== undefined ? { comment } : {});
+  }
+  rejectDeployment(id: number, reason: string) {
+    return this.request<api.DeploymentView>('POST', `/deployments/${id}/reject`, { reason });
+  }
+  createToken(name: string, role: string, envs: readonly string[]) {
+    return this.request<api.CreateTokenResponse>('POST', '/tokens', { name, role, ...(envs.length ? { envs } : {}) });
+  }
+  listTokens() {
+    return this.request<api.TokenListResponse>('GET', '/tokens');
+  }
+  revokeToken(name: string) {
+    return this.request<{ ok: true }>('DELETE', `/tokens/${encodeURIComponent(name)}`);
+  }
+  changes(env: string | undefined, since: string) {
+    return this.request<api.ChangesResponse>('GET', `/changes?since=${encodeURIComponent(since)}${env ? `&env=${encodeURIComponent(env)}` : ''}`);
   }
   rollback(env: string, to?: string, reason?: string) {
     return this.request<api.DeploymentView>('POST', `/environments/${encodeURIComponent(env)}/rollback`, {
@@ -115,7 +133,7 @@ export class LockstepClient {
   /** Long-polls a deployment until it is no longer running; calls `onChange` with every new revision. */
   async waitForDeployment(first: api.DeploymentView, onChange?: (view: api.DeploymentView) => void): Promise<api.DeploymentView> {
     let view = first;
-    while (view.state === 'running' || view.state === 'rolling_back') {
+    while (view.state === 'running' || view.state === 'rolling_back' || view.state === 'awaiting_approval') {
       view = await this.deployment(view.id, view.revision, 25);
       onChange?.(view);
     }

@@ -95,6 +95,45 @@ const alertsSchema = z
   })
   .default({ webhooks: [] });
 
+const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+
+const timeZone = z.string().refine(
+  (zone) => {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: zone });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'expected an IANA time zone such as Europe/Berlin or UTC' },
+);
+
+const windowSchema = z.strictObject({
+  /** Days of the week, e.g. [mon, tue, wed, thu, fri]. */
+  days: z.array(z.enum(DAYS, { error: `expected days among ${DAYS.join(', ')}` })).min(1).default([...DAYS]),
+  /** Local hours `HH:MM-HH:MM` (the end is exclusive; 24:00 is midnight). */
+  hours: z
+    .string()
+    .regex(/^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$/, 'expected hours such as 09:00-17:00')
+    .refine((text) => text.slice(0, 5) < text.slice(6), { message: 'expected the window to end after it starts (no overnight windows: write two)' })
+    .default('00:00-24:00'),
+  timezone: timeZone.default('UTC'),
+});
+
+/** An instant or a day: `2026-12-20`, `2026-12-20T18:00:00Z`, `2026-12-20T18:00+01:00`. */
+const instant = (end: boolean) =>
+  z
+    .union([z.string(), z.date()])
+    .transform((value) => (value instanceof Date ? value.toISOString() : value))
+    .refine((text) => !Number.isNaN(Date.parse(text)) && /^\d{4}-\d{2}-\d{2}/.test(text), { message: 'expected a date (2026-12-20) or a date and time with a zone (2026-12-20T18:00:00Z)' })
+    // A bare date as an end means the end of that day (UTC).
+    .transform((text) => (/^\d{4}-\d{2}-\d{2}$/.test(text) ? new Date(Date.parse(text) + (end ? 86_400_000 : 0)).toISOString() : new Date(text).toISOString()));
+
+const freezeSchema = z
+  .strictObject({ from: instant(false), to: instant(true), reason: z.string().min(1, 'expected a reason') })
+  .refine((freeze) => freeze.from < freeze.to, { message: 'expected from before to' });
+
 const environmentSchema = z.strictObject({
   promote_from: z.string().regex(NAME, 'expected an environment name').optional(),
   vars: z
@@ -105,6 +144,19 @@ const environmentSchema = z.strictObject({
   health: healthSchema,
   hooks: hooksSchema,
   alerts: alertsSchema,
+  /** Deployments wait for this many approvals (approver role; not the requester nor the release's creator). */
+  approvals: z
+    .strictObject({ required: z.number().int().min(0).max(10).default(0), expire_after: duration('24h') })
+    .default({ required: 0, expire_after: 86_400_000 }),
+  /** Deployments only inside one of these windows (none: any time). */
+  windows: z.array(windowSchema).default([]),
+  /** No deployments inside these ranges. */
+  freezes: z.array(freezeSchema).default([]),
+  /** How long a release must have been the current, healthy release of promote_from. */
+  soak: duration('0s'),
+  rollback: z.strictObject({ require_reason: z.boolean().default(false) }).default({ require_reason: false }),
+  /** Whether an admin may override refusals with --override --reason. */
+  allow_override: z.boolean().default(true),
 });
 
 /** The schema of lockstep.yaml. Unknown keys are errors: a typo must not silently disable a gate. */

@@ -13,6 +13,7 @@ export type ErrorKind =
   | 'failed' // the operation ran and failed (a deployment): exit 4
   | 'unauthorized' // missing or bad credentials: exit 5, HTTP 401
   | 'forbidden' // credentials valid but not allowed: exit 5, HTTP 403
+  | 'rate-limited' // too many failed authentications: exit 5, HTTP 429
   | 'unavailable'; // the server cannot be reached: exit 6
 
 /** An expected failure with a one-line message meant for the person at the keyboard. */
@@ -50,6 +51,7 @@ export const EXIT_CODES: Readonly<Record<ErrorKind | 'ok' | 'internal', number>>
   failed: 4,
   unauthorized: 5,
   forbidden: 5,
+  'rate-limited': 5,
   unavailable: 6,
 };
 
@@ -62,5 +64,6 @@ export const HTTP_STATUS: Readonly<Record<ErrorKind, number>> = {
   failed: 500,
   unauthorized: 401,
   forbidden: 403,
+  'rate-limited': 429,
   unavailable: 503,
 };

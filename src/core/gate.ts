@@ -39,6 +39,8 @@ export interface RuleResult {
   readonly detail: string;
   /** A command that would satisfy the rule, when one exists. */
   readonly fix?: string;
+  /** The rule is not failed but not yet satisfied either (approvals still to come). */
+  readonly waiting?: boolean;
 }
 
 /** The verdict on a deployment request. */
@@ -56,11 +58,20 @@ export function evaluateGate(facts: GateFacts): Verdict {
   return { kind: 'allowed', rules };
 }
 
-function promotionRule(facts: GateFacts): RuleResult {
+/** The promotion gate's rule: succeeded (and not rolled back or rejected) in promote_from. */
+export function promotionRule(facts: GateFacts): RuleResult {
   const source = facts.config.environments[facts.environment]?.promote_from;
   const name = `${facts.release.version} (${shortId(facts.release.id)})`;
   if (source === undefined) {
     return { rule: 'promotion-gate', passed: true, detail: `${facts.environment} takes releases directly` };
+  }
+  if (facts.inSource.succeededAt === undefined && facts.inSource.rolledBackAt !== undefined) {
+    // A rollout that failed there: redeploying the same release is not the fix to suggest.
+    return {
+      rule: 'promotion-gate',
+      passed: false,
+      detail: `release ${name} failed in ${source} and was rolled back at ${facts.inSource.rolledBackAt.toISOString()}${facts.inSource.rolledBackReason ? ` (${facts.inSource.rolledBackReason})` : ''}; it has never succeeded there, so it cannot be promoted to ${facts.environment}`,
+    };
   }
   if (facts.inSource.succeededAt === undefined) {
     return {
@@ -90,7 +101,8 @@ function promotionRule(facts: GateFacts): RuleResult {
   return { rule: 'promotion-gate', passed: true, detail: `succeeded in ${source} at ${facts.inSource.succeededAt.toISOString()}` };
 }
 
-function rejectionRule(facts: GateFacts): RuleResult {
+/** A release rejected by hand in the target environment may not enter it. */
+export function rejectionRule(facts: GateFacts): RuleResult {
   const rejected = facts.inTarget?.rejectedAt;
   if (rejected === undefined) return { rule: 'not-rejected', passed: true, detail: `not rejected in ${facts.environment}` };
   return {

@@ -11,17 +11,17 @@ import { HTTP_STATUS, LockstepError } from '../core/errors.js';
 import { canonicalManifest } from '../core/manifest.js';
 import { applyConfig } from './config-service.js';
 import type { Principal, ServerContext } from './context.js';
-import { deploymentView, recordReport, rejectRelease, startDeployment, startRollback, unrejectRelease, waitForDeployment } from './deployment-service.js';
+import { FailedAuthLimiter, roleAllows, type Access } from './access.js';
+import { listChanges } from './changes-service.js';
+import { decideDeployment, deploymentView, recordReport, rejectRelease, startDeployment, startRollback, unrejectRelease, waitForDeployment, requireEnvironmentScope, type UserPrincipal } from './deployment-service.js';
+import { createToken, listTokens, revokeToken } from './token-service.js';
 import { planRollout } from './plan-service.js';
 import { addHost, enroll, FetchScope, pollWork, recordHeartbeat } from './host-service.js';
 import { createRelease, manifestOf, resolveRelease, summarize } from './release-service.js';
 import { hashToken } from './tokens.js';
 import { auditView, history, hostView, status } from './views.js';
 
-/** Who may call a route. Roles rank viewer < deployer < admin. */
-export type Access = 'public' | 'enroll' | 'agent' | 'viewer' | 'deployer' | 'admin';
-
-const ROLE_RANK: Readonly<Record<string, number>> = { viewer: 1, deployer: 2, admin: 3 };
+export type { Access } from './access.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -44,6 +44,12 @@ function actorOf(request: FastifyRequest): string {
   return request.principal?.name ?? 'anonymous';
 }
 
+function userOf(request: FastifyRequest): UserPrincipal {
+  const principal = request.principal;
+  if (principal?.kind !== 'user') throw new LockstepError('forbidden', 'this route is for user tokens');
+  return principal;
+}
+
 function agentOf(request: FastifyRequest, host: string | undefined): Extract<Principal, { kind: 'agent' }> {
   const principal = request.principal;
   if (principal?.kind !== 'agent') throw new LockstepError('forbidden', 'this route is for agents');
@@ -61,18 +67,30 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
 
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
 
+  const routes: { method: string; url: string; access: Access }[] = [];
+  app.decorate('lockstepRoutes', routes);
   app.addHook('onRoute', (route) => {
-    if (route.url.startsWith(api.API_PREFIX) && !route.config?.access) throw new Error(`route ${route.method} ${route.url} declares no access rule`);
+    if (!route.url.startsWith(api.API_PREFIX)) return;
+    const access = route.config?.access;
+    if (!access) throw new Error(`route ${route.method} ${route.url} declares no access rule`);
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push({ method, url: route.url, access });
   });
 
+  const limiter = new FailedAuthLimiter();
   app.addHook('onRequest', async (request) => {
     const access = request.routeOptions.config.access;
-    if (access === undefined || access === 'public' || access === 'enroll') return;
+    if (access === undefined || access === 'public') return;
+    if (limiter.blocked(request.ip, Date.now())) throw new LockstepError('rate-limited', 'too many failed authentications from this address; wait a minute');
+    if (access === 'enroll') return;
     const header = request.headers.authorization;
     const token = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
     if (!token) throw new LockstepError('unauthorized', 'missing token; set LOCKSTEP_TOKEN (the admin token is in DATA_DIR/admin.token)');
     const row = await context.store.read.tokenByHash(hashToken(token));
-    if (!row || row.revoked_at !== null || row.role === 'enroll') throw new LockstepError('unauthorized', 'invalid or revoked token');
+    // One message for every bad token: it never tells whether a name exists.
+    if (!row || row.revoked_at !== null || row.role === 'enroll') {
+      limiter.fail(request.ip, Date.now());
+      throw new LockstepError('unauthorized', 'invalid or revoked token');
+    }
     if (row.role === 'agent') {
       if (access !== 'agent' || row.host === null) throw new LockstepError('forbidden', 'agent credentials may only call agent routes');
       const host = await context.store.read.host(row.host);
@@ -81,7 +99,7 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
       return;
     }
     if (access === 'agent') throw new LockstepError('forbidden', 'this route is for agents');
-    if ((ROLE_RANK[row.role] ?? 0) < (ROLE_RANK[access] ?? 99)) throw new LockstepError('forbidden', `token ${row.name} (role ${row.role}) may not do this; it needs the ${access} role`);
+    if (!roleAllows(row.role, access)) throw new LockstepError('forbidden', `token ${row.name} (role ${row.role}) may not do this; it needs the ${access} role`);
     request.principal = { kind: 'user', name: row.name, role: row.role, envs: row.envs ? (JSON.parse(row.envs) as string[]) : null };
   });
 
@@ -141,15 +159,42 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
   // ---- hosts ----
   app.post(`${p}/hosts`, access('admin'), async (request) => {
     const body = parse(api.addHostRequest, request.body);
+    requireEnvironmentScope(userOf(request), body.env);
     return addHost(context, actorOf(request), body.name, body.env);
   });
   app.get(`${p}/hosts`, access('viewer'), async () => ({ hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row))) }));
 
   // ---- deployments ----
-  app.post(`${p}/plan`, access('viewer'), async (request) => planRollout(context, parse(api.deployRequest, request.body)));
+  app.post(`${p}/plan`, access('viewer'), async (request) => planRollout(context, actorOf(request), parse(api.deployRequest, request.body)));
+  app.post(`${p}/deployments/:id/approve`, access('approver'), async (request) => {
+    const { id } = parse(idParam, request.params);
+    const body = parse(z.strictObject({ comment: z.string().max(2000).optional() }), request.body ?? {});
+    return decideDeployment(context, userOf(request), id, 'approve', body.comment);
+  });
+  app.post(`${p}/deployments/:id/reject`, access('approver'), async (request) => {
+    const { id } = parse(idParam, request.params);
+    const body = parse(z.strictObject({ reason: z.string().min(1, 'a reason is required').max(2000) }), request.body);
+    return decideDeployment(context, userOf(request), id, 'reject', body.reason);
+  });
+
+  // ---- tokens ----
+  app.post(`${p}/tokens`, access('admin'), async (request, reply) => {
+    const body = parse(api.createTokenRequest, request.body);
+    return reply.status(201).send(await createToken(context, actorOf(request), body));
+  });
+  app.get(`${p}/tokens`, access('admin'), async () => ({ tokens: await listTokens(context) }));
+  app.delete(`${p}/tokens/:name`, access('admin'), async (request) => {
+    const { name } = parse(z.object({ name: z.string().max(64) }), request.params);
+    await revokeToken(context, actorOf(request), name);
+    return { ok: true };
+  });
+  app.get(`${p}/changes`, access('viewer'), async (request) => {
+    const query = parse(z.object({ env: z.string().max(32).optional(), since: z.string().max(40).default('24h') }), request.query);
+    return listChanges(context, query.env, query.since);
+  });
   app.post(`${p}/deployments`, access('deployer'), async (request, reply) => {
     const body = parse(api.deployRequest, request.body);
-    return reply.status(201).send(await startDeployment(context, actorOf(request), body));
+    return reply.status(201).send(await startDeployment(context, userOf(request), body));
   });
   app.get(`${p}/deployments/:id`, access('viewer'), async (request) => {
     const { id } = parse(idParam, request.params);
@@ -167,19 +212,21 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
   app.post(`${p}/releases/:ref/reject`, access('deployer'), async (request) => {
     const { ref } = parse(z.object({ ref: z.string().min(1).max(200) }), request.params);
     const body = parse(z.strictObject({ env: z.string().max(32), reason: z.string().min(1, 'a reason is required').max(2000) }), request.body);
+    requireEnvironmentScope(userOf(request), body.env);
     await rejectRelease(context, actorOf(request), ref, body.env, body.reason);
     return { ok: true };
   });
   app.post(`${p}/releases/:ref/unreject`, access('admin'), async (request) => {
     const { ref } = parse(z.object({ ref: z.string().min(1).max(200) }), request.params);
     const body = parse(z.strictObject({ env: z.string().max(32), reason: z.string().max(2000).optional() }), request.body);
+    requireEnvironmentScope(userOf(request), body.env);
     await unrejectRelease(context, actorOf(request), ref, body.env, body.reason);
     return { ok: true };
   });
   app.post(`${p}/environments/:env/rollback`, access('deployer'), async (request, reply) => {
     const { env } = parse(z.object({ env: z.string().max(32) }), request.params);
     const body = parse(api.rollbackRequest, request.body ?? {});
-    return reply.status(201).send(await startRollback(context, actorOf(request), env, body));
+    return reply.status(201).send(await startRollback(context, userOf(request), env, body));
   });
   app.get(`${p}/status`, access('viewer'), async (request) => {
     const { env } = parse(z.object({ env: z.string().max(32).optional() }), request.query);

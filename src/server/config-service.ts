@@ -34,14 +34,34 @@ export async function applyConfig(context: ServerContext, actor: string, yaml: s
         }
       }
     }
+    const policyChanges = policyDiff(previous ? (JSON.parse(previous.parsed) as Config) : undefined, config);
     const version = await repo.insertConfig({ yaml, parsed, applied_by: actor, applied_at: at });
     await repo.appendAudit({
       at,
       actor,
       action: 'config.applied',
       target: `config:${version}`,
-      details: { version, file, environments: Object.keys(config.environments), previousVersion: previous?.version ?? null },
+      details: { version, file, environments: Object.keys(config.environments), previousVersion: previous?.version ?? null, policyChanges },
     });
     return { version, changed: true };
   });
+}
+
+/** The settings of an environment that are policy: who may change what, when, and how. */
+const POLICY_FIELDS = ['promote_from', 'approvals', 'windows', 'freezes', 'soak', 'rollback', 'allow_override', 'rollout', 'host_timeout'] as const;
+
+/** Every policy field that differs between two configurations, per environment, with both values. */
+export function policyDiff(before: Config | undefined, after: Config): { env: string; field: string; before: unknown; after: unknown }[] {
+  const changes: { env: string; field: string; before: unknown; after: unknown }[] = [];
+  const names = new Set([...Object.keys(before?.environments ?? {}), ...Object.keys(after.environments)]);
+  for (const env of names) {
+    const old = before?.environments[env];
+    const now = after.environments[env];
+    for (const field of POLICY_FIELDS) {
+      const a = old ? (old as Record<string, unknown>)[field] : undefined;
+      const b = now ? (now as Record<string, unknown>)[field] : undefined;
+      if (JSON.stringify(a) !== JSON.stringify(b)) changes.push({ env, field, before: a ?? null, after: b ?? null });
+    }
+  }
+  return changes;
 }

@@ -10,14 +10,15 @@ import type { AgentReport, DeploymentView } from '../api/schemas.js';
 import type { Config, EnvironmentConfig } from '../core/config.js';
 import { formatDuration } from '../core/duration.js';
 import { LockstepError, notFound } from '../core/errors.js';
-import { evaluateGate, type ReleaseInEnvironment, type Verdict } from '../core/gate.js';
+import { type ReleaseInEnvironment } from '../core/gate.js';
+import { evaluatePolicy, type PolicyVerdict } from '../core/policy.js';
 import { shortId } from '../core/manifest.js';
 import { failureBudget, planBatches } from '../core/rollout-plan.js';
 import type { DeploymentHostRow, DeploymentRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteRepo } from '../store/store.js';
 import type { Alert } from './alerts/alert-channel.js';
 import { alertChannelsOf } from './alerts/alert-channels.js';
 import { requireConfig } from './config-service.js';
-import type { ServerContext } from './context.js';
+import type { Principal, ServerContext } from './context.js';
 import { keys } from './notifier.js';
 import { resolveRelease } from './release-service.js';
 
@@ -40,33 +41,92 @@ function factsOf(row: ReleaseEnvironmentRow | undefined): ReleaseInEnvironment {
   };
 }
 
-/** Evaluates the gate for a release entering an environment, without changing anything. */
-export async function planDeployment(repo: ReadRepo, config: Config, release: ReleaseRow, env: string): Promise<Verdict> {
-  const source = config.environments[env]?.promote_from;
-  return evaluateGate({
+/** A person or script acting through a user token. */
+export type UserPrincipal = Extract<Principal, { kind: 'user' }>;
+
+/**
+ * Evaluates the whole policy for a release entering an environment, without
+ * changing anything. `deployment` gives the approvals an existing
+ * deployment has; without it, a new request by `requester` is assumed.
+ */
+export async function planDeployment(repo: ReadRepo, config: Config, release: ReleaseRow, env: string, now: Date, who: { requester: string; deployment?: DeploymentRow }): Promise<PolicyVerdict> {
+  const environment = config.environments[env] as EnvironmentConfig;
+  const source = environment.promote_from;
+  const inSource = source ? await repo.releaseEnvironment(release.id, source) : undefined;
+  const sourceCurrent = source ? await repo.environmentCurrent(source) : undefined;
+  const sourceHosts = source ? await repo.listHosts(source) : [];
+  const granted = who.deployment ? (await repo.approvals(who.deployment.id)).filter((row) => row.decision === 'approve').length : 0;
+  return evaluatePolicy({
     config,
     environment: env,
     release: { id: release.id, version: release.version },
-    inSource: factsOf(source ? await repo.releaseEnvironment(release.id, source) : undefined),
-    sourceCurrent: source ? await repo.environmentCurrent(source) : undefined,
+    inSource: factsOf(inSource),
+    sourceCurrent,
     inTarget: factsOf(await repo.releaseEnvironment(release.id, env)),
+    now,
+    policy: environment,
+    sourceCurrentSince: sourceCurrent === release.id && inSource?.succeeded_at ? new Date(inSource.succeeded_at) : undefined,
+    sourceUnhealthyHosts: sourceHosts.filter((host) => host.enrolled_at !== null && host.health === 'unhealthy').map((host) => host.name),
+    approvals: { granted, excluded: [...new Set([who.requester, release.created_by])] },
   });
 }
 
-/** Starts a deployment of a release to an environment after the gate allowed it. */
-export async function startDeployment(context: ServerContext, actor: string, request: { release: string; env: string; reason?: string | undefined }): Promise<DeploymentView> {
+/** Refuses a token scoped to other environments. */
+export function requireEnvironmentScope(principal: UserPrincipal, env: string): void {
+  if (principal.envs !== null && !principal.envs.includes(env)) {
+    throw new LockstepError('forbidden', `token ${principal.name} may not act on ${env} (its environments: ${principal.envs.join(', ') || 'none'})`);
+  }
+}
+
+/**
+ * Starts a deployment after the policy allowed it, or records it as
+ * awaiting approval. An admin's `override` (with a reason) proceeds past
+ * refused rules unless the environment says `allow_override: false`; it is
+ * loudly audited and alerted.
+ */
+export async function startDeployment(
+  context: ServerContext,
+  principal: UserPrincipal,
+  request: { release: string; env: string; reason?: string | undefined; override?: boolean | undefined },
+): Promise<DeploymentView> {
+  const actor = principal.name;
   const config = await requireConfig(context.store.read);
   requireEnvironment(config, request.env);
+  requireEnvironmentScope(principal, request.env);
+  const environment = config.environments[request.env] as EnvironmentConfig;
   const release = await resolveRelease(context.store.read, request.release);
-  const verdict = await planDeployment(context.store.read, config, release, request.env);
+  const now = context.now();
+  const verdict = await planDeployment(context.store.read, config, release, request.env, now, { requester: actor });
+  const at = now.toISOString();
+  if (request.override) {
+    if (principal.role !== 'admin') throw new LockstepError('forbidden', `only the admin role may override policy; token ${actor} has the ${principal.role} role`);
+    if (!request.reason?.trim()) throw new LockstepError('bad-input', 'an override needs a reason: --override --reason TEXT');
+    if (!environment.allow_override) {
+      await context.store.transaction((repo) =>
+        repo.appendAudit({ at, actor, action: 'deployment.override_refused', target: `env:${request.env}`, details: { release: release.id, reason: request.reason } }),
+      );
+      throw new LockstepError('refused', `${request.env} forbids overrides (allow_override: false)`);
+    }
+    const overridden = verdict.rules.filter((rule) => !rule.passed).map((rule) => `${rule.rule}: ${rule.detail}`);
+    const view = await begin(context, actor, 'deploy', release, request.env, request.reason, config, 'running', overridden.length > 0 ? request.reason : null);
+    if (overridden.length > 0) {
+      await context.store.transaction((repo) =>
+        repo.appendAudit({ at, actor, action: 'deployment.override', target: `env:${request.env}`, details: { deployment: view.id, release: release.id, version: release.version, reason: request.reason, overridden } }),
+      );
+      context.alerts.dispatch(
+        { kind: 'deployment.override', env: request.env, at, summary: `${actor} overrode policy to deploy ${release.app}@${release.version} to ${request.env}: ${request.reason}`, details: { deployment: view.id, overridden } },
+        alertChannelsOf(environment),
+      );
+    }
+    return view;
+  }
   if (verdict.kind === 'refused') {
-    const at = context.now().toISOString();
     await context.store.transaction((repo) =>
       repo.appendAudit({ at, actor, action: 'deployment.refused', target: `env:${request.env}`, details: { release: release.id, version: release.version, reason: verdict.reason, request: request.reason ?? null } }),
     );
     throw new LockstepError('refused', verdict.reason, { rules: verdict.rules });
   }
-  return begin(context, actor, 'deploy', release, request.env, request.reason ?? null, config);
+  return begin(context, actor, 'deploy', release, request.env, request.reason ?? null, config, verdict.kind === 'waiting' ? 'awaiting_approval' : 'running', null);
 }
 
 /**
@@ -74,9 +134,14 @@ export async function startDeployment(context: ServerContext, actor: string, req
  * or to `to`, which must be known-good there. Rollbacks bypass the gate:
  * they restore a state that already passed it.
  */
-export async function startRollback(context: ServerContext, actor: string, env: string, request: { to?: string | undefined; reason?: string | undefined }): Promise<DeploymentView> {
+export async function startRollback(context: ServerContext, principal: UserPrincipal, env: string, request: { to?: string | undefined; reason?: string | undefined }): Promise<DeploymentView> {
+  const actor = principal.name;
   const config = await requireConfig(context.store.read);
   requireEnvironment(config, env);
+  requireEnvironmentScope(principal, env);
+  if (config.environments[env]?.rollback.require_reason && !request.reason?.trim()) {
+    throw new LockstepError('refused', `the policy of ${env} requires a reason for rollbacks: lockstep rollback ${env} --reason TEXT`);
+  }
   const repo = context.store.read;
   const current = await repo.environmentCurrent(env);
   const knownGood = await repo.knownGoodReleases(env);
@@ -95,10 +160,20 @@ export async function startRollback(context: ServerContext, actor: string, env: 
     if (!previous) throw new LockstepError('refused', `${env} has no known-good release to roll back to${current ? ` before ${shortId(current)}` : ''}`);
     target = (await repo.release(previous.release_id)) as ReleaseRow;
   }
-  return begin(context, actor, 'rollback', target, env, request.reason ?? null, config);
+  return begin(context, actor, 'rollback', target, env, request.reason ?? null, config, 'running', null);
 }
 
-async function begin(context: ServerContext, actor: string, kind: DeploymentKind, release: ReleaseRow, env: string, reason: string | null, config: Config): Promise<DeploymentView> {
+async function begin(
+  context: ServerContext,
+  actor: string,
+  kind: DeploymentKind,
+  release: ReleaseRow,
+  env: string,
+  reason: string | null,
+  config: Config,
+  initial: 'running' | 'awaiting_approval',
+  overrideReason: string | null,
+): Promise<DeploymentView> {
   const at = context.now();
   const iso = at.toISOString();
   const environment = config.environments[env] as EnvironmentConfig;
@@ -106,7 +181,7 @@ async function begin(context: ServerContext, actor: string, kind: DeploymentKind
     const running = await repo.activeDeployments(env);
     const first = running[0];
     if (first) {
-      throw new LockstepError('conflict', `deployment #${first.id} to ${env} is still ${first.state.replace('_', ' ')} (started by ${first.requested_by} at ${first.created_at}); follow it with: lockstep deploy --follow ${first.id}`);
+      throw new LockstepError('conflict', `deployment #${first.id} to ${env} is still ${first.state.replace(/_/g, ' ')} (started by ${first.requested_by} at ${first.created_at}); follow it with: lockstep deploy --follow ${first.id}`);
     }
     const hosts = (await repo.listHosts(env)).filter((host) => host.enrolled_at !== null);
     if (hosts.length === 0) throw new LockstepError('refused', `${env} has no enrolled hosts; add one with: lockstep host add NAME --env ${env}`);
@@ -116,26 +191,28 @@ async function begin(context: ServerContext, actor: string, kind: DeploymentKind
     const id = await repo.next('deployment');
     const from = (await repo.environmentCurrent(env)) ?? null;
     await repo.insertDeployment({
-      id, env, kind, release_id: release.id, from_release_id: from, state: 'running', requested_by: actor, reason,
+      id, env, kind, release_id: release.id, from_release_id: from, state: initial, requested_by: actor, reason,
       created_at: iso, finished_at: null, error: null, revision: 1, current_batch: 0, batches: batches.length, next_batch_at: null,
+      override_reason: overrideReason,
     });
     const deadline = new Date(at.getTime() + environment.host_timeout).toISOString();
     for (const host of hosts) {
       const batch = batchOf.get(host.name) ?? 0;
+      const dispatch = batch === 0 && initial === 'running';
       await repo.insertDeploymentHost({
-        deployment_id: id, host: host.name, from_release_id: host.current_release_id, state: batch === 0 ? 'pending' : 'waiting',
-        error: null, updated_at: iso, batch, deadline_at: batch === 0 ? deadline : null,
+        deployment_id: id, host: host.name, from_release_id: host.current_release_id, state: dispatch ? 'pending' : 'waiting',
+        error: null, updated_at: iso, batch, deadline_at: dispatch ? deadline : null,
       });
     }
     await repo.upsertReleaseEnvironment(release.id, env, {}, iso);
     await repo.appendAudit({
       at: iso,
       actor,
-      action: kind === 'deploy' ? 'deployment.started' : 'rollback.started',
+      action: kind === 'rollback' ? 'rollback.started' : initial === 'awaiting_approval' ? 'deployment.requested' : 'deployment.started',
       target: `env:${env}`,
-      details: { deployment: id, release: release.id, version: release.version, from, batches, reason },
+      details: { deployment: id, release: release.id, version: release.version, from, batches, reason, ...(overrideReason ? { override: overrideReason } : {}) },
     });
-    return { id, dispatched: batches[0] ?? [] };
+    return { id, dispatched: initial === 'running' ? (batches[0] ?? []) : [] };
   });
   for (const host of dispatched) context.notifier.notify(keys.host(host));
   return deploymentView(context, id);
@@ -159,7 +236,8 @@ export async function recordReport(context: ServerContext, host: string, report:
     }
     const next = nextStepState(step.state as StepState, report, deployment);
     if (next !== undefined && next !== step.state) {
-      const error = next === 'failed' || next === 'revert_failed' ? (report.error ?? 'failed') : next === 'reverting' ? step.error : null;
+      // A host that failed and was then returned keeps why it failed.
+      const error = next === 'failed' || next === 'revert_failed' ? (report.error ?? 'failed') : next === 'reverting' || next === 'reverted' ? step.error : null;
       await repo.updateDeploymentHost(deployment.id, host, { state: next, error, updated_at: iso, ...(next === 'reverting' ? { deadline_at: deadlineFor(config, deployment.env, at) } : {}) });
     }
     return advance(repo, config, deployment, at);
@@ -303,7 +381,8 @@ async function finishFailed(repo: WriteRepo, deployment: DeploymentRow, error: s
     await repo.upsertReleaseEnvironment(deployment.release_id, deployment.env, { rolled_back_at: at, rolled_back_reason: `deployment #${deployment.id} failed` }, at);
   }
   const steps = await repo.deploymentHosts(deployment.id);
-  const failedHosts = steps.filter((step) => step.state === 'failed' || step.state === 'revert_failed').map((step) => step.host);
+  // A host that failed its step and was then returned to its release still failed.
+  const failedHosts = steps.filter((step) => step.state === 'failed' || step.state === 'revert_failed' || (step.state === 'reverted' && step.error !== null)).map((step) => step.host);
   await repo.appendAudit({ at, actor: 'lockstep', action: `${action}.failed`, target: `env:${deployment.env}`, details: { deployment: deployment.id, release: deployment.release_id, failedHosts, error } });
   const release = await repo.release(deployment.release_id);
   return {
@@ -326,16 +405,85 @@ function afterAdvance(context: ServerContext, config: Config, outcome: Advanced)
   }
 }
 
-/** Periodic work: fails overdue steps and opens batches whose pause has passed. */
+/**
+ * Periodic work: fails overdue steps, opens batches whose pause has passed,
+ * starts approved deployments once their window is open, and expires
+ * deployments that waited for approval too long.
+ */
 export async function advanceDeployments(context: ServerContext): Promise<void> {
   const active = await context.store.read.activeDeployments();
   if (active.length === 0) return;
   const config = await requireConfig(context.store.read);
   const at = context.now();
   for (const deployment of active) {
+    if (deployment.state === 'awaiting_approval') {
+      await settleApproval(context, config, deployment.id);
+      continue;
+    }
     const outcome = await context.store.transaction(async (repo) => advance(repo, config, await repo.updateDeployment(deployment.id, {}), at));
     afterAdvance(context, config, outcome);
   }
+}
+
+/**
+ * Moves a deployment awaiting approval on: expires it after
+ * approvals.expire_after, or starts it when the policy (approvals, window,
+ * freeze…) now allows it.
+ */
+async function settleApproval(context: ServerContext, config: Config, id: number): Promise<void> {
+  const now = context.now();
+  const iso = now.toISOString();
+  const started = await context.store.transaction(async (repo) => {
+    const deployment = await repo.updateDeployment(id, {});
+    if (deployment.state !== 'awaiting_approval') return [];
+    const environment = config.environments[deployment.env];
+    const expiry = Date.parse(deployment.created_at) + (environment?.approvals.expire_after ?? 86_400_000);
+    if (now.getTime() >= expiry) {
+      await repo.updateDeployment(id, { state: 'expired', finished_at: iso, error: `not approved within ${formatDuration(environment?.approvals.expire_after ?? 0)}` });
+      await repo.appendAudit({ at: iso, actor: 'lockstep', action: 'deployment.expired', target: `env:${deployment.env}`, details: { deployment: id } });
+      return [];
+    }
+    const release = (await repo.release(deployment.release_id)) as ReleaseRow;
+    const verdict = await planDeployment(repo, config, release, deployment.env, now, { requester: deployment.requested_by, deployment });
+    if (verdict.kind !== 'allowed') return [];
+    const deadline = deadlineFor(config, deployment.env, now);
+    const steps = await repo.deploymentHosts(id);
+    const wake = steps.filter((step) => step.batch === 0).map((step) => step.host);
+    for (const host of wake) await repo.updateDeploymentHost(id, host, { state: 'pending', updated_at: iso, deadline_at: deadline });
+    await repo.updateDeployment(id, { state: 'running' });
+    await repo.appendAudit({ at: iso, actor: 'lockstep', action: 'deployment.started', target: `env:${deployment.env}`, details: { deployment: id, release: deployment.release_id, approvals: verdict.rules.find((rule) => rule.rule === 'approvals')?.detail ?? null } });
+    return wake;
+  });
+  for (const host of started) context.notifier.notify(keys.host(host));
+  context.notifier.notify(keys.deployment(id));
+}
+
+/**
+ * Records an approval or a rejection of a deployment awaiting approval.
+ * Separation of duties: neither the requester nor the release's creator may
+ * approve (either may still reject, which cancels).
+ */
+export async function decideDeployment(context: ServerContext, principal: UserPrincipal, id: number, decision: 'approve' | 'reject', comment: string | undefined): Promise<DeploymentView> {
+  const config = await requireConfig(context.store.read);
+  const at = context.now().toISOString();
+  await context.store.transaction(async (repo) => {
+    const deployment = await repo.updateDeployment(id, {});
+    requireEnvironmentScope(principal, deployment.env);
+    if (deployment.state !== 'awaiting_approval') throw new LockstepError('conflict', `deployment #${id} is not waiting for approval (it is ${deployment.state.replace(/_/g, ' ')})`);
+    const release = (await repo.release(deployment.release_id)) as ReleaseRow;
+    if (decision === 'approve') {
+      if (principal.role !== 'approver') throw new LockstepError('forbidden', `approvals must come from tokens with the approver role; ${principal.name} has the ${principal.role} role`);
+      if (principal.name === deployment.requested_by) throw new LockstepError('forbidden', `separation of duties: ${principal.name} requested deployment #${id} and cannot approve it`);
+      if (principal.name === release.created_by) throw new LockstepError('forbidden', `separation of duties: ${principal.name} created release ${release.version} and cannot approve its deployment`);
+    }
+    if ((await repo.approvals(id)).some((row) => row.actor === principal.name)) throw new LockstepError('conflict', `${principal.name} already decided on deployment #${id}`);
+    await repo.insertApproval({ deployment_id: id, actor: principal.name, decision, comment: comment ?? null, at });
+    await repo.appendAudit({ at, actor: principal.name, action: decision === 'approve' ? 'deployment.approved' : 'deployment.rejected', target: `env:${deployment.env}`, details: { deployment: id, release: deployment.release_id, comment: comment ?? null } });
+    if (decision === 'reject') await repo.updateDeployment(id, { state: 'rejected', finished_at: at, error: `rejected by ${principal.name}${comment ? `: ${comment}` : ''}` });
+  });
+  if (decision === 'approve') await settleApproval(context, config, id);
+  else context.notifier.notify(keys.deployment(id));
+  return deploymentView(context, id);
 }
 
 /** A deployment with its host steps, as the API shows it. */
@@ -366,6 +514,8 @@ export async function viewOf(repo: ReadRepo, row: DeploymentRow): Promise<Deploy
     revision: Number(row.revision),
     currentBatch: Number(row.current_batch),
     batches: Number(row.batches),
+    overrideReason: row.override_reason,
+    approvals: (await repo.approvals(row.id)).map((approval) => ({ actor: approval.actor, decision: approval.decision as 'approve' | 'reject', comment: approval.comment, at: approval.at })),
     hosts: steps
       .map((step) => ({ host: step.host, batch: Number(step.batch), state: step.state as StepState, fromReleaseId: step.from_release_id, error: step.error, updatedAt: step.updated_at }))
       .sort((a, b) => a.batch - b.batch || (a.host < b.host ? -1 : 1)),

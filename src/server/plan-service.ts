@@ -13,7 +13,7 @@ import { manifestOf, resolveRelease, summarize } from './release-service.js';
 const MAX_PATHS = 100;
 
 /** The verdict, the batches in order, and per host the files that would change and the bytes it must fetch. */
-export async function planRollout(context: ServerContext, request: { release: string; env: string }): Promise<PlanResponse> {
+export async function planRollout(context: ServerContext, requester: string, request: { release: string; env: string }): Promise<PlanResponse> {
   const repo = context.store.read;
   const config = await requireConfig(repo);
   const environment = config.environments[request.env];
@@ -40,11 +40,11 @@ export async function planRollout(context: ServerContext, request: { release: st
       fetchBlobs: diff.fetchBlobs,
     });
   }
-  const verdict = await planDeployment(repo, config, release, request.env);
+  const verdict = await planDeployment(repo, config, release, request.env, context.now(), { requester });
   return {
     release: await summarize(repo, release),
     env: request.env,
-    verdict: { kind: verdict.kind, rules: [...verdict.rules], ...(verdict.kind === 'refused' ? { reason: verdict.reason } : {}) },
+    verdict: { kind: verdict.kind, rules: [...verdict.rules], ...(verdict.kind !== 'allowed' ? { reason: verdict.reason } : {}) },
     batches: planBatches(hosts.map((host) => host.name), environment.rollout),
     rollout: { canary: environment.rollout.canary, batch: String(environment.rollout.batch), pause: environment.rollout.pause, maxFailures: String(environment.rollout.max_failures) },
     hosts: hostPlans,

@@ -7,7 +7,7 @@ import { auditHash } from '../core/audit-hash.js';
 import { canonicalJson } from '../core/manifest.js';
 import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
-import type { AuditCheckpointRow, AuditEventRow, AuditInput, ConfigRow, DeploymentLogRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, StoreCapabilities, TokenRow, WriteRepo } from './store.js';
+import type { ApprovalRow, AuditCheckpointRow, AuditEventRow, AuditInput, ConfigRow, DeploymentLogRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, StoreCapabilities, TokenRow, WriteRepo } from './store.js';
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
@@ -107,9 +107,24 @@ class Repo implements WriteRepo {
     return query.orderBy('id', 'desc').limit(options.limit).execute();
   }
   activeDeployments(env?: string) {
-    let query = this.db.selectFrom('deployments').selectAll().where('state', 'in', ['running', 'rolling_back']);
+    let query = this.db.selectFrom('deployments').selectAll().where('state', 'in', ['awaiting_approval', 'running', 'rolling_back']);
     if (env !== undefined) query = query.where('env', '=', env);
     return query.orderBy('id').execute();
+  }
+  approvals(deploymentId: number) {
+    return this.db.selectFrom('approvals').selectAll().where('deployment_id', '=', deploymentId).orderBy('at').execute();
+  }
+  listUserTokens() {
+    return this.db.selectFrom('tokens').selectAll().where('role', 'not in', ['agent', 'enroll']).orderBy('name').execute();
+  }
+  deploymentsSince(since: string, env?: string) {
+    let query = this.db.selectFrom('deployments').selectAll().where('created_at', '>=', since);
+    if (env !== undefined) query = query.where('env', '=', env);
+    return query.orderBy('id', 'desc').execute();
+  }
+  auditSince(since: string, actions: readonly string[]) {
+    if (actions.length === 0) return Promise.resolve([]);
+    return this.db.selectFrom('audit_events').selectAll().where('at', '>=', since).where('action', 'in', [...actions]).orderBy('seq').execute();
   }
   deploymentLogs(id: number, host?: string) {
     let query = this.db.selectFrom('deployment_logs').selectAll().where('deployment_id', '=', id);
@@ -240,7 +255,7 @@ class Repo implements WriteRepo {
   async insertDeployment(row: DeploymentRow) {
     await this.db.insertInto('deployments').values(row).execute();
   }
-  async updateDeployment(id: number, patch: { state?: string; finished_at?: string | null; error?: string | null; current_batch?: number; next_batch_at?: string | null }) {
+  async updateDeployment(id: number, patch: { state?: string; finished_at?: string | null; error?: string | null; current_batch?: number; next_batch_at?: string | null; override_reason?: string | null }) {
     const row = await this.db
       .updateTable('deployments')
       .set({ ...patch, revision: sql`revision + 1` })
@@ -254,6 +269,9 @@ class Repo implements WriteRepo {
   }
   async updateDeploymentHost(id: number, host: string, patch: { state?: string; error?: string | null; updated_at?: string; deadline_at?: string | null }) {
     await this.db.updateTable('deployment_hosts').set(patch).where('deployment_id', '=', id).where('host', '=', host).execute();
+  }
+  async insertApproval(row: ApprovalRow) {
+    await this.db.insertInto('approvals').values(row).execute();
   }
   async appendDeploymentLogs(rows: readonly DeploymentLogRow[]) {
     // Chunked: SQLite limits the number of bound parameters per statement.

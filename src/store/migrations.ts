@@ -142,6 +142,20 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('deployment_logs_deployment').on('deployment_logs').columns(['deployment_id', 'host']).execute();
     },
   },
+  '0004_policy': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('approvals')
+        .addColumn('deployment_id', 'integer', (c) => c.notNull().references('deployments.id'))
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('decision', 'text', (c) => c.notNull())
+        .addColumn('comment', 'text')
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('approvals_pk', ['deployment_id', 'actor'])
+        .execute();
+      await db.schema.alterTable('deployments').addColumn('override_reason', 'text').execute();
+    },
+  },
   '0003_audit': {
     async up(db: Kysely<unknown>) {
       // Signed checkpoints of the audit chain (src/audit/checkpoint.ts); one per covered seq.

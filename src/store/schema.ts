@@ -95,6 +95,18 @@ export interface DeploymentsTable {
   batches: number;
   /** When the next batch may start (a pause between batches). */
   next_batch_at: string | null;
+  /** Set when an admin overrode refused rules (--override --reason). */
+  override_reason: string | null;
+}
+
+export interface ApprovalsTable {
+  deployment_id: number;
+  /** The token name that decided. */
+  actor: string;
+  /** 'approve' | 'reject' */
+  decision: string;
+  comment: string | null;
+  at: string;
 }
 
 export interface DeploymentHostsTable {
@@ -160,6 +172,7 @@ export interface Database {
   deployments: DeploymentsTable;
   deployment_hosts: DeploymentHostsTable;
   deployment_logs: DeploymentLogsTable;
+  approvals: ApprovalsTable;
   audit_events: AuditEventsTable;
   audit_checkpoints: AuditCheckpointsTable;
 }

@@ -14,6 +14,7 @@ import type {
   TokensTable,
   AuditEventsTable,
   DeploymentLogsTable,
+  ApprovalsTable,
   AuditCheckpointsTable,
 } from './schema.js';
 
@@ -26,6 +27,7 @@ export type DeploymentRow = Selectable<DeploymentsTable>;
 export type DeploymentHostRow = Selectable<DeploymentHostsTable>;
 export type AuditEventRow = Selectable<AuditEventsTable>;
 export type DeploymentLogRow = Selectable<DeploymentLogsTable>;
+export type ApprovalRow = Selectable<ApprovalsTable>;
 export type AuditCheckpointRow = Selectable<AuditCheckpointsTable>;
 
 /** An audit event before it is chained. */
@@ -71,8 +73,15 @@ export interface ReadRepo {
   runningDeployments(env?: string): Promise<DeploymentRow[]>;
   /** Captured hook and health-check output of a deployment, oldest first. */
   deploymentLogs(id: number, host?: string): Promise<DeploymentLogRow[]>;
-  /** Deployments that are running or rolling back. */
+  /** Deployments that are awaiting approval, running or rolling back. */
   activeDeployments(env?: string): Promise<DeploymentRow[]>;
+  approvals(deploymentId: number): Promise<ApprovalRow[]>;
+  /** Tokens of people and scripts (not agents' or enrollment tokens), by name. */
+  listUserTokens(): Promise<TokenRow[]>;
+  /** Deployments created at or after `since` (ISO), newest first. */
+  deploymentsSince(since: string, env?: string): Promise<DeploymentRow[]>;
+  /** Audit events at or after `since` (ISO) with one of `actions`, oldest first. */
+  auditSince(since: string, actions: readonly string[]): Promise<AuditEventRow[]>;
   /** The host's unfinished step of a running deployment, if any. */
   pendingStep(host: string): Promise<{ deployment: DeploymentRow; step: DeploymentHostRow } | undefined>;
 
@@ -107,10 +116,11 @@ export interface WriteRepo extends ReadRepo {
   updateHost(name: string, patch: Partial<Omit<HostRow, 'name' | 'env' | 'created_at'>>): Promise<void>;
   insertDeployment(row: DeploymentRow): Promise<void>;
   /** Updates a deployment and increments its revision (in PostgreSQL this also locks its row). */
-  updateDeployment(id: number, patch: Partial<Pick<DeploymentRow, 'state' | 'finished_at' | 'error' | 'current_batch' | 'next_batch_at'>>): Promise<DeploymentRow>;
+  updateDeployment(id: number, patch: Partial<Pick<DeploymentRow, 'state' | 'finished_at' | 'error' | 'current_batch' | 'next_batch_at' | 'override_reason'>>): Promise<DeploymentRow>;
   insertDeploymentHost(row: DeploymentHostRow): Promise<void>;
   updateDeploymentHost(id: number, host: string, patch: Partial<Pick<DeploymentHostRow, 'state' | 'error' | 'updated_at' | 'deadline_at'>>): Promise<void>;
   appendDeploymentLogs(rows: readonly DeploymentLogRow[]): Promise<void>;
+  insertApproval(row: ApprovalRow): Promise<void>;
   /** Appends one event to the hash chain and returns it. */
   appendAudit(event: AuditInput): Promise<AuditEventRow>;
   /** Stores a signed checkpoint; false when one for that seq exists already (another server signed it). */

@@ -115,6 +115,7 @@ function deploymentRow(id: number, releaseId: string, overrides: Partial<Deploym
     current_batch: 0,
     batches: 1,
     next_batch_at: null,
+    override_reason: null,
     ...overrides,
   };
 }

@@ -25,6 +25,12 @@ const ENV_DEFAULTS = {
   health: { checks: [], interval: 1000, healthy_after: 1, timeout: 60_000, watch_interval: 30_000 },
   hooks: { timeout: 60_000 },
   alerts: { webhooks: [] },
+  approvals: { required: 0, expire_after: 86_400_000 },
+  windows: [],
+  freezes: [],
+  soak: 0,
+  rollback: { require_reason: false },
+  allow_override: true,
 };
 
 const MINIMAL = `app: shop
