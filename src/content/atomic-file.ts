@@ -7,9 +7,17 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
+/**
+ * Prefix of the temporary sibling `writeFileAtomic` writes `fileName` through;
+ * a process killed before its rename leaves a file with this prefix behind.
+ */
+export function atomicTmpPrefix(fileName: string): string {
+  return `.${fileName}.tmp-`;
+}
+
 /** Writes `data` to `path` atomically with exactly `mode` (tmp file, fsync, rename, fsync of the directory). */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode: number): Promise<void> {
-  const tmpPath = join(dirname(path), `.${basename(path)}.tmp-${randomBytes(6).toString('hex')}`);
+  const tmpPath = join(dirname(path), `${atomicTmpPrefix(basename(path))}${randomBytes(6).toString('hex')}`);
   // 'wx': never write through something that already exists at the tmp name (a planted symlink).
   const handle = await open(tmpPath, 'wx', mode);
   try {

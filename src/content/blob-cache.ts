@@ -10,8 +10,11 @@ import { chmod, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LockstepError } from '../core/errors.js';
 import { copyWithMode } from './copy-with-mode.js';
+import { mapConcurrent } from './manifest-builder.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
+/** lstat calls in flight while looking for missing blobs. */
+const MISSING_CONCURRENCY = 32;
 
 /** Mode of the verified blob itself; a variant with this mode is the blob. */
 export const BLOB_MODE = 0o444;
@@ -49,11 +52,14 @@ export class BlobCache {
     return (await fileMode(this.pathOf(hash))) !== undefined;
   }
 
-  /** The hashes among `hashes` the cache lacks (each once). */
+  /**
+   * The hashes among `hashes` the cache lacks (each once). The lookups run
+   * concurrently: awaited one after another, 10,000 of them took 0.75 s.
+   */
   async missing(hashes: Iterable<string>): Promise<string[]> {
-    const result: string[] = [];
-    for (const hash of new Set(hashes)) if (!(await this.has(hash))) result.push(hash);
-    return result;
+    const unique = [...new Set(hashes)];
+    const present = await mapConcurrent(unique, MISSING_CONCURRENCY, (hash) => this.has(hash));
+    return unique.filter((_, index) => !present[index]);
   }
 
   /**

@@ -139,11 +139,15 @@ describe('start-up cleanup', () => {
     await writeFile(join(staging, 'locked', 'half-written'), 'x');
     await chmod(join(staging, 'locked'), 0o500);
     await symlink(`releases/${B}`, join(layout.deployTo, 'current.tmp-0123456789ab'));
+    // Killed while writing the variables: a half-written copy that may hold secrets.
+    await writeFile(join(layout.sharedDir, '.lockstep.env.tmp-0123456789ab'), 'SECRET=hal');
+    await writeFile(join(layout.sharedDir, 'uploads.db'), 'kept');
 
     const removed = await removeLeftovers(layout);
-    assert.equal(removed.length, 2);
+    assert.equal(removed.length, 3);
     assert.deepEqual(await releasesOnDisk(), [A]);
     assert.deepEqual((await readdir(layout.deployTo)).sort(), ['current', 'releases', 'shared']);
+    assert.deepEqual((await readdir(layout.sharedDir)).sort(), ['lockstep.env', 'uploads.db']);
     assert.equal(await readCurrentReleaseId(layout), A);
   });
 
