@@ -37,7 +37,7 @@ export async function uploadRelease(client: LockstepClient, dir: string, version
   await mapConcurrent(missing, 4, async (hash) => {
     const blob = sources.get(hash);
     if (!blob) return;
-    await client.uploadBlob(hash, blob.source);
+    await client.uploadBlob(hash, blob.source, blob.size);
     blobs += 1;
     bytes += blob.size;
     onProgress?.(`uploading: ${blobs}/${missing.length} blobs, ${bytes} bytes`);
