@@ -283,11 +283,23 @@ function printEnvironment(environment: StatusResponse['environments'][number]): 
   line(`${color.bold(environment.name)}${environment.promoteFrom ? color.dim(` <- ${environment.promoteFrom}`) : ''}: ${current}`);
   const last = environment.lastDeployment;
   if (last) {
-    const state = last.state === 'succeeded' ? color.green(last.state) : last.state === 'failed' ? color.red(last.state) : color.yellow(last.state);
+    const state = last.state === 'succeeded' ? color.green(last.state) : ['failed', 'rejected', 'expired'].includes(last.state) ? color.red(last.state) : color.yellow(last.state.replace(/_/g, ' '));
     line(`  last ${last.kind} #${last.id}: ${last.version} ${state} ${ago(last.finishedAt ?? last.createdAt)} by ${last.requestedBy}${last.error ? ` (${last.error})` : ''}`);
   }
   if (environment.hosts.length === 0) line(`  no hosts; add one with: lockstep host add NAME --env ${environment.name}`);
-  else line(table(environment.hosts.map((host) => [`  ${host.name}`, hostState(host), host.version ?? '-', `seen ${ago(host.lastSeenAt)}`])));
+  else {
+    line(
+      table(
+        environment.hosts.map((host) => [
+          `  ${host.name}`,
+          hostState(host),
+          host.version ?? '-',
+          host.health === null ? color.dim('health unknown') : host.health.healthy ? color.green('healthy') : color.red(`unhealthy: ${host.health.detail}`),
+          `seen ${ago(host.lastSeenAt)}`,
+        ]),
+      ),
+    );
+  }
 }
 
 function hostState(host: { enrolled: boolean; online: boolean }): string {
