@@ -42,10 +42,17 @@ export async function waitHealthy(spec: HealthSpec, signal: AbortSignal, onRound
   }
 }
 
-/** A check's name for people. */
+/** A check's name for people, with `${VAR}` expanded where the agent's environment has it. */
 export function describe(check: HealthCheckSpec): string {
-  if ('http' in check) return `http ${check.http}`;
-  if ('tcp' in check) return `tcp ${check.tcp}`;
+  const expanded = (text: string) => {
+    try {
+      return expandVariables(text);
+    } catch {
+      return text;
+    }
+  };
+  if ('http' in check) return `http ${expanded(check.http)}`;
+  if ('tcp' in check) return `tcp ${expanded(check.tcp)}`;
   return `exec ${check.exec}`;
 }
 
