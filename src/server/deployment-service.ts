@@ -467,6 +467,7 @@ export async function decideDeployment(context: ServerContext, principal: UserPr
   const config = await requireConfig(context.store.read);
   const at = context.now().toISOString();
   await context.store.transaction(async (repo) => {
+    if (!(await repo.deployment(id))) throw notFound(`no deployment #${id}; list them with: lockstep history`);
     const deployment = await repo.updateDeployment(id, {});
     requireEnvironmentScope(principal, deployment.env);
     if (deployment.state !== 'awaiting_approval') throw new LockstepError('conflict', `deployment #${id} is not waiting for approval (it is ${deployment.state.replace(/_/g, ' ')})`);
