@@ -219,7 +219,12 @@ export const AGENT_ROUTES = {
   enroll: '/agent/enroll',
   /** GET ?host=NAME&wait=SECONDS (0..30) → workResponse; long-polls until a task exists or `wait` passes. */
   work: '/agent/work',
-  /** GET /agent/releases/:id?host=NAME → { manifest } (canonical manifest), only for releases deployed to the agent's environment. */
+  /**
+   * GET /agent/releases/:id?host=NAME[&base=ID] → { manifest } (canonical manifest), only for releases deployed to the
+   * agent's environment. With `base` (a release the agent has on disk) that was also deployed there, the answer is
+   * { delta } instead: the entries added or changed since `base` and the paths removed. The agent rebuilds the manifest
+   * and checks its release id, so a wrong delta can only fail, never stage something else.
+   */
   release: '/agent/releases/:id',
   /** GET /agent/blobs/:hash?host=NAME → the blob's bytes, only for blobs of releases deployed to the agent's environment. */
   blob: '/agent/blobs/:hash',
@@ -232,6 +237,19 @@ export const AGENT_ROUTES = {
 export const agentReleaseResponse = z.object({
   manifest: z.object({ app: z.string(), version: z.string(), entries: z.array(wireEntry) }),
 });
+
+/** The changes from release `base` to the release asked for: its app and version, entries added or changed, paths removed. */
+export const manifestDelta = z.object({
+  base: sha256,
+  app: z.string(),
+  version: z.string(),
+  entries: z.array(wireEntry),
+  removed: z.array(z.string()),
+});
+export type ManifestDelta = z.infer<typeof manifestDelta>;
+
+/** What GET /agent/releases/:id answers: the full manifest, or a delta against the `base` the agent named. */
+export const agentReleaseAnswer = z.union([agentReleaseResponse, z.object({ delta: manifestDelta })]);
 
 export const blobPutResponse = z.object({ size: z.number(), created: z.boolean() });
 export const releaseListResponse = z.object({ releases: z.array(releaseSummary) });

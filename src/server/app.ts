@@ -5,6 +5,8 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
 import { z } from 'zod';
 import * as api from '../api/schemas.js';
 import { HTTP_STATUS, LockstepError } from '../core/errors.js';
@@ -18,6 +20,7 @@ import { createToken, listTokens, revokeToken } from './token-service.js';
 import { planRollout } from './plan-service.js';
 import { addHost, enroll, FetchScope, pollWork, recordHeartbeat } from './host-service.js';
 import { createRelease, manifestOf, resolveRelease, summarize } from './release-service.js';
+import { manifestDeltaOf } from './manifest-delta.js';
 import { hashToken } from './tokens.js';
 import { auditView, history, hostView, status } from './views.js';
 
@@ -253,12 +256,20 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     const agent = agentOf(request, query.host);
     return { task: await pollWork(context, agent.host, query.wait * 1000, abortOnClose(request, context.shutdown)) };
   });
-  app.get(`${p}${api.AGENT_ROUTES.release}`, quiet('agent'), async (request) => {
+  app.get(`${p}${api.AGENT_ROUTES.release}`, quiet('agent'), async (request, reply) => {
     const { id } = parse(z.object({ id: z.string().regex(/^[0-9a-f]{64}$/, 'expected a release id') }), request.params);
-    const agent = agentOf(request, parse(hostQuery, request.query).host);
+    const query = parse(hostQuery.extend({ base: z.string().regex(/^[0-9a-f]{64}$/, 'expected a release id').optional() }), request.query);
+    const agent = agentOf(request, query.host);
     const row = await context.store.read.release(id);
     if (!row || !(await scope.releaseAllowed(agent.env, id))) throw new LockstepError('forbidden', `release ${id} was never deployed to ${agent.env}`);
-    return { manifest: canonicalManifest(manifestOf(row)) };
+    // A delta only against a base this environment may see (the same rule as
+    // for fetching it); an unknown or foreign base gets the full manifest.
+    const base = query.base !== undefined && query.base !== id ? await context.store.read.release(query.base) : undefined;
+    const body =
+      base && (await scope.releaseAllowed(agent.env, base.id))
+        ? { delta: manifestDeltaOf(base.id, manifestOf(base), manifestOf(row)) }
+        : { manifest: canonicalManifest(manifestOf(row)) };
+    return sendJson(request, reply, body);
   });
   app.get(`${p}${api.AGENT_ROUTES.blob}`, quiet('agent'), async (request, reply) => {
     const { hash } = parse(z.object({ hash: z.string().regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 hex digest') }), request.params);
@@ -282,6 +293,23 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
   });
 
   return app;
+}
+
+const gzipAsync = promisify(gzip);
+/** Bodies at least this large are gzipped for clients that accept it. */
+const GZIP_MIN_BYTES = 64 * 1024;
+
+/**
+ * Sends a JSON body, gzipped (level 1) when large and the client accepts gzip.
+ * A full 10,000-entry manifest is 1.35 MiB of JSON; level 1 makes it ~3x
+ * smaller in ~20 ms (level 6 gains 2% more for 6x the time).
+ */
+async function sendJson(request: FastifyRequest, reply: FastifyReply, body: unknown): Promise<FastifyReply> {
+  const text = JSON.stringify(body);
+  reply.header('content-type', 'application/json; charset=utf-8').header('vary', 'accept-encoding');
+  const accepts = String(request.headers['accept-encoding'] ?? '');
+  if (text.length < GZIP_MIN_BYTES || !/\bgzip\b/.test(accepts)) return reply.send(text);
+  return reply.header('content-encoding', 'gzip').send(await gzipAsync(text, { level: 1 }));
 }
 
 /** An AbortSignal that fires when the client goes away or the server shuts down, to end long polls early. */
