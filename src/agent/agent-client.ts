@@ -8,7 +8,7 @@ import type { z } from 'zod';
 import {
   AGENT_ROUTES,
   API_PREFIX,
-  agentReleaseResponse,
+  agentReleaseAnswer,
   enrollResponse,
   errorBody,
   workResponse,
@@ -16,7 +16,7 @@ import {
   type AgentTask,
 } from '../api/schemas.js';
 import { LockstepError, type ErrorKind } from '../core/errors.js';
-import type { ReleaseSource, UntrustedManifest } from './release-stager.js';
+import type { ReleaseSource, UntrustedDelta, UntrustedManifest } from './release-stager.js';
 
 /** The answer to an enrollment. */
 export type Enrollment = z.infer<typeof enrollResponse>;
@@ -60,11 +60,16 @@ export class AgentClient implements ReleaseSource {
     return parseBody(workResponse, await readJson(response), AGENT_ROUTES.work).task;
   }
 
-  /** The manifest of a release, as the server sent it (validated by the stager). */
-  async fetchManifest(releaseId: string, signal: AbortSignal): Promise<UntrustedManifest> {
+  /**
+   * The manifest of a release, as the server sent it (validated by the
+   * stager); with `base`, possibly a delta against that release. fetch asks
+   * for gzip and decompresses (the server gzips large manifests).
+   */
+  async fetchManifest(releaseId: string, signal: AbortSignal, base?: string): Promise<UntrustedManifest | UntrustedDelta> {
     const route = AGENT_ROUTES.release.replace(':id', encodeURIComponent(releaseId));
-    const response = await this.request('GET', route, { query: { host: this.host }, signal });
-    return parseBody(agentReleaseResponse, await readJson(response), AGENT_ROUTES.release).manifest;
+    const response = await this.request('GET', route, { query: base === undefined ? { host: this.host } : { host: this.host, base }, signal });
+    const answer = parseBody(agentReleaseAnswer, await readJson(response), AGENT_ROUTES.release);
+    return 'delta' in answer ? answer.delta : answer.manifest;
   }
 
   /** The bytes of one blob, streamed; a stalled or broken transfer fails as `unavailable`. */

@@ -17,6 +17,7 @@ import { deployLayout } from './deploy-layout.js';
 import { checkRound } from './health-checker.js';
 import { removeLeftovers } from './leftover-cleaner.js';
 import { Backoff, isTransient, retry, sleep } from './retry.js';
+import { ManifestStore } from './manifest-store.js';
 import { runTask } from './task-runner.js';
 
 /** Options of `runAgent`, as the CLI passes them. */
@@ -57,6 +58,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
 
   const cache = new BlobCache(join(stateDir, 'blobs'));
   await cache.open();
+  const manifests = new ManifestStore(join(stateDir, 'manifests'));
   const remembered = await readAgentState(stateDir);
   let deployTo = remembered.deployTo;
   // The health checks of the last task; re-run between deployments for continuous health.
@@ -122,7 +124,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
       }
       log.info({ deploymentId: task.deploymentId, kind: task.kind, version: task.version }, 'task received');
       busy = true;
-      const outcome = await runTask(task, { host: identity.host, root, cache, source: client, report, logger: log, signal }).finally(() => {
+      const outcome = await runTask(task, { host: identity.host, root, cache, manifests, source: client, report, logger: log, signal }).finally(() => {
         busy = false;
       });
       if (outcome.kind === 'failed') log.warn({ deploymentId: task.deploymentId, error: outcome.error }, 'task failed');

@@ -5,7 +5,8 @@
  * (which keeps a rollback to one rename).
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, link, lstat, mkdir, rename, symlink } from 'node:fs/promises';
+import { chmodSync, linkSync, mkdirSync, symlinkSync } from 'node:fs';
+import { link, lstat, mkdir, rename } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { LockstepError } from '../core/errors.js';
@@ -20,12 +21,13 @@ import {
   type ManifestEntry,
   type SymlinkEntry,
 } from '../core/manifest.js';
-import type { BlobCache } from '../content/blob-cache.js';
+import type { BlobCache, ReceivedBlob } from '../content/blob-cache.js';
 import { copyWithMode } from '../content/copy-with-mode.js';
 import { fsyncDirectory } from '../content/atomic-file.js';
 import { removeTree } from '../content/remove-tree.js';
 import { releaseDir, type DeployLayout } from './deploy-layout.js';
 import { forEachBounded } from './for-each-bounded.js';
+import type { ManifestStore } from './manifest-store.js';
 import { retry } from './retry.js';
 
 /** A manifest as received: not yet validated, so it may name forbidden kinds. */
@@ -35,10 +37,22 @@ export interface UntrustedManifest {
   readonly entries: readonly (ManifestEntry | ForbiddenEntry)[];
 }
 
+/** A manifest as the changes from release `base`: entries added or changed, paths removed. Not yet validated. */
+export interface UntrustedDelta {
+  readonly base: string;
+  readonly app: string;
+  readonly version: string;
+  readonly entries: readonly (ManifestEntry | ForbiddenEntry)[];
+  readonly removed: readonly string[];
+}
+
 /** Where release content comes from (the server, in production). */
 export interface ReleaseSource {
-  /** The manifest of a release. */
-  fetchManifest(releaseId: string, signal: AbortSignal): Promise<UntrustedManifest>;
+  /**
+   * The manifest of a release; given `base` (a release whose manifest the
+   * agent has), the source may answer with a delta against it instead.
+   */
+  fetchManifest(releaseId: string, signal: AbortSignal, base?: string): Promise<UntrustedManifest | UntrustedDelta>;
   /** The bytes of one blob, streamed. */
   fetchBlob(hash: string, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
 }
@@ -46,7 +60,7 @@ export interface ReleaseSource {
 /** What staging did. */
 export type StageResult =
   | { readonly kind: 'already-staged' }
-  | { readonly kind: 'staged'; readonly files: number; readonly blobsFetched: number; readonly bytesFetched: number };
+  | { readonly kind: 'staged'; readonly files: number; readonly blobsFetched: number; readonly bytesFetched: number; readonly manifest: 'full' | 'delta' };
 
 /** Inputs of `stageRelease`. */
 export interface StageOptions {
@@ -58,6 +72,10 @@ export interface StageOptions {
   readonly signal: AbortSignal;
   /** Blob downloads in flight at once (default 8). */
   readonly fetchConcurrency?: number;
+  /** Where the manifests of staged releases are kept; without it every manifest is fetched in full. */
+  readonly manifests?: ManifestStore;
+  /** A release on disk to ask for a delta against (normally the one `current` points at). */
+  readonly baseReleaseId?: string | null;
 }
 
 /** Prefix of in-progress staging dirs in releases/; whatever carries it is a leftover after a restart. */
@@ -72,27 +90,50 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
   const target = releaseDir(layout, releaseId);
   if (await isDirectory(target)) return { kind: 'already-staged' };
 
-  const manifest = validManifest(await source.fetchManifest(releaseId, signal), releaseId);
+  const { manifest, via } = await receiveManifest(options);
+  // Kept for the next release's delta; written while the tree is built.
+  const saved = options.manifests
+    ?.write(releaseId, manifest)
+    .catch((error: unknown) => logger.warn({ err: error }, 'could not store the manifest; the next release will be fetched in full'));
   const files = manifest.entries.filter((entry): entry is FileEntry => entry.type === 'file');
   const sizes = blobSizes(files, releaseId);
 
-  const missing = await cache.missing(sizes.keys());
+  let blobsFetched = 0;
   let bytesFetched = 0;
-  await forEachBounded(missing, options.fetchConcurrency ?? 8, async (hash) => {
-    const stored = await retry(async () => cache.put(hash, await source.fetchBlob(hash, signal), sizes.get(hash)), {
-      signal,
-      maxAttempts: BLOB_FETCH_ATTEMPTS,
-      onRetry: (error, attempt, delayMs) => logger.warn({ err: error, blob: hash, attempt, delayMs }, 'blob download failed; retrying'),
-    });
-    bytesFetched += stored.size;
-  });
-  if (missing.length > 0) logger.info({ release: releaseId, blobs: missing.length, bytes: bytesFetched }, 'fetched missing blobs');
+  /**
+   * Fetches the blobs among `hashes` the cache lacks. Called by buildTree for
+   * the files whose cached variant is not there, so the lstat that finds a
+   * variant to link doubles as the cache lookup (10,000 fewer lstats when
+   * only 10 files changed). Downloads are verified into tmp files, then made
+   * durable in one batch.
+   */
+  const fetchMissing = async (hashes: readonly string[]): Promise<void> => {
+    const missing = await cache.missing(hashes);
+    const received: ReceivedBlob[] = [];
+    try {
+      await forEachBounded(missing, options.fetchConcurrency ?? 8, async (hash) => {
+        const blob = await retry(async () => cache.receive(hash, await source.fetchBlob(hash, signal), sizes.get(hash)), {
+          signal,
+          maxAttempts: BLOB_FETCH_ATTEMPTS,
+          onRetry: (error, attempt, delayMs) => logger.warn({ err: error, blob: hash, attempt, delayMs }, 'blob download failed; retrying'),
+        });
+        received.push(blob);
+        bytesFetched += blob.size;
+      });
+    } catch (error) {
+      await cache.discard(received);
+      throw error;
+    }
+    await cache.commit(received);
+    blobsFetched = missing.length;
+    if (missing.length > 0) logger.info({ release: releaseId, blobs: missing.length, bytes: bytesFetched }, 'fetched missing blobs');
+  };
 
   await mkdir(layout.releasesDir, { recursive: true, mode: 0o755 });
   const staging = join(layout.releasesDir, `${STAGING_PREFIX}${releaseId}-${randomBytes(6).toString('hex')}`);
   await mkdir(staging, { mode: 0o700 });
   try {
-    await buildTree(staging, manifest, cache, signal);
+    await buildTree(staging, manifest, cache, fetchMissing, signal);
     try {
       await rename(staging, target);
     } catch (error) {
@@ -107,7 +148,46 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
     throw error;
   }
   await fsyncDirectory(layout.releasesDir);
-  return { kind: 'staged', files: files.length, blobsFetched: missing.length, bytesFetched };
+  await saved;
+  return { kind: 'staged', files: files.length, blobsFetched, bytesFetched, manifest: via };
+}
+
+function isDelta(answer: UntrustedManifest | UntrustedDelta): answer is UntrustedDelta {
+  return 'removed' in answer && 'base' in answer;
+}
+
+/** The full manifest from a stored base and a delta (not yet validated). */
+export function applyDelta(base: UntrustedManifest, delta: UntrustedDelta): UntrustedManifest {
+  const byPath = new Map(base.entries.map((entry) => [entry.path, entry]));
+  for (const path of delta.removed) byPath.delete(path);
+  for (const entry of delta.entries) byPath.set(entry.path, entry);
+  return { app: delta.app, version: delta.version, entries: [...byPath.values()] };
+}
+
+/**
+ * The validated manifest of the release: rebuilt from the stored manifest of
+ * `baseReleaseId` and the server's delta when it can be, else fetched in
+ * full. The rebuilt manifest must pass every rule and hash to the release id
+ * (content addressing makes the delta safe: a wrong base, a tampered delta or
+ * a corrupted stored manifest can only make the id differ); if it does not,
+ * the full manifest is fetched and must pass the same checks.
+ */
+async function receiveManifest(options: StageOptions): Promise<{ manifest: Manifest; via: 'full' | 'delta' }> {
+  const { releaseId, source, signal, logger, manifests, baseReleaseId } = options;
+  const base = manifests && baseReleaseId && baseReleaseId !== releaseId ? await manifests.read(baseReleaseId) : undefined;
+  if (base !== undefined && baseReleaseId) {
+    const answer = await source.fetchManifest(releaseId, signal, baseReleaseId);
+    if (!isDelta(answer)) return { manifest: validManifest(answer, releaseId), via: 'full' };
+    try {
+      if (answer.base !== baseReleaseId) throw new LockstepError('failed', `the server sent a delta against ${shortId(answer.base)}, not ${shortId(baseReleaseId)}`);
+      return { manifest: validManifest(applyDelta(base, answer), releaseId), via: 'delta' };
+    } catch (error) {
+      logger.warn({ err: error, base: shortId(baseReleaseId) }, 'the manifest delta did not rebuild the release; fetching the full manifest');
+    }
+  }
+  const full = await source.fetchManifest(releaseId, signal);
+  if (isDelta(full)) throw new LockstepError('failed', `the server sent a delta for release ${shortId(releaseId)} when asked for its full manifest`);
+  return { manifest: validManifest(full, releaseId), via: 'full' };
 }
 
 /** Checks a received manifest against every rule and against the release id it was asked for. */
@@ -141,50 +221,100 @@ function blobSizes(files: readonly FileEntry[], releaseId: string): Map<string, 
   return sizes;
 }
 
+/** Leaves linked (or made) synchronously between two yields to the event loop. */
+const LINK_BATCH = 500;
+
 /**
  * Builds the tree in `staging`. Directories are created 0700 so they can be
  * filled, then set to their manifest mode deepest first. Every parent was
  * created here by mkdir (the manifest rules make each parent a "dir" entry),
  * so no path is ever resolved through a symlink.
+ *
+ * Where the time went (10,000 files in 100 dirs, warm cache, loaded 2-CPU
+ * box): ~1.1 s for an async lstat + link per file (16 in flight: each call
+ * is a thread-pool round trip costing far more than the syscall) and ~0.45 s
+ * for 100 directory fsyncs one after another. Now the files whose cache
+ * variant already exists are linked with synchronous calls (lstat + link,
+ * ~0.27 s for 10,000 incl. mkdirs), 500 between two yields to the event loop
+ * so heartbeats and aborts still get through; only the variants that must
+ * be made (a first deploy) go through the batched async path. Directories
+ * are fsynced 16 at a time (~0.06 s), which the journal can share.
+ *
+ * Why link from the cache and not from the base release tree (as
+ * `rsync --link-dest` does): both cost the same here (one lstat + one link),
+ * and the cache variant is the inode the base tree's file was linked from
+ * anyway, so an in-place edit of a base file (same inode) changes both alike
+ * and linking from the base would gain nothing. What linking from the base
+ * would add is a risk: a file *replaced* by hand in the base tree (a new
+ * inode, e.g. an editor's save) would propagate into the new release under
+ * the manifest's hash. The cache variant is checked (regular file, exact
+ * mode) and is never replaced except by a verified copy, so it stays the source.
  */
-async function buildTree(staging: string, manifest: Manifest, cache: BlobCache, signal: AbortSignal): Promise<void> {
+async function buildTree(staging: string, manifest: Manifest, cache: BlobCache, fetchMissing: (hashes: readonly string[]) => Promise<void>, signal: AbortSignal): Promise<void> {
   const entries = [...manifest.entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const dirs = entries.filter((entry): entry is DirEntry => entry.type === 'dir');
   const leaves = entries.filter((entry): entry is FileEntry | SymlinkEntry => entry.type !== 'dir');
 
   // Parents sort before their children, so one pass in order creates every parent first.
-  for (const dir of dirs) await mkdir(inside(staging, dir.path), { mode: 0o700 });
+  for (const dir of dirs) mkdirSync(inside(staging, dir.path), { mode: 0o700 });
 
-  let linkImpossible = false;
-  await forEachBounded(leaves, FILE_CONCURRENCY, async (entry) => {
+  // Files whose (hash, mode) variant is not in the cache yet: made in one batch below.
+  const later: FileEntry[] = [];
+  for (let start = 0; start < leaves.length; start += LINK_BATCH) {
+    if (start > 0) await new Promise((resolve) => setImmediate(resolve));
     signal.throwIfAborted();
-    const destination = inside(staging, entry.path);
-    if (entry.type === 'symlink') {
-      await symlink(entry.target, destination);
-      return;
-    }
-    if (!linkImpossible) {
+    for (const entry of leaves.slice(start, start + LINK_BATCH)) {
+      const destination = inside(staging, entry.path);
+      if (entry.type === 'symlink') {
+        symlinkSync(entry.target, destination);
+        continue;
+      }
+      const ready = cache.readyFileWithMode(entry.sha256, entry.mode);
+      if (ready === undefined) {
+        later.push(entry);
+        continue;
+      }
       try {
-        await link(await cache.fileWithMode(entry.sha256, entry.mode), destination);
-        return;
+        linkSync(ready, destination);
       } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw error;
-        // Another filesystem: no link will ever work, so stop making variants.
-        if (code === 'EXDEV') linkImpossible = true;
+        if (!linkFailureAllowsCopy(error)) throw error;
+        later.push(entry);
       }
     }
-    await copyWithMode(cache.pathOf(entry.sha256), destination, entry.mode);
-  });
-
-  // fsync before chmod: a directory without read permission cannot be opened for it.
-  for (const dir of [...dirs].reverse()) {
-    const path = inside(staging, dir.path);
-    await fsyncDirectory(path);
-    await chmod(path, dir.mode);
   }
-  await fsyncDirectory(staging);
-  await chmod(staging, 0o755);
+
+  if (later.length > 0) {
+    await fetchMissing(later.map((entry) => entry.sha256));
+    await cache.makeVariants(later.map((entry) => ({ hash: entry.sha256, mode: entry.mode })));
+    let linkImpossible = false;
+    await forEachBounded(later, FILE_CONCURRENCY, async (entry) => {
+      signal.throwIfAborted();
+      const destination = inside(staging, entry.path);
+      if (!linkImpossible) {
+        try {
+          await link(await cache.fileWithMode(entry.sha256, entry.mode), destination);
+          return;
+        } catch (error) {
+          if (!linkFailureAllowsCopy(error)) throw error;
+          // Another filesystem: no link will ever work, so stop making variants.
+          if ((error as NodeJS.ErrnoException).code === 'EXDEV') linkImpossible = true;
+        }
+      }
+      await copyWithMode(cache.pathOf(entry.sha256), destination, entry.mode);
+    });
+  }
+
+  // Every entry is durable in its directory before the tree gets its release
+  // name. fsync before chmod: a directory without read permission cannot be opened for it.
+  await forEachBounded([...dirs.map((dir) => inside(staging, dir.path)), staging], FILE_CONCURRENCY, fsyncDirectory);
+  for (const dir of [...dirs].reverse()) if (dir.mode !== 0o700) chmodSync(inside(staging, dir.path), dir.mode);
+  chmodSync(staging, 0o755);
+}
+
+/** A link that failed because of where the files are (not what they are): a copy will do. */
+function linkFailureAllowsCopy(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK';
 }
 
 /** Joins a manifest path to the staging dir; a second line of defence behind manifestProblems. */

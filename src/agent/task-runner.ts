@@ -4,15 +4,17 @@
  * Running the same task twice ends in the same state, so a task redelivered
  * after a restart simply finishes.
  */
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentReport, AgentTask } from '../api/schemas.js';
 import { shortId } from '../core/manifest.js';
 import type { BlobCache } from '../content/blob-cache.js';
 import { activateRelease, readCurrentReleaseId } from './activator.js';
-import { deployLayout, type DeployLayout } from './deploy-layout.js';
+import { deployLayout, isReleaseId, type DeployLayout } from './deploy-layout.js';
 import { waitHealthy } from './health-checker.js';
 import { runHook } from './hook-runner.js';
+import type { ManifestStore } from './manifest-store.js';
 import { pruneReleases } from './release-pruner.js';
 import { stageRelease, type ReleaseSource, type StageResult } from './release-stager.js';
 
@@ -27,6 +29,8 @@ export interface TaskContext {
   readonly root: string;
   readonly cache: BlobCache;
   readonly source: ReleaseSource;
+  /** The manifests of staged releases, for manifest deltas (optional: without it manifests come in full). */
+  readonly manifests?: ManifestStore;
   /** Delivers a report, retrying transient failures itself; rejects only when the agent stops. */
   readonly report: (report: AgentReport) => Promise<void>;
   readonly logger: Logger;
@@ -87,18 +91,27 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     layout = deployLayout(context.root, task.deployTo);
     // The staging report travels while the disk work runs; it is awaited
     // before the final report so the server sees them in order.
-    stagingReported = report('staging', await readCurrentReleaseId(layout));
+    const onDisk = await readCurrentReleaseId(layout);
+    stagingReported = report('staging', onDisk);
     // A rejected report means the agent is stopping; the awaits below surface it.
     stagingReported.catch(() => undefined);
 
     const started = performance.now();
-    const staging = await stageRelease({ layout, releaseId: task.releaseId, source: context.source, cache: context.cache, logger: log, signal });
+    const staging = await stageRelease({
+      layout,
+      releaseId: task.releaseId,
+      source: context.source,
+      cache: context.cache,
+      logger: log,
+      signal,
+      ...(context.manifests === undefined ? {} : { manifests: context.manifests, baseReleaseId: onDisk }),
+    });
     signal.throwIfAborted();
     const before = await readCurrentReleaseId(layout);
     if (task.kind === 'deploy') await hook('before_activate', layout, before);
     const { previousReleaseId } = await activateRelease(layout, task.releaseId, task.vars);
     const elapsedMs = Math.round(performance.now() - started);
-    log.info({ staging: staging.kind, previous: previousReleaseId && shortId(previousReleaseId), elapsedMs }, 'release activated');
+    log.info({ staging: staging.kind, manifest: staging.kind === 'staged' ? staging.manifest : undefined, previous: previousReleaseId && shortId(previousReleaseId), elapsedMs }, 'release activated');
     await stagingReported;
     const checks = task.health.checks.length > 0;
     const hookAfter = task.kind === 'deploy' ? task.hooks.after_activate : task.hooks.after_rollback;
@@ -109,6 +122,7 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     if (!health.healthy) throw new Error(`health check failed: ${health.detail}`);
     await report('succeeded', task.releaseId);
     const pruned = await prune(layout, task, previousReleaseId, log);
+    await context.manifests?.retain(await releasesOnDisk(layout)).catch((error: unknown) => log.warn({ err: error }, 'could not prune stored manifests'));
     return { kind: 'succeeded', staging, previousReleaseId, pruned };
   } catch (error) {
     if (signal.aborted) throw error;
@@ -135,6 +149,11 @@ async function prune(layout: DeployLayout, task: AgentTask, previousReleaseId: s
     log.warn({ err: error }, 'could not prune old releases');
     return [];
   }
+}
+
+/** The ids of the release dirs in releases/ (the stored manifests worth keeping). */
+async function releasesOnDisk(layout: DeployLayout): Promise<string[]> {
+  return (await readdir(layout.releasesDir)).filter(isReleaseId);
 }
 
 function oneLine(error: unknown): string {
