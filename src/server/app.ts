@@ -249,7 +249,13 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
   // ---- agents ----
   app.post(`${p}${api.AGENT_ROUTES.enroll}`, access('enroll'), async (request) => {
     const body = parse(api.enrollRequest, request.body);
-    return enroll(context, body.token, body.agentVersion);
+    try {
+      return await enroll(context, body.token, body.agentVersion);
+    } catch (error) {
+      // A bad enrollment token counts like a bad bearer token.
+      if (error instanceof LockstepError && error.kind === 'unauthorized') limiter.fail(request.ip, Date.now());
+      throw error;
+    }
   });
   app.get(`${p}${api.AGENT_ROUTES.work}`, quiet('agent'), async (request) => {
     const query = parse(hostQuery.extend({ wait: z.coerce.number().min(0).max(30).default(25) }), request.query);
