@@ -35,6 +35,11 @@ function globSource(pattern: string): string {
   let source = '';
   for (let index = 0; index < pattern.length; index++) {
     const char = pattern[index] as string;
+    if (char === '/' && pattern.slice(index) === '/**') {
+      // `dir/**` also matches `dir` itself, so that excluding it prunes the directory.
+      source += '(?:/.*)?';
+      break;
+    }
     if (char === '*') {
       if (pattern[index + 1] === '*') {
         const atSegmentStart = index === 0 || pattern[index - 1] === '/';

@@ -94,7 +94,9 @@ export class FimWorkerPool {
   }
 
   #start(index: number): Slot {
-    const worker = new Worker(new URL('./fim-worker.js', import.meta.url));
+    // A worker inherits the process's execArgv; --input-type (node -e) makes a file-backed worker fail to start.
+    const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--input-type'));
+    const worker = new Worker(new URL('./fim-worker.js', import.meta.url), { execArgv });
     const slot: Slot = { worker, inFlight: new Map() };
     this.#slots[index] = slot;
     worker.on('message', (reply: WorkerReply) => {
