@@ -7,23 +7,12 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import type { HashRequest, HashResult, ListedEntry, ListRequest, ListResult, RawStat, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import { entryStat } from './entry-stat.js';
+import { NUMBERS_PER_ENTRY } from './worker-protocol.js';
+import type { HashReply, HashRequest, HashResult, ListRequest, ListResult, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 const CHUNK = 1 << 20;
 const buffer = Buffer.allocUnsafe(CHUNK);
-
-function rawStat(info: BigIntStats): RawStat {
-  return {
-    dev: info.dev,
-    ino: info.ino,
-    mode: Number(info.mode),
-    uid: Number(info.uid),
-    gid: Number(info.gid),
-    size: Number(info.size),
-    mtimeNs: info.mtimeNs,
-    ctimeNs: info.ctimeNs,
-  };
-}
 
 function errorCode(error: unknown): string {
   if (error instanceof Error && 'code' in error && typeof error.code === 'string') return error.code;
@@ -33,35 +22,48 @@ function errorCode(error: unknown): string {
 function list(request: ListRequest): ListResult {
   let names: string[];
   try {
-    names = readdirSync(request.dir);
+    // Sorted here, in parallel: the scanner's final sort then meets long sorted runs.
+    names = readdirSync(request.dir).sort();
   } catch (error) {
-    return { id: request.id, error: errorCode(error), entries: [] };
+    return { id: request.id, error: errorCode(error), names: [], numbers: new Float64Array(0), signatures: [], dirKeys: [], targets: [], errors: [] };
   }
-  const entries: ListedEntry[] = [];
-  for (const name of names) {
+  const numbers = new Float64Array(names.length * NUMBERS_PER_ENTRY);
+  const signatures: string[] = [];
+  const dirKeys: string[] = [];
+  const targets: string[] = [];
+  const errors: string[] = [];
+  names.forEach((name, index) => {
     const path = `${request.dir}/${name}`;
     let info: BigIntStats;
     try {
       info = lstatSync(path, { bigint: true });
     } catch (error) {
-      entries.push({ name, error: errorCode(error) });
-      continue;
+      signatures.push('');
+      dirKeys.push('');
+      targets.push('');
+      errors.push(errorCode(error));
+      return;
     }
-    const stat = rawStat(info);
+    const stat = entryStat(info);
+    numbers.set([stat.mode, stat.uid, stat.gid, stat.size], index * NUMBERS_PER_ENTRY);
+    signatures.push(stat.signature);
+    dirKeys.push(stat.dirKey);
+    let target = '';
+    let error = '';
     if (info.isSymbolicLink()) {
       try {
-        entries.push({ name, stat, target: readlinkSync(path) });
-      } catch (error) {
-        entries.push({ name, stat, error: errorCode(error) });
+        target = readlinkSync(path);
+      } catch (cause) {
+        error = errorCode(cause);
       }
-    } else {
-      entries.push({ name, stat });
     }
-  }
-  return { id: request.id, entries };
+    targets.push(target);
+    errors.push(error);
+  });
+  return { id: request.id, names, numbers, signatures, dirKeys, targets, errors };
 }
 
-function hashOne(path: string, ino: bigint): HashResult {
+function hashOne(path: string, ino: string): HashResult {
   let fd: number;
   try {
     // O_NOFOLLOW: a symlink swapped in after the walk is not followed; O_NONBLOCK: a FIFO swapped in cannot hang us.
@@ -72,7 +74,7 @@ function hashOne(path: string, ino: bigint): HashResult {
   try {
     const before = fstatSync(fd, { bigint: true });
     if (!before.isFile()) return { error: 'ENOTREG' };
-    if (before.ino !== ino) return { error: 'ECHANGED', stat: rawStat(before) };
+    if (String(before.ino) !== ino) return { error: 'ECHANGED' };
     const hash = createHash('sha256');
     let total = 0;
     for (;;) {
@@ -81,7 +83,7 @@ function hashOne(path: string, ino: bigint): HashResult {
       hash.update(read === CHUNK ? buffer : buffer.subarray(0, read));
       total += read;
     }
-    const after = rawStat(fstatSync(fd, { bigint: true }));
+    const after = entryStat(fstatSync(fd, { bigint: true }));
     return { sha256: hash.digest('hex'), bytes: total, stat: after };
   } catch (error) {
     return { error: errorCode(error) };
@@ -90,7 +92,7 @@ function hashOne(path: string, ino: bigint): HashResult {
   }
 }
 
-function hash(request: HashRequest): { id: number; results: HashResult[] } {
+function hash(request: HashRequest): HashReply {
   return { id: request.id, results: request.files.map((file) => hashOne(file.path, file.ino)) };
 }
 

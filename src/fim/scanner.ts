@@ -10,7 +10,9 @@ import type { EntryProblem, SnapshotEntry, SnapshotEntryType, SpecialKind } from
 import { compileGlobs } from './glob.js';
 import type { StatCache } from './stat-cache.js';
 import { FimWorkerPool } from './worker-pool.js';
-import type { HashResult, ListedEntry, RawStat } from './worker-protocol.js';
+import { entryStat, signatureField } from './entry-stat.js';
+import { NUMBERS_PER_ENTRY, SIGNATURE_FIELD } from './worker-protocol.js';
+import type { EntryStat, HashResult, ListResult } from './worker-protocol.js';
 
 /** How to scan. */
 export interface ScanOptions {
@@ -72,6 +74,7 @@ const BATCH_FILES = 64;
 const BATCH_BYTES = 8 * 1024 * 1024;
 
 const S_IFMT = 0o170000;
+const S_IFLNK = 0o120000;
 const TYPE_BITS: Record<number, { type: SnapshotEntryType; special?: SpecialKind }> = {
   0o100000: { type: 'file' },
   0o040000: { type: 'dir' },
@@ -85,7 +88,7 @@ const TYPE_BITS: Record<number, { type: SnapshotEntryType; special?: SpecialKind
 interface PendingHash {
   readonly path: string;
   readonly absolute: string;
-  readonly stat: RawStat;
+  readonly stat: EntryStat;
 }
 
 /** Scans `root` (or `options.paths` under it) and returns its entries. */
@@ -95,12 +98,15 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
   const nowNs = options.nowNs ?? (() => BigInt(Date.now()) * 1_000_000n);
   const scanStartNs = nowNs();
   const excluded = compileGlobs(options.exclude ?? []);
+  const excluding = (options.exclude ?? []).length > 0;
   const included = options.include && options.include.length > 0 ? compileGlobs(options.include) : () => true;
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const cache = options.cache;
   const pool = options.pool ?? new FimWorkerPool();
   const counters: ScanCounters = { dirs: 0, files: 0, symlinks: 0, others: 0, hashedFiles: 0, hashedBytes: 0, cacheHits: 0, problems: 0 };
-  const entries = new Map<string, SnapshotEntry>();
+  // An array, not a Map: at 100,000 entries every hash-table insert of a fresh path string shows in the profile.
+  const entries: SnapshotEntry[] = [];
+  const directoryIndex = new Map<string, number>();
   const seenFiles = new Set<string>();
   const visitedDirs = new Set<string>();
   const hashJobs: Promise<void>[] = [];
@@ -109,7 +115,9 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
 
   const put = (entry: SnapshotEntry): void => {
     if (entry.problem !== undefined) counters.problems += 1;
-    if (included(entry.path)) entries.set(entry.path, entry);
+    if (!included(entry.path)) return;
+    if (entry.type === 'dir') directoryIndex.set(entry.path, entries.length);
+    entries.push(entry);
   };
 
   const flushBatch = (): void => {
@@ -124,7 +132,7 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
     await options.beforeHash?.(jobs.map((job) => job.absolute));
     let results: readonly HashResult[];
     try {
-      results = await pool.hash(jobs.map((job) => ({ path: job.absolute, ino: job.stat.ino })));
+      results = await pool.hash(jobs.map((job) => ({ path: job.absolute, ino: job.stat.signature.split(':')[SIGNATURE_FIELD.ino] ?? '' })));
     } catch (error) {
       const detail = error instanceof Error ? error.message : String(error);
       results = jobs.map(() => ({ error: detail }));
@@ -140,19 +148,19 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
       counters.hashedBytes += result.bytes ?? 0;
       const after = result.stat ?? job.stat;
       put({ ...statFields(job.path, after), sha256: result.sha256 });
-      const changedWhileReading = after.mtimeNs !== job.stat.mtimeNs || after.ctimeNs !== job.stat.ctimeNs || after.size !== job.stat.size;
-      const racy = after.mtimeNs >= scanStartNs - RACY_WINDOW_NS || after.ctimeNs >= scanStartNs - RACY_WINDOW_NS;
+      const changedWhileReading = after.signature !== job.stat.signature;
+      const racy = signatureField(after.signature, SIGNATURE_FIELD.mtimeNs) >= scanStartNs - RACY_WINDOW_NS || signatureField(after.signature, SIGNATURE_FIELD.ctimeNs) >= scanStartNs - RACY_WINDOW_NS;
       if (changedWhileReading || racy) cache?.delete(job.path);
-      else cache?.set(job.path, after, result.sha256);
+      else cache?.set(job.path, after.signature, result.sha256);
     });
   };
 
-  const visit = (path: string, absolute: string, stat: RawStat, target: string | undefined): string | undefined => {
+  const visit = (path: string, absolute: string, stat: EntryStat, target: string | undefined): string | undefined => {
     const kind = TYPE_BITS[stat.mode & S_IFMT] ?? { type: 'other' as const, special: 'unknown' as const };
     switch (kind.type) {
       case 'dir': {
         counters.dirs += 1;
-        const key = `${stat.dev}:${stat.ino}`;
+        const key = stat.dirKey;
         if (visitedDirs.has(key)) {
           put({ ...statFields(path, stat), problem: 'loop', detail: 'directory already visited (same device and inode): a bind mount loop?' });
           return undefined;
@@ -168,10 +176,10 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
           put({ ...statFields(path, stat), problem: 'too-large', detail: `larger than the ${maxFileBytes}-byte hashing cap` });
           return undefined;
         }
-        const cached = options.full ? undefined : cache?.lookup(path, stat);
+        const cached = options.full ? undefined : cache?.lookup(path, stat.signature);
         if (cached !== undefined) {
           counters.cacheHits += 1;
-          put({ ...statFields(path, stat), sha256: cached });
+          put({ path, type: 'file', mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, size: stat.size, sha256: cached });
           return undefined;
         }
         batch.push({ path, absolute, stat });
@@ -191,45 +199,51 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
   };
 
   const walk = async (dirPath: string, dirAbsolute: string): Promise<void> => {
-    let listing: { readonly entries: readonly ListedEntry[]; readonly error?: string };
+    let listing: ListResult | { readonly error: string; readonly names: readonly string[] };
     try {
       listing = await pool.list(dirAbsolute);
     } catch (error) {
-      listing = { entries: [], error: error instanceof Error ? error.message : String(error) };
+      listing = { names: [], error: error instanceof Error ? error.message : String(error) };
     }
-    if (listing.error !== undefined) {
-      if (dirPath === '') throw new RootUnreadable(listing.error);
-      const previous = entries.get(dirPath);
-      if (previous) put({ ...previous, ...listingProblem(listing.error) });
+    if (listing.error !== undefined || !('numbers' in listing)) {
+      const code = listing.error ?? 'unknown';
+      if (dirPath === '') throw new RootUnreadable(code);
+      const at = directoryIndex.get(dirPath);
+      const previous = at === undefined ? undefined : entries[at];
+      if (at !== undefined && previous !== undefined) {
+        counters.problems += 1;
+        entries[at] = { ...previous, ...listingProblem(code) };
+      }
       return;
     }
+    const { names, numbers, signatures, dirKeys, targets, errors } = listing;
     const subdirs: Promise<void>[] = [];
-    for (const listed of listing.entries) {
-      const path = dirPath === '' ? listed.name : `${dirPath}/${listed.name}`;
-      if (excluded(path)) continue;
-      const absolute = `${dirAbsolute}/${listed.name}`;
-      const descend = visitListed(path, absolute, listed);
+    for (let index = 0; index < names.length; index++) {
+      const name = names[index] as string;
+      const path = dirPath === '' ? name : `${dirPath}/${name}`;
+      if (excluding && excluded(path)) continue;
+      const signature = signatures[index] as string;
+      if (signature === '') {
+        put(vanishedOrUnreadable(path, errors[index] || 'unknown'));
+        continue;
+      }
+      const base = index * NUMBERS_PER_ENTRY;
+      const stat: EntryStat = { signature, mode: numbers[base] as number, uid: numbers[base + 1] as number, gid: numbers[base + 2] as number, size: numbers[base + 3] as number, dirKey: dirKeys[index] as string };
+      const target = (stat.mode & S_IFMT) === S_IFLNK && errors[index] === '' ? (targets[index] as string) : undefined;
+      const descend = visit(path, `${dirAbsolute}/${name}`, stat, target);
       if (descend !== undefined) subdirs.push(walk(path, descend));
     }
     flushBatch();
     await Promise.all(subdirs);
   };
 
-  const visitListed = (path: string, absolute: string, listed: ListedEntry): string | undefined => {
-    if (listed.stat === undefined) {
-      put(vanishedOrUnreadable(path, listed.error ?? 'unknown'));
-      return undefined;
-    }
-    return visit(path, absolute, listed.stat, listed.target);
-  };
-
-  const scannedPaths = options.paths === undefined ? [''] : [...new Set(options.paths.map(normalizeRelative))];
+  const scannedPaths = options.paths === undefined ? [''] : outermost(options.paths.map(normalizeRelative));
   let rootError: string | undefined;
   try {
     const rootStat = await lstatRaw(absoluteRoot);
     if (typeof rootStat === 'string') throw new RootUnreadable(rootStat);
     if ((rootStat.mode & S_IFMT) !== 0o040000) throw new RootUnreadable('ENOTDIR');
-    visitedDirs.add(`${rootStat.dev}:${rootStat.ino}`);
+    visitedDirs.add(rootStat.dirKey);
     const starts: Promise<void>[] = [];
     for (const path of scannedPaths) {
       if (path === '') {
@@ -245,7 +259,7 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
         if (stat !== 'ENOENT' && stat !== 'ENOTDIR') put(vanishedOrUnreadable(path, stat));
         continue;
       }
-      const target = (stat.mode & S_IFMT) === 0o120000 ? await readlinkOrUndefined(absolute) : undefined;
+      const target = (stat.mode & S_IFMT) === S_IFLNK ? await readlinkOrUndefined(absolute) : undefined;
       const descend = visit(path, absolute, stat, target);
       if (descend !== undefined) starts.push(walk(path, descend));
     }
@@ -255,7 +269,7 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
   } catch (error) {
     if (!(error instanceof RootUnreadable)) throw error;
     rootError = error.message;
-    entries.clear();
+    entries.length = 0;
   } finally {
     if (options.pool === undefined) await pool.close();
   }
@@ -264,14 +278,14 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
     const covered = (path: string): boolean => scannedPaths.some((scanned) => scanned === '' || path === scanned || path.startsWith(`${scanned}/`));
     cache.retain((path) => !covered(path) || seenFiles.has(path));
   }
-  const sorted = [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const sorted = entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const result = { root: absoluteRoot, scannedPaths, entries: sorted, counters, elapsedMs: performance.now() - started };
   return rootError === undefined ? result : { ...result, rootError };
 }
 
 class RootUnreadable extends Error {}
 
-function statFields(path: string, stat: RawStat): SnapshotEntry {
+function statFields(path: string, stat: EntryStat): SnapshotEntry {
   const kind = TYPE_BITS[stat.mode & S_IFMT] ?? { type: 'other' as const };
   return { path, type: kind.type, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, size: kind.type === 'file' ? stat.size : 0 };
 }
@@ -298,14 +312,19 @@ function hashProblem(code: string): { problem: EntryProblem; detail: string } {
   }
 }
 
+/** The paths not under another one of the list (each entry is then scanned once). */
+function outermost(paths: readonly string[]): string[] {
+  const unique = [...new Set(paths)].sort();
+  return unique.filter((path) => !unique.some((other) => other !== path && (other === '' || path.startsWith(`${other}/`))));
+}
+
 function normalizeRelative(path: string): string {
   return path.split('/').filter((segment) => segment !== '' && segment !== '.').join('/');
 }
 
-async function lstatRaw(path: string): Promise<RawStat | string> {
+async function lstatRaw(path: string): Promise<EntryStat | string> {
   try {
-    const info = await lstat(path, { bigint: true });
-    return { dev: info.dev, ino: info.ino, mode: Number(info.mode), uid: Number(info.uid), gid: Number(info.gid), size: Number(info.size), mtimeNs: info.mtimeNs, ctimeNs: info.ctimeNs };
+    return entryStat(await lstat(path, { bigint: true }));
   } catch (error) {
     return error instanceof Error && 'code' in error ? String(error.code) : String(error);
   }

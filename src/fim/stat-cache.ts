@@ -7,22 +7,15 @@
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { RawStat } from './worker-protocol.js';
 
-/** What the cache remembers of one file. */
+/** What the cache remembers of one file: its stat signature when hashed, and the hash. */
 export interface CachedFile {
-  readonly size: number;
-  readonly mtimeNs: bigint;
-  readonly ctimeNs: bigint;
-  readonly ino: bigint;
-  /** Full st_mode. */
-  readonly mode: number;
-  readonly uid: number;
-  readonly gid: number;
+  /** "size:mtimeNs:ctimeNs:ino:mode:uid:gid" (see EntryStat). */
+  readonly signature: string;
   readonly sha256: string;
 }
 
-const FORMAT = 1;
+const FORMAT = 2;
 
 /** Path (relative to the root) → what it was when hashed. */
 export class StatCache {
@@ -45,27 +38,15 @@ export class StatCache {
     return this.#dirty;
   }
 
-  /** The cached hash if every stat field still matches, else undefined. */
-  lookup(path: string, stat: RawStat): string | undefined {
+  /** The cached hash if size, mtime, ctime (ns), inode, mode, uid and gid all still match, else undefined. */
+  lookup(path: string, signature: string): string | undefined {
     const cached = this.#files.get(path);
-    if (
-      cached === undefined ||
-      cached.size !== stat.size ||
-      cached.mtimeNs !== stat.mtimeNs ||
-      cached.ctimeNs !== stat.ctimeNs ||
-      cached.ino !== stat.ino ||
-      cached.mode !== stat.mode ||
-      cached.uid !== stat.uid ||
-      cached.gid !== stat.gid
-    ) {
-      return undefined;
-    }
-    return cached.sha256;
+    return cached !== undefined && cached.signature === signature ? cached.sha256 : undefined;
   }
 
-  /** Remembers a hash for a stat. */
-  set(path: string, stat: RawStat, sha256: string): void {
-    this.#files.set(path, { size: stat.size, mtimeNs: stat.mtimeNs, ctimeNs: stat.ctimeNs, ino: stat.ino, mode: stat.mode, uid: stat.uid, gid: stat.gid, sha256 });
+  /** Remembers a hash for a stat signature. */
+  set(path: string, signature: string, sha256: string): void {
+    this.#files.set(path, { signature, sha256 });
     this.#dirty = true;
   }
 
@@ -79,12 +60,10 @@ export class StatCache {
     for (const path of this.#files.keys()) if (!keep(path)) this.delete(path);
   }
 
-  /** The JSON text of the cache (bigints as decimal strings). */
+  /** The JSON text of the cache. */
   serialize(): string {
-    const rows: (string | number)[][] = [];
-    for (const [path, file] of this.#files) {
-      rows.push([path, file.size, file.mtimeNs.toString(), file.ctimeNs.toString(), file.ino.toString(), file.mode, file.uid, file.gid, file.sha256]);
-    }
+    const rows: string[][] = [];
+    for (const [path, file] of this.#files) rows.push([path, file.signature, file.sha256]);
     return JSON.stringify({ format: FORMAT, root: this.root, files: rows });
   }
 
@@ -121,9 +100,9 @@ export async function loadStatCache(file: string, root: string): Promise<CacheLo
     if (!Array.isArray(parsed.files)) return { kind: 'unusable', cache: new StatCache(root), reason: 'no file list' };
     const files = new Map<string, CachedFile>();
     for (const row of parsed.files as unknown[]) {
-      if (!Array.isArray(row) || row.length !== 9) return { kind: 'unusable', cache: new StatCache(root), reason: 'malformed row' };
-      const [path, size, mtimeNs, ctimeNs, ino, mode, uid, gid, sha256] = row as [string, number, string, string, string, number, number, number, string];
-      files.set(path, { size, mtimeNs: BigInt(mtimeNs), ctimeNs: BigInt(ctimeNs), ino: BigInt(ino), mode, uid, gid, sha256 });
+      if (!Array.isArray(row) || row.length !== 3 || !row.every((cell) => typeof cell === 'string')) return { kind: 'unusable', cache: new StatCache(root), reason: 'malformed row' };
+      const [path, signature, sha256] = row as [string, string, string];
+      files.set(path, { signature, sha256 });
     }
     return { kind: 'loaded', cache: new StatCache(root, files) };
   } catch (error) {
