@@ -12,7 +12,7 @@ export interface TempDir {
 /** Creates an empty directory under the system temp dir; `remove()` deletes it with its contents. */
 export async function makeTempDir(prefix = 'lockstep-test-'): Promise<TempDir> {
   const path = await mkdtemp(join(tmpdir(), prefix));
-  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+  return { path, remove: () => rm(path, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 }) };
 }
 
 /** Runs `work` with a fresh temporary directory that is removed afterwards, even if `work` throws. */
