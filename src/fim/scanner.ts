@@ -75,15 +75,31 @@ const BATCH_BYTES = 8 * 1024 * 1024;
 
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
-const TYPE_BITS: Record<number, { type: SnapshotEntryType; special?: SpecialKind }> = {
-  0o100000: { type: 'file' },
-  0o040000: { type: 'dir' },
-  0o120000: { type: 'symlink' },
-  0o010000: { type: 'other', special: 'fifo' },
-  0o140000: { type: 'other', special: 'socket' },
-  0o020000: { type: 'other', special: 'char-device' },
-  0o060000: { type: 'other', special: 'block-device' },
-};
+const FILE_KIND = { type: 'file' } as const;
+const DIR_KIND = { type: 'dir' } as const;
+const SYMLINK_KIND = { type: 'symlink' } as const;
+
+/** The entry type (and special kind) of an st_mode; a switch, because this runs once per entry. */
+function kindOf(mode: number): { readonly type: SnapshotEntryType; readonly special?: SpecialKind } {
+  switch (mode & S_IFMT) {
+    case 0o100000:
+      return FILE_KIND;
+    case 0o040000:
+      return DIR_KIND;
+    case S_IFLNK:
+      return SYMLINK_KIND;
+    case 0o010000:
+      return { type: 'other', special: 'fifo' };
+    case 0o140000:
+      return { type: 'other', special: 'socket' };
+    case 0o020000:
+      return { type: 'other', special: 'char-device' };
+    case 0o060000:
+      return { type: 'other', special: 'block-device' };
+    default:
+      return { type: 'other', special: 'unknown' };
+  }
+}
 
 interface PendingHash {
   readonly path: string;
@@ -99,7 +115,8 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
   const scanStartNs = nowNs();
   const excluded = compileGlobs(options.exclude ?? []);
   const excluding = (options.exclude ?? []).length > 0;
-  const included = options.include && options.include.length > 0 ? compileGlobs(options.include) : () => true;
+  const including = options.include !== undefined && options.include.length > 0;
+  const included = compileGlobs(options.include ?? []);
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const cache = options.cache;
   const pool = options.pool ?? new FimWorkerPool();
@@ -115,7 +132,7 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
 
   const put = (entry: SnapshotEntry): void => {
     if (entry.problem !== undefined) counters.problems += 1;
-    if (!included(entry.path)) return;
+    if (including && !included(entry.path)) return;
     if (entry.type === 'dir') directoryIndex.set(entry.path, entries.length);
     entries.push(entry);
   };
@@ -156,7 +173,7 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
   };
 
   const visit = (path: string, absolute: string, stat: EntryStat, target: string | undefined): string | undefined => {
-    const kind = TYPE_BITS[stat.mode & S_IFMT] ?? { type: 'other' as const, special: 'unknown' as const };
+    const kind = kindOf(stat.mode);
     switch (kind.type) {
       case 'dir': {
         counters.dirs += 1;
@@ -286,7 +303,7 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
 class RootUnreadable extends Error {}
 
 function statFields(path: string, stat: EntryStat): SnapshotEntry {
-  const kind = TYPE_BITS[stat.mode & S_IFMT] ?? { type: 'other' as const };
+  const kind = kindOf(stat.mode);
   return { path, type: kind.type, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, size: kind.type === 'file' ? stat.size : 0 };
 }
 
