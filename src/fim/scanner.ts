@@ -196,7 +196,9 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
         const cached = options.full ? undefined : cache?.lookup(path, stat.signature);
         if (cached !== undefined) {
           counters.cacheHits += 1;
-          put({ path, type: 'file', mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, size: stat.size, sha256: cached });
+          // The signature includes mode, uid, gid and size, so an entry built for it is still exact.
+          cached.entry ??= { path, type: 'file', mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, size: stat.size, sha256: cached.sha256 };
+          put(cached.entry);
           return undefined;
         }
         batch.push({ path, absolute, stat });

@@ -7,12 +7,18 @@
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import type { SnapshotEntry } from '../core/drift.js';
 
 /** What the cache remembers of one file: its stat signature when hashed, and the hash. */
 export interface CachedFile {
   /** "size:mtimeNs:ctimeNs:ino:mode:uid:gid" (see EntryStat). */
   readonly signature: string;
   readonly sha256: string;
+  /**
+   * The snapshot entry last built from this record (memory only). Scans reuse it for an
+   * unchanged file instead of allocating 100,000 equal objects per scan.
+   */
+  entry?: SnapshotEntry;
 }
 
 const FORMAT = 2;
@@ -38,10 +44,10 @@ export class StatCache {
     return this.#dirty;
   }
 
-  /** The cached hash if size, mtime, ctime (ns), inode, mode, uid and gid all still match, else undefined. */
-  lookup(path: string, signature: string): string | undefined {
+  /** The cached record if size, mtime, ctime (ns), inode, mode, uid and gid all still match, else undefined. */
+  lookup(path: string, signature: string): CachedFile | undefined {
     const cached = this.#files.get(path);
-    return cached !== undefined && cached.signature === signature ? cached.sha256 : undefined;
+    return cached !== undefined && cached.signature === signature ? cached : undefined;
   }
 
   /** Remembers a hash for a stat signature. */
