@@ -4,9 +4,9 @@
  * hashed again. Kept in memory between scans and persisted as one JSON file
  * in a state directory, written atomically (tmp file, fsync, rename).
  */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../content/atomic-file.js';
 import type { SnapshotEntry } from '../core/drift.js';
 
 /** What the cache remembers of one file: its stat signature when hashed, and the hash. */
@@ -119,25 +119,6 @@ export async function loadStatCache(file: string, root: string): Promise<CacheLo
 /** Writes the cache file atomically (mode 0600) if the cache changed. */
 export async function saveStatCache(file: string, cache: StatCache): Promise<void> {
   if (!cache.dirty) return;
-  const tmp = join(dirname(file), `.fim-stat-cache.tmp-${randomBytes(6).toString('hex')}`);
-  const handle = await open(tmp, 'wx', 0o600);
-  try {
-    try {
-      await handle.writeFile(cache.serialize());
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, file);
-  } catch (error) {
-    await rm(tmp, { force: true });
-    throw error;
-  }
-  const dir = await open(dirname(file), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await writeFileAtomic(file, cache.serialize(), 0o600);
   cache.markClean();
 }

@@ -12,6 +12,7 @@ import { formatDuration } from '../core/duration.js';
 import { LockstepError, notFound } from '../core/errors.js';
 import { type ReleaseInEnvironment } from '../core/gate.js';
 import { evaluatePolicy, type PolicyVerdict } from '../core/policy.js';
+import { isKnownGood, knownGoodSoak } from '../core/known-good.js';
 import { shortId } from '../core/manifest.js';
 import { failureBudget, planBatches } from '../core/rollout-plan.js';
 import type { DeploymentHostRow, DeploymentRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteRepo } from '../store/store.js';
@@ -144,7 +145,11 @@ export async function startRollback(context: ServerContext, principal: UserPrinc
   }
   const repo = context.store.read;
   const current = await repo.environmentCurrent(env);
-  const knownGood = await repo.knownGoodReleases(env);
+  const hostsOfEnv = (await repo.listHosts(env)).filter((host) => host.enrolled_at !== null);
+  const soak = knownGoodSoak(config, env);
+  const unhealthy = hostsOfEnv.some((host) => host.health === 'unhealthy');
+  // Known-good: succeeded, not rolled back, and soaked (see core/known-good.ts).
+  const knownGood = (await repo.knownGoodReleases(env)).filter((row) => isKnownGood(row, soak, context.now(), unhealthy));
   let target: ReleaseRow;
   if (request.to !== undefined) {
     target = await resolveRelease(repo, request.to);
@@ -154,9 +159,9 @@ export async function startRollback(context: ServerContext, principal: UserPrinc
   } else {
     // After a failed deployment some hosts may run a release that never
     // became current: then the current release itself is the way back.
-    const hosts = (await repo.listHosts(env)).filter((host) => host.enrolled_at !== null);
-    const mixed = current !== undefined && hosts.some((host) => host.current_release_id !== current);
-    const previous = mixed ? knownGood.find((row) => row.release_id === current) : knownGood.find((row) => row.release_id !== current);
+    const mixed = current !== undefined && hostsOfEnv.some((host) => host.current_release_id !== current);
+    // The current release is what the environment runs: it is the way back even before it soaked.
+    const previous = mixed ? (await repo.releaseEnvironment(current, env)) : knownGood.find((row) => row.release_id !== current);
     if (!previous) throw new LockstepError('refused', `${env} has no known-good release to roll back to${current ? ` before ${shortId(current)}` : ''}`);
     target = (await repo.release(previous.release_id)) as ReleaseRow;
   }
@@ -367,8 +372,10 @@ async function stopRollout(repo: WriteRepo, deployment: DeploymentRow, steps: re
 async function finishSucceeded(repo: WriteRepo, deployment: DeploymentRow, steps: readonly DeploymentHostRow[], note: string | null, at: string): Promise<Advanced> {
   const action = deployment.kind === 'deploy' ? 'deployment' : 'rollback';
   await repo.updateDeployment(deployment.id, { state: 'succeeded', finished_at: at, error: note });
+  const replaced = await repo.environmentCurrent(deployment.env);
+  if (replaced !== undefined && replaced !== deployment.release_id) await repo.upsertReleaseEnvironment(replaced, deployment.env, { superseded_at: at }, at);
   await repo.setEnvironmentCurrent(deployment.env, deployment.release_id, at);
-  await repo.upsertReleaseEnvironment(deployment.release_id, deployment.env, { succeeded_at: at, rolled_back_at: null, rolled_back_reason: null }, at);
+  await repo.upsertReleaseEnvironment(deployment.release_id, deployment.env, { succeeded_at: at, rolled_back_at: null, rolled_back_reason: null, superseded_at: null }, at);
   if (deployment.kind === 'rollback' && deployment.from_release_id && deployment.from_release_id !== deployment.release_id) {
     await repo.upsertReleaseEnvironment(deployment.from_release_id, deployment.env, { rolled_back_at: at, rolled_back_reason: `rolled back by ${deployment.requested_by} (#${deployment.id})` }, at);
   }

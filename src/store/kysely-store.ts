@@ -216,7 +216,7 @@ class Repo implements WriteRepo {
   async upsertReleaseEnvironment(
     releaseId: string,
     env: string,
-    patch: { succeeded_at?: string | null; rolled_back_at?: string | null; rolled_back_reason?: string | null; rejected_at?: string | null; rejected_reason?: string | null },
+    patch: { succeeded_at?: string | null; rolled_back_at?: string | null; rolled_back_reason?: string | null; rejected_at?: string | null; rejected_reason?: string | null; superseded_at?: string | null },
     at: string,
   ) {
     const existing = await this.releaseEnvironment(releaseId, env);
@@ -237,6 +237,7 @@ class Repo implements WriteRepo {
         rolled_back_reason: patch.rolled_back_reason ?? null,
         rejected_at: patch.rejected_at ?? null,
         rejected_reason: patch.rejected_reason ?? null,
+        superseded_at: patch.superseded_at ?? null,
       })
       .execute();
   }

@@ -171,6 +171,12 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0005_known_good': {
+    async up(db: Kysely<unknown>) {
+      // When a release stopped being its environment's current release (known-good needs it to have soaked first).
+      await db.schema.alterTable('release_environments').addColumn('superseded_at', 'text').execute();
+    },
+  },
 };
 
 /** The migrations, in order, for Kysely's Migrator. */

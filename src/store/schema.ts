@@ -52,6 +52,8 @@ export interface ReleaseEnvironmentsTable {
   succeeded_at: string | null;
   rolled_back_at: string | null;
   rolled_back_reason: string | null;
+  /** When another release replaced it as the environment's current release (null: still current, or never was). */
+  superseded_at: string | null;
   /** Set when the release must not be promoted onward from this environment. */
   rejected_at: string | null;
   rejected_reason: string | null;

@@ -108,7 +108,7 @@ export interface WriteRepo extends ReadRepo {
   upsertReleaseEnvironment(
     releaseId: string,
     env: string,
-    patch: Partial<Pick<ReleaseEnvironmentRow, 'succeeded_at' | 'rolled_back_at' | 'rolled_back_reason' | 'rejected_at' | 'rejected_reason'>>,
+    patch: Partial<Pick<ReleaseEnvironmentRow, 'succeeded_at' | 'rolled_back_at' | 'rolled_back_reason' | 'rejected_at' | 'rejected_reason' | 'superseded_at'>>,
     at: string,
   ): Promise<void>;
   setEnvironmentCurrent(env: string, releaseId: string | null, at: string): Promise<void>;

@@ -366,6 +366,7 @@ function contract(backend: Backend): void {
             rolled_back_reason: null,
             rejected_at: null,
             rejected_reason: null,
+            superseded_at: null,
           });
           await store.transaction((repo) => repo.upsertReleaseEnvironment(release.id, 'test', { succeeded_at: at(3) }, at(2)));
           await store.transaction((repo) => repo.upsertReleaseEnvironment(release.id, 'production', { succeeded_at: at(5) }, at(4)));
@@ -378,6 +379,7 @@ function contract(backend: Backend): void {
             rolled_back_reason: null,
             rejected_at: null,
             rejected_reason: null,
+            superseded_at: null,
           });
           assert.deepEqual(
             (await store.read.releaseEnvironments(release.id)).map((row) => [row.env, row.first_deployed_at, row.succeeded_at]),
