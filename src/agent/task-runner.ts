@@ -5,6 +5,7 @@
  * after a restart simply finishes.
  */
 import { readdir } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentReport, AgentTask } from '../api/schemas.js';
@@ -92,10 +93,18 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     layout = deployLayout(context.root, task.deployTo);
     // The staging report travels while the disk work runs; it is awaited
     // before the final report so the server sees them in order.
+    // A release already on disk needs no staging (a rollback, a revert): then
+    // the report would only cost the server a transaction per host.
+    const staged = await stat(join(layout.releasesDir, task.releaseId)).then(
+      (info) => info.isDirectory(),
+      () => false,
+    );
     const onDisk = await readCurrentReleaseId(layout);
-    stagingReported = report('staging', onDisk);
-    // A rejected report means the agent is stopping; the awaits below surface it.
-    stagingReported.catch(() => undefined);
+    if (!staged) {
+      stagingReported = report('staging', onDisk);
+      // A rejected report means the agent is stopping; the awaits below surface it.
+      stagingReported.catch(() => undefined);
+    }
 
     const started = performance.now();
     const staging = await stageRelease({
