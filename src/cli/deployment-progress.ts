@@ -93,8 +93,6 @@ export class DeploymentProgress {
   }
 
   private lines(view: DeploymentView): void {
-    if (view.state !== this.lastState && this.lastState !== undefined) line(`${title(view)}: ${view.state.replace('_', ' ')}`);
-    this.lastState = view.state;
     if (view.currentBatch !== this.lastBatch && view.batches > 1 && view.state === 'running') {
       this.lastBatch = view.currentBatch;
       const hosts = view.hosts.filter((host) => host.batch === view.currentBatch).map((host) => host.host);
@@ -107,6 +105,9 @@ export class DeploymentProgress {
       if (host.state === 'pending' || host.state === 'waiting') continue;
       line(`  ${host.host}: ${MARK[host.state](host.state === 'succeeded' ? 'ok' : host.state.replace('_', ' '))}${host.error ? ` ${host.error}` : ''}`);
     }
+    // The deployment's own state last, after the host lines that led to it.
+    if (view.state !== this.lastState && this.lastState !== undefined && view.state !== 'succeeded') line(`${title(view)}: ${view.state.replace(/_/g, ' ')}`);
+    this.lastState = view.state;
   }
 
   private events(view: DeploymentView): void {
