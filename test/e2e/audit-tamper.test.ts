@@ -65,6 +65,9 @@ async function snapshot(db: Database): Promise<Snapshot> {
 }
 
 async function restore(db: Database, saved: Snapshot): Promise<void> {
+  // One transaction: the running server's checkpointer must never see the
+  // tables half restored (it would sign a checkpoint in between).
+  await db.run('begin');
   await db.run('delete from audit_events');
   await db.run('delete from audit_checkpoints');
   for (const e of saved.events) {
@@ -74,6 +77,7 @@ async function restore(db: Database, saved: Snapshot): Promise<void> {
     await db.run('insert into audit_checkpoints (seq, hash, at, every, interval_ms, key_id, signature) values (?, ?, ?, ?, ?, ?, ?)', [c.seq, c.hash, c.at, c.every, c.interval_ms, c.key_id, c.signature]);
   }
   await db.run('update audit_head set seq = ?, hash = ? where id = 1', [saved.head.seq, saved.head.hash]);
+  await db.run('commit');
 }
 
 const backends = [
