@@ -5,7 +5,9 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { readlink } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
+import type { AgentHandle } from '../test/helpers/fleet.js';
 
 /** Summary of a series of measurements (same unit as the input). */
 export interface Summary {
@@ -113,4 +115,16 @@ export function args(argv: readonly string[]): { has(flag: string): boolean; num
 export async function dropCaches(): Promise<boolean> {
   const result = await timedRun('sh', ['-c', 'sync && echo 3 > /proc/sys/vm/drop_caches']);
   return result.code === 0;
+}
+
+/** Checks, outside the timed region, that every host's `current` points at the release. */
+export async function expectHostsOn(hosts: readonly AgentHandle[], releaseId: string): Promise<void> {
+  const wrong: string[] = [];
+  await Promise.all(
+    hosts.map(async (host) => {
+      const target = await readlink(host.path('/srv/app/current')).catch((error: Error) => error.message);
+      if (target !== `releases/${releaseId}`) wrong.push(`${host.name}: ${target}`);
+    }),
+  );
+  if (wrong.length > 0) throw new Error(`hosts not on ${releaseId.slice(0, 12)}: ${wrong.join('; ')}`);
 }

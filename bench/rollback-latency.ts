@@ -15,10 +15,10 @@
  *
  * Usage: node dist/bench/rollback-latency.js [--runs 20] [--warmup 2] [--hosts 20] [--json]
  */
-import { readFile, readlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LOCKSTEP_MAIN, startFleet, testConfig, writeApp, type AgentHandle, type Fleet } from '../test/helpers/fleet.js';
-import { args, machine, mustSucceed, ms, summarize, table, timedRun, type Summary } from './bench-util.js';
+import { args, expectHostsOn, machine, ms, mustSucceed, summarize, table, timedRun, type Summary } from './bench-util.js';
 
 interface HostView {
   readonly host: string;
@@ -174,18 +174,6 @@ async function createRelease(fleet: Fleet, version: string): Promise<string> {
   const dir = await writeApp(join(fleet.dir, 'build', version), version, 100);
   const summary = JSON.parse(await fleet.ok(['release', 'create', dir, '--version', version, '--json'])) as { id: string };
   return summary.id;
-}
-
-/** Checks, outside the timed region, that every host's `current` points at the release. */
-async function expectHostsOn(hosts: readonly AgentHandle[], releaseId: string): Promise<void> {
-  const wrong: string[] = [];
-  await Promise.all(
-    hosts.map(async (host) => {
-      const target = await readlink(host.path('/srv/app/current')).catch((error: Error) => error.message);
-      if (target !== `releases/${releaseId}`) wrong.push(`${host.name}: ${target}`);
-    }),
-  );
-  if (wrong.length > 0) throw new Error(`hosts not on ${releaseId.slice(0, 12)}: ${wrong.join('; ')}`);
 }
 
 /**

@@ -27,13 +27,13 @@
  *
  * Usage: node dist/bench/rolling-deploy.js [--runs 5] [--warmup 1] [--hosts 50] [--json]
  */
-import { readdir, readFile, readlink, mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { LOCKSTEP_MAIN, startFleet, type AgentHandle, type Fleet } from '../test/helpers/fleet.js';
-import { args, machine, mustSucceed, ms, summarize, table, timedRun, type Summary } from './bench-util.js';
+import { args, expectHostsOn, machine, ms, mustSucceed, summarize, table, timedRun, type Summary } from './bench-util.js';
 
 interface Setting {
   readonly name: string;
@@ -359,18 +359,6 @@ function finishedDeployment(stdout: string): DeploymentView {
   const last = JSON.parse(lines[lines.length - 1] ?? '{}') as { event?: string; deployment?: DeploymentView };
   if (last.event !== 'finished' || !last.deployment) throw new Error(`no finished event at the end of: ${stdout.slice(-500)}`);
   return last.deployment;
-}
-
-/** Checks, untimed, that every host's `current` points at the release. */
-async function expectHostsOn(hosts: readonly AgentHandle[], releaseId: string): Promise<void> {
-  const wrong: string[] = [];
-  await Promise.all(
-    hosts.map(async (host) => {
-      const target = await readlink(host.path('/srv/app/current')).catch((error: Error) => error.message);
-      if (target !== `releases/${releaseId}`) wrong.push(`${host.name}: ${target}`);
-    }),
-  );
-  if (wrong.length > 0) throw new Error(`hosts not on ${releaseId.slice(0, 12)}: ${wrong.join('; ')}`);
 }
 
 /**
