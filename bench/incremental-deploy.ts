@@ -28,6 +28,7 @@ import { createConnection, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { LOCKSTEP_MAIN, startFleet, testConfig, type AgentHandle, type Fleet } from '../test/helpers/fleet.js';
 import { args, bytes, dropCaches, machine, mustSucceed, ms, summarize, table, timedRun, type Timed } from './bench-util.js';
+import { prng } from '../test/helpers/prng.js';
 
 const argv = args(process.argv.slice(2));
 const FILES = argv.number('--files', 10_000);
@@ -41,18 +42,6 @@ const JSON_OUTPUT = argv.has('--json');
 const log = (text: string): void => void process.stderr.write(`${text}\n`);
 
 // ---------------------------------------------------------------- the tree
-
-/** A small seeded PRNG (mulberry32): the same tree on every machine. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface TreeFile {
   readonly path: string;

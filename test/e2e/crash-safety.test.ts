@@ -25,6 +25,7 @@ import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startFleet, testConfig, type AgentHandle, type Fleet } from '../helpers/fleet.js';
+import { prng } from '../helpers/prng.js';
 
 const TRIALS = Number(process.env.CRASH_TRIALS ?? 50);
 const SEED = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -63,17 +64,6 @@ type Kind = 'fresh' | 'cache' | 'disk';
 type Phase = 'not started' | 'fetching manifest/blobs' | 'building tree' | 'staged, not active' | 'activated, not reported' | 'reported (pruning/idle)';
 const BEFORE_ACTIVATION: readonly Phase[] = ['not started', 'fetching manifest/blobs', 'building tree', 'staged, not active'];
 
-/** mulberry32: a small seeded PRNG so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = prng(SEED);
 
 const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
