@@ -191,7 +191,105 @@ export const agentTask = z.object({
   hooks: hooksSpec,
 });
 export type AgentTask = z.infer<typeof agentTask>;
-export const workResponse = z.object({ task: agentTask.nullable() });
+/**
+ * What the server asks of a host besides deployments. The agent answers each
+ * with POST /agent/commands/:id (commandResult), after it sent the drift
+ * report of the re-scan that confirms it (cause: { kind: 'command', commandId }).
+ * Paths are absolute host paths as drift items name them; null: every open item.
+ */
+export const agentCommand = z.discriminatedUnion('kind', [
+  z.object({ id: z.number().int(), kind: z.literal('drift-scan'), full: z.boolean() }),
+  z.object({ id: z.number().int(), kind: z.literal('drift-revert'), paths: z.array(z.string()).nullable() }),
+  z.object({ id: z.number().int(), kind: z.literal('drift-accept'), paths: z.array(z.string()).min(1) }),
+]);
+export type AgentCommand = z.infer<typeof agentCommand>;
+
+/** The answer to a command: ok, or an error that says what went wrong on the host. `detail` is one line for people. */
+export const commandResult = z.strictObject({
+  host: hostName,
+  ok: z.boolean(),
+  error: z.string().max(4000).optional(),
+  detail: z.string().max(4000).optional(),
+});
+export type CommandResult = z.infer<typeof commandResult>;
+
+/** A watched path, as lockstep.yaml's `watch:` says it. */
+export const watchSpec = z.object({ path: z.string(), include: z.array(z.string()), exclude: z.array(z.string()) });
+export type WatchSpec = z.infer<typeof watchSpec>;
+
+/**
+ * What a host should know apart from tasks, from the applied lockstep.yaml and
+ * server state: where releases live, what to watch and how often to scan.
+ * `revision` changes whenever anything in it changes; every work response
+ * carries the current revision so that the agent re-fetches when it differs.
+ */
+export const hostSettings = z.object({
+  revision: z.string(),
+  env: z.string(),
+  /** deploy_to of the applied config (null: no config yet). */
+  deployTo: z.string().nullable(),
+  watch: z.array(watchSpec),
+  scan: z.object({ periodicMs: z.number().int().min(1000), fullMs: z.number().int().min(1000) }),
+});
+export type HostSettings = z.infer<typeof hostSettings>;
+
+export const workResponse = z.object({ task: agentTask.nullable(), command: agentCommand.nullable().default(null), settingsRevision: z.string().default('') });
+
+/** One side of a drift finding: what the baseline says or what the host has (absent fields: not applicable). */
+export const driftEntryAttrs = z.strictObject({
+  type: z.enum(['file', 'dir', 'symlink', 'other']),
+  mode: z.number().int().min(0).max(0o7777).optional(),
+  uid: z.number().int().min(0).optional(),
+  gid: z.number().int().min(0).optional(),
+  size: z.number().int().min(0).optional(),
+  sha256: sha256.optional(),
+  target: z.string().max(4096).optional(),
+  special: z.string().max(32).optional(),
+  /** unreadable, vanished, loop, too-large. */
+  problem: z.string().max(32).optional(),
+  detail: z.string().max(500).optional(),
+});
+export type DriftEntryAttrs = z.infer<typeof driftEntryAttrs>;
+
+/**
+ * One drifted path on a host: `release` scope is a path of the active release (under DEPLOY_TO/current),
+ * `watch` scope a path under a watched path. `path` is the absolute host path (without --root);
+ * `kinds` are the finding kinds of src/core/drift.ts (added, removed, type, target, content, mode, owner, group, unreadable, …).
+ */
+export const driftFinding = z.strictObject({
+  scope: z.enum(['release', 'watch']),
+  path: z.string().min(1).max(4096),
+  kinds: z.array(z.string().max(32)).min(1).max(16),
+  expected: driftEntryAttrs.nullable(),
+  actual: driftEntryAttrs.nullable(),
+});
+export type DriftFinding = z.infer<typeof driftFinding>;
+
+/**
+ * The complete set of a host's findings after a scan (not a delta): the server opens items for new ones,
+ * updates last-seen of known ones, and closes open items that are gone: `reverted` / `accepted` when the
+ * cause is the revert / accept command, `adopted` when a deployment of the release they were adopted into
+ * made them go, else `resolved`. Sent when the set changed, after each command and deployment, and at
+ * least once per periodic scan.
+ */
+export const driftReport = z.strictObject({
+  host: hostName,
+  /** The release whose tree was scanned (null: none active). */
+  releaseId: sha256.nullable(),
+  full: z.boolean(),
+  cause: z.discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('scan') }),
+    z.strictObject({ kind: z.literal('watch') }),
+    z.strictObject({ kind: z.literal('command'), commandId: z.number().int() }),
+    z.strictObject({ kind: z.literal('deployment'), deploymentId: z.number().int() }),
+  ]),
+  findings: z.array(driftFinding).max(10_000),
+  /** More findings existed than were sent. */
+  truncated: z.boolean(),
+  /** Entries the scan looked at and how long it took, for `lockstep drift scan`. */
+  stats: z.strictObject({ entries: z.number().int().min(0), hashedFiles: z.number().int().min(0), elapsedMs: z.number().min(0) }),
+});
+export type DriftReport = z.infer<typeof driftReport>;
 
 export const agentReport = z.strictObject({
   host: hostName,
@@ -232,6 +330,18 @@ export const AGENT_ROUTES = {
   report: '/agent/report',
   /** POST heartbeatRequest → { ok: true }. */
   heartbeat: '/agent/heartbeat',
+  /** GET ?host=NAME → hostSettings. */
+  settings: '/agent/settings',
+  /** POST driftReport → { ok: true }. */
+  drift: '/agent/drift',
+  /** POST commandResult → { ok: true }. */
+  commandResult: '/agent/commands/:id',
+  /**
+   * PUT /agent/blobs/:hash?host=NAME with the bytes → blobPutResponse. The agent uploads the content of drifted
+   * release files (added or changed, at most 64 MiB each) before reporting them, so that `drift adopt` can build a
+   * release from them. The server checks the hash.
+   */
+  blobUpload: '/agent/blobs/:hash',
 } as const;
 
 export const agentReleaseResponse = z.object({

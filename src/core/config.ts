@@ -88,12 +88,47 @@ const hooksSchema = z
   })
   .default({ timeout: 60_000 });
 
+const emailAlertSchema = z.strictObject({
+  /** The SMTP server: smtp://host:port (STARTTLS when offered) or smtps://host:port (TLS). */
+  smtp: z.string().regex(/^smtps?:\/\/[^\s/@]+(:\d{1,5})?\/?$/, 'expected smtp://HOST:PORT or smtps://HOST:PORT (no credentials in the URL)'),
+  from: z.string().regex(/^[^\s@]+@[^\s@]+$/, 'expected an email address such as lockstep@example.com'),
+  to: z.array(z.string().regex(/^[^\s@]+@[^\s@]+$/, 'expected an email address such as ops@example.com')).min(1, 'expected at least one recipient'),
+});
+
 const alertsSchema = z
   .strictObject({
     /** URLs that receive a JSON POST for every alert. */
     webhooks: z.array(z.string().regex(/^https?:\/\/[^\s]+$/, 'expected an http:// or https:// URL')).default([]),
+    /** Email for every alert, over SMTP. */
+    email: emailAlertSchema.optional(),
   })
   .default({ webhooks: [] });
+
+/** An absolute host path without `..` segments, trailing slashes removed. */
+const hostPath = z
+  .string()
+  .refine((path) => path.startsWith('/') && !path.split('/').includes('..') && !path.includes('\0'), {
+    message: 'expected an absolute path without ".." segments',
+  })
+  .transform((path) => (path.length > 1 ? path.replace(/\/+$/, '') : path));
+
+/** A path whose changes are drift unless Lockstep made them (e.g. /etc/nginx), with optional globs relative to it. */
+const watchSchema = z.strictObject({
+  path: hostPath,
+  /** Only entries matching one of these globs are watched (default: all). */
+  include: z.array(z.string().min(1)).default([]),
+  /** Entries matching one of these globs are not watched, directories with their subtree. */
+  exclude: z.array(z.string().min(1)).default([]),
+});
+
+const driftSchema = z
+  .strictObject({
+    /** A scan that trusts the stat cache, covering what the watcher can miss. */
+    scan_interval: duration('5m'),
+    /** A scan that re-hashes every file. */
+    full_scan_interval: duration('24h'),
+  })
+  .default({ scan_interval: 300_000, full_scan_interval: 86_400_000 });
 
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 
@@ -157,18 +192,21 @@ const environmentSchema = z.strictObject({
   rollback: z.strictObject({ require_reason: z.boolean().default(false) }).default({ require_reason: false }),
   /** Whether an admin may override refusals with --override --reason. */
   allow_override: z.boolean().default(true),
+  /**
+   * Differences from the environment this one is compared with (`lockstep parity`) that are intended:
+   * a var name (`DB_HOST`), or `fact:NAME` / `package:NAME` for host facts.
+   */
+  declared_differences: z.array(z.string().min(1)).default([]),
 });
 
 /** The schema of lockstep.yaml. Unknown keys are errors: a typo must not silently disable a gate. */
 export const configSchema = z.strictObject({
   app: z.string().regex(NAME, 'expected an application name of lowercase letters, digits and - (at most 32)'),
-  deploy_to: z
-    .string()
-    .refine((path) => path.startsWith('/') && !path.split('/').includes('..') && !path.includes('\0'), {
-      message: 'expected an absolute path without ".." segments',
-    })
-    .transform((path) => (path.length > 1 ? path.replace(/\/+$/, '') : path)),
+  deploy_to: hostPath,
   keep_releases: z.number().int().min(2, 'expected at least 2 (the active and the previous release)').max(100).default(5),
+  /** Paths outside the release watched for drift on every host. */
+  watch: z.array(watchSchema).default([]),
+  drift: driftSchema,
   environments: z
     .record(z.string().regex(NAME, 'expected an environment name of lowercase letters, digits and - (at most 32)'), environmentSchema)
     .refine((envs) => Object.keys(envs).length > 0, { message: 'expected at least one environment' }),
