@@ -31,7 +31,11 @@ const ENV_DEFAULTS = {
   soak: 0,
   rollback: { require_reason: false },
   allow_override: true,
+  declared_differences: [],
 };
+
+/** What a config gets when it says nothing about watched paths or scans. */
+const TOP_DEFAULTS = { watch: [], drift: { scan_interval: 300_000, full_scan_interval: 86_400_000 } };
 
 const MINIMAL = `app: shop
 deploy_to: /srv/shop/
@@ -45,6 +49,7 @@ describe('parseConfig', () => {
       app: 'shop',
       deploy_to: '/srv/shop',
       keep_releases: 5,
+      ...TOP_DEFAULTS,
       environments: {
         development: { vars: { LOG_LEVEL: 'debug' }, host_timeout: 120_000, ...ENV_DEFAULTS },
         test: { promote_from: 'development', vars: { LOG_LEVEL: 'info' }, host_timeout: 120_000, ...ENV_DEFAULTS },
@@ -58,8 +63,44 @@ describe('parseConfig', () => {
       app: 'shop',
       deploy_to: '/srv/shop',
       keep_releases: 5,
+      ...TOP_DEFAULTS,
       environments: { test: { vars: {}, host_timeout: 120_000, ...ENV_DEFAULTS } },
     });
+  });
+
+  it('reads watched paths, scan intervals and email alerts, and locates their mistakes', () => {
+    const config = parseConfig(`app: shop
+deploy_to: /srv/shop
+watch:
+  - path: /etc/nginx/
+    exclude: ['*.bak']
+drift:
+  scan_interval: 30s
+environments:
+  production:
+    alerts:
+      email: { smtp: 'smtp://127.0.0.1:2525', from: lockstep@example.com, to: [ops@example.com] }
+`);
+    assert.deepEqual(config.watch, [{ path: '/etc/nginx', include: [], exclude: ['*.bak'] }]);
+    assert.deepEqual(config.drift, { scan_interval: 30_000, full_scan_interval: 86_400_000 });
+    assert.deepEqual(config.environments.production?.alerts.email, { smtp: 'smtp://127.0.0.1:2525', from: 'lockstep@example.com', to: ['ops@example.com'] });
+    assert.deepEqual(
+      problems(`app: shop
+deploy_to: /srv/shop
+watch:
+  - path: etc/nginx
+environments:
+  production:
+    alerts:
+      email: { smtp: 'smtp://user:secret@mail:25', from: lockstep, to: [] }
+`),
+      [
+        '4:11 watch.0.path: expected an absolute path without ".." segments; found "etc/nginx"',
+        '8:22 environments.production.alerts.email.smtp: expected smtp://HOST:PORT or smtps://HOST:PORT (no credentials in the URL); found "smtp://user:secret@mail:25"',
+        '8:58 environments.production.alerts.email.from: expected an email address such as lockstep@example.com; found "lockstep"',
+        '8:72 environments.production.alerts.email.to: expected at least one recipient; found a list',
+      ],
+    );
   });
 
   it('reads durations and turns scalar vars into strings', () => {
@@ -108,7 +149,7 @@ environments:
 
   it('lists the known keys when an unknown key resembles none of them', () => {
     assert.deepEqual(problems(`app: shop\ndeploy_to: /srv\nwebhooks: 1\nenvironments:\n  a: {}\n`), [
-      '3:1 webhooks: unknown key "webhooks" (expected one of app, deploy_to, keep_releases, environments)',
+      '3:1 webhooks: unknown key "webhooks" (expected one of app, deploy_to, keep_releases, watch, drift, environments)',
     ]);
   });
 
