@@ -61,7 +61,8 @@ function program(): Command {
     .option('--token <token>', 'one-time enrollment token (not needed once enrolled)')
     .option('--root <dir>', 'treat DIR as / for every host path', '/')
     .option('--state-dir <dir>', 'agent state (credential, blob cache); default ROOT/var/lib/lockstep-agent')
-    .action(async (options: { server: string; token?: string; root: string; stateDir?: string }) => {
+    .addOption(new Option('--sshd-log <file>', 'the sshd log to collect fire-call logins from, under ROOT (default /var/log/auth.log)').env('LOCKSTEP_SSHD_LOG'))
+    .action(async (options: { server: string; token?: string; root: string; stateDir?: string; sshdLog?: string }) => {
       const { runAgentCommand } = await import('./agent/command.js');
       await runAgentCommand(options);
     });
