@@ -61,7 +61,8 @@ function program(): Command {
     .option('--token <token>', 'one-time enrollment token (not needed once enrolled)')
     .option('--root <dir>', 'treat DIR as / for every host path', '/')
     .option('--state-dir <dir>', 'agent state (credential, blob cache); default ROOT/var/lib/lockstep-agent')
-    .action(async (options: { server: string; token?: string; root: string; stateDir?: string }) => {
+    .addOption(new Option('--sshd-log <file>', 'the sshd log to collect fire-call logins from, under ROOT (default /var/log/auth.log)').env('LOCKSTEP_SSHD_LOG'))
+    .action(async (options: { server: string; token?: string; root: string; stateDir?: string; sshdLog?: string }) => {
       const { runAgentCommand } = await import('./agent/command.js');
       await runAgentCommand(options);
     });
@@ -265,6 +266,52 @@ function program(): Command {
     .action(async (file: string | undefined, options: { pubkey?: string; anchor?: string; maxUnsignedAge?: string; json?: boolean }) =>
       (await import('./cli/audit-commands.js')).auditVerify(file, options, client),
     );
+
+  const firecall = root.command('firecall').description('emergency access: a short-lived, announced, recorded SSH certificate for an environment\'s hosts');
+  const firecallCommands = () => import('./cli/firecall-commands.js');
+  firecall
+    .command('ca <env>')
+    .description("print the environment's SSH user CA public key (created on first use)")
+    .addOption(jsonOption())
+    .action(async (env: string, options: { json?: boolean }) => (await firecallCommands()).firecallCa(client(), env, options));
+  firecall
+    .command('open <env>')
+    .description('sign a certificate for your public key, announce it and record everything done with it')
+    .requiredOption('--reason <text>', 'why (announced and recorded)')
+    .requiredOption('--pubkey <file>', 'your OpenSSH public key (ed25519 or rsa)')
+    .option('--ttl <duration>', 'how long the certificate is valid (default 30m, at most the policy\'s max_ttl)')
+    .option('--host <host...>', 'only these hosts accept it (default: every host of ENV)')
+    .option('--from <cidr>', 'only from this address or CIDR block')
+    .option('--out <file>', 'where to write the certificate (default: next to the key, KEY-cert.pub)')
+    .addOption(jsonOption())
+    .action(async (env: string, options: { reason: string; pubkey: string; ttl?: string; host?: string[]; from?: string; out?: string; json?: boolean }) =>
+      (await firecallCommands()).firecallOpen(client(), env, options),
+    );
+  firecall
+    .command('close <id>')
+    .description('revoke the certificate on every host at once and end its sessions (exit 4 when a host online did not confirm)')
+    .option('--note <text>', 'what was done (recorded)')
+    .addOption(jsonOption())
+    .action(async (id: string, options: { note?: string; json?: boolean }) => (await firecallCommands()).firecallClose(client(), positive(id, 'ID'), options.note, options));
+  firecall
+    .command('list')
+    .description('fire calls, newest first')
+    .option('--env <env>', 'only this environment')
+    .addOption(jsonOption())
+    .action(async (options: { env?: string; json?: boolean }) => (await firecallCommands()).firecallList(client(), options.env, options));
+  firecall
+    .command('show <id>')
+    .description('who logged in where and when, what sshd refused, and the terminal transcripts')
+    .addOption(jsonOption())
+    .action(async (id: string, options: { json?: boolean }) => (await firecallCommands()).firecallShow(client(), positive(id, 'ID'), options));
+  firecall
+    .command('reconcile <id>')
+    .description('bring the changes made under a closed fire call back: --revert, or --adopt --version V (a release that goes through test)')
+    .option('--revert', 'restore the baseline on the hosts')
+    .option('--adopt', 'make a release of the changes')
+    .option('--version <version>', 'with --adopt: the version of that release')
+    .addOption(jsonOption())
+    .action(async (id: string, options: { revert?: boolean; adopt?: boolean; version?: string; json?: boolean }) => (await firecallCommands()).firecallReconcile(client(), positive(id, 'ID'), options));
 
   return root;
 }

@@ -26,6 +26,10 @@ const compiled = join(root, 'dist', 'test');
  */
 const REQUIREMENTS = [
   { binaries: ['initdb', 'pg_ctl', 'postgres'], package: 'postgresql', dirs: postgresBinDirs },
+  // The fire-call test runs a real sshd and logs in with ssh; sessions are recorded with util-linux script.
+  { binaries: ['sshd'], package: 'openssh-server', dirs: () => ['/usr/sbin'] },
+  { binaries: ['ssh', 'ssh-keygen'], package: 'openssh-client', dirs: () => [] },
+  { binaries: ['script'], package: 'bsdutils', dirs: () => [] },
 ];
 
 function postgresBinDirs() {

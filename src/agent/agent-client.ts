@@ -11,7 +11,10 @@ import {
   agentReleaseAnswer,
   enrollResponse,
   errorBody,
+  firecallTrust,
   workResponse,
+  type FirecallAgentReport,
+  type FirecallTrust,
   type AgentReport,
   type AgentTask,
 } from '../api/schemas.js';
@@ -96,6 +99,21 @@ export class AgentClient implements ReleaseSource {
       ...(health === undefined ? {} : { health: { healthy: health.healthy, detail: health.detail.slice(0, 4000) } }),
     };
     await readJson(await this.request('POST', AGENT_ROUTES.heartbeat, { body, signal }));
+  }
+
+  /** Long-polls the host's fire-call trust: answers at once when it differs from `since`. */
+  async firecallTrust(since: string | undefined, waitSeconds: number, signal: AbortSignal): Promise<FirecallTrust> {
+    const response = await this.request('GET', AGENT_ROUTES.firecall, {
+      query: { host: this.host, wait: String(waitSeconds), ...(since === undefined ? {} : { since }) },
+      signal,
+      timeoutMs: waitSeconds * 1000 + RESPONSE_TIMEOUT_MS,
+    });
+    return parseBody(firecallTrust, await readJson(response), AGENT_ROUTES.firecall);
+  }
+
+  /** Reports the installed trust revision and what was recorded (once; the caller retries). */
+  async firecallReport(report: Omit<FirecallAgentReport, 'host'>, signal: AbortSignal): Promise<void> {
+    await readJson(await this.request('POST', AGENT_ROUTES.firecall, { body: { host: this.host, ...report }, signal }));
   }
 
   private request(method: string, route: string, options: RequestOptions): Promise<Response> {

@@ -19,6 +19,7 @@ import { removeLeftovers } from './leftover-cleaner.js';
 import { Backoff, isTransient, retry, sleep } from './retry.js';
 import { ManifestStore } from './manifest-store.js';
 import { runTask } from './task-runner.js';
+import { DEFAULT_SSHD_LOG, runFirecallDuties } from './firecall-agent.js';
 
 /** Options of `runAgent`, as the CLI passes them. */
 export interface AgentOptions {
@@ -33,6 +34,8 @@ export interface AgentOptions {
   logger: Logger;
   /** Seconds the server may hold a work request open (default 25, at most 30). */
   pollWaitSeconds?: number;
+  /** The sshd log to collect fire-call logins from, as a host path (default /var/log/auth.log). */
+  sshdLog?: string | undefined;
 }
 
 /** How often the agent tells the server it is alive, besides once at start. */
@@ -81,6 +84,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     return checkRound(health.checks, signal);
   };
   const heartbeats = heartbeatLoop(client, currentReleaseId, healthNow, () => health?.watch_interval ?? HEARTBEAT_INTERVAL_MS, log, AbortSignal.any([signal, stopHeartbeats.signal]));
+  const firecalls = runFirecallDuties({ root, stateDir, sshdLog: options.sshdLog ?? DEFAULT_SSHD_LOG, client, logger: log }, AbortSignal.any([signal, stopHeartbeats.signal]));
   log.info({ server: options.server, root, stateDir }, 'agent started');
 
   const report = async (body: AgentReport): Promise<void> => {
@@ -132,6 +136,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   } finally {
     stopHeartbeats.abort();
     await heartbeats;
+    await firecalls;
   }
 }
 

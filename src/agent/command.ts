@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { runAgent } from './agent.js';
 
 /** Runs the agent until SIGINT or SIGTERM. */
-export async function runAgentCommand(options: { server: string; token?: string | undefined; root: string; stateDir?: string | undefined }): Promise<void> {
+export async function runAgentCommand(options: { server: string; token?: string | undefined; root: string; stateDir?: string | undefined; sshdLog?: string | undefined }): Promise<void> {
   const root = resolve(options.root);
   const stateDir = resolve(options.stateDir ?? join(root, 'var/lib/lockstep-agent'));
   const logger = pino({ base: { service: 'lockstep-agent' } });
@@ -12,5 +12,5 @@ export async function runAgentCommand(options: { server: string; token?: string 
   const stop = () => controller.abort();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  await runAgent({ server: options.server, token: options.token, root, stateDir, logger }, controller.signal);
+  await runAgent({ server: options.server, token: options.token, root, stateDir, logger, sshdLog: options.sshdLog }, controller.signal);
 }

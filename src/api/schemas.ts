@@ -115,6 +115,10 @@ export const hostView = z.object({
 });
 export type HostView = z.infer<typeof hostView>;
 
+/** A fire call that keeps an environment from being clean: open, or closed and not reconciled yet. */
+export const firecallSummary = z.object({ id: z.number(), state: z.enum(['open', 'unreconciled']), requestedBy: z.string(), reason: z.string(), expiresAt: z.string() });
+export type FirecallSummary = z.infer<typeof firecallSummary>;
+
 export const statusResponse = z.object({
   app: z.string().nullable(),
   environments: z.array(
@@ -124,6 +128,8 @@ export const statusResponse = z.object({
       current: z.object({ id: z.string(), version: z.string() }).nullable(),
       hosts: z.array(hostView),
       lastDeployment: deploymentView.nullable(),
+      /** Absent from servers without fire calls. */
+      firecall: firecallSummary.nullable().optional(),
     }),
   ),
 });
@@ -342,7 +348,116 @@ export const AGENT_ROUTES = {
    * release from them. The server checks the hash.
    */
   blobUpload: '/agent/blobs/:hash',
+  /**
+   * GET ?host=NAME&since=REVISION&wait=SECONDS (0..30) → firecallTrust; answers at once when the host's
+   * trust differs from `since`, else long-polls up to `wait`. POST firecallAgentReport → { ok: true }.
+   */
+  firecall: '/agent/firecall',
 } as const;
+
+// ---- fire call (issue 5) ----
+
+/**
+ * What sshd on one host must trust for fire calls. The agent installs it under its --root: the CA public key,
+ * the key revocation list (`krl`, base64 of `ssh-keygen -k` output: closed fire calls and open ones limited to
+ * other hosts) and the sshd drop-in; it runs `reloadCommand` when a file changed, ends the sessions of the
+ * key ids in `endSessions`, and reports `revision` back. `enabled: false`: the environment has no fire-call
+ * policy, and the agent removes what it installed.
+ */
+export const firecallTrust = z.object({
+  revision: z.string(),
+  enabled: z.boolean(),
+  caPublicKey: z.string().nullable(),
+  principals: z.array(z.string()),
+  krl: z.string(),
+  reloadCommand: z.string().nullable(),
+  endSessions: z.array(z.string()),
+});
+export type FirecallTrust = z.infer<typeof firecallTrust>;
+
+/** One piece an agent ships: an sshd log line naming a fire call's key id, or a piece of a session transcript. */
+export const firecallRecord = z.strictObject({
+  firecallId: z.number().int().positive(),
+  kind: z.enum(['sshd', 'transcript']),
+  /** The transcript's file name, or the identity of the sshd log file. */
+  name: z.string().min(1).max(255),
+  /** Byte offset in that file; a piece sent twice is stored once. */
+  offset: z.number().int().min(0),
+  text: z.string().max(65_536),
+});
+export type FirecallRecord = z.infer<typeof firecallRecord>;
+
+/** The agent's report: the trust revision it installed (or why it could not), and what it recorded. */
+export const firecallAgentReport = z.strictObject({
+  host: hostName,
+  revision: z.string().max(128).optional(),
+  error: z.string().max(4000).optional(),
+  records: z.array(firecallRecord).max(1000),
+});
+export type FirecallAgentReport = z.infer<typeof firecallAgentReport>;
+
+export const openFirecallRequest = z.strictObject({
+  env: name,
+  reason: z.string().trim().min(1, 'a reason is required: --reason TEXT').max(2000),
+  /** The user's OpenSSH public key line (ssh-ed25519 or ssh-rsa). */
+  publicKey: z.string().min(1, 'a public key is required: --pubkey FILE').max(16_384),
+  /** A duration such as 30m (default: 30m, at most the environment's max_ttl). */
+  ttl: z.string().max(32).optional(),
+  /** Only these hosts accept the certificate (default: every host of the environment). */
+  hosts: z.array(hostName).min(1).max(1000).optional(),
+  /** Addresses or CIDR blocks the certificate may be used from. */
+  from: z.string().min(1).max(1000).optional(),
+});
+export const firecallView = z.object({
+  id: z.number(),
+  env: z.string(),
+  state: z.enum(['open', 'unreconciled', 'reconciled']),
+  requestedBy: z.string(),
+  reason: z.string(),
+  keyId: z.string(),
+  serial: z.number(),
+  principals: z.array(z.string()),
+  hosts: z.array(z.string()).nullable(),
+  from: z.string().nullable(),
+  openedAt: z.string(),
+  expiresAt: z.string(),
+  closedAt: z.string().nullable(),
+  closedBy: z.string().nullable(),
+  closeNote: z.string().nullable(),
+  reconciledAt: z.string().nullable(),
+  reconciledBy: z.string().nullable(),
+  reconcileMode: z.string().nullable(),
+  reconcileVersion: z.string().nullable(),
+});
+export type FirecallView = z.infer<typeof firecallView>;
+export const openFirecallResponse = z.object({ firecall: firecallView, certificate: z.string(), hosts: z.array(z.string()) });
+export type OpenFirecallResponse = z.infer<typeof openFirecallResponse>;
+export const firecallListResponse = z.object({ firecalls: z.array(firecallView) });
+export type FirecallListResponse = z.infer<typeof firecallListResponse>;
+export const closeFirecallRequest = z.strictObject({ note: z.string().max(2000).optional() });
+/** After a close: per host of the environment, whether it installed the revocation within the wait. */
+export const closeFirecallResponse = z.object({
+  firecall: firecallView,
+  hosts: z.array(z.object({ host: z.string(), revoked: z.boolean(), detail: z.string() })),
+});
+export type CloseFirecallResponse = z.infer<typeof closeFirecallResponse>;
+export const reconcileFirecallRequest = z
+  .strictObject({
+    mode: z.enum(['revert', 'adopt']),
+    /** With adopt: the version of the release made from the changes. */
+    version: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/, 'expected a version of letters, digits, ., _, + and - (at most 64)').optional(),
+  })
+  .refine((request) => (request.mode === 'adopt') === (request.version !== undefined), { message: 'use --revert, or --adopt with --version V' });
+export const firecallShowResponse = z.object({
+  firecall: firecallView,
+  /** Accepted logins, from sshd's log lines. */
+  logins: z.array(z.object({ host: z.string(), at: z.string(), user: z.string(), from: z.string() })),
+  /** Every sshd line that names the key id (logins, refusals), oldest first per host. */
+  events: z.array(z.object({ host: z.string(), at: z.string(), kind: z.enum(['login', 'refused', 'other']), line: z.string() })),
+  /** One per session: the terminal transcript `script` recorded. */
+  transcripts: z.array(z.object({ host: z.string(), name: z.string(), text: z.string() })),
+});
+export type FirecallShowResponse = z.infer<typeof firecallShowResponse>;
 
 export const agentReleaseResponse = z.object({
   manifest: z.object({ app: z.string(), version: z.string(), entries: z.array(wireEntry) }),

@@ -281,6 +281,11 @@ function printEnvironment(environment: StatusResponse['environments'][number]): 
   const current = environment.current ? `${environment.current.version} (${shortId(environment.current.id)})` : 'nothing deployed';
   line('');
   line(`${color.bold(environment.name)}${environment.promoteFrom ? color.dim(` <- ${environment.promoteFrom}`) : ''}: ${current}`);
+  const firecall = environment.firecall;
+  if (firecall) {
+    const what = firecall.state === 'open' ? `fire call ${firecall.id} open until ${firecall.expiresAt}` : `fire call ${firecall.id} closed, not reconciled (deployments refused)`;
+    line(`  ${color.red(what)} by ${firecall.requestedBy}: ${firecall.reason}`);
+  }
   const last = environment.lastDeployment;
   if (last) {
     const state = last.state === 'succeeded' ? color.green(last.state) : ['failed', 'rejected', 'expired'].includes(last.state) ? color.red(last.state) : color.yellow(last.state.replace(/_/g, ' '));

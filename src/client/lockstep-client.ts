@@ -187,6 +187,24 @@ export class LockstepClient {
   audit(after = 0, limit = 1000) {
     return this.request<api.AuditResponse>('GET', `/audit?after=${after}&limit=${limit}`);
   }
+  firecallCa(env: string) {
+    return this.request<{ env: string; publicKey: string }>('GET', `/firecall/ca/${encodeURIComponent(env)}`);
+  }
+  openFirecall(request: { env: string; reason: string; publicKey: string; ttl?: string; hosts?: string[]; from?: string }) {
+    return this.request<api.OpenFirecallResponse>('POST', '/firecalls', request);
+  }
+  listFirecalls(env?: string) {
+    return this.request<api.FirecallListResponse>('GET', `/firecalls${env ? `?env=${encodeURIComponent(env)}` : ''}`);
+  }
+  showFirecall(id: number) {
+    return this.request<api.FirecallShowResponse>('GET', `/firecalls/${id}`);
+  }
+  closeFirecall(id: number, note?: string) {
+    return this.request<api.CloseFirecallResponse>('POST', `/firecalls/${id}/close`, note !== undefined ? { note } : {});
+  }
+  reconcileFirecall(id: number, mode: 'revert' | 'adopt', version?: string) {
+    return this.request<{ firecall: api.FirecallView }>('POST', `/firecalls/${id}/reconcile`, { mode, ...(version !== undefined ? { version } : {}) });
+  }
   /** The server's checkpoint verification key (one line, for --pubkey). */
   auditPubkey() {
     return this.request<{ publicKey: string; keyId: string }>('GET', '/audit/pubkey');

@@ -169,6 +169,34 @@ const freezeSchema = z
   .strictObject({ from: instant(false), to: instant(true), reason: z.string().min(1, 'expected a reason') })
   .refine((freeze) => freeze.from < freeze.to, { message: 'expected from before to' });
 
+/** The shortest certificate a fire call issues: shorter ones could expire before the first login. */
+export const MIN_FIRECALL_TTL_MS = 5000;
+
+/** A login name a fire-call certificate may use (sshd compares it with the account logged into). */
+const principalName = z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}$/, 'expected an account name such as root or oncall');
+
+/**
+ * Emergency access (issue 5). Without this block an environment has no fire call.
+ * `notify` adds recipients to the environment's `alerts:` for fire-call alerts only:
+ * webhooks of their own, and email addresses sent through `alerts.email`'s server.
+ */
+const firecallSchema = z
+  .strictObject({
+    /** The longest a certificate may be valid (`firecall open --ttl`). */
+    max_ttl: duration('60m'),
+    /** Accounts the certificate may log in as (its principals). */
+    principals: z.array(principalName).min(1, 'expected at least one account, e.g. [root]'),
+    notify: z
+      .strictObject({
+        webhooks: z.array(z.string().regex(/^https?:\/\/[^\s]+$/, 'expected an http:// or https:// URL')).default([]),
+        email: z.array(z.string().regex(/^[^\s@]+@[^\s@]+$/, 'expected an email address such as oncall@example.com')).default([]),
+      })
+      .default({ webhooks: [], email: [] }),
+    /** How agents make sshd re-read its configuration after they changed the drop-in. */
+    sshd_reload: z.string().min(1, 'expected a command').default('systemctl reload ssh'),
+  })
+  .refine((firecall) => firecall.max_ttl >= MIN_FIRECALL_TTL_MS, { message: 'expected max_ttl of at least 5s' });
+
 const environmentSchema = z.strictObject({
   promote_from: z.string().regex(NAME, 'expected an environment name').optional(),
   vars: z
@@ -197,6 +225,8 @@ const environmentSchema = z.strictObject({
    * a var name (`DB_HOST`), or `fact:NAME` / `package:NAME` for host facts.
    */
   declared_differences: z.array(z.string().min(1)).default([]),
+  /** Emergency access through short-lived SSH certificates; absent: no fire call in this environment. */
+  firecall: firecallSchema.optional(),
 });
 
 /** The schema of lockstep.yaml. Unknown keys are errors: a typo must not silently disable a gate. */
@@ -287,6 +317,11 @@ export function promotionOrder(config: Config): string[] {
 function environmentGraphProblems(doc: Document, lineCounter: LineCounter, config: Config): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   const names = Object.keys(config.environments);
+  for (const [name, env] of Object.entries(config.environments)) {
+    if ((env.firecall?.notify.email.length ?? 0) > 0 && env.alerts.email === undefined) {
+      problems.push(locate(doc, lineCounter, ['environments', name, 'firecall', 'notify', 'email'], 'fire-call email goes through alerts.email (its smtp and from); configure alerts.email in this environment'));
+    }
+  }
   for (const [name, env] of Object.entries(config.environments)) {
     const path = ['environments', name, 'promote_from'];
     if (env.promote_from === undefined) continue;

@@ -26,6 +26,8 @@ export interface PolicyFacts extends GateFacts {
   readonly sourceUnhealthyHosts?: readonly string[];
   /** Approvals a deployment already has, and who may not approve it. */
   readonly approvals?: { readonly granted: number; readonly excluded: readonly string[] };
+  /** The oldest fire call of the target environment that was closed and not reconciled. */
+  readonly unreconciledFirecall?: { readonly id: number } | undefined;
 }
 
 /** The verdict: allowed, waiting for approvals, or refused (naming the first failed rule). */
@@ -36,12 +38,23 @@ export type PolicyVerdict =
 
 /** Evaluates every rule of the target environment's policy. */
 export function evaluatePolicy(facts: PolicyFacts): PolicyVerdict {
-  const rules = [promotionRule(facts), rejectionRule(facts), soakRule(facts), windowRule(facts), freezeRule(facts), approvalsRule(facts)];
+  const rules = [promotionRule(facts), rejectionRule(facts), firecallRule(facts), soakRule(facts), windowRule(facts), freezeRule(facts), approvalsRule(facts)];
   const failed = rules.find((rule) => !rule.passed && !rule.waiting);
   if (failed) return { kind: 'refused', rules, reason: `${failed.rule}: ${failed.detail}${failed.fix ? `; run: ${failed.fix}` : ''}` };
   const waiting = rules.find((rule) => rule.waiting);
   if (waiting) return { kind: 'waiting', rules, reason: `${waiting.rule}: ${waiting.detail}` };
   return { kind: 'allowed', rules };
+}
+
+/** What was changed under a fire call must be reverted or adopted before anything else enters the environment. */
+function firecallRule(facts: PolicyFacts): RuleResult {
+  const firecall = facts.unreconciledFirecall;
+  if (firecall === undefined) return { rule: 'firecall', passed: true, detail: `no unreconciled fire call in ${facts.environment}` };
+  return {
+    rule: 'firecall',
+    passed: false,
+    detail: `fire call ${firecall.id} on ${facts.environment} is not reconciled: run \`lockstep firecall reconcile ${firecall.id} --revert\` or \`--adopt --version V\``,
+  };
 }
 
 function soakRule(facts: PolicyFacts): RuleResult {

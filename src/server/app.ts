@@ -36,7 +36,7 @@ declare module 'fastify' {
 }
 
 /** Parses a body or query with a schema; every problem is reported, with its field. */
-function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+export function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => `${issue.path.length ? issue.path.join('.') : 'body'}: ${issue.message}`);
@@ -47,13 +47,13 @@ function actorOf(request: FastifyRequest): string {
   return request.principal?.name ?? 'anonymous';
 }
 
-function userOf(request: FastifyRequest): UserPrincipal {
+export function userOf(request: FastifyRequest): UserPrincipal {
   const principal = request.principal;
   if (principal?.kind !== 'user') throw new LockstepError('forbidden', 'this route is for user tokens');
   return principal;
 }
 
-function agentOf(request: FastifyRequest, host: string | undefined): Extract<Principal, { kind: 'agent' }> {
+export function agentOf(request: FastifyRequest, host: string | undefined): Extract<Principal, { kind: 'agent' }> {
   const principal = request.principal;
   if (principal?.kind !== 'agent') throw new LockstepError('forbidden', 'this route is for agents');
   if (host !== undefined && host !== principal.host) throw new LockstepError('forbidden', `this credential belongs to host ${principal.host}, not ${host}`);
@@ -319,7 +319,7 @@ async function sendJson(request: FastifyRequest, reply: FastifyReply, body: unkn
 }
 
 /** An AbortSignal that fires when the client goes away or the server shuts down, to end long polls early. */
-function abortOnClose(request: FastifyRequest, shutdown: AbortSignal): AbortSignal {
+export function abortOnClose(request: FastifyRequest, shutdown: AbortSignal): AbortSignal {
   const controller = new AbortController();
   request.raw.once('close', () => controller.abort());
   return AbortSignal.any([controller.signal, shutdown]);

@@ -69,6 +69,7 @@ export async function planDeployment(repo: ReadRepo, config: Config, release: Re
     sourceCurrentSince: sourceCurrent === release.id && inSource?.succeeded_at ? new Date(inSource.succeeded_at) : undefined,
     sourceUnhealthyHosts: sourceHosts.filter((host) => host.enrolled_at !== null && host.health === 'unhealthy').map((host) => host.name),
     approvals: { granted, excluded: [...new Set([who.requester, release.created_by])] },
+    unreconciledFirecall: await repo.unreconciledFirecall(env),
   });
 }
 

@@ -19,6 +19,9 @@ import { hashToken, newToken } from './tokens.js';
 import { loadOrCreateSigningKey } from '../audit/signing-key.js';
 import { AuditCheckpointer } from './audit-checkpointer.js';
 import { registerAuditRoutes } from './audit-routes.js';
+import { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.js';
+import { closeExpiredFirecalls, type FirecallContext } from './firecall-service.js';
+import { registerFirecallRoutes } from './firecall-routes.js';
 
 export interface ServerOptions {
   readonly dataDir: string;
@@ -86,6 +89,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const checkpointer = new AuditCheckpointer(context, audit);
   const app = await buildApp(context);
   registerAuditRoutes(app, context, audit);
+  const firecalls: FirecallContext = { ...context, ca: new SshCertificateAuthority(join(dataDir, 'firecall-ca')) };
+  registerFirecallRoutes(app, firecalls);
   await app.listen({ host, port });
   const address = app.server.address();
   const boundPort = typeof address === 'object' && address ? address.port : port;
@@ -98,6 +103,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     sweeping = true;
     advanceDeployments(context)
       .catch((error: unknown) => options.logger.error({ err: error }, 'expiring overdue deployment steps failed'))
+      .then(() => closeExpiredFirecalls(firecalls))
+      .catch((error: unknown) => options.logger.error({ err: error }, 'closing expired fire calls failed'))
       .finally(() => {
         sweeping = false;
       });

@@ -42,4 +42,6 @@ export class Notifier {
 export const keys = {
   host: (name: string) => `host:${name}`,
   deployment: (id: number) => `deployment:${id}`,
+  /** A host of the environment installed fire-call trust (close waits for it). */
+  firecall: (env: string) => `firecall:${env}`,
 };

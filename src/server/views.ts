@@ -5,6 +5,7 @@ import type { AuditEventRow, HostRow, ReadRepo } from '../store/store.js';
 import { currentConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { viewOf } from './deployment-service.js';
+import { firecallSummary } from './firecall-service.js';
 
 /** A host as the API shows it. */
 export async function hostView(context: ServerContext, row: HostRow): Promise<HostView> {
@@ -39,6 +40,7 @@ export async function status(context: ServerContext, onlyEnv?: string): Promise<
       current: current ? { id: current.id, version: current.version } : null,
       hosts: await Promise.all((await repo.listHosts(name)).map((host) => hostView(context, host))),
       lastDeployment: last ? await viewOf(repo, last) : null,
+      firecall: await firecallSummary(repo, name),
     });
   }
   return { app: config.app, environments };

@@ -7,7 +7,7 @@ import { auditHash } from '../core/audit-hash.js';
 import { canonicalJson } from '../core/manifest.js';
 import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
-import type { ApprovalRow, AuditCheckpointRow, AuditEventRow, AuditInput, ConfigRow, DeploymentLogRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, StoreCapabilities, TokenRow, WriteRepo } from './store.js';
+import type { ApprovalRow, AuditCheckpointRow, FirecallHostRow, FirecallRecordRow, FirecallRow, AuditEventRow, AuditInput, ConfigRow, DeploymentLogRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, StoreCapabilities, TokenRow, WriteRepo } from './store.js';
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
@@ -185,6 +185,39 @@ class Repo implements WriteRepo {
     return row ? Number(row.seq) : undefined;
   }
 
+  async firecall(id: number) {
+    const row = await this.db.selectFrom('firecalls').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? firecallRow(row) : undefined;
+  }
+  async listFirecalls(options: { env?: string | undefined; limit: number }) {
+    let query = this.db.selectFrom('firecalls').selectAll();
+    if (options.env !== undefined) query = query.where('env', '=', options.env);
+    return (await query.orderBy('id', 'desc').limit(options.limit).execute()).map(firecallRow);
+  }
+  async openFirecalls() {
+    return (await this.db.selectFrom('firecalls').selectAll().where('closed_at', 'is', null).orderBy('id').execute()).map(firecallRow);
+  }
+  async unreconciledFirecall(env: string) {
+    const row = await this.db
+      .selectFrom('firecalls')
+      .selectAll()
+      .where('env', '=', env)
+      .where('closed_at', 'is not', null)
+      .where('reconciled_at', 'is', null)
+      .orderBy('id')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? firecallRow(row) : undefined;
+  }
+  async firecallRecords(id: number) {
+    const rows = await this.db.selectFrom('firecall_records').selectAll().where('firecall_id', '=', id).orderBy('host').orderBy('kind').orderBy('name').orderBy('byte_offset').execute();
+    return rows.map((row) => ({ ...row, firecall_id: Number(row.firecall_id), byte_offset: Number(row.byte_offset) }));
+  }
+  firecallHosts(hosts: readonly string[]) {
+    if (hosts.length === 0) return Promise.resolve([]);
+    return this.db.selectFrom('firecall_hosts').selectAll().where('host', 'in', [...hosts]).execute();
+  }
+
   // ---- writes ----
 
   async next(counter: string): Promise<number> {
@@ -314,6 +347,34 @@ class Repo implements WriteRepo {
       .executeTakeFirst();
     return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
   }
+  async insertFirecall(row: FirecallRow) {
+    await this.db.insertInto('firecalls').values(row).execute();
+  }
+  async updateFirecall(id: number, patch: Partial<Pick<FirecallRow, 'closed_at' | 'closed_by' | 'close_note' | 'reconciled_at' | 'reconciled_by' | 'reconcile_mode' | 'reconcile_version'>>) {
+    await this.db.updateTable('firecalls').set(patch).where('id', '=', id).execute();
+  }
+  async appendFirecallRecords(rows: readonly FirecallRecordRow[]) {
+    // Chunked: SQLite limits the number of bound parameters per statement.
+    for (let start = 0; start < rows.length; start += 100) {
+      await this.db
+        .insertInto('firecall_records')
+        .values(rows.slice(start, start + 100))
+        .onConflict((conflict) => conflict.columns(['firecall_id', 'host', 'kind', 'name', 'byte_offset']).doNothing())
+        .execute();
+    }
+  }
+  async setFirecallHost(row: FirecallHostRow) {
+    await this.db
+      .insertInto('firecall_hosts')
+      .values(row)
+      .onConflict((conflict) => conflict.column('host').doUpdateSet({ revision: row.revision, applied_at: row.applied_at, error: row.error }))
+      .execute();
+  }
+}
+
+/** Integer columns may come back as strings (PostgreSQL bigint). */
+function firecallRow(row: FirecallRow): FirecallRow {
+  return { ...row, id: Number(row.id) };
 }
 
 /** bigint columns may come back as strings; checkpoints hold numbers. */

@@ -177,6 +177,50 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('release_environments').addColumn('superseded_at', 'text').execute();
     },
   },
+  '0007_firecall': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('firecalls')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('env', 'text', (c) => c.notNull())
+        .addColumn('requested_by', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('key_id', 'text', (c) => c.notNull())
+        .addColumn('principals', 'text', (c) => c.notNull())
+        .addColumn('hosts', 'text')
+        .addColumn('source_address', 'text')
+        .addColumn('certificate', 'text', (c) => c.notNull())
+        .addColumn('opened_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('closed_at', 'text')
+        .addColumn('closed_by', 'text')
+        .addColumn('close_note', 'text')
+        .addColumn('reconciled_at', 'text')
+        .addColumn('reconciled_by', 'text')
+        .addColumn('reconcile_mode', 'text')
+        .addColumn('reconcile_version', 'text')
+        .execute();
+      await db.schema.createIndex('firecalls_env').on('firecalls').columns(['env', 'id']).execute();
+      await db.schema
+        .createTable('firecall_records')
+        .addColumn('firecall_id', 'integer', (c) => c.notNull().references('firecalls.id'))
+        .addColumn('host', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('byte_offset', 'bigint', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('text', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('firecall_records_pk', ['firecall_id', 'host', 'kind', 'name', 'byte_offset'])
+        .execute();
+      await db.schema
+        .createTable('firecall_hosts')
+        .addColumn('host', 'text', (c) => c.primaryKey())
+        .addColumn('revision', 'text', (c) => c.notNull())
+        .addColumn('applied_at', 'text', (c) => c.notNull())
+        .addColumn('error', 'text')
+        .execute();
+    },
+  },
 };
 
 /** The migrations, in order, for Kysely's Migrator. */

@@ -162,6 +162,60 @@ export interface AuditCheckpointsTable {
   signature: string;
 }
 
+/** One fire call (issue 5): an emergency certificate, its window, its close and its reconciliation. */
+export interface FirecallsTable {
+  /** Also the certificate's serial. */
+  id: number;
+  env: string;
+  requested_by: string;
+  reason: string;
+  /** `firecall-<id>-<requester>`: sshd logs it with every login. */
+  key_id: string;
+  /** JSON array of account names. */
+  principals: string;
+  /** JSON array of host names the certificate is limited to; null: every host of the environment. */
+  hosts: string | null;
+  source_address: string | null;
+  certificate: string;
+  opened_at: string;
+  expires_at: string;
+  /** Set when closed by hand or, once the certificate expired, by the server (closed_by 'lockstep'). */
+  closed_at: string | null;
+  closed_by: string | null;
+  close_note: string | null;
+  /** Set when its changes were reverted or adopted; until then deployments to the environment are refused. */
+  reconciled_at: string | null;
+  reconciled_by: string | null;
+  /** 'revert' | 'adopt' */
+  reconcile_mode: string | null;
+  /** The release version the changes were adopted into. */
+  reconcile_version: string | null;
+}
+
+/** What agents shipped about a fire call: sshd log lines naming its key id and pieces of session transcripts. */
+export interface FirecallRecordsTable {
+  firecall_id: number;
+  host: string;
+  /** 'sshd' | 'transcript' */
+  kind: string;
+  /** The transcript file (one per session), or the log file's identity for sshd lines. */
+  name: string;
+  /** Byte offset in that file: with `name`, makes a resent piece a no-op. */
+  byte_offset: number;
+  /** When the agent read it. */
+  at: string;
+  text: string;
+}
+
+/** The fire-call trust each host last installed, so `firecall close` can tell when revocation is in force. */
+export interface FirecallHostsTable {
+  host: string;
+  revision: string;
+  applied_at: string;
+  /** Why the host could not install it (null: installed). */
+  error: string | null;
+}
+
 export interface Database {
   audit_head: AuditHeadTable;
   counters: CountersTable;
@@ -177,4 +231,7 @@ export interface Database {
   approvals: ApprovalsTable;
   audit_events: AuditEventsTable;
   audit_checkpoints: AuditCheckpointsTable;
+  firecalls: FirecallsTable;
+  firecall_records: FirecallRecordsTable;
+  firecall_hosts: FirecallHostsTable;
 }

@@ -16,6 +16,9 @@ import type {
   DeploymentLogsTable,
   ApprovalsTable,
   AuditCheckpointsTable,
+  FirecallsTable,
+  FirecallRecordsTable,
+  FirecallHostsTable,
 } from './schema.js';
 
 export type ConfigRow = Selectable<ConfigsTable>;
@@ -29,6 +32,9 @@ export type AuditEventRow = Selectable<AuditEventsTable>;
 export type DeploymentLogRow = Selectable<DeploymentLogsTable>;
 export type ApprovalRow = Selectable<ApprovalsTable>;
 export type AuditCheckpointRow = Selectable<AuditCheckpointsTable>;
+export type FirecallRow = Selectable<FirecallsTable>;
+export type FirecallRecordRow = Selectable<FirecallRecordsTable>;
+export type FirecallHostRow = Selectable<FirecallHostsTable>;
 
 /** An audit event before it is chained. */
 export interface AuditInput {
@@ -95,6 +101,18 @@ export interface ReadRepo {
   lastAuditCheckpoint(beforeSeq?: number): Promise<AuditCheckpointRow | undefined>;
   /** The first event dated at or after `at`. */
   firstAuditSeqSince(at: string): Promise<number | undefined>;
+
+  firecall(id: number): Promise<FirecallRow | undefined>;
+  /** Newest first. */
+  listFirecalls(options: { env?: string | undefined; limit: number }): Promise<FirecallRow[]>;
+  /** Fire calls not closed yet, oldest first (the sweeper closes the expired ones). */
+  openFirecalls(): Promise<FirecallRow[]>;
+  /** The oldest closed fire call of an environment that was not reconciled. */
+  unreconciledFirecall(env: string): Promise<FirecallRow | undefined>;
+  /** What agents shipped about a fire call, by host, kind, file and offset. */
+  firecallRecords(id: number): Promise<FirecallRecordRow[]>;
+  /** The trust each host of the list last installed. */
+  firecallHosts(hosts: readonly string[]): Promise<FirecallHostRow[]>;
 }
 
 /** Queries and changes; only available inside a transaction. */
@@ -125,6 +143,11 @@ export interface WriteRepo extends ReadRepo {
   appendAudit(event: AuditInput): Promise<AuditEventRow>;
   /** Stores a signed checkpoint; false when one for that seq exists already (another server signed it). */
   insertAuditCheckpoint(row: AuditCheckpointRow): Promise<boolean>;
+  insertFirecall(row: FirecallRow): Promise<void>;
+  updateFirecall(id: number, patch: Partial<Pick<FirecallRow, 'closed_at' | 'closed_by' | 'close_note' | 'reconciled_at' | 'reconciled_by' | 'reconcile_mode' | 'reconcile_version'>>): Promise<void>;
+  /** Stores records; a piece already stored (same host, kind, file and offset) is skipped. */
+  appendFirecallRecords(rows: readonly FirecallRecordRow[]): Promise<void>;
+  setFirecallHost(row: FirecallHostRow): Promise<void>;
 }
 
 /** What differs between databases, stated as capabilities rather than names. */

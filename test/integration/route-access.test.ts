@@ -15,6 +15,8 @@ import { AlertDispatcher } from '../../src/server/alerts/alert-dispatcher.js';
 import type { Access } from '../../src/server/access.js';
 import { buildApp } from '../../src/server/app.js';
 import { registerAuditRoutes } from '../../src/server/audit-routes.js';
+import { registerFirecallRoutes } from '../../src/server/firecall-routes.js';
+import { SshCertificateAuthority } from '../../src/firecall/ssh-certificate-authority.js';
 import type { ServerContext } from '../../src/server/context.js';
 import { Notifier } from '../../src/server/notifier.js';
 import { hashToken, newToken } from '../../src/server/tokens.js';
@@ -59,6 +61,14 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'GET /api/v1/audit/pubkey': 'viewer',
   'GET /api/v1/audit/anchor': 'viewer',
   'GET /api/v1/audit/export': 'viewer',
+  'GET /api/v1/firecall/ca/:env': 'viewer',
+  'POST /api/v1/firecalls': 'deployer',
+  'GET /api/v1/firecalls': 'viewer',
+  'GET /api/v1/firecalls/:id': 'viewer',
+  'POST /api/v1/firecalls/:id/close': 'deployer',
+  'POST /api/v1/firecalls/:id/reconcile': 'deployer',
+  'GET /api/v1/agent/firecall': 'agent',
+  'POST /api/v1/agent/firecall': 'agent',
 };
 
 type Caller = 'viewer' | 'deployer' | 'approver' | 'admin' | 'agent' | 'none';
@@ -134,6 +144,7 @@ describe('route access', () => {
     const context: ServerContext = { store, blobs, notifier: new Notifier(), alerts: new AlertDispatcher(logger), logger, now: () => new Date(), onlineWindowMs: 40_000, shutdown: shutdown.signal };
     app = await buildApp(context);
     registerAuditRoutes(app, context, { key: await loadOrCreateSigningKey(join(temp.path)), every: 100, intervalMs: 300_000, anchorFile: join(temp.path, 'anchor.jsonl') });
+    registerFirecallRoutes(app, { ...context, ca: new SshCertificateAuthority(join(temp.path, 'firecall-ca')) });
     await app.ready();
 
     // The admin token, as the server creates it on first start.

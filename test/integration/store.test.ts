@@ -463,6 +463,40 @@ function contract(backend: Backend): void {
         }));
     });
 
+    describe('fire calls', () => {
+      const firecall = (id: number, env: string) => ({
+        id, env, requested_by: 'alice', reason: 'disk full', key_id: `firecall-${id}-alice`, principals: '["root"]', hosts: null, source_address: null,
+        certificate: 'ssh-ed25519-cert-v01@openssh.com AAAA', opened_at: at(id), expires_at: at(id + 10), closed_at: null, closed_by: null, close_note: null,
+        reconciled_at: null, reconciled_by: null, reconcile_mode: null, reconcile_version: null,
+      });
+      it('are stored, listed newest first, closed and reconciled; records skip pieces already stored; host trust is upserted', () =>
+        withStore(async (store) => {
+          await store.transaction(async (repo) => {
+            await repo.insertFirecall(firecall(1, 'production'));
+            await repo.insertFirecall(firecall(2, 'production'));
+            await repo.insertFirecall(firecall(3, 'test'));
+          });
+          assert.deepEqual((await store.read.listFirecalls({ env: 'production', limit: 10 })).map((row) => row.id), [2, 1]);
+          assert.deepEqual((await store.read.openFirecalls()).map((row) => row.id), [1, 2, 3]);
+          assert.equal(await store.read.unreconciledFirecall('production'), undefined);
+          await store.transaction((repo) => repo.updateFirecall(2, { closed_at: at(20), closed_by: 'bob', close_note: 'done' }));
+          assert.equal((await store.read.unreconciledFirecall('production'))?.id, 2);
+          assert.deepEqual((await store.read.openFirecalls()).map((row) => row.id), [1, 3]);
+          await store.transaction((repo) => repo.updateFirecall(2, { reconciled_at: at(21), reconciled_by: 'bob', reconcile_mode: 'revert' }));
+          assert.equal(await store.read.unreconciledFirecall('production'), undefined);
+          assert.deepEqual(await store.read.firecall(2), { ...firecall(2, 'production'), closed_at: at(20), closed_by: 'bob', close_note: 'done', reconciled_at: at(21), reconciled_by: 'bob', reconcile_mode: 'revert' });
+
+          const piece = { firecall_id: 1, host: 'web-1', kind: 'transcript', name: 'a.typescript', byte_offset: 0, at: at(2), text: 'hello ' };
+          await store.transaction((repo) => repo.appendFirecallRecords([piece, { ...piece, byte_offset: 6, text: 'world' }]));
+          await store.transaction((repo) => repo.appendFirecallRecords([piece]));
+          assert.deepEqual((await store.read.firecallRecords(1)).map((row) => [row.byte_offset, row.text]), [[0, 'hello '], [6, 'world']]);
+
+          await store.transaction((repo) => repo.setFirecallHost({ host: 'web-1', revision: 'r1', applied_at: at(3), error: null }));
+          await store.transaction((repo) => repo.setFirecallHost({ host: 'web-1', revision: 'r2', applied_at: at(4), error: 'reload failed' }));
+          assert.deepEqual(await store.read.firecallHosts(['web-1', 'web-2']), [{ host: 'web-1', revision: 'r2', applied_at: at(4), error: 'reload failed' }]);
+        }));
+    });
+
     describe('deployments', () => {
       it('are stored with their host steps, listed newest first and filtered', () =>
         withStore(async (store) => {

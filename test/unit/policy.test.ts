@@ -41,6 +41,7 @@ describe('policy verdict', () => {
       [
         ['promotion-gate', true],
         ['not-rejected', true],
+        ['firecall', true],
         ['soak', true],
         ['window', true],
         ['freeze', true],
@@ -51,6 +52,15 @@ describe('policy verdict', () => {
     assert.equal(rule(verdict, 'window').detail, 'no change windows (any time)');
     assert.equal(rule(verdict, 'freeze').detail, 'no freeze in force');
     assert.equal(rule(verdict, 'approvals').detail, 'no approvals required');
+  });
+
+  it('firecall: an unreconciled fire call refuses the deployment, naming it and both ways out', () => {
+    const refused = evaluatePolicy(facts({}, { unreconciledFirecall: { id: 3 } }));
+    assert.equal(refused.kind, 'refused');
+    assert.equal(
+      refused.kind === 'refused' && refused.reason,
+      'firecall: fire call 3 on production is not reconciled: run `lockstep firecall reconcile 3 --revert` or `--adopt --version V`',
+    );
   });
 
   it('soak: refuses "12m of 30m" and says when it is ready; passes once soaked', () => {

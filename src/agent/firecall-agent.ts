@@ -1,0 +1,82 @@
+/**
+ * The agent's fire-call duties, beside its work loop: keep sshd's trust as
+ * the server says (long-polled, so a close reaches the host at once), end the
+ * sessions of closed fire calls, and ship what was recorded every second.
+ * Never throws; stops when the signal aborts.
+ */
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { FirecallTrust } from '../api/schemas.js';
+import type { AgentClient } from './agent-client.js';
+import { FirecallCollector } from './firecall-collector.js';
+import { endSessions } from './firecall-sessions.js';
+import { Backoff, sleep } from './retry.js';
+import { installSshdTrust, SSHD_TRUST_PATHS } from './sshd-trust.js';
+
+/** The sshd log the agent reads when `--sshd-log` is not given (Debian, Ubuntu). */
+export const DEFAULT_SSHD_LOG = '/var/log/auth.log';
+const COLLECT_INTERVAL_MS = 1000;
+const POLL_WAIT_SECONDS = 25;
+
+export interface FirecallAgentOptions {
+  readonly root: string;
+  readonly stateDir: string;
+  /** The sshd log as a host path (joined to --root). */
+  readonly sshdLog: string;
+  readonly client: AgentClient;
+  readonly logger: Logger;
+}
+
+/** Runs both fire-call loops until `signal` aborts. */
+export async function runFirecallDuties(options: FirecallAgentOptions, signal: AbortSignal): Promise<void> {
+  const transcripts = join(options.root, SSHD_TRUST_PATHS.transcripts);
+  let closedKeyIds: readonly string[] = [];
+  await Promise.all([
+    trustLoop(options, transcripts, (keyIds) => (closedKeyIds = keyIds), signal),
+    collectLoop(options, transcripts, () => closedKeyIds, signal),
+  ]);
+}
+
+async function trustLoop(options: FirecallAgentOptions, transcripts: string, onClosed: (keyIds: readonly string[]) => void, signal: AbortSignal): Promise<void> {
+  const { client, logger } = options;
+  const backoff = new Backoff();
+  let installed: string | undefined;
+  while (!signal.aborted) {
+    try {
+      const trust: FirecallTrust = await client.firecallTrust(installed, POLL_WAIT_SECONDS, signal);
+      backoff.reset();
+      if (trust.revision === installed) continue;
+      const outcome = await installSshdTrust(options.root, trust);
+      onClosed(trust.endSessions);
+      // Revocation first, then the sessions: a session ended cannot log in again.
+      const ended = await endSessions(transcripts, trust.endSessions);
+      if (outcome.changed || ended > 0) logger.info({ revision: trust.revision, enabled: trust.enabled, endedSessions: ended }, 'fire-call trust installed');
+      if (outcome.error) logger.error({ error: outcome.error }, 'fire-call trust installed, but sshd was not reloaded');
+      await client.firecallReport({ revision: trust.revision, ...(outcome.error ? { error: outcome.error } : {}), records: [] }, signal);
+      installed = trust.revision;
+    } catch (error) {
+      if (signal.aborted) return;
+      const delayMs = backoff.delay();
+      logger.warn({ err: error, delayMs }, 'cannot install fire-call trust; retrying');
+      await sleep(delayMs, signal).catch(() => undefined);
+    }
+  }
+}
+
+async function collectLoop(options: FirecallAgentOptions, transcripts: string, closedKeyIds: () => readonly string[], signal: AbortSignal): Promise<void> {
+  const collector = new FirecallCollector(join(options.root, options.sshdLog), transcripts, options.stateDir);
+  await collector.open().catch((error: unknown) => options.logger.warn({ err: error }, 'cannot read remembered fire-call offsets'));
+  while (!signal.aborted) {
+    try {
+      // A session that logged in just before the revocation arrived is ended on the next round.
+      await endSessions(transcripts, closedKeyIds());
+      const collection = await collector.collect();
+      if (collection.records.length > 0) await options.client.firecallReport({ records: collection.records }, signal);
+      await collector.commit(collection);
+    } catch (error) {
+      if (signal.aborted) return;
+      options.logger.warn({ err: error }, 'cannot ship fire-call records; retrying');
+    }
+    await sleep(COLLECT_INTERVAL_MS, signal).catch(() => undefined);
+  }
+}

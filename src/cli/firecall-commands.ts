@@ -1,0 +1,133 @@
+/** `lockstep firecall ca | open | close | list | show | reconcile`: emergency access to an environment's hosts. */
+import { readFile, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { FirecallView } from '../api/schemas.js';
+import type { LockstepClient } from '../client/lockstep-client.js';
+import { LockstepError } from '../core/errors.js';
+import { color, json, line, table } from './output.js';
+
+interface OutputOptions {
+  readonly json?: boolean | undefined;
+}
+
+/** `lockstep firecall ca ENV`: the line to put in sshd's TrustedUserCAKeys on hosts without an agent. */
+export async function firecallCa(client: LockstepClient, env: string, options: OutputOptions): Promise<void> {
+  const result = await client.firecallCa(env);
+  if (options.json) return json(result);
+  line(result.publicKey);
+}
+
+export interface OpenOptions extends OutputOptions {
+  readonly reason: string;
+  readonly pubkey: string;
+  readonly ttl?: string | undefined;
+  readonly host?: string[] | undefined;
+  readonly from?: string | undefined;
+  readonly out?: string | undefined;
+}
+
+/** Where OpenSSH looks for the certificate of a key: id_ed25519.pub → id_ed25519-cert.pub. */
+export function certificatePathFor(publicKeyFile: string): string {
+  const file = resolve(publicKeyFile);
+  return join(dirname(file), `${basename(file).replace(/\.pub$/, '')}-cert.pub`);
+}
+
+/** `lockstep firecall open ENV --reason TEXT --pubkey FILE`: signs a certificate and writes it next to the key. */
+export async function firecallOpen(client: LockstepClient, env: string, options: OpenOptions): Promise<void> {
+  if (!options.reason.trim()) throw new LockstepError('bad-input', 'a reason is required: --reason TEXT');
+  let publicKey: string;
+  try {
+    publicKey = await readFile(options.pubkey, 'utf8');
+  } catch (error) {
+    throw new LockstepError('bad-input', `cannot read the public key ${options.pubkey}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  // A private key must never leave this machine.
+  if (publicKey.includes('PRIVATE KEY')) throw new LockstepError('bad-input', `${options.pubkey} is a private key; pass the public key (${options.pubkey}.pub)`);
+  const result = await client.openFirecall({
+    env,
+    reason: options.reason,
+    publicKey,
+    ...(options.ttl !== undefined ? { ttl: options.ttl } : {}),
+    ...(options.host?.length ? { hosts: options.host } : {}),
+    ...(options.from !== undefined ? { from: options.from } : {}),
+  });
+  const out = resolve(options.out ?? certificatePathFor(options.pubkey));
+  await writeFile(out, `${result.certificate}\n`, { mode: 0o644 });
+  const call = result.firecall;
+  if (options.json) return json({ ...result, certificateFile: out });
+  const privateKey = resolve(options.pubkey).replace(/\.pub$/, '');
+  line(`fire call ${call.id} ${color.red('open')} on ${call.env} until ${call.expiresAt}: ${call.reason}`);
+  line(`certificate ${out} (key id ${call.keyId}, serial ${call.serial}, accounts ${call.principals.join(', ')}${call.from ? `, from ${call.from}` : ''})`);
+  line(`connect:    ssh -i ${privateKey}${options.out ? ` -o CertificateFile=${out}` : ''} ${call.principals[0] ?? 'root'}@HOST`);
+  line(`hosts:      ${result.hosts.join(', ') || 'none enrolled yet'}`);
+  line('everyone subscribed to the alerts was told; logins and terminal sessions are recorded.');
+  line(`close it when done: lockstep firecall close ${call.id} --note TEXT`);
+}
+
+/** `lockstep firecall close ID`: revokes the certificate on every host and ends its sessions. Exit 4 when a host online did not confirm. */
+export async function firecallClose(client: LockstepClient, id: number, note: string | undefined, options: OutputOptions): Promise<void> {
+  const result = await client.closeFirecall(id, note);
+  const unconfirmed = result.hosts.filter((host) => !host.revoked && !host.detail.startsWith('offline'));
+  if (options.json) json(result);
+  else {
+    line(`fire call ${id} closed; reconcile its changes: lockstep firecall reconcile ${id} --revert | --adopt --version V`);
+    for (const host of result.hosts) line(`  ${host.host}: ${host.revoked ? color.green(host.detail) : color.red(host.detail)}`);
+  }
+  if (unconfirmed.length > 0) {
+    throw new LockstepError('failed', `the revocation is not confirmed on ${unconfirmed.map((host) => host.host).join(', ')}; the certificate may still work there until ${result.firecall.expiresAt}`, { quiet: options.json === true });
+  }
+}
+
+/** `lockstep firecall list [--env ENV]`. */
+export async function firecallList(client: LockstepClient, env: string | undefined, options: OutputOptions): Promise<void> {
+  const { firecalls } = await client.listFirecalls(env);
+  if (options.json) return json(firecalls);
+  if (firecalls.length === 0) return line('no fire calls');
+  line(table([['ID', 'ENV', 'STATE', 'WHO', 'OPENED', 'UNTIL', 'REASON'], ...firecalls.map((call) => [String(call.id), call.env, stateOf(call), call.requestedBy, when(call.openedAt), when(call.closedAt ?? call.expiresAt), call.reason])]));
+}
+
+/** `lockstep firecall show ID`: who logged in where and when, what sshd refused, and the transcripts. */
+export async function firecallShow(client: LockstepClient, id: number, options: OutputOptions): Promise<void> {
+  const result = await client.showFirecall(id);
+  if (options.json) return json(result);
+  const call = result.firecall;
+  line(`fire call ${call.id} on ${call.env}: ${stateOf(call)}`);
+  line(`requested ${when(call.openedAt)} by ${call.requestedBy}: ${call.reason}`);
+  line(`key id    ${call.keyId} (serial ${call.serial}), accounts ${call.principals.join(', ')}${call.hosts ? `, hosts ${call.hosts.join(', ')}` : ''}${call.from ? `, from ${call.from}` : ''}`);
+  line(`valid     until ${when(call.expiresAt)}${call.closedAt ? `; closed ${when(call.closedAt)} by ${call.closedBy ?? '?'}${call.closeNote ? ` (${call.closeNote})` : ''}` : ''}`);
+  if (call.reconciledAt) line(`reconciled ${when(call.reconciledAt)} by ${call.reconciledBy ?? '?'}: ${call.reconcileMode ?? ''}${call.reconcileVersion ? ` into ${call.reconcileVersion}` : ''}`);
+  line('');
+  if (result.logins.length === 0) line('logins: none recorded');
+  else line(table([['LOGIN AT', 'HOST', 'ACCOUNT', 'FROM'], ...result.logins.map((login) => [when(login.at), login.host, login.user, login.from])]));
+  const refused = result.events.filter((event) => event.kind === 'refused');
+  if (refused.length > 0) {
+    line('');
+    line('refused by sshd:');
+    for (const event of refused) line(`  ${when(event.at)} ${event.host}: ${event.line}`);
+  }
+  for (const transcript of result.transcripts) {
+    line('');
+    line(color.bold(`transcript ${transcript.host} ${transcript.name}`));
+    line(transcript.text.replace(/\r\n/g, '\n').trimEnd());
+  }
+}
+
+/** `lockstep firecall reconcile ID --revert | --adopt --version V`. */
+export async function firecallReconcile(client: LockstepClient, id: number, options: OutputOptions & { revert?: boolean; adopt?: boolean; version?: string }): Promise<void> {
+  if (options.revert === options.adopt) throw new LockstepError('bad-input', 'choose one: --revert (restore the baseline) or --adopt --version V (a release made from the changes)');
+  if (options.adopt && options.version === undefined) throw new LockstepError('bad-input', '--adopt needs --version V: the version of the release made from the changes');
+  if (options.revert && options.version !== undefined) throw new LockstepError('bad-input', '--version goes with --adopt, not --revert');
+  const { firecall } = await client.reconcileFirecall(id, options.revert ? 'revert' : 'adopt', options.version);
+  if (options.json) return json(firecall);
+  line(`fire call ${id} reconciled (${firecall.reconcileMode ?? ''}${firecall.reconcileVersion ? ` into ${firecall.reconcileVersion}` : ''}); deployments to ${firecall.env} are allowed again`);
+}
+
+function stateOf(call: FirecallView): string {
+  if (call.state === 'open') return color.red('open');
+  if (call.state === 'unreconciled') return color.yellow('closed, unreconciled');
+  return color.green(`reconciled (${call.reconcileMode ?? ''})`);
+}
+
+function when(iso: string | null): string {
+  return iso ? iso.replace('T', ' ').slice(0, 19) : '-';
+}

@@ -1,0 +1,294 @@
+/**
+ * Fire call end to end with a real OpenSSH server: the agent installs the
+ * trust in its sandbox root, a real sshd on a free loopback port includes the
+ * drop-in it wrote, and the real ssh client logs in with the certificate
+ * `lockstep firecall open` issued. Checks refusal without a certificate, a
+ * terminal login, sshd's log and the transcript in `firecall show`, expiry,
+ * revocation and the ending of an open session on close, the refusal of
+ * deployments until reconciled (rollbacks allowed), and bad input.
+ * The test stops only the sshd it started, by its pid.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startFleet, writeApp, type AgentHandle, type Fleet } from '../helpers/fleet.js';
+import { assertExit, releaseIdFrom } from './host-tree.js';
+
+const SSHD = '/usr/sbin/sshd';
+const SSHD_LOG = '/var/log/lockstep-test-sshd.log';
+const DROP_IN = '/etc/ssh/sshd_config.d/lockstep-firecall.conf';
+
+interface FirecallJson {
+  id: number;
+  state: string;
+  keyId: string;
+  expiresAt: string;
+}
+interface ShowJson {
+  firecall: FirecallJson;
+  logins: { host: string; user: string; from: string; at: string }[];
+  events: { kind: string; line: string }[];
+  transcripts: { host: string; name: string; text: string }[];
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((done) => setTimeout(done, 200));
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createTcpServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function keygen(file: string, type = 'ed25519'): void {
+  const result = spawnSync('ssh-keygen', ['-q', '-t', type, '-N', '', '-f', file]);
+  assert.equal(result.status, 0, String(result.stderr));
+}
+
+describe('fire call: emergency access through a real sshd', () => {
+  let fleet: Fleet;
+  let agent: AgentHandle;
+  let sshd: ChildProcess | undefined;
+  let port = 0;
+  let keys = '';
+  let webhook: Server;
+  const alerts: { kind: string; summary: string }[] = [];
+  let v1 = '';
+  let v2 = '';
+
+  /** ssh as root to the test sshd with a terminal; stdin stays open so the remote side sees no EOF. */
+  function ssh(key: string, command: string): { child: ChildProcess; done: Promise<{ code: number; stdout: string; stderr: string }>; output: () => string } {
+    const child = spawn('ssh', [
+      '-tt', '-p', String(port), '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
+      '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR', 'root@127.0.0.1', command,
+    ], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const done = new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr })));
+    return { child, done, output: () => stdout };
+  }
+
+  async function showJson(id: number): Promise<ShowJson> {
+    return JSON.parse(await fleet.ok(['firecall', 'show', String(id), '--json'])) as ShowJson;
+  }
+
+  before(async () => {
+    fleet = await startFleet();
+    keys = join(fleet.dir, 'keys');
+    await mkdir(keys);
+    alerts.length = 0;
+    webhook = createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      request.on('end', () => {
+        alerts.push(JSON.parse(body) as { kind: string; summary: string });
+        response.end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve));
+    const hook = `http://127.0.0.1:${(webhook.address() as { port: number }).port}/hook`;
+    port = await freePort();
+    const sshdDir = join(fleet.dir, 'sshd');
+    await mkdir(sshdDir);
+    const pidFile = join(sshdDir, 'sshd.pid');
+    await fleet.applyConfig(`app: app
+deploy_to: /srv/app
+environments:
+  production:
+    host_timeout: 20s
+    alerts: { webhooks: ["${hook}"] }
+    firecall:
+      max_ttl: 10m
+      principals: [root]
+      sshd_reload: kill -HUP "$(cat ${pidFile})" 2>/dev/null || true
+  staging:
+    host_timeout: 20s
+`);
+    agent = await fleet.addAgent('prod-1', 'production', { variables: { LOCKSTEP_SSHD_LOG: SSHD_LOG } });
+    const app = join(fleet.dir, 'app');
+    v1 = releaseIdFrom(await fleet.ok(['release', 'create', await writeApp(app, 'v1'), '--version', '1.0.0']));
+    await fleet.ok(['deploy', v1, '--to', 'production']);
+    v2 = releaseIdFrom(await fleet.ok(['release', 'create', await writeApp(app, 'v2'), '--version', '2.0.0']));
+    await fleet.ok(['deploy', v2, '--to', 'production']);
+
+    // The real sshd: its own host key, pid file and log, and the drop-in the agent wrote into its root.
+    const dropIn = agent.path(DROP_IN);
+    await until('the agent to install the sshd drop-in', () => access(dropIn).then(() => true, () => undefined));
+    keygen(join(sshdDir, 'host_key'));
+    await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
+    await mkdir(agent.path('/var/log'), { recursive: true });
+    const config = join(sshdDir, 'sshd_config');
+    await writeFile(config, [
+      `Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${join(sshdDir, 'host_key')}`, `PidFile ${pidFile}`,
+      'AuthorizedKeysFile none', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'UsePAM no',
+      'PermitRootLogin prohibit-password', 'LogLevel VERBOSE', `Include ${dropIn}`, '',
+    ].join('\n'));
+    const check = spawnSync(SSHD, ['-t', '-f', config]);
+    assert.equal(check.status, 0, `sshd -t: ${String(check.stderr)}`);
+    sshd = spawn(SSHD, ['-D', '-f', config, '-E', agent.path(SSHD_LOG)], { stdio: 'ignore' });
+    await until('sshd to listen', async () => ((await readFile(agent.path(SSHD_LOG), 'utf8').catch(() => '')).includes('Server listening') ? true : undefined));
+  });
+
+  after(async () => {
+    if (sshd?.pid !== undefined && sshd.exitCode === null) {
+      const exited = new Promise((resolve) => sshd?.once('exit', resolve));
+      process.kill(sshd.pid, 'SIGTERM');
+      await exited;
+    }
+    webhook?.close();
+    await fleet?.stop();
+  });
+
+  it('installs the trust under the agent root: CA key, revocation list, recorder, drop-in', async () => {
+    const ca = (await fleet.ok(['firecall', 'ca', 'production'])).trim();
+    assert.match(ca, /^ssh-ed25519 AAAA\S+ lockstep-firecall-production$/);
+    assert.equal((await readFile(agent.path('/etc/ssh/lockstep-firecall-ca.pub'), 'utf8')).trim(), ca);
+    const dropIn = await readFile(agent.path(DROP_IN), 'utf8');
+    assert.match(dropIn, /^TrustedUserCAKeys ".*\/etc\/ssh\/lockstep-firecall-ca.pub"$/m);
+    assert.match(dropIn, /^RevokedKeys ".*\/etc\/ssh\/lockstep-firecall.krl"$/m);
+    assert.match(dropIn, /^Match User root$/m);
+    assert.match(dropIn, /ForceCommand ".*firecall-session"/);
+  });
+
+  it('refuses bad input with a one-line error and issues nothing', async () => {
+    keygen(join(keys, 'alice'));
+    keygen(join(keys, 'ecdsa'), 'ecdsa');
+    await writeFile(join(keys, 'garbage.pub'), 'ssh-ed25519 AAAAnotakey comment\n');
+    const cases: [string[], number, RegExp][] = [
+      [['firecall', 'open', 'production', '--pubkey', join(keys, 'alice.pub')], 2, /required option '--reason/],
+      [['firecall', 'open', 'production', '--reason', ' ', '--pubkey', join(keys, 'alice.pub')], 2, /a reason is required/],
+      [['firecall', 'open', 'production', '--reason', 'x', '--pubkey', join(keys, 'alice.pub'), '--ttl', '2h'], 3, /above the maximum of 10m/],
+      [['firecall', 'open', 'production', '--reason', 'x', '--pubkey', join(keys, 'garbage.pub')], 2, /malformed/],
+      [['firecall', 'open', 'production', '--reason', 'x', '--pubkey', join(keys, 'ecdsa.pub')], 2, /ssh-ed25519 or ssh-rsa/],
+      [['firecall', 'open', 'production', '--reason', 'x', '--pubkey', join(keys, 'alice')], 2, /is a private key/],
+      [['firecall', 'open', 'nowhere', '--reason', 'x', '--pubkey', join(keys, 'alice.pub')], 2, /environment "nowhere" is not in lockstep.yaml/],
+      [['firecall', 'open', 'staging', '--reason', 'x', '--pubkey', join(keys, 'alice.pub')], 3, /staging has no fire-call policy/],
+    ];
+    for (const [args, code, message] of cases) {
+      const result = await fleet.cli(args);
+      assertExit(result, code, args.join(' '));
+      assert.match(result.stderr, message, args.join(' '));
+      assert.equal(result.stderr.trim().split('\n').filter((text) => !text.startsWith('(add --help')).length, 1, `one line: ${result.stderr}`);
+    }
+    assert.deepEqual(JSON.parse(await fleet.ok(['firecall', 'list', '--json'])), []);
+    await assert.rejects(access(join(keys, 'alice-cert.pub')), 'no certificate written');
+  });
+
+  it('no login without a certificate', async () => {
+    const attempt = await ssh(join(keys, 'alice'), 'echo in').done;
+    assert.equal(attempt.code, 255, attempt.stdout);
+    assert.match(attempt.stderr, /Permission denied/);
+  });
+
+  it('opens a fire call: a certificate that logs in with a terminal, announced, recorded and shown in status', async () => {
+    const opened = await fleet.cli(['firecall', 'open', 'production', '--reason', 'disk full on prod-1', '--pubkey', join(keys, 'alice.pub'), '--ttl', '5m']);
+    assertExit(opened, 0, 'firecall open');
+    assert.match(opened.stdout, /fire call 1 open on production until/);
+    assert.match(opened.stdout, /ssh -i \S+alice root@HOST/);
+    const certificate = spawnSync('ssh-keygen', ['-L', '-f', join(keys, 'alice-cert.pub')], { encoding: 'utf8' }).stdout;
+    assert.match(certificate, /Key ID: "firecall-1-admin"/);
+    assert.match(certificate, /Serial: 1\n/);
+    assert.match(certificate, /permit-pty/);
+    assert.doesNotMatch(certificate, /permit-port-forwarding/);
+
+    const status = await fleet.ok(['status', 'production']);
+    assert.match(status, /fire call 1 open until .* by admin: disk full on prod-1/);
+    await until('the firecall.opened alert', async () => (alerts.some((alert) => alert.kind === 'firecall.opened' && /disk full/.test(alert.summary)) ? true : undefined));
+
+    const login = await ssh(join(keys, 'alice'), 'echo marker-$((6*7)); tty').done;
+    assert.equal(login.code, 0, login.stderr);
+    assert.match(login.stdout, /marker-42/);
+    assert.match(login.stdout, /\/dev\/pts\/\d+/, 'a terminal');
+  });
+
+  it("sshd's log names the key id, and firecall show lists the login and the transcript", async () => {
+    assert.match(await readFile(agent.path(SSHD_LOG), 'utf8'), /Accepted publickey for root from 127\.0\.0\.1 .*ID firecall-1-admin \(serial 1\)/);
+    const shown = await until('the login and transcript in firecall show', async () => {
+      const show = await showJson(1);
+      return show.logins.length > 0 && show.transcripts.some((t) => t.text.includes('marker-42')) ? show : undefined;
+    });
+    assert.deepEqual(shown.logins.map((login) => [login.host, login.user, login.from]), [['prod-1', 'root', '127.0.0.1']]);
+    assert.equal(shown.transcripts[0]?.host, 'prod-1');
+    assert.match(shown.transcripts[0]?.name ?? '', /^firecall-1-admin\./);
+    const text = await fleet.ok(['firecall', 'show', '1']);
+    assert.match(text, /prod-1\s+root\s+127\.0\.0\.1/);
+    assert.match(text, /marker-42/);
+  });
+
+  it('a certificate with a short ttl is refused once it expired, and the server closes its fire call', async () => {
+    keygen(join(keys, 'bob'));
+    const opened = JSON.parse(await fleet.ok(['firecall', 'open', 'production', '--reason', 'quick look', '--pubkey', join(keys, 'bob.pub'), '--ttl', '5s', '--json'])) as { firecall: FirecallJson };
+    assert.equal(opened.firecall.id, 2);
+    const expiresAt = Date.parse(opened.firecall.expiresAt);
+    await new Promise((done) => setTimeout(done, Math.max(0, expiresAt - Date.now()) + 1500));
+    const late = await ssh(join(keys, 'bob'), 'echo in').done;
+    assert.equal(late.code, 255, late.stdout);
+    assert.match(late.stderr, /Permission denied/);
+    await until('the server to close the expired fire call', async () => {
+      const list = JSON.parse(await fleet.ok(['firecall', 'list', '--json'])) as FirecallJson[];
+      return list.find((call) => call.id === 2)?.state === 'unreconciled' ? true : undefined;
+    });
+  });
+
+  it('close: a new login is refused at once and the open session is ended', async () => {
+    const session = ssh(join(keys, 'alice'), 'echo session-started; sleep 120; echo never');
+    await until('the long session to start', async () => (session.output().includes('session-started') ? true : undefined));
+    const closed = await fleet.cli(['firecall', 'close', '1', '--note', 'cleaned /var/tmp']);
+    assertExit(closed, 0, 'firecall close');
+    assert.match(closed.stdout, /prod-1: revoked; sessions ended/);
+
+    const ended = await Promise.race([session.done, new Promise<undefined>((done) => setTimeout(() => done(undefined), 15_000))]);
+    assert.ok(ended !== undefined, 'the open session was ended');
+    assert.doesNotMatch(ended.stdout, /never/);
+
+    const again = await ssh(join(keys, 'alice'), 'echo in').done;
+    assert.equal(again.code, 255, again.stdout);
+    assert.match(again.stderr, /Permission denied/);
+    assert.match(await readFile(agent.path(SSHD_LOG), 'utf8'), /revoked/i);
+    const repeat = await fleet.cli(['firecall', 'close', '1']);
+    assertExit(repeat, 3, 'closing twice');
+  });
+
+  it('refuses deployments until every closed fire call is reconciled; rollbacks stay allowed', async () => {
+    const refused = await fleet.cli(['deploy', v1, '--to', 'production']);
+    assertExit(refused, 3, 'deploy while unreconciled');
+    assert.match(refused.stderr, /fire call 1 on production is not reconciled: run `lockstep firecall reconcile 1 --revert` or `--adopt --version V`/);
+    assert.match(await fleet.ok(['status', 'production']), /fire call 1 closed, not reconciled/);
+
+    const rollback = await fleet.cli(['rollback', 'production', '--reason', 'rollbacks stay allowed']);
+    assertExit(rollback, 0, 'rollback while unreconciled');
+
+    assertExit(await fleet.cli(['firecall', 'reconcile', '1']), 2, 'reconcile without --revert or --adopt');
+    assertExit(await fleet.cli(['firecall', 'reconcile', '1', '--adopt']), 2, 'adopt without --version');
+    assertExit(await fleet.cli(['firecall', 'reconcile', '1', '--revert']), 0, 'reconcile 1');
+    const still = await fleet.cli(['deploy', v2, '--to', 'production']);
+    assertExit(still, 3, 'fire call 2 is still unreconciled');
+    assert.match(still.stderr, /fire call 2 on production is not reconciled/);
+    assertExit(await fleet.cli(['firecall', 'reconcile', '2', '--adopt', '--version', '2.0.1']), 0, 'reconcile 2');
+    assertExit(await fleet.cli(['deploy', v2, '--to', 'production']), 0, 'deploy after reconcile');
+
+    const audit = JSON.parse(await fleet.ok(['audit', 'log', '--json'])) as { action: string }[];
+    for (const action of ['firecall.ca_created', 'firecall.opened', 'firecall.closed', 'firecall.reconciled']) assert.ok(audit.some((event) => event.action === action), action);
+    const list = JSON.parse(await fleet.ok(['firecall', 'list', '--json'])) as FirecallJson[];
+    assert.deepEqual(list.map((call) => [call.id, call.state]), [[2, 'reconciled'], [1, 'reconciled']]);
+  });
+});
