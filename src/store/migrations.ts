@@ -177,7 +177,7 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('release_environments').addColumn('superseded_at', 'text').execute();
     },
   },
-  '0007_firecall': {
+  '0008_firecall': {
     async up(db: Kysely<unknown>) {
       await db.schema
         .createTable('firecalls')
