@@ -342,6 +342,8 @@ export const AGENT_ROUTES = {
    * release from them. The server checks the hash.
    */
   blobUpload: '/agent/blobs/:hash',
+  /** POST factsReport → { ok: true }. Sent at start and whenever the host's facts change. */
+  facts: '/agent/facts',
 } as const;
 
 export const agentReleaseResponse = z.object({
@@ -431,3 +433,59 @@ export const changeView = z.object({
 export type ChangeView = z.infer<typeof changeView>;
 export const changesResponse = z.object({ since: z.string(), changes: z.array(changeView) });
 export type ChangesResponse = z.infer<typeof changesResponse>;
+
+// ---- host facts and parity ----
+
+/** Caps that keep one agent's facts report bounded (a large Debian host has ~3,000 packages). */
+const MAX_PACKAGES = 50_000;
+const MAX_WATCHED = 100_000;
+const boundedRecord = (key: z.ZodString, value: z.ZodString, max: number, what: string) =>
+  z.record(key, value).refine((record) => Object.keys(record).length <= max, { message: `at most ${max} ${what}` });
+
+/**
+ * What an agent reports about its host for `lockstep parity` (the shape of HostFacts in src/core/parity.ts).
+ * `watched`: absolute host path → a short digest of the entry as it is now (type, mode, owner, hash or target).
+ */
+export const hostFacts = z.strictObject({
+  os: z.strictObject({ id: z.string().max(64), version: z.string().max(64) }),
+  kernel: z.string().max(256),
+  arch: z.string().max(32),
+  packages: z
+    .strictObject({ manager: z.enum(['dpkg', 'rpm']), installed: boundedRecord(z.string().min(1).max(256), z.string().max(256), MAX_PACKAGES, 'packages') })
+    .nullable(),
+  watched: boundedRecord(z.string().min(1).max(4096).startsWith('/'), z.string().max(200), MAX_WATCHED, 'watched paths'),
+});
+export type HostFactsBody = z.infer<typeof hostFacts>;
+
+/** POST /agent/facts: the latest facts of the agent's own host. */
+export const factsReport = z.strictObject({ host: hostName, facts: hostFacts });
+export type FactsReport = z.infer<typeof factsReport>;
+
+const parityDifference = z.object({
+  category: z.enum(['release', 'var', 'fact', 'package', 'watched']),
+  name: z.string(),
+  /** Values per environment (or, within an environment, per host); empty: absent. */
+  values: z.record(z.string(), z.array(z.string())),
+  declared: z.boolean(),
+  /** Set when two hosts of one environment differ. */
+  within: z.object({ env: z.string(), host: z.string(), reference: z.string() }).nullable(),
+  files: z.array(z.object({ path: z.string(), onlyIn: z.string().nullable() })).optional(),
+  fileCount: z.number().optional(),
+});
+
+/** GET /parity?a=ENV&b=ENV: the comparison of two environments (see src/core/parity.ts). */
+export const parityResponse = z.object({
+  a: z.string(),
+  b: z.string(),
+  /** Percent of compared items that are equal or differ only as declared. */
+  score: z.number(),
+  compared: z.number(),
+  equal: z.number(),
+  declared: z.number(),
+  undeclared: z.number(),
+  differences: z.array(parityDifference),
+  notes: z.array(z.string()),
+  /** When each host last reported its facts (null: never). */
+  hosts: z.array(z.object({ name: z.string(), env: z.string(), factsAt: z.string().nullable() })),
+});
+export type ParityResponse = z.infer<typeof parityResponse>;
