@@ -195,6 +195,17 @@ function contract(backend: Backend): void {
         assertUnbrokenChain(await store.read.listAudit({ limit: 10 }));
       }));
 
+    it('host facts: the latest report per host replaces the one before (lockstep parity)', () =>
+      withStore(async (store) => {
+        const row = (host: string, facts: string, minute: number) => ({ host, facts, reported_at: at(minute), changed_at: at(minute) });
+        assert.deepEqual(await store.read.hostFacts([]), []);
+        await store.transaction((repo) => repo.putHostFacts(row('web1', '{"kernel":"6.1"}', 1)));
+        await store.transaction((repo) => repo.putHostFacts(row('web2', '{"kernel":"6.1"}', 2)));
+        await store.transaction((repo) => repo.putHostFacts({ ...row('web1', '{"kernel":"6.2"}', 3), changed_at: at(3) }));
+        assert.deepEqual(await store.read.hostFacts(['web2', 'web1', 'never-reported']), [row('web1', '{"kernel":"6.2"}', 3), row('web2', '{"kernel":"6.1"}', 2)]);
+        assert.deepEqual(await store.read.hostFacts(['web2']), [row('web2', '{"kernel":"6.1"}', 2)]);
+      }));
+
     it('reports its capabilities', () =>
       withStore(async (store) => {
         assert.equal(typeof store.capabilities.sharedByServers, 'boolean');
