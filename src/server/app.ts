@@ -23,6 +23,7 @@ import { createRelease, manifestOf, resolveRelease, summarize } from './release-
 import { manifestDeltaOf } from './manifest-delta.js';
 import { hashToken } from './tokens.js';
 import { auditView, history, hostView, status } from './views.js';
+import { parityView, recordFacts } from './parity-service.js';
 
 export type { Access } from './access.js';
 
@@ -296,6 +297,18 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     const agent = agentOf(request, body.host);
     await recordHeartbeat(context, agent.host, body);
     return { ok: true };
+  });
+
+  // ---- host facts and parity (parity-service.ts) ----
+  app.post(`${p}${api.AGENT_ROUTES.facts}`, quiet('agent'), async (request) => {
+    const body = parse(api.factsReport, request.body);
+    const agent = agentOf(request, body.host);
+    await recordFacts(context, agent.host, body);
+    return { ok: true };
+  });
+  app.get(`${p}/parity`, access('viewer'), async (request) => {
+    const query = parse(z.object({ a: z.string().min(1).max(32), b: z.string().min(1).max(32) }), request.query);
+    return parityView(context, query.a, query.b);
   });
 
   return app;

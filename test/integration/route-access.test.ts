@@ -56,6 +56,8 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'GET /api/v1/agent/blobs/:hash': 'agent',
   'POST /api/v1/agent/report': 'agent',
   'POST /api/v1/agent/heartbeat': 'agent',
+  'POST /api/v1/agent/facts': 'agent',
+  'GET /api/v1/parity': 'viewer',
   'GET /api/v1/audit/pubkey': 'viewer',
   'GET /api/v1/audit/anchor': 'viewer',
   'GET /api/v1/audit/export': 'viewer',
