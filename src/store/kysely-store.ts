@@ -391,6 +391,22 @@ class Repo implements WriteRepo {
   async updateAgentCommand(id: number, patch: Partial<Pick<AgentCommandRow, 'state' | 'sent_at' | 'finished_at' | 'result'>>) {
     await this.db.updateTable('agent_commands').set(patch).where('id', '=', id).execute();
   }
+  async claimPendingCommand(host: string, at: string) {
+    const pending = await this.pendingCommand(host);
+    if (!pending) return undefined;
+    // Conditional on the state: of two servers claiming the same row, one updates it and the other gets nothing.
+    const row = await this.db
+      .updateTable('agent_commands')
+      .set({ state: 'sent', sent_at: at })
+      .where('id', '=', pending.id)
+      .where('state', '=', 'pending')
+      .returningAll()
+      .executeTakeFirst();
+    return row ? commandRow(row) : undefined;
+  }
+  async touchOpenDriftItems(host: string, at: string) {
+    await this.db.updateTable('drift_items').set({ last_seen_at: at }).where('host', '=', host).where('state', '=', 'open').execute();
+  }
 
   // ---- host facts (lockstep parity) ----
 

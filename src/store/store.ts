@@ -158,6 +158,10 @@ export interface WriteRepo extends ReadRepo {
   /** Inserts a command and returns its id. */
   insertAgentCommand(row: Omit<AgentCommandRow, 'id'>): Promise<number>;
   updateAgentCommand(id: number, patch: Partial<Pick<AgentCommandRow, 'state' | 'sent_at' | 'finished_at' | 'result'>>): Promise<void>;
+  /** Marks the host's oldest pending command sent and returns it; a command is handed out once even with several servers. */
+  claimPendingCommand(host: string, at: string): Promise<AgentCommandRow | undefined>;
+  /** Sets last_seen_at of every open drift item of the host. */
+  touchOpenDriftItems(host: string, at: string): Promise<void>;
 }
 
 /** What differs between databases, stated as capabilities rather than names. */

@@ -114,6 +114,24 @@ function contract(backend: StoreBackend): void {
         assert.equal(await store.read.pendingCommand('web3'), undefined);
       }));
 
+    it('claims a pending command once, and touches only open items of one host', () =>
+      withStore(async (store) => {
+        const id = await store.transaction((repo) => repo.insertAgentCommand(command('web1', 'drift-scan', 1)));
+        const [first, second] = await Promise.all([
+          store.transaction((repo) => repo.claimPendingCommand('web1', at(2))),
+          store.transaction((repo) => repo.claimPendingCommand('web1', at(2))),
+        ]);
+        assert.deepEqual([first?.id, second?.id].filter((claimed) => claimed !== undefined), [id], 'exactly one claim gets the command');
+        assert.equal((await store.read.agentCommand(id))?.state, 'sent');
+
+        const open = await store.transaction((repo) => repo.insertDriftItem(item('web1', '/a')));
+        const closed = await store.transaction((repo) => repo.insertDriftItem(item('web1', '/b', { state: 'resolved' })));
+        const other = await store.transaction((repo) => repo.insertDriftItem(item('web2', '/a')));
+        await store.transaction((repo) => repo.touchOpenDriftItems('web1', at(7)));
+        const seen = new Map((await store.read.driftItems({})).map((row) => [row.id, row.last_seen_at]));
+        assert.deepEqual([seen.get(open), seen.get(closed), seen.get(other)], [at(7), at(0), at(0)]);
+      }));
+
     it('keeps the latest drift report of each host', () =>
       withStore(async (store) => {
         assert.equal(await store.read.driftScan('web1'), undefined);
