@@ -238,6 +238,12 @@ function program(): Command {
     .addOption(jsonOption())
     .action((env: string | undefined, options: { limit: string; json?: boolean }) => commands.history(client(), env, positive(options.limit, '--limit'), options));
 
+  root
+    .command('parity <a> <b>')
+    .description('compare two environments (e.g. test production): active releases, vars, host facts and packages, hosts within each; exit 0 when only declared differences remain, 1 otherwise')
+    .addOption(jsonOption())
+    .action(async (a: string, b: string, options: { json?: boolean }) => (await import('./cli/parity-commands.js')).parity(client(), a, b, options));
+
   const audit = root.command('audit').description('the audit trail');
   audit
     .command('log')

@@ -202,6 +202,11 @@ export class LockstepClient {
     return Buffer.concat(chunks).toString('utf8');
   }
 
+  /** `lockstep parity A B`: environment `a` compared with environment `b`. */
+  parity(a: string, b: string) {
+    return this.request<api.ParityResponse>('GET', `/parity?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
+  }
+
   /** A GET whose successful body is streamed rather than parsed. */
   private stream(path: string): Promise<AsyncIterable<Uint8Array>> {
     const url = new URL(this.base.pathname + path, this.base);
