@@ -18,6 +18,7 @@ import {
   type BlobPutResponse,
   type CommandResult,
   type DriftReport,
+  type FactsReport,
   type HostSettings,
 } from '../api/schemas.js';
 import { LockstepError, type ErrorKind } from '../core/errors.js';
@@ -131,6 +132,11 @@ export class AgentClient implements ReleaseSource {
       ...(health === undefined ? {} : { health: { healthy: health.healthy, detail: health.detail.slice(0, 4000) } }),
     };
     await readJson(await this.request('POST', AGENT_ROUTES.heartbeat, { body, signal }));
+  }
+
+  /** Sends the host's facts for parity (once; the caller retries). */
+  async facts(facts: FactsReport['facts'], signal: AbortSignal): Promise<void> {
+    await readJson(await this.request('POST', AGENT_ROUTES.facts, { body: { host: this.host, facts } satisfies FactsReport, signal }));
   }
 
   private request(method: string, route: string, options: RequestOptions): Promise<Response> {

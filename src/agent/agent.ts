@@ -20,6 +20,7 @@ import { checkRound } from './health-checker.js';
 import { removeLeftovers } from './leftover-cleaner.js';
 import { Backoff, isTransient, retry, sleep } from './retry.js';
 import { ManifestStore } from './manifest-store.js';
+import { reportHostFacts } from './host-facts.js';
 import { SettingsHolder } from './settings-holder.js';
 import { runTask } from './task-runner.js';
 
@@ -119,6 +120,8 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   };
   const heartbeats = heartbeatLoop(client, currentReleaseId, healthNow, () => health?.watch_interval ?? HEARTBEAT_INTERVAL_MS, log, AbortSignal.any([signal, stopHeartbeats.signal]));
   log.info({ server: options.server, root, stateDir }, 'agent started');
+  // Host facts for `lockstep parity`; they stop with the heartbeats.
+  const facts = reportHostFacts({ root, settings: settings.get, watchedSummary: () => monitor.watchedSummary(), send: (body, abort) => client.facts(body, abort), logger: log }, AbortSignal.any([signal, stopHeartbeats.signal]));
 
   const report = async (body: AgentReport): Promise<void> => {
     try {
@@ -184,6 +187,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   } finally {
     stopHeartbeats.abort();
     await heartbeats;
+    await facts;
     await monitor.close();
   }
 
