@@ -42,4 +42,6 @@ export class Notifier {
 export const keys = {
   host: (name: string) => `host:${name}`,
   deployment: (id: number) => `deployment:${id}`,
+  /** An agent command finished (a CLI waits for it). */
+  command: (id: number) => `command:${id}`,
 };
