@@ -112,6 +112,8 @@ export const hostView = z.object({
   lastSeenAt: z.string().nullable(),
   /** From the agent's continuous health checks; null when none are configured or reported yet. */
   health: z.object({ healthy: z.boolean(), detail: z.string(), at: z.string() }).nullable(),
+  /** Open drift items (`drifted (N)` in status); 0 from servers before drift detection. */
+  openDrift: z.number().default(0),
 });
 export type HostView = z.infer<typeof hostView>;
 

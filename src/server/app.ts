@@ -143,7 +143,10 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     requireEnvironmentScope(userOf(request), body.env);
     return addHost(context, actorOf(request), body.name, body.env);
   });
-  app.get(`${p}/hosts`, access('viewer'), async () => ({ hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row))) }));
+  app.get(`${p}/hosts`, access('viewer'), async () => {
+    const openDrift = await context.store.read.openDriftCounts();
+    return { hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row, openDrift))) };
+  });
 
   // ---- deployments ----
   app.post(`${p}/plan`, access('viewer'), async (request) => planRollout(context, actorOf(request), parse(api.deployRequest, request.body)));
