@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { LockstepClient } from './client/lockstep-client.js';
 import * as commands from './cli/commands.js';
 import { EXIT_CODES, LockstepError } from './core/errors.js';
+import { addDriftCommands } from './cli/drift-program.js';
 
 const VERSION = '0.1.0';
 
@@ -243,6 +244,8 @@ function program(): Command {
     .description('compare two environments (e.g. test production): active releases, vars, host facts and packages, hosts within each; exit 0 when only declared differences remain, 1 otherwise')
     .addOption(jsonOption())
     .action(async (a: string, b: string, options: { json?: boolean }) => (await import('./cli/parity-commands.js')).parity(client(), a, b, options));
+
+  addDriftCommands(root, client);
 
   const audit = root.command('audit').description('the audit trail');
   audit

@@ -293,6 +293,53 @@ export const driftReport = z.strictObject({
 });
 export type DriftReport = z.infer<typeof driftReport>;
 
+/** A drift item as the API shows it (`lockstep drift`). */
+export const driftItemView = z.object({
+  id: z.number(),
+  host: z.string(),
+  env: z.string(),
+  scope: z.enum(['release', 'watch']),
+  path: z.string(),
+  kinds: z.array(z.string()),
+  expected: driftEntryAttrs.nullable(),
+  actual: driftEntryAttrs.nullable(),
+  state: z.enum(['open', 'reverted', 'accepted', 'adopted', 'resolved']),
+  firstSeenAt: z.string(),
+  lastSeenAt: z.string(),
+  closedAt: z.string().nullable(),
+  /** A token name, `deployment #N`, or `lockstep` (went away by itself). */
+  closedBy: z.string().nullable(),
+  /** The release `drift adopt` made from it; the item stays open until that release runs on the host. */
+  adoptedInto: z.object({ id: z.string(), version: z.string() }).nullable(),
+  reason: z.string().nullable(),
+});
+export type DriftItemView = z.infer<typeof driftItemView>;
+export const driftListResponse = z.object({ items: z.array(driftItemView) });
+export type DriftListResponse = z.infer<typeof driftListResponse>;
+
+/** An agent command as the API shows it; `ok`, `error` and `detail` come from the host's answer. */
+export const commandView = z.object({
+  id: z.number(),
+  host: z.string(),
+  kind: z.enum(['drift-scan', 'drift-revert', 'drift-accept']),
+  state: z.enum(['pending', 'sent', 'done', 'failed']),
+  paths: z.array(z.string()).nullable(),
+  createdBy: z.string(),
+  createdAt: z.string(),
+  sentAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  ok: z.boolean().nullable(),
+  error: z.string().nullable(),
+  detail: z.string().nullable(),
+});
+export type CommandView = z.infer<typeof commandView>;
+/** `drift revert`: one command per host with open drift; hosts without any are skipped. */
+export const driftRevertResponse = z.object({ commands: z.array(commandView), skipped: z.array(z.string()) });
+export type DriftRevertResponse = z.infer<typeof driftRevertResponse>;
+/** `drift adopt`: the release made, how many items it adopted, and where to deploy it first. */
+export const driftAdoptResponse = z.object({ release: releaseSummary, created: z.boolean(), host: z.string(), items: z.number(), firstEnv: z.string().nullable() });
+export type DriftAdoptResponse = z.infer<typeof driftAdoptResponse>;
+
 export const agentReport = z.strictObject({
   host: hostName,
   deploymentId: z.number().int(),

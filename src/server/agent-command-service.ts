@@ -3,7 +3,7 @@
  * API, handed to the host's agent in its work poll, answered by the agent
  * with a commandResult. The CLI long-polls a command until it finished.
  */
-import type { AgentCommand, CommandResult } from '../api/schemas.js';
+import type { AgentCommand, CommandResult, CommandView } from '../api/schemas.js';
 import { LockstepError, notFound } from '../core/errors.js';
 import type { AgentCommandRow, WriteRepo } from '../store/store.js';
 import type { ServerContext } from './context.js';
@@ -14,22 +14,6 @@ export type CommandRequest =
   | { readonly kind: 'drift-scan'; readonly full: boolean }
   | { readonly kind: 'drift-revert'; readonly paths: readonly string[] | null; readonly reason: string | null }
   | { readonly kind: 'drift-accept'; readonly paths: readonly string[]; readonly reason: string };
-
-/** A command as the API shows it. */
-export interface CommandView {
-  readonly id: number;
-  readonly host: string;
-  readonly kind: CommandRequest['kind'];
-  readonly state: 'pending' | 'sent' | 'done' | 'failed';
-  readonly paths: readonly string[] | null;
-  readonly createdBy: string;
-  readonly createdAt: string;
-  readonly sentAt: string | null;
-  readonly finishedAt: string | null;
-  readonly ok: boolean | null;
-  readonly error: string | null;
-  readonly detail: string | null;
-}
 
 /** The stored request of a command row. */
 export function requestOf(row: AgentCommandRow): CommandRequest {
@@ -70,7 +54,7 @@ export function commandView(row: AgentCommandRow): CommandView {
     host: row.host,
     kind: request.kind,
     state: row.state as CommandView['state'],
-    paths: request.kind === 'drift-scan' ? null : request.paths,
+    paths: request.kind === 'drift-scan' || request.paths === null ? null : [...request.paths],
     createdBy: row.created_by,
     createdAt: row.created_at,
     sentAt: row.sent_at,

@@ -5,7 +5,7 @@
  * promotion gate like any other, and the items stay open, marked adopted,
  * until it runs on the host.
  */
-import type { DriftEntryAttrs, ReleaseSummary } from '../api/schemas.js';
+import type { DriftAdoptResponse, DriftEntryAttrs } from '../api/schemas.js';
 import { promotionOrder } from '../core/config.js';
 import { LockstepError } from '../core/errors.js';
 import { shortId, type Manifest, type ManifestEntry } from '../core/manifest.js';
@@ -73,7 +73,7 @@ export async function adoptDrift(
   hostName: string,
   version: string,
   reason: string,
-): Promise<{ release: ReleaseSummary; created: boolean; host: string; items: number; firstEnv: string | null }> {
+): Promise<DriftAdoptResponse> {
   const repo = context.store.read;
   const config = await requireConfig(repo);
   const host = await requireActionableHost(repo, principal, hostName);

@@ -2,38 +2,18 @@
  * Drift for people: listing items, and asking hosts to scan, revert or accept
  * (agent commands; each request is audited, each host's answer too).
  */
-import type { DriftEntryAttrs } from '../api/schemas.js';
+import type { CommandView, DriftEntryAttrs, DriftItemView, DriftListResponse, DriftRevertResponse } from '../api/schemas.js';
 import type { Config } from '../core/config.js';
 import { LockstepError, notFound } from '../core/errors.js';
 import type { AgentCommandRow, DriftItemRow, HostRow, ReadRepo } from '../store/store.js';
-import { commandView, insertCommand, wakeHost, type CommandRequest, type CommandView } from './agent-command-service.js';
+import { commandView, insertCommand, wakeHost, type CommandRequest } from './agent-command-service.js';
 import { requireConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { requireEnvironmentScope, type UserPrincipal } from './deployment-service.js';
 import { releaseScopePrefix } from './host-settings.js';
 
-/** A drift item as the API shows it. */
-export interface DriftItemView {
-  readonly id: number;
-  readonly host: string;
-  readonly env: string;
-  readonly scope: 'release' | 'watch';
-  readonly path: string;
-  readonly kinds: readonly string[];
-  readonly expected: DriftEntryAttrs | null;
-  readonly actual: DriftEntryAttrs | null;
-  readonly state: 'open' | 'reverted' | 'accepted' | 'adopted' | 'resolved';
-  readonly firstSeenAt: string;
-  readonly lastSeenAt: string;
-  readonly closedAt: string | null;
-  readonly closedBy: string | null;
-  /** The release `drift adopt` made from it, with its version. */
-  readonly adoptedInto: { readonly id: string; readonly version: string } | null;
-  readonly reason: string | null;
-}
-
 /** The items of every host, an environment or a host (an environment's name wins over a host's); open ones unless `all`. */
-export async function listDrift(context: ServerContext, target: string | undefined, all: boolean): Promise<{ items: DriftItemView[] }> {
+export async function listDrift(context: ServerContext, target: string | undefined, all: boolean): Promise<DriftListResponse> {
   const repo = context.store.read;
   let filter: { env?: string; host?: string } = {};
   if (target !== undefined) {
@@ -113,7 +93,7 @@ export async function requestRevert(
   target: string,
   paths: readonly string[] | null,
   reason: string | null,
-): Promise<{ commands: CommandView[]; skipped: string[] }> {
+): Promise<DriftRevertResponse> {
   const repo = context.store.read;
   const config = await requireConfig(repo);
   const hosts = config.environments[target] ? (await repo.listHosts(target)).filter((host) => host.enrolled_at !== null) : [await requireActionableHost(repo, principal, target)];
