@@ -42,6 +42,8 @@ export interface AgentOptions {
 /** How often the agent tells the server it is alive, besides once at start. */
 const HEARTBEAT_INTERVAL_MS = 30_000;
 const DEFAULT_POLL_WAIT_SECONDS = 25;
+/** How long after a task the drift monitor waits before re-taking the baseline (see DriftMonitor.resume). */
+const POST_TASK_SETTLE_MS = 1000;
 
 /** Runs the agent until `signal` aborts; rejects only when it cannot work at all (no or a rejected credential). */
 export async function runAgent(options: AgentOptions, signal: AbortSignal): Promise<void> {
@@ -181,7 +183,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
         busy = false;
       });
       // Not awaited: the next poll need not wait for the re-scan (a next task's pause() does).
-      void monitor.resume(task.deploymentId).catch((error: unknown) => log.error({ err: error }, 'could not re-take the drift baseline after a task'));
+      void monitor.resume(task.deploymentId, POST_TASK_SETTLE_MS).catch((error: unknown) => log.error({ err: error }, 'could not re-take the drift baseline after a task'));
       if (outcome.kind === 'failed') log.warn({ deploymentId: task.deploymentId, error: outcome.error }, 'task failed');
     }
   } finally {

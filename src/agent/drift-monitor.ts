@@ -114,6 +114,7 @@ export class DriftMonitor {
   #flushQueued = false;
   #loop: Promise<void> | undefined;
   readonly #closed = new AbortController();
+  #pendingResume: { readonly timer: NodeJS.Timeout; readonly skip: () => void } | undefined;
 
   constructor(options: DriftMonitorOptions) {
     this.#options = options;
@@ -146,13 +147,41 @@ export class DriftMonitor {
   /** Stops watching for a deployment; resolves when no scan is running any more. */
   async pause(): Promise<void> {
     this.#paused = true;
+    this.#cancelResume();
     this.#pendingRelease.clear();
     this.#pendingWatch.clear();
     await this.#chain.catch(() => undefined);
   }
 
-  /** After a deployment (any outcome): re-takes the baseline and reports with the deployment as cause. */
-  resume(deploymentId: number): Promise<void> {
+  /**
+   * After a deployment (any outcome): re-takes the baseline and reports with the deployment as cause,
+   * `delayMs` later. The delay lets the rollout's own reports and the other hosts' switches go first
+   * (measured: re-scanning and reporting at once made a 20-host rollback's server window twice as long);
+   * a task arriving meanwhile (a rollback right after a deploy) cancels it, and its own resume() re-takes the baseline.
+   */
+  resume(deploymentId: number, delayMs = 0): Promise<void> {
+    this.#cancelResume();
+    if (delayMs <= 0) return this.#resumeNow(deploymentId);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pendingResume = undefined;
+        this.#resumeNow(deploymentId).then(resolve, (error: unknown) => {
+          this.#log.error({ err: error }, 'could not re-take the drift baseline after a task');
+          resolve();
+        });
+      }, delayMs);
+      this.#pendingResume = { timer, skip: resolve };
+    });
+  }
+
+  #cancelResume(): void {
+    if (this.#pendingResume === undefined) return;
+    clearTimeout(this.#pendingResume.timer);
+    this.#pendingResume.skip();
+    this.#pendingResume = undefined;
+  }
+
+  #resumeNow(deploymentId: number): Promise<void> {
     return this.#exclusive(async () => {
       this.#paused = false;
       if (this.#options.settings() === null) return;
@@ -242,6 +271,7 @@ export class DriftMonitor {
   /** Stops watchers and scanner threads. */
   async close(): Promise<void> {
     this.#paused = true;
+    this.#cancelResume();
     this.#closed.abort();
     await this.#chain.catch(() => undefined);
     this.#release?.watcher?.close();
