@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { LockstepClient } from './client/lockstep-client.js';
 import * as commands from './cli/commands.js';
 import { EXIT_CODES, LockstepError } from './core/errors.js';
+import { addDriftCommands } from './cli/drift-program.js';
 
 const VERSION = '0.1.0';
 
@@ -238,6 +239,14 @@ function program(): Command {
     .option('--limit <n>', 'how many', '50')
     .addOption(jsonOption())
     .action((env: string | undefined, options: { limit: string; json?: boolean }) => commands.history(client(), env, positive(options.limit, '--limit'), options));
+
+  root
+    .command('parity <a> <b>')
+    .description('compare two environments (e.g. test production): active releases, vars, host facts and packages, hosts within each; exit 0 when only declared differences remain, 1 otherwise')
+    .addOption(jsonOption())
+    .action(async (a: string, b: string, options: { json?: boolean }) => (await import('./cli/parity-commands.js')).parity(client(), a, b, options));
+
+  addDriftCommands(root, client);
 
   const audit = root.command('audit').description('the audit trail');
   audit

@@ -9,29 +9,41 @@ import {
   AGENT_ROUTES,
   API_PREFIX,
   agentReleaseAnswer,
+  blobPutResponse,
   enrollResponse,
   errorBody,
   firecallTrust,
+  hostSettings,
   workResponse,
   type FirecallAgentReport,
   type FirecallTrust,
   type AgentReport,
-  type AgentTask,
+  type BlobPutResponse,
+  type CommandResult,
+  type DriftReport,
+  type FactsReport,
+  type HostSettings,
 } from '../api/schemas.js';
 import { LockstepError, type ErrorKind } from '../core/errors.js';
 import type { ReleaseSource, UntrustedDelta, UntrustedManifest } from './release-stager.js';
 
 /** The answer to an enrollment. */
 export type Enrollment = z.infer<typeof enrollResponse>;
+/** One long-poll's answer: a task, a command (each may be null) and the revision of the host's settings. */
+export type WorkAnswer = z.infer<typeof workResponse>;
 
 /** How long to wait for response headers (beyond a long poll's own wait), in ms. */
 const RESPONSE_TIMEOUT_MS = 30_000;
+/** How long an upload (at most 64 MiB) may take until the response headers arrive. */
+const UPLOAD_TIMEOUT_MS = 120_000;
 /** A blob download that receives nothing for this long is given up (and retried). */
 const BODY_IDLE_TIMEOUT_MS = 60_000;
 
 interface RequestOptions {
   readonly query?: Readonly<Record<string, string>>;
   readonly body?: unknown;
+  /** Raw bytes to send instead of a JSON body. */
+  readonly bytes?: Uint8Array | AsyncIterable<Uint8Array>;
   readonly signal: AbortSignal;
   readonly timeoutMs?: number;
 }
@@ -53,14 +65,38 @@ export class AgentClient implements ReleaseSource {
     private readonly credential: string,
   ) {}
 
-  /** Long-polls for the next task, waiting up to `waitSeconds` on the server. */
-  async work(waitSeconds: number, signal: AbortSignal): Promise<AgentTask | null> {
+  /** Long-polls for the next task or command, waiting up to `waitSeconds` on the server. */
+  async work(waitSeconds: number, signal: AbortSignal): Promise<WorkAnswer> {
     const response = await this.request('GET', AGENT_ROUTES.work, {
       query: { host: this.host, wait: String(waitSeconds) },
       signal,
       timeoutMs: waitSeconds * 1000 + RESPONSE_TIMEOUT_MS,
     });
-    return parseBody(workResponse, await readJson(response), AGENT_ROUTES.work).task;
+    return parseBody(workResponse, await readJson(response), AGENT_ROUTES.work);
+  }
+
+  /** What this host should watch and how often to scan, from the applied config. */
+  async settings(signal: AbortSignal): Promise<HostSettings> {
+    const response = await this.request('GET', AGENT_ROUTES.settings, { query: { host: this.host }, signal });
+    return parseBody(hostSettings, await readJson(response), AGENT_ROUTES.settings);
+  }
+
+  /** Sends the complete set of drift findings after a scan (once; the caller retries). */
+  async driftReport(report: DriftReport, signal: AbortSignal): Promise<void> {
+    await readJson(await this.request('POST', AGENT_ROUTES.drift, { body: report, signal }));
+  }
+
+  /** Answers a command (once; the caller retries). */
+  async commandResult(commandId: number, result: CommandResult, signal: AbortSignal): Promise<void> {
+    const route = AGENT_ROUTES.commandResult.replace(':id', encodeURIComponent(String(commandId)));
+    await readJson(await this.request('POST', route, { body: result, signal }));
+  }
+
+  /** Uploads the content of a drifted file; the server checks that it hashes to `hash`. */
+  async uploadBlob(hash: string, content: Uint8Array | AsyncIterable<Uint8Array>, signal: AbortSignal): Promise<BlobPutResponse> {
+    const route = AGENT_ROUTES.blobUpload.replace(':hash', encodeURIComponent(hash));
+    const response = await this.request('PUT', route, { query: { host: this.host }, bytes: content, signal, timeoutMs: UPLOAD_TIMEOUT_MS });
+    return parseBody(blobPutResponse, await readJson(response), AGENT_ROUTES.blobUpload);
   }
 
   /**
@@ -116,6 +152,11 @@ export class AgentClient implements ReleaseSource {
     await readJson(await this.request('POST', AGENT_ROUTES.firecall, { body: { host: this.host, ...report }, signal }));
   }
 
+  /** Sends the host's facts for parity (once; the caller retries). */
+  async facts(facts: FactsReport['facts'], signal: AbortSignal): Promise<void> {
+    await readJson(await this.request('POST', AGENT_ROUTES.facts, { body: { host: this.host, facts } satisfies FactsReport, signal }));
+  }
+
   private request(method: string, route: string, options: RequestOptions): Promise<Response> {
     return send(this.server, this.credential, method, route, options);
   }
@@ -127,6 +168,7 @@ async function send(server: string, credential: string | undefined, method: stri
   const headers: Record<string, string> = { accept: 'application/json' };
   if (credential !== undefined) headers.authorization = `Bearer ${credential}`;
   if (options.body !== undefined) headers['content-type'] = 'application/json';
+  if (options.bytes !== undefined) headers['content-type'] = 'application/octet-stream';
 
   // The timeout only covers waiting for the response headers; bodies are read after it is cleared.
   const timeout = new AbortController();
@@ -138,7 +180,9 @@ async function send(server: string, credential: string | undefined, method: stri
       headers,
       signal: AbortSignal.any([options.signal, timeout.signal]),
       ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-    });
+      // A streamed body needs duplex 'half' (undici); a Uint8Array is sent as is.
+      ...(options.bytes === undefined ? {} : { body: options.bytes as NonNullable<RequestInit['body']>, duplex: 'half' }),
+    } as RequestInit);
   } catch (error) {
     if (options.signal.aborted) throw options.signal.reason;
     const why = timeout.signal.aborted ? 'timed out' : describe(error);

@@ -1,23 +1,27 @@
 /**
  * The host agent's composition root and work loop: enroll (once), clean up
- * what a killed predecessor left, heartbeat, then long-poll for tasks and run
- * them one at a time until the signal aborts. Network failures never end the
+ * what a killed predecessor left, heartbeat, fetch the host settings and
+ * start the drift monitor, then long-poll for tasks and commands and run them
+ * one at a time until the signal aborts. Network failures never end the
  * loop; only a credential the server rejects does.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { AgentReport, AgentTask, HealthSpec } from '../api/schemas.js';
+import type { AgentCommand, AgentReport, AgentTask, HealthSpec } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
 import { BlobCache } from '../content/blob-cache.js';
 import { readCurrentReleaseId } from './activator.js';
 import { AgentClient, enroll } from './agent-client.js';
 import { readAgentState, readCredential, writeAgentState, writeCredential, type AgentCredential } from './agent-state.js';
 import { deployLayout } from './deploy-layout.js';
+import { DriftMonitor } from './drift-monitor.js';
 import { checkRound } from './health-checker.js';
 import { removeLeftovers } from './leftover-cleaner.js';
 import { Backoff, isTransient, retry, sleep } from './retry.js';
 import { ManifestStore } from './manifest-store.js';
+import { reportHostFacts } from './host-facts.js';
+import { SettingsHolder } from './settings-holder.js';
 import { runTask } from './task-runner.js';
 import { DEFAULT_SSHD_LOG, runFirecallDuties } from './firecall-agent.js';
 
@@ -41,6 +45,8 @@ export interface AgentOptions {
 /** How often the agent tells the server it is alive, besides once at start. */
 const HEARTBEAT_INTERVAL_MS = 30_000;
 const DEFAULT_POLL_WAIT_SECONDS = 25;
+/** How long after a task the drift monitor waits before re-taking the baseline (see DriftMonitor.resume). */
+const POST_TASK_SETTLE_MS = 1000;
 
 /** Runs the agent until `signal` aborts; rejects only when it cannot work at all (no or a rejected credential). */
 export async function runAgent(options: AgentOptions, signal: AbortSignal): Promise<void> {
@@ -75,6 +81,40 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     if (removed.length > 0) log.info({ removed }, 'removed leftovers of an interrupted run');
   }
 
+  const remember = async (next: { deployTo: string; health: HealthSpec | null }): Promise<void> => {
+    if (next.deployTo === deployTo && JSON.stringify(next.health) === JSON.stringify(health)) return;
+    ({ deployTo, health } = next);
+    await writeAgentState(stateDir, { deployTo, health }).catch((error: unknown) =>
+      log.warn({ err: error }, 'could not remember deploy_to; start-up cleanup will not know it'),
+    );
+  };
+  // Settings (deploy_to, watch paths, scan intervals) arrive at start and whenever their revision changes.
+  // Other parts of the agent read them through `settings.get` (a `() => HostSettings | null`).
+  const settings = new SettingsHolder(client, log);
+  const monitor = new DriftMonitor({
+    host: identity.host,
+    root,
+    stateDir,
+    cache,
+    manifests,
+    settings: settings.get,
+    deployTo: () => deployTo,
+    sink: client,
+    fetchManifest: (releaseId, fetchSignal) => client.fetchManifest(releaseId, fetchSignal),
+    fetchBlob: (hash, fetchSignal) => client.fetchBlob(hash, fetchSignal),
+    logger: log,
+    signal,
+  });
+  settings.onChange((latest) => {
+    // During a task its deploy_to is the authority; the settings' one is taken between tasks.
+    void (async () => {
+      if (latest.deployTo !== null && !busy) await remember({ deployTo: latest.deployTo, health });
+      await monitor.settingsChanged();
+    })().catch((error: unknown) => log.error({ err: error }, 'could not apply the new host settings to drift watching'));
+  });
+  monitor.start();
+  void settings.refresh(signal);
+
   const currentReleaseId = async (): Promise<string | null> =>
     deployTo === null ? null : readCurrentReleaseId(deployLayout(root, deployTo)).catch(() => null);
   // Heartbeats stop with the agent, and also when the work loop ends with an error.
@@ -86,6 +126,8 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   const heartbeats = heartbeatLoop(client, currentReleaseId, healthNow, () => health?.watch_interval ?? HEARTBEAT_INTERVAL_MS, log, AbortSignal.any([signal, stopHeartbeats.signal]));
   const firecalls = runFirecallDuties({ root, stateDir, sshdLog: options.sshdLog ?? DEFAULT_SSHD_LOG, client, logger: log }, AbortSignal.any([signal, stopHeartbeats.signal]));
   log.info({ server: options.server, root, stateDir }, 'agent started');
+  // Host facts for `lockstep parity`; they stop with the heartbeats.
+  const facts = reportHostFacts({ root, settings: settings.get, watchedSummary: () => monitor.watchedSummary(), send: (body, abort) => client.facts(body, abort), logger: log }, AbortSignal.any([signal, stopHeartbeats.signal]));
 
   const report = async (body: AgentReport): Promise<void> => {
     try {
@@ -105,8 +147,11 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   try {
     while (!signal.aborted) {
       let task: AgentTask | null;
+      let command: AgentCommand | null;
       try {
-        task = await client.work(waitSeconds, signal);
+        const answer = await client.work(waitSeconds, signal);
+        ({ task, command } = answer);
+        if (settings.isStale(answer.settingsRevision)) void settings.refresh(signal);
         backoff.reset();
       } catch (error) {
         if (signal.aborted) break;
@@ -118,25 +163,54 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
         await sleep(delayMs, signal);
         continue;
       }
-      if (task === null) continue;
-      if (task.deployTo !== deployTo || JSON.stringify(task.health) !== JSON.stringify(health)) {
-        deployTo = task.deployTo;
-        health = task.health;
-        await writeAgentState(stateDir, { deployTo, health }).catch((error: unknown) =>
-          log.warn({ err: error }, 'could not remember deploy_to; start-up cleanup will not know it'),
-        );
+      if (task === null) {
+        if (command !== null) await runCommand(command);
+        continue;
       }
+      await remember({ deployTo: task.deployTo, health: task.health });
       log.info({ deploymentId: task.deploymentId, kind: task.kind, version: task.version }, 'task received');
       busy = true;
-      const outcome = await runTask(task, { host: identity.host, root, cache, manifests, source: client, report, logger: log, signal }).finally(() => {
+      // What a deployment changes is no drift: the monitor sleeps through it and re-takes the baseline after.
+      await monitor.pause();
+      const taskDeployTo = task.deployTo;
+      const outcome = await runTask(task, {
+        host: identity.host,
+        root,
+        cache,
+        manifests,
+        source: client,
+        report,
+        logger: log,
+        signal,
+        verify: (releaseId) => monitor.verifyRelease(taskDeployTo, releaseId),
+      }).finally(() => {
         busy = false;
       });
+      // Not awaited: the next poll need not wait for the re-scan (a next task's pause() does).
+      void monitor.resume(task.deploymentId, POST_TASK_SETTLE_MS).catch((error: unknown) => log.error({ err: error }, 'could not re-take the drift baseline after a task'));
       if (outcome.kind === 'failed') log.warn({ deploymentId: task.deploymentId, error: outcome.error }, 'task failed');
     }
   } finally {
     stopHeartbeats.abort();
     await heartbeats;
     await firecalls;
+    await facts;
+    await monitor.close();
+  }
+
+  /** Runs a drift command and answers it; the answer is retried like a report. */
+  async function runCommand(command: AgentCommand): Promise<void> {
+    log.info({ commandId: command.id, kind: command.kind }, 'command received');
+    const outcome = await monitor.runCommand(command);
+    try {
+      await retry(() => client.commandResult(command.id, { host: identity.host, ...outcome }, signal), {
+        signal,
+        onRetry: (error, attempt, delayMs) => log.warn({ err: error, commandId: command.id, attempt, delayMs }, 'command result failed; retrying'),
+      });
+    } catch (error) {
+      if (signal.aborted) throw error;
+      log.error({ err: error, commandId: command.id }, 'server refused the command result');
+    }
   }
 }
 

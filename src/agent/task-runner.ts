@@ -36,6 +36,11 @@ export interface TaskContext {
   readonly report: (report: AgentReport) => Promise<void>;
   readonly logger: Logger;
   readonly signal: AbortSignal;
+  /**
+   * The first scan after a deploy: the error that fails the step when the
+   * activated release differs from its manifest (null: it matches).
+   */
+  readonly verify?: (releaseId: string) => Promise<string | null>;
 }
 
 /** Longest error text a report may carry (the schema's limit). */
@@ -134,6 +139,12 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       activatedReported.catch(() => undefined);
     }
     await hook(task.kind === 'deploy' ? 'after_activate' : 'after_rollback', layout, previousReleaseId);
+    // Only deploys: a rollback or revert is the way back and must not be blocked by drift
+    // in the release it returns to (that drift is reported as such instead).
+    if (task.kind === 'deploy' && context.verify !== undefined) {
+      const mismatch = await context.verify(task.releaseId);
+      if (mismatch !== null) throw new Error(mismatch);
+    }
     const health = await waitHealthy(task.health, signal, (round) => appendLog('health', [`${round.healthy ? 'pass' : 'fail'}: ${round.detail}`]));
     if (!health.healthy) throw new Error(`health check failed: ${health.detail}`);
     await activatedReported;

@@ -112,6 +112,8 @@ export const hostView = z.object({
   lastSeenAt: z.string().nullable(),
   /** From the agent's continuous health checks; null when none are configured or reported yet. */
   health: z.object({ healthy: z.boolean(), detail: z.string(), at: z.string() }).nullable(),
+  /** Open drift items (`drifted (N)` in status); 0 from servers before drift detection. */
+  openDrift: z.number().default(0),
 });
 export type HostView = z.infer<typeof hostView>;
 
@@ -297,6 +299,53 @@ export const driftReport = z.strictObject({
 });
 export type DriftReport = z.infer<typeof driftReport>;
 
+/** A drift item as the API shows it (`lockstep drift`). */
+export const driftItemView = z.object({
+  id: z.number(),
+  host: z.string(),
+  env: z.string(),
+  scope: z.enum(['release', 'watch']),
+  path: z.string(),
+  kinds: z.array(z.string()),
+  expected: driftEntryAttrs.nullable(),
+  actual: driftEntryAttrs.nullable(),
+  state: z.enum(['open', 'reverted', 'accepted', 'adopted', 'resolved']),
+  firstSeenAt: z.string(),
+  lastSeenAt: z.string(),
+  closedAt: z.string().nullable(),
+  /** A token name, `deployment #N`, or `lockstep` (went away by itself). */
+  closedBy: z.string().nullable(),
+  /** The release `drift adopt` made from it; the item stays open until that release runs on the host. */
+  adoptedInto: z.object({ id: z.string(), version: z.string() }).nullable(),
+  reason: z.string().nullable(),
+});
+export type DriftItemView = z.infer<typeof driftItemView>;
+export const driftListResponse = z.object({ items: z.array(driftItemView) });
+export type DriftListResponse = z.infer<typeof driftListResponse>;
+
+/** An agent command as the API shows it; `ok`, `error` and `detail` come from the host's answer. */
+export const commandView = z.object({
+  id: z.number(),
+  host: z.string(),
+  kind: z.enum(['drift-scan', 'drift-revert', 'drift-accept']),
+  state: z.enum(['pending', 'sent', 'done', 'failed']),
+  paths: z.array(z.string()).nullable(),
+  createdBy: z.string(),
+  createdAt: z.string(),
+  sentAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  ok: z.boolean().nullable(),
+  error: z.string().nullable(),
+  detail: z.string().nullable(),
+});
+export type CommandView = z.infer<typeof commandView>;
+/** `drift revert`: one command per host with open drift; hosts without any are skipped. */
+export const driftRevertResponse = z.object({ commands: z.array(commandView), skipped: z.array(z.string()) });
+export type DriftRevertResponse = z.infer<typeof driftRevertResponse>;
+/** `drift adopt`: the release made, how many items it adopted, and where to deploy it first. */
+export const driftAdoptResponse = z.object({ release: releaseSummary, created: z.boolean(), host: z.string(), items: z.number(), firstEnv: z.string().nullable() });
+export type DriftAdoptResponse = z.infer<typeof driftAdoptResponse>;
+
 export const agentReport = z.strictObject({
   host: hostName,
   deploymentId: z.number().int(),
@@ -353,6 +402,8 @@ export const AGENT_ROUTES = {
    * trust differs from `since`, else long-polls up to `wait`. POST firecallAgentReport → { ok: true }.
    */
   firecall: '/agent/firecall',
+  /** POST factsReport → { ok: true }. Sent at start and whenever the host's facts change. */
+  facts: '/agent/facts',
 } as const;
 
 // ---- fire call (issue 5) ----
@@ -546,3 +597,59 @@ export const changeView = z.object({
 export type ChangeView = z.infer<typeof changeView>;
 export const changesResponse = z.object({ since: z.string(), changes: z.array(changeView) });
 export type ChangesResponse = z.infer<typeof changesResponse>;
+
+// ---- host facts and parity ----
+
+/** Caps that keep one agent's facts report bounded (a large Debian host has ~3,000 packages). */
+const MAX_PACKAGES = 50_000;
+const MAX_WATCHED = 100_000;
+const boundedRecord = (key: z.ZodString, value: z.ZodString, max: number, what: string) =>
+  z.record(key, value).refine((record) => Object.keys(record).length <= max, { message: `at most ${max} ${what}` });
+
+/**
+ * What an agent reports about its host for `lockstep parity` (the shape of HostFacts in src/core/parity.ts).
+ * `watched`: absolute host path → a short digest of the entry as it is now (type, mode, owner, hash or target).
+ */
+export const hostFacts = z.strictObject({
+  os: z.strictObject({ id: z.string().max(64), version: z.string().max(64) }),
+  kernel: z.string().max(256),
+  arch: z.string().max(32),
+  packages: z
+    .strictObject({ manager: z.enum(['dpkg', 'rpm']), installed: boundedRecord(z.string().min(1).max(256), z.string().max(256), MAX_PACKAGES, 'packages') })
+    .nullable(),
+  watched: boundedRecord(z.string().min(1).max(4096).startsWith('/'), z.string().max(200), MAX_WATCHED, 'watched paths'),
+});
+export type HostFactsBody = z.infer<typeof hostFacts>;
+
+/** POST /agent/facts: the latest facts of the agent's own host. */
+export const factsReport = z.strictObject({ host: hostName, facts: hostFacts });
+export type FactsReport = z.infer<typeof factsReport>;
+
+const parityDifference = z.object({
+  category: z.enum(['release', 'var', 'fact', 'package', 'watched']),
+  name: z.string(),
+  /** Values per environment (or, within an environment, per host); empty: absent. */
+  values: z.record(z.string(), z.array(z.string())),
+  declared: z.boolean(),
+  /** Set when two hosts of one environment differ. */
+  within: z.object({ env: z.string(), host: z.string(), reference: z.string() }).nullable(),
+  files: z.array(z.object({ path: z.string(), onlyIn: z.string().nullable() })).optional(),
+  fileCount: z.number().optional(),
+});
+
+/** GET /parity?a=ENV&b=ENV: the comparison of two environments (see src/core/parity.ts). */
+export const parityResponse = z.object({
+  a: z.string(),
+  b: z.string(),
+  /** Percent of compared items that are equal or differ only as declared. */
+  score: z.number(),
+  compared: z.number(),
+  equal: z.number(),
+  declared: z.number(),
+  undeclared: z.number(),
+  differences: z.array(parityDifference),
+  notes: z.array(z.string()),
+  /** When each host last reported its facts (null: never). */
+  hosts: z.array(z.object({ name: z.string(), env: z.string(), factsAt: z.string().nullable() })),
+});
+export type ParityResponse = z.infer<typeof parityResponse>;

@@ -307,9 +307,10 @@ function printEnvironment(environment: StatusResponse['environments'][number]): 
   }
 }
 
-function hostState(host: { enrolled: boolean; online: boolean }): string {
+function hostState(host: { enrolled: boolean; online: boolean; openDrift?: number }): string {
   if (!host.enrolled) return color.yellow('not enrolled');
-  return host.online ? color.green('online') : color.red('offline');
+  const drifted = host.openDrift ? ` ${color.red(`drifted (${host.openDrift})`)}` : '';
+  return (host.online ? color.green('online') : color.red('offline')) + drifted;
 }
 
 /** `lockstep history [ENV]`. */

@@ -220,6 +220,41 @@ export class LockstepClient {
     return Buffer.concat(chunks).toString('utf8');
   }
 
+  /** Drift items of every host, an environment or a host; open ones unless `all`. */
+  drift(target: string | undefined, all: boolean) {
+    const query = [target ? `target=${encodeURIComponent(target)}` : '', all ? 'all=1' : ''].filter(Boolean).join('&');
+    return this.request<api.DriftListResponse>('GET', `/drift${query ? `?${query}` : ''}`);
+  }
+  driftScan(host: string, full: boolean) {
+    return this.request<api.CommandView>('POST', '/drift/scan', { host, full });
+  }
+  driftRevert(target: string, paths: readonly string[] | undefined, reason: string | undefined) {
+    return this.request<api.DriftRevertResponse>('POST', '/drift/revert', { target, ...(paths?.length ? { paths } : {}), ...(reason !== undefined ? { reason } : {}) });
+  }
+  driftAccept(host: string, paths: readonly string[], reason: string) {
+    return this.request<api.CommandView>('POST', '/drift/accept', { host, paths, reason });
+  }
+  driftAdopt(host: string, version: string, reason: string) {
+    return this.request<api.DriftAdoptResponse>('POST', '/drift/adopt', { host, version, reason });
+  }
+  /** An agent command; with `waitSeconds`, waits up to that long for it to finish. */
+  command(id: number, waitSeconds = 0) {
+    return this.request<api.CommandView>('GET', `/commands/${id}${waitSeconds > 0 ? `?wait=${waitSeconds}` : ''}`);
+  }
+  /** Long-polls a command until its host answered, or `timeoutMs` passed (then it is returned unfinished). */
+  async waitForCommand(first: api.CommandView, timeoutMs: number): Promise<api.CommandView> {
+    const deadline = Date.now() + timeoutMs;
+    let view = first;
+    while ((view.state === 'pending' || view.state === 'sent') && Date.now() < deadline) {
+      view = await this.command(view.id, Math.max(1, Math.min(25, Math.ceil((deadline - Date.now()) / 1000))));
+    }
+    return view;
+  }
+  /** `lockstep parity A B`: environment `a` compared with environment `b`. */
+  parity(a: string, b: string) {
+    return this.request<api.ParityResponse>('GET', `/parity?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
+  }
+
   /** A GET whose successful body is streamed rather than parsed. */
   private stream(path: string): Promise<AsyncIterable<Uint8Array>> {
     const url = new URL(this.base.pathname + path, this.base);

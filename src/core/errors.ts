@@ -14,7 +14,8 @@ export type ErrorKind =
   | 'unauthorized' // missing or bad credentials: exit 5, HTTP 401
   | 'forbidden' // credentials valid but not allowed: exit 5, HTTP 403
   | 'rate-limited' // too many failed authentications: exit 5, HTTP 429
-  | 'unavailable'; // the server cannot be reached: exit 6
+  | 'unavailable' // the server cannot be reached: exit 6
+  | 'mismatch'; // a comparison found undeclared differences (lockstep parity), so a pipeline can gate on it: exit 1
 
 /** An expected failure with a one-line message meant for the person at the keyboard. */
 export class LockstepError extends Error {
@@ -53,6 +54,7 @@ export const EXIT_CODES: Readonly<Record<ErrorKind | 'ok' | 'internal', number>>
   forbidden: 5,
   'rate-limited': 5,
   unavailable: 6,
+  mismatch: 1,
 };
 
 /** HTTP status for each error kind. */
@@ -66,4 +68,5 @@ export const HTTP_STATUS: Readonly<Record<ErrorKind, number>> = {
   forbidden: 403,
   'rate-limited': 429,
   unavailable: 503,
+  mismatch: 409,
 };

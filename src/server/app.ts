@@ -15,7 +15,7 @@ import { applyConfig } from './config-service.js';
 import type { Principal, ServerContext } from './context.js';
 import { FailedAuthLimiter, roleAllows, type Access } from './access.js';
 import { listChanges } from './changes-service.js';
-import { decideDeployment, deploymentView, recordReport, rejectRelease, startDeployment, startRollback, unrejectRelease, waitForDeployment, requireEnvironmentScope, type UserPrincipal } from './deployment-service.js';
+import { decideDeployment, deploymentView, recordReport, rejectRelease, startDeployment, startRollback, unrejectRelease, waitForDeployment, requireEnvironmentScope } from './deployment-service.js';
 import { createToken, listTokens, revokeToken } from './token-service.js';
 import { planRollout } from './plan-service.js';
 import { addHost, enroll, FetchScope, pollWork, recordHeartbeat } from './host-service.js';
@@ -23,6 +23,9 @@ import { createRelease, manifestOf, resolveRelease, summarize } from './release-
 import { manifestDeltaOf } from './manifest-delta.js';
 import { hashToken } from './tokens.js';
 import { auditView, history, hostView, status } from './views.js';
+import { parityView, recordFacts } from './parity-service.js';
+import { abortOnClose, actorOf, agentOf, parse, userOf } from './route-helpers.js';
+import { registerDriftRoutes } from './drift-routes.js';
 
 export type { Access } from './access.js';
 
@@ -33,31 +36,6 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
   }
-}
-
-/** Parses a body or query with a schema; every problem is reported, with its field. */
-export function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => `${issue.path.length ? issue.path.join('.') : 'body'}: ${issue.message}`);
-  throw new LockstepError('bad-input', `invalid request: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`, { problems });
-}
-
-function actorOf(request: FastifyRequest): string {
-  return request.principal?.name ?? 'anonymous';
-}
-
-export function userOf(request: FastifyRequest): UserPrincipal {
-  const principal = request.principal;
-  if (principal?.kind !== 'user') throw new LockstepError('forbidden', 'this route is for user tokens');
-  return principal;
-}
-
-export function agentOf(request: FastifyRequest, host: string | undefined): Extract<Principal, { kind: 'agent' }> {
-  const principal = request.principal;
-  if (principal?.kind !== 'agent') throw new LockstepError('forbidden', 'this route is for agents');
-  if (host !== undefined && host !== principal.host) throw new LockstepError('forbidden', `this credential belongs to host ${principal.host}, not ${host}`);
-  return principal;
 }
 
 const hostQuery = z.object({ host: z.string().max(63) });
@@ -165,7 +143,10 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     requireEnvironmentScope(userOf(request), body.env);
     return addHost(context, actorOf(request), body.name, body.env);
   });
-  app.get(`${p}/hosts`, access('viewer'), async () => ({ hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row))) }));
+  app.get(`${p}/hosts`, access('viewer'), async () => {
+    const openDrift = await context.store.read.openDriftCounts();
+    return { hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row, openDrift))) };
+  });
 
   // ---- deployments ----
   app.post(`${p}/plan`, access('viewer'), async (request) => planRollout(context, actorOf(request), parse(api.deployRequest, request.body)));
@@ -260,7 +241,7 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
   app.get(`${p}${api.AGENT_ROUTES.work}`, quiet('agent'), async (request) => {
     const query = parse(hostQuery.extend({ wait: z.coerce.number().min(0).max(30).default(25) }), request.query);
     const agent = agentOf(request, query.host);
-    return { task: await pollWork(context, agent.host, query.wait * 1000, abortOnClose(request, context.shutdown)) };
+    return pollWork(context, agent.host, agent.env, query.wait * 1000, abortOnClose(request, context.shutdown));
   });
   app.get(`${p}${api.AGENT_ROUTES.release}`, quiet('agent'), async (request, reply) => {
     const { id } = parse(z.object({ id: z.string().regex(/^[0-9a-f]{64}$/, 'expected a release id') }), request.params);
@@ -298,6 +279,20 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     return { ok: true };
   });
 
+  registerDriftRoutes(app, context);
+
+  // ---- host facts and parity (parity-service.ts) ----
+  app.post(`${p}${api.AGENT_ROUTES.facts}`, quiet('agent'), async (request) => {
+    const body = parse(api.factsReport, request.body);
+    const agent = agentOf(request, body.host);
+    await recordFacts(context, agent.host, body);
+    return { ok: true };
+  });
+  app.get(`${p}/parity`, access('viewer'), async (request) => {
+    const query = parse(z.object({ a: z.string().min(1).max(32), b: z.string().min(1).max(32) }), request.query);
+    return parityView(context, query.a, query.b);
+  });
+
   return app;
 }
 
@@ -318,9 +313,3 @@ async function sendJson(request: FastifyRequest, reply: FastifyReply, body: unkn
   return reply.header('content-encoding', 'gzip').send(await gzipAsync(text, { level: 1 }));
 }
 
-/** An AbortSignal that fires when the client goes away or the server shuts down, to end long polls early. */
-export function abortOnClose(request: FastifyRequest, shutdown: AbortSignal): AbortSignal {
-  const controller = new AbortController();
-  request.raw.once('close', () => controller.abort());
-  return AbortSignal.any([controller.signal, shutdown]);
-}

@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import * as api from '../api/schemas.js';
-import { abortOnClose, agentOf, parse, userOf } from './app.js';
+import { abortOnClose, agentOf, parse, userOf } from './route-helpers.js';
 import { closeFirecall, firecallCaPublicKey, listFirecalls, openFirecall, pollFirecallTrust, reconcileFirecall, recordFirecallReport, showFirecall, type FirecallContext } from './firecall-service.js';
 
 const idParam = z.object({ id: z.coerce.number().int().positive() });

@@ -1,8 +1,10 @@
 /** Hosts: registration with one-time enrollment tokens, agent enrollment, and the agent's work poll. */
-import type { AgentTask } from '../api/schemas.js';
+import type { AgentCommand, AgentTask } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
 import { blobsOf } from '../core/manifest.js';
-import { requireConfig } from './config-service.js';
+import { currentConfig, requireConfig } from './config-service.js';
+import { agentCommandOf } from './agent-command-service.js';
+import { hostSettingsOf } from './host-settings.js';
 import type { ServerContext } from './context.js';
 import { alertChannelsOf } from './alerts/alert-channels.js';
 import { keys } from './notifier.js';
@@ -77,42 +79,57 @@ export async function recordHeartbeat(
   }
 }
 
-/** Long-polls for the host's next task; returns null when none arrived within `waitMs`. */
-export async function pollWork(context: ServerContext, host: string, waitMs: number, signal: AbortSignal): Promise<AgentTask | null> {
+/** What a work poll answers: a deployment step first, else a command, and always the settings' revision. */
+export interface Work {
+  readonly task: AgentTask | null;
+  readonly command: AgentCommand | null;
+  readonly settingsRevision: string;
+}
+
+/**
+ * Long-polls for the host's next task or command; both null when none arrived
+ * within `waitMs`. A command is marked sent when handed out; tasks come first
+ * (the agent runs commands only between tasks).
+ */
+export async function pollWork(context: ServerContext, host: string, env: string, waitMs: number, signal: AbortSignal): Promise<Work> {
   const deadline = Date.now() + waitMs;
   const recheckMs = context.store.capabilities.sharedByServers ? 1_000 : 10_000;
   await touch(context, host);
   for (;;) {
-    const pending = await context.store.read.pendingStep(host);
-    if (pending) {
-      const config = await requireConfig(context.store.read);
-      const env = config.environments[pending.deployment.env];
-      // A reverting step returns the host to the release it had before this deployment.
-      const reverting = pending.step.state === 'reverting';
-      const releaseId = reverting ? pending.step.from_release_id : pending.deployment.release_id;
-      const release = releaseId ? await context.store.read.release(releaseId) : undefined;
-      if (!env || !release) throw new Error(`deployment #${pending.deployment.id} refers to a missing environment or release`);
-      return {
-        deploymentId: Number(pending.deployment.id),
-        kind: reverting ? 'revert' : (pending.deployment.kind as AgentTask['kind']),
-        env: pending.deployment.env,
-        releaseId: release.id,
-        version: release.version,
-        deployTo: config.deploy_to,
-        keepReleases: config.keep_releases,
-        vars: env.vars,
-        health: env.health,
-        hooks: env.hooks,
-      };
-    }
+    const task = await pendingTask(context, host);
+    const command = task ? null : await context.store.transaction((repo) => repo.claimPendingCommand(host, context.now().toISOString()));
     const remaining = deadline - Date.now();
-    if (signal.aborted) return null;
-    if (remaining <= 0) {
-      await touch(context, host);
-      return null;
+    if (task || command || signal.aborted || remaining <= 0) {
+      if (!task && !command && !signal.aborted) await touch(context, host);
+      const settingsRevision = hostSettingsOf(await currentConfig(context.store.read), env).revision;
+      return { task, command: command ? agentCommandOf(command) : null, settingsRevision };
     }
     await context.notifier.wait(keys.host(host), Math.min(remaining, recheckMs), signal);
   }
+}
+
+async function pendingTask(context: ServerContext, host: string): Promise<AgentTask | null> {
+  const pending = await context.store.read.pendingStep(host);
+  if (!pending) return null;
+  const config = await requireConfig(context.store.read);
+  const env = config.environments[pending.deployment.env];
+  // A reverting step returns the host to the release it had before this deployment.
+  const reverting = pending.step.state === 'reverting';
+  const releaseId = reverting ? pending.step.from_release_id : pending.deployment.release_id;
+  const release = releaseId ? await context.store.read.release(releaseId) : undefined;
+  if (!env || !release) throw new Error(`deployment #${pending.deployment.id} refers to a missing environment or release`);
+  return {
+    deploymentId: Number(pending.deployment.id),
+    kind: reverting ? 'revert' : (pending.deployment.kind as AgentTask['kind']),
+    env: pending.deployment.env,
+    releaseId: release.id,
+    version: release.version,
+    deployTo: config.deploy_to,
+    keepReleases: config.keep_releases,
+    vars: env.vars,
+    health: env.health,
+    hooks: env.hooks,
+  };
 }
 
 async function touch(context: ServerContext, host: string): Promise<void> {

@@ -44,4 +44,6 @@ export const keys = {
   deployment: (id: number) => `deployment:${id}`,
   /** A host of the environment installed fire-call trust (close waits for it). */
   firecall: (env: string) => `firecall:${env}`,
+  /** An agent command finished (a CLI waits for it). */
+  command: (id: number) => `command:${id}`,
 };

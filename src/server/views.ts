@@ -7,8 +7,8 @@ import type { ServerContext } from './context.js';
 import { viewOf } from './deployment-service.js';
 import { firecallSummary } from './firecall-service.js';
 
-/** A host as the API shows it. */
-export async function hostView(context: ServerContext, row: HostRow): Promise<HostView> {
+/** A host as the API shows it; `openDrift` from the store's openDriftCounts(). */
+export async function hostView(context: ServerContext, row: HostRow, openDrift: ReadonlyMap<string, number>): Promise<HostView> {
   const release = row.current_release_id ? await context.store.read.release(row.current_release_id) : undefined;
   const seen = row.last_seen_at ? Date.parse(row.last_seen_at) : undefined;
   return {
@@ -20,6 +20,7 @@ export async function hostView(context: ServerContext, row: HostRow): Promise<Ho
     version: release?.version ?? null,
     lastSeenAt: row.last_seen_at,
     health: row.health && row.health_at ? { healthy: row.health === 'healthy', detail: row.health_detail ?? '', at: row.health_at } : null,
+    openDrift: openDrift.get(row.name) ?? 0,
   };
 }
 
@@ -29,6 +30,7 @@ export async function status(context: ServerContext, onlyEnv?: string): Promise<
   const config = await currentConfig(repo);
   if (!config) return { app: null, environments: [] };
   const names = promotionOrder(config).filter((name) => onlyEnv === undefined || name === onlyEnv);
+  const openDrift = await repo.openDriftCounts();
   const environments = [];
   for (const name of names) {
     const currentId = await repo.environmentCurrent(name);
@@ -38,7 +40,7 @@ export async function status(context: ServerContext, onlyEnv?: string): Promise<
       name,
       promoteFrom: config.environments[name]?.promote_from ?? null,
       current: current ? { id: current.id, version: current.version } : null,
-      hosts: await Promise.all((await repo.listHosts(name)).map((host) => hostView(context, host))),
+      hosts: await Promise.all((await repo.listHosts(name)).map((host) => hostView(context, host, openDrift))),
       lastDeployment: last ? await viewOf(repo, last) : null,
       firecall: await firecallSummary(repo, name),
     });

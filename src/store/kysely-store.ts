@@ -7,7 +7,30 @@ import { auditHash } from '../core/audit-hash.js';
 import { canonicalJson } from '../core/manifest.js';
 import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
-import type { ApprovalRow, AuditCheckpointRow, FirecallHostRow, FirecallRecordRow, FirecallRow, AuditEventRow, AuditInput, ConfigRow, DeploymentLogRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, StoreCapabilities, TokenRow, WriteRepo } from './store.js';
+import type {
+  AgentCommandRow,
+  FirecallHostRow,
+  FirecallRecordRow,
+  FirecallRow,
+  ApprovalRow,
+  AuditCheckpointRow,
+  AuditEventRow,
+  AuditInput,
+  ConfigRow,
+  DeploymentLogRow,
+  DeploymentHostRow,
+  DeploymentRow,
+  DriftItemFilter,
+  DriftItemRow,
+  DriftScanRow,
+  HostRow,
+  ReleaseRow,
+  Store,
+  StoreCapabilities,
+  TokenRow,
+  WriteRepo,
+} from './store.js';
+import type { HostFactsRow } from './store.js';
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
@@ -217,6 +240,38 @@ class Repo implements WriteRepo {
     if (hosts.length === 0) return Promise.resolve([]);
     return this.db.selectFrom('firecall_hosts').selectAll().where('host', 'in', [...hosts]).execute();
   }
+  async driftItems(filter: DriftItemFilter) {
+    let query = this.db.selectFrom('drift_items').selectAll();
+    if (filter.host !== undefined) query = query.where('host', '=', filter.host);
+    if (filter.env !== undefined) query = query.where('env', '=', filter.env);
+    if (filter.states !== undefined) {
+      if (filter.states.length === 0) return [];
+      query = query.where('state', 'in', [...filter.states]);
+    }
+    const rows = await query.orderBy('host').orderBy('path').orderBy('id').execute();
+    return rows.map(driftItemRow);
+  }
+  async openDriftCounts() {
+    const rows = await this.db
+      .selectFrom('drift_items')
+      .select(['host', (eb) => eb.fn.countAll().as('count')])
+      .where('state', '=', 'open')
+      .groupBy('host')
+      .execute();
+    return new Map(rows.map((row) => [row.host, Number(row.count)]));
+  }
+  async driftScan(host: string) {
+    const row = await this.db.selectFrom('drift_scans').selectAll().where('host', '=', host).executeTakeFirst();
+    return row ? { ...row, full: Number(row.full), truncated: Number(row.truncated), entries: Number(row.entries), hashed_files: Number(row.hashed_files), elapsed_ms: Number(row.elapsed_ms) } : undefined;
+  }
+  async agentCommand(id: number) {
+    const row = await this.db.selectFrom('agent_commands').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? commandRow(row) : undefined;
+  }
+  async pendingCommand(host: string) {
+    const row = await this.db.selectFrom('agent_commands').selectAll().where('host', '=', host).where('state', '=', 'pending').orderBy('id').limit(1).executeTakeFirst();
+    return row ? commandRow(row) : undefined;
+  }
 
   // ---- writes ----
 
@@ -370,6 +425,69 @@ class Repo implements WriteRepo {
       .onConflict((conflict) => conflict.column('host').doUpdateSet({ revision: row.revision, applied_at: row.applied_at, error: row.error }))
       .execute();
   }
+  async insertDriftItem(row: Omit<DriftItemRow, 'id'>) {
+    const id = await this.next('drift_item');
+    await this.db.insertInto('drift_items').values({ ...row, id }).execute();
+    return id;
+  }
+  async updateDriftItem(id: number, patch: Partial<Omit<DriftItemRow, 'id' | 'host' | 'env' | 'scope' | 'path' | 'first_seen_at'>>) {
+    await this.db.updateTable('drift_items').set(patch).where('id', '=', id).execute();
+  }
+  async upsertDriftScan(row: DriftScanRow) {
+    const { host, ...rest } = row;
+    await this.db
+      .insertInto('drift_scans')
+      .values(row)
+      .onConflict((conflict) => conflict.column('host').doUpdateSet(rest))
+      .execute();
+  }
+  async insertAgentCommand(row: Omit<AgentCommandRow, 'id'>) {
+    const id = await this.next('agent_command');
+    await this.db.insertInto('agent_commands').values({ ...row, id }).execute();
+    return id;
+  }
+  async updateAgentCommand(id: number, patch: Partial<Pick<AgentCommandRow, 'state' | 'sent_at' | 'finished_at' | 'result'>>) {
+    await this.db.updateTable('agent_commands').set(patch).where('id', '=', id).execute();
+  }
+  async claimPendingCommand(host: string, at: string) {
+    const pending = await this.pendingCommand(host);
+    if (!pending) return undefined;
+    // Conditional on the state: of two servers claiming the same row, one updates it and the other gets nothing.
+    const row = await this.db
+      .updateTable('agent_commands')
+      .set({ state: 'sent', sent_at: at })
+      .where('id', '=', pending.id)
+      .where('state', '=', 'pending')
+      .returningAll()
+      .executeTakeFirst();
+    return row ? commandRow(row) : undefined;
+  }
+  async touchOpenDriftItems(host: string, at: string) {
+    await this.db.updateTable('drift_items').set({ last_seen_at: at }).where('host', '=', host).where('state', '=', 'open').execute();
+  }
+
+  // ---- host facts (lockstep parity) ----
+
+  hostFacts(hosts: readonly string[]): Promise<HostFactsRow[]> {
+    if (hosts.length === 0) return Promise.resolve([]);
+    return this.db.selectFrom('host_facts').selectAll().where('host', 'in', [...hosts]).orderBy('host').execute();
+  }
+  async putHostFacts(row: HostFactsRow): Promise<void> {
+    await this.db
+      .insertInto('host_facts')
+      .values(row)
+      .onConflict((conflict) => conflict.column('host').doUpdateSet({ facts: row.facts, reported_at: row.reported_at, changed_at: row.changed_at }))
+      .execute();
+  }
+}
+
+/** Integer columns may come back as strings or bigints; rows hold numbers. */
+function driftItemRow(row: DriftItemRow): DriftItemRow {
+  return { ...row, id: Number(row.id), firecall_id: row.firecall_id === null ? null : Number(row.firecall_id) };
+}
+
+function commandRow(row: AgentCommandRow): AgentCommandRow {
+  return { ...row, id: Number(row.id) };
 }
 
 /** Integer columns may come back as strings (PostgreSQL bigint). */

@@ -177,6 +177,71 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('release_environments').addColumn('superseded_at', 'text').execute();
     },
   },
+  '0006_drift': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('drift_items')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('host', 'text', (c) => c.notNull())
+        .addColumn('env', 'text', (c) => c.notNull())
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('path', 'text', (c) => c.notNull())
+        .addColumn('kinds', 'text', (c) => c.notNull())
+        .addColumn('expected', 'text')
+        .addColumn('actual', 'text')
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('first_seen_at', 'text', (c) => c.notNull())
+        .addColumn('last_seen_at', 'text', (c) => c.notNull())
+        .addColumn('closed_at', 'text')
+        .addColumn('closed_by', 'text')
+        .addColumn('adopted_into', 'text')
+        .addColumn('reason', 'text')
+        .addColumn('firecall_id', 'integer')
+        .execute();
+      // At most one open item per path of a host: a partial unique index (both databases have them).
+      await db.schema.createIndex('drift_items_open').on('drift_items').columns(['host', 'scope', 'path']).unique().where(sql.ref('state'), '=', 'open').execute();
+      await db.schema.createIndex('drift_items_host_state').on('drift_items').columns(['host', 'state']).execute();
+      await db.schema.createIndex('drift_items_env_state').on('drift_items').columns(['env', 'state']).execute();
+      await db.schema
+        .createTable('agent_commands')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('host', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('payload', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('sent_at', 'text')
+        .addColumn('finished_at', 'text')
+        .addColumn('result', 'text')
+        .execute();
+      await db.schema.createIndex('agent_commands_host_state').on('agent_commands').columns(['host', 'state']).execute();
+      await db.schema
+        .createTable('drift_scans')
+        .addColumn('host', 'text', (c) => c.primaryKey())
+        .addColumn('reported_at', 'text', (c) => c.notNull())
+        .addColumn('release_id', 'text')
+        .addColumn('full', 'integer', (c) => c.notNull())
+        .addColumn('cause', 'text', (c) => c.notNull())
+        .addColumn('truncated', 'integer', (c) => c.notNull())
+        .addColumn('entries', 'integer', (c) => c.notNull())
+        .addColumn('hashed_files', 'integer', (c) => c.notNull())
+        .addColumn('elapsed_ms', 'real', (c) => c.notNull())
+        .execute();
+    },
+  },
+  '0007_host_facts': {
+    async up(db: Kysely<unknown>) {
+      // The latest facts each agent reported (lockstep parity); one row per host, replaced on every report.
+      await db.schema
+        .createTable('host_facts')
+        .addColumn('host', 'text', (c) => c.primaryKey())
+        .addColumn('facts', 'text', (c) => c.notNull())
+        .addColumn('reported_at', 'text', (c) => c.notNull())
+        .addColumn('changed_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
   '0008_firecall': {
     async up(db: Kysely<unknown>) {
       await db.schema

@@ -216,6 +216,65 @@ export interface FirecallHostsTable {
   error: string | null;
 }
 
+/** One drifted path on one host, from first detection until it is closed. */
+export interface DriftItemsTable {
+  id: number;
+  host: string;
+  env: string;
+  /** 'release' | 'watch' */
+  scope: string;
+  /** Absolute host path. */
+  path: string;
+  /** JSON array of finding kinds (added, content, mode…). */
+  kinds: string;
+  /** JSON driftEntryAttrs or null. */
+  expected: string | null;
+  actual: string | null;
+  /** 'open' | 'reverted' | 'accepted' | 'adopted' | 'resolved' */
+  state: string;
+  first_seen_at: string;
+  last_seen_at: string;
+  closed_at: string | null;
+  /** Who or what closed it: a token name, `deployment #N`, `lockstep`. */
+  closed_by: string | null;
+  /** The release a `drift adopt` made from it; the item stays open until that release runs on the host. */
+  adopted_into: string | null;
+  reason: string | null;
+  /** The fire call during which it was first seen (set by the fire-call feature). */
+  firecall_id: number | null;
+}
+
+/** Work for one host's agent besides deployments (drift scan, revert, accept). */
+export interface AgentCommandsTable {
+  id: number;
+  host: string;
+  /** 'drift-scan' | 'drift-revert' | 'drift-accept' */
+  kind: string;
+  /** JSON of the command's fields besides id and kind. */
+  payload: string;
+  /** 'pending' | 'sent' | 'done' | 'failed' */
+  state: string;
+  created_by: string;
+  created_at: string;
+  sent_at: string | null;
+  finished_at: string | null;
+  /** JSON commandResult once finished. */
+  result: string | null;
+}
+
+/** The latest drift report of each host. */
+export interface DriftScansTable {
+  host: string;
+  reported_at: string;
+  release_id: string | null;
+  full: number;
+  cause: string;
+  truncated: number;
+  entries: number;
+  hashed_files: number;
+  elapsed_ms: number;
+}
+
 export interface Database {
   audit_head: AuditHeadTable;
   counters: CountersTable;
@@ -234,4 +293,24 @@ export interface Database {
   firecalls: FirecallsTable;
   firecall_records: FirecallRecordsTable;
   firecall_hosts: FirecallHostsTable;
+  drift_items: DriftItemsTable;
+  agent_commands: AgentCommandsTable;
+  drift_scans: DriftScansTable;
+}
+
+// ---- host facts (lockstep parity) ----
+
+export interface HostFactsTable {
+  host: string;
+  /** The agent's facts report (hostFacts in src/api/schemas.ts) as JSON. */
+  facts: string;
+  /** When the agent last reported (it reports at start and whenever its facts change). */
+  reported_at: string;
+  /** When the facts last differed from the previous report. */
+  changed_at: string;
+}
+
+// Merged into Database above; kept in its own block so the parity tables stay apart from the drift ones.
+export interface Database {
+  host_facts: HostFactsTable;
 }

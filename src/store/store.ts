@@ -19,6 +19,9 @@ import type {
   FirecallsTable,
   FirecallRecordsTable,
   FirecallHostsTable,
+  DriftItemsTable,
+  AgentCommandsTable,
+  DriftScansTable,
 } from './schema.js';
 
 export type ConfigRow = Selectable<ConfigsTable>;
@@ -35,6 +38,17 @@ export type AuditCheckpointRow = Selectable<AuditCheckpointsTable>;
 export type FirecallRow = Selectable<FirecallsTable>;
 export type FirecallRecordRow = Selectable<FirecallRecordsTable>;
 export type FirecallHostRow = Selectable<FirecallHostsTable>;
+export type DriftItemRow = Selectable<DriftItemsTable>;
+export type AgentCommandRow = Selectable<AgentCommandsTable>;
+export type DriftScanRow = Selectable<DriftScansTable>;
+
+/** Which drift items to list. */
+export interface DriftItemFilter {
+  readonly host?: string | undefined;
+  readonly env?: string | undefined;
+  /** Default: every state. */
+  readonly states?: readonly string[] | undefined;
+}
 
 /** An audit event before it is chained. */
 export interface AuditInput {
@@ -113,6 +127,15 @@ export interface ReadRepo {
   firecallRecords(id: number): Promise<FirecallRecordRow[]>;
   /** The trust each host of the list last installed. */
   firecallHosts(hosts: readonly string[]): Promise<FirecallHostRow[]>;
+  /** Drift items by host and path (then id: a path's history in order). */
+  driftItems(filter: DriftItemFilter): Promise<DriftItemRow[]>;
+  /** How many open drift items each host has (hosts without any are absent). */
+  openDriftCounts(): Promise<Map<string, number>>;
+  /** The host's latest drift report. */
+  driftScan(host: string): Promise<DriftScanRow | undefined>;
+  agentCommand(id: number): Promise<AgentCommandRow | undefined>;
+  /** The host's oldest command that was not handed out yet. */
+  pendingCommand(host: string): Promise<AgentCommandRow | undefined>;
 }
 
 /** Queries and changes; only available inside a transaction. */
@@ -148,6 +171,19 @@ export interface WriteRepo extends ReadRepo {
   /** Stores records; a piece already stored (same host, kind, file and offset) is skipped. */
   appendFirecallRecords(rows: readonly FirecallRecordRow[]): Promise<void>;
   setFirecallHost(row: FirecallHostRow): Promise<void>;
+
+  /** Inserts a drift item and returns its id (a second open item for the same host, scope and path is refused by the database). */
+  insertDriftItem(row: Omit<DriftItemRow, 'id'>): Promise<number>;
+  updateDriftItem(id: number, patch: Partial<Pick<DriftItemRow, 'kinds' | 'expected' | 'actual' | 'state' | 'last_seen_at' | 'closed_at' | 'closed_by' | 'adopted_into' | 'reason' | 'firecall_id'>>): Promise<void>;
+  /** Records the host's latest drift report (replacing the one before). */
+  upsertDriftScan(row: DriftScanRow): Promise<void>;
+  /** Inserts a command and returns its id. */
+  insertAgentCommand(row: Omit<AgentCommandRow, 'id'>): Promise<number>;
+  updateAgentCommand(id: number, patch: Partial<Pick<AgentCommandRow, 'state' | 'sent_at' | 'finished_at' | 'result'>>): Promise<void>;
+  /** Marks the host's oldest pending command sent and returns it; a command is handed out once even with several servers. */
+  claimPendingCommand(host: string, at: string): Promise<AgentCommandRow | undefined>;
+  /** Sets last_seen_at of every open drift item of the host. */
+  touchOpenDriftItems(host: string, at: string): Promise<void>;
 }
 
 /** What differs between databases, stated as capabilities rather than names. */
@@ -166,4 +202,19 @@ export interface Store {
   /** Brings the schema up to date. */
   migrate(): Promise<void>;
   close(): Promise<void>;
+}
+
+// ---- host facts (lockstep parity) ----
+// Declaration merging adds these to the repos above, keeping the parity block in one place.
+
+export type HostFactsRow = Selectable<import('./schema.js').HostFactsTable>;
+
+export interface ReadRepo {
+  /** The latest facts of these hosts (hosts that never reported have no row). */
+  hostFacts(hosts: readonly string[]): Promise<HostFactsRow[]>;
+}
+
+export interface WriteRepo {
+  /** Stores a host's latest facts, replacing what it reported before. */
+  putHostFacts(row: HostFactsRow): Promise<void>;
 }

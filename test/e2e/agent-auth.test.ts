@@ -60,7 +60,9 @@ describe('agent credentials and enrollment', () => {
   it("an agent may ask for its own work but not another host's (403)", async () => {
     const own = await fleet.http('GET', '/api/v1/agent/work?host=dev-1&wait=0', undefined, devCredential);
     assert.equal(own.status, 200, JSON.stringify(own.json));
-    assert.deepEqual(own.json, { task: null });
+    const work = own.json as { task: unknown; command: unknown; settingsRevision: unknown };
+    assert.deepEqual({ task: work.task, command: work.command }, { task: null, command: null });
+    assert.match(String(work.settingsRevision), /^[0-9a-f]{16}$/);
     const other = await fleet.http('GET', '/api/v1/agent/work?host=test-1&wait=0', undefined, devCredential);
     assert.equal(other.status, 403, JSON.stringify(other.json));
     assert.match((other.json as ErrorJson).error.message, /belongs to host dev-1, not test-1/);

@@ -5,60 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { auditHash, GENESIS_HASH } from '../../src/core/audit-hash.js';
-import { openPostgresStore } from '../../src/store/postgres/postgres-store.js';
-import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { AuditEventRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, TokenRow } from '../../src/store/store.js';
-import { startPostgres, type PostgresServer } from '../helpers/postgres.js';
-import { makeTempDir, type TempDir } from '../helpers/tmp.js';
-
-/** Opens a fresh, empty (not yet migrated) store. */
-type OpenStore = () => Promise<Store>;
-
-interface Backend {
-  readonly name: string;
-  setUp(): Promise<void>;
-  tearDown(): Promise<void>;
-  open: OpenStore;
-}
-
-function sqliteBackend(): Backend {
-  let dir: TempDir | undefined;
-  let count = 0;
-  return {
-    name: 'sqlite',
-    async setUp() {
-      dir = await makeTempDir('lockstep-store-sqlite-');
-    },
-    async tearDown() {
-      await dir?.remove();
-    },
-    async open() {
-      if (!dir) throw new Error('setUp did not run');
-      return openSqliteStore(join(dir.path, `store-${++count}.db`));
-    },
-  };
-}
-
-function postgresBackend(): Backend {
-  let server: PostgresServer | undefined;
-  return {
-    name: 'postgres',
-    async setUp() {
-      server = await startPostgres();
-    },
-    async tearDown() {
-      await server?.stop();
-    },
-    async open() {
-      if (!server) throw new Error('setUp did not run');
-      return openPostgresStore(await server.createDatabase());
-    },
-  };
-}
+import { storeBackends, type StoreBackend } from '../helpers/store-backends.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
 /** A fixed, sortable ISO time `minutes` after T0 (no clock reads). */
@@ -166,7 +117,7 @@ function rendezvous(size: number, stallMs = 50): () => Promise<void> {
   };
 }
 
-function contract(backend: Backend): void {
+function contract(backend: StoreBackend): void {
   describe(`store contract: ${backend.name}`, () => {
     before(() => backend.setUp());
     after(() => backend.tearDown());
@@ -193,6 +144,17 @@ function contract(backend: Backend): void {
         const second = await store.transaction((repo) => repo.appendAudit({ at: at(2), actor: 'alice', action: 'x', target: 'y', details: {} }));
         assert.equal(second.seq, 2);
         assertUnbrokenChain(await store.read.listAudit({ limit: 10 }));
+      }));
+
+    it('host facts: the latest report per host replaces the one before (lockstep parity)', () =>
+      withStore(async (store) => {
+        const row = (host: string, facts: string, minute: number) => ({ host, facts, reported_at: at(minute), changed_at: at(minute) });
+        assert.deepEqual(await store.read.hostFacts([]), []);
+        await store.transaction((repo) => repo.putHostFacts(row('web1', '{"kernel":"6.1"}', 1)));
+        await store.transaction((repo) => repo.putHostFacts(row('web2', '{"kernel":"6.1"}', 2)));
+        await store.transaction((repo) => repo.putHostFacts({ ...row('web1', '{"kernel":"6.2"}', 3), changed_at: at(3) }));
+        assert.deepEqual(await store.read.hostFacts(['web2', 'web1', 'never-reported']), [row('web1', '{"kernel":"6.2"}', 3), row('web2', '{"kernel":"6.1"}', 2)]);
+        assert.deepEqual(await store.read.hostFacts(['web2']), [row('web2', '{"kernel":"6.1"}', 2)]);
       }));
 
     it('reports its capabilities', () =>
@@ -676,5 +638,4 @@ function contract(backend: Backend): void {
   });
 }
 
-contract(sqliteBackend());
-contract(postgresBackend());
+for (const backend of storeBackends()) contract(backend);

@@ -1,0 +1,85 @@
+/**
+ * What the drift monitor keeps in STATE_DIR/drift/ between runs: the
+ * baseline snapshot of each watch path (watch-baseline.json), when the last
+ * scans ran (scans.json), and one stat cache file per scanned root. Every
+ * file is written atomically; an unreadable one counts as absent (a baseline
+ * is then taken again, which is logged, never reported as drift).
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../content/atomic-file.js';
+import type { SnapshotEntry } from '../core/drift.js';
+
+const FORMAT = 1;
+
+/** The baseline of one watch path: its entries relative to the watch path's parent. */
+export interface WatchBaseline {
+  readonly include: readonly string[];
+  readonly exclude: readonly string[];
+  readonly takenAt: string;
+  readonly entries: readonly SnapshotEntry[];
+}
+
+/** When the last scans finished (epoch ms), remembered so a restart does not re-hash everything at once. */
+export interface ScanTimes {
+  readonly lastScanAt: number | null;
+  readonly lastFullAt: number | null;
+}
+
+/** The drift monitor's files in one directory. */
+export class DriftStateDir {
+  constructor(readonly dir: string) {}
+
+  async open(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  /** Watch path → baseline; empty when none was taken yet. */
+  async readWatchBaselines(): Promise<Map<string, WatchBaseline>> {
+    const value = await this.#readJson('watch-baseline.json');
+    const result = new Map<string, WatchBaseline>();
+    if (!isRecord(value) || value.format !== FORMAT || !isRecord(value.paths)) return result;
+    for (const [path, baseline] of Object.entries(value.paths)) {
+      if (isRecord(baseline) && Array.isArray(baseline.entries) && Array.isArray(baseline.include) && Array.isArray(baseline.exclude)) {
+        result.set(path, baseline as unknown as WatchBaseline);
+      }
+    }
+    return result;
+  }
+
+  async writeWatchBaselines(baselines: ReadonlyMap<string, WatchBaseline>): Promise<void> {
+    await writeFileAtomic(join(this.dir, 'watch-baseline.json'), JSON.stringify({ format: FORMAT, paths: Object.fromEntries(baselines) }), 0o600);
+  }
+
+  async readScanTimes(): Promise<ScanTimes> {
+    const value = await this.#readJson('scans.json');
+    if (!isRecord(value)) return { lastScanAt: null, lastFullAt: null };
+    return { lastScanAt: numberOrNull(value.lastScanAt), lastFullAt: numberOrNull(value.lastFullAt) };
+  }
+
+  async writeScanTimes(times: ScanTimes): Promise<void> {
+    await writeFileAtomic(join(this.dir, 'scans.json'), JSON.stringify(times), 0o600);
+  }
+
+  /** The stat cache file of a scanned root (`release`, or a watch path). */
+  cacheFile(name: string): string {
+    return join(this.dir, `cache-${createHash('sha256').update(name).digest('hex').slice(0, 16)}.json`);
+  }
+
+  async #readJson(name: string): Promise<unknown> {
+    try {
+      return JSON.parse(await readFile(join(this.dir, name), 'utf8')) as unknown;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function numberOrNull(value: unknown): number | null {
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}

@@ -1,0 +1,378 @@
+/**
+ * The agent's drift monitor on real trees: a release staged by the real task
+ * runner under a sandbox root, a watched /etc/shop, and an in-process
+ * collector in place of the server. Every finding kind, detection through
+ * the watcher, revert, accept, the pause during a deployment and the check
+ * after one.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmod, chown, lstat, mkdir, readFile, readlink, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { pino } from 'pino';
+import type { AgentCommand, DriftFinding, DriftReport, HostSettings } from '../../src/api/schemas.js';
+import { BlobCache } from '../../src/content/blob-cache.js';
+import { releaseIdOf, type Manifest } from '../../src/core/manifest.js';
+import { DriftMonitor } from '../../src/agent/drift-monitor.js';
+import type { DriftSink } from '../../src/agent/drift-reporter.js';
+import { ManifestStore } from '../../src/agent/manifest-store.js';
+import type { ReleaseSource, UntrustedManifest } from '../../src/agent/release-stager.js';
+import { runTask, type TaskContext } from '../../src/agent/task-runner.js';
+import type { AgentTask } from '../../src/api/schemas.js';
+import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+
+const logger = pino({ level: 'silent' });
+/** A command as the test writes it; the helper numbers it. */
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
+const sha = (content: string | Buffer): string => createHash('sha256').update(content).digest('hex');
+
+interface Release {
+  readonly id: string;
+  readonly manifest: Manifest;
+  readonly blobs: Map<string, string>;
+}
+
+function releaseOf(version: string): Release {
+  const files = { 'app.txt': `app ${version}\n`, 'conf/app.conf': `port=80\nversion=${version}\n` };
+  const blobs = new Map(Object.values(files).map((content) => [sha(content), content]));
+  const manifest: Manifest = {
+    app: 'shop',
+    version,
+    entries: [
+      { path: 'app.txt', type: 'file', mode: 0o644, size: Buffer.byteLength(files['app.txt']), sha256: sha(files['app.txt']) },
+      { path: 'conf', type: 'dir', mode: 0o755 },
+      { path: 'conf/app.conf', type: 'file', mode: 0o640, size: Buffer.byteLength(files['conf/app.conf']), sha256: sha(files['conf/app.conf']) },
+      { path: 'latest', type: 'symlink', target: 'app.txt' },
+    ],
+  };
+  return { id: releaseIdOf(manifest), manifest, blobs };
+}
+
+const v1 = releaseOf('1.0.0');
+const v2 = releaseOf('2.0.0');
+
+class MemorySource implements ReleaseSource {
+  async fetchManifest(releaseId: string): Promise<UntrustedManifest> {
+    const release = [v1, v2].find((candidate) => candidate.id === releaseId);
+    if (!release) throw new Error(`no release ${releaseId}`);
+    return release.manifest;
+  }
+  async fetchBlob(hash: string): Promise<AsyncIterable<Uint8Array>> {
+    const content = v1.blobs.get(hash) ?? v2.blobs.get(hash);
+    if (content === undefined) throw new Error(`no blob ${hash}`);
+    return (async function* () {
+      yield Buffer.from(content);
+    })();
+  }
+}
+
+/** Stands in for the server: keeps every report and upload. */
+class Collector implements DriftSink {
+  readonly reports: DriftReport[] = [];
+  readonly uploads = new Map<string, Buffer>();
+  async driftReport(report: DriftReport): Promise<void> {
+    this.reports.push(report);
+  }
+  async uploadBlob(hash: string, content: Uint8Array): Promise<unknown> {
+    this.uploads.set(hash, Buffer.from(content));
+    return { size: content.byteLength, created: true };
+  }
+}
+
+function task(deploymentId: number, release: Release, overrides: Partial<AgentTask> = {}): AgentTask {
+  return {
+    deploymentId,
+    kind: 'deploy',
+    env: 'production',
+    releaseId: release.id,
+    version: release.manifest.version,
+    deployTo: '/srv/app',
+    keepReleases: 5,
+    vars: {},
+    health: { checks: [], interval: 1000, healthy_after: 1, timeout: 60_000, watch_interval: 30_000 },
+    hooks: { timeout: 60_000 },
+    ...overrides,
+  };
+}
+
+describe('drift monitor', () => {
+  let temp: TempDir;
+  let root: string;
+  let collector: Collector;
+  let monitor: DriftMonitor;
+  let settings: HostSettings;
+  let taskContext: TaskContext;
+  let controller: AbortController;
+  let nextCommand = 1;
+
+  const host = (path: string): string => join(root, path);
+  const findingsOf = (report: DriftReport | undefined): Record<string, string[]> =>
+    Object.fromEntries((report?.findings ?? []).map((finding) => [finding.path, finding.kinds]));
+  const latest = (): DriftReport | undefined => collector.reports.at(-1);
+
+  /** Waits for a report satisfying `predicate` (reports are asynchronous); fails after 5 s. */
+  async function waitForReport(predicate: (report: DriftReport) => boolean, what: string): Promise<DriftReport> {
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      const found = [...collector.reports].reverse().find(predicate);
+      if (found) return found;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.fail(`no report ${what} within 5 s; last: ${JSON.stringify(latest()?.findings)}`);
+  }
+  const waitForFinding = (path: string, kinds: string[]): Promise<DriftReport> =>
+    waitForReport((report) => JSON.stringify(findingsOf(report)[path]) === JSON.stringify(kinds), `with ${path}: ${kinds.join(',')}`);
+  const waitClean = (): Promise<DriftReport> => waitForReport((report) => report.findings.length === 0, 'without findings');
+
+  async function startMonitor(): Promise<void> {
+    monitor = new DriftMonitor({
+      host: 'web1',
+      root,
+      stateDir: host('var/lib/lockstep-agent'),
+      cache: taskContext.cache,
+      manifests: taskContext.manifests as ManifestStore,
+      settings: () => settings,
+      deployTo: () => '/srv/app',
+      sink: collector,
+      fetchBlob: (hash) => new MemorySource().fetchBlob(hash),
+      logger,
+      signal: controller.signal,
+      workers: 2,
+    });
+    monitor.start();
+    await waitForReport(() => true, 'after start');
+    await monitor.idle();
+  }
+
+  const command = (body: WithoutId<AgentCommand>) => monitor.runCommand({ ...body, id: nextCommand++ } as AgentCommand);
+
+  beforeEach(async () => {
+    temp = await makeTempDir('lockstep-drift-monitor-');
+    root = temp.path;
+    controller = new AbortController();
+    collector = new Collector();
+    const cache = new BlobCache(host('var/lib/lockstep-agent/blobs'));
+    await cache.open();
+    taskContext = {
+      host: 'web1',
+      root,
+      cache,
+      source: new MemorySource(),
+      manifests: new ManifestStore(host('var/lib/lockstep-agent/manifests')),
+      report: async () => undefined,
+      logger,
+      signal: controller.signal,
+    };
+    assert.equal((await runTask(task(1, v1), taskContext)).kind, 'succeeded');
+    await mkdir(host('etc/shop/conf.d'), { recursive: true });
+    await writeFile(host('etc/shop/shop.conf'), 'listen 80\n', { mode: 0o644 });
+    await writeFile(host('etc/shop/conf.d/extra.conf'), 'gzip on\n', { mode: 0o600 });
+    await symlink('shop.conf', host('etc/shop/default'));
+    settings = {
+      revision: 'r1',
+      env: 'production',
+      deployTo: '/srv/app',
+      watch: [{ path: '/etc/shop', include: [], exclude: ['*.swp'] }],
+      scan: { periodicMs: 60_000, fullMs: 3_600_000 },
+    };
+    await startMonitor();
+  });
+
+  afterEach(async () => {
+    controller.abort();
+    await monitor.close();
+    await temp.remove();
+  });
+
+  it('takes the baseline on first start without reporting drift, and keeps it across a restart', async () => {
+    const first = collector.reports[0];
+    assert.equal(first?.cause.kind, 'scan');
+    assert.equal(first?.releaseId, v1.id);
+    assert.deepEqual(first?.findings, []);
+    assert.ok((first?.stats.entries ?? 0) >= 8, `entries: ${first?.stats.entries}`);
+    await writeFile(host('etc/shop/shop.conf'), 'listen 8080\n');
+    await waitForFinding('/etc/shop/shop.conf', ['content']);
+    await monitor.close();
+    // A restarted agent compares with the stored baseline: the edit is still drift.
+    collector.reports.length = 0;
+    await startMonitor();
+    assert.deepEqual(findingsOf(latest()), { '/etc/shop/shop.conf': ['content'] });
+  });
+
+  it('reports a hand edit of a release file through the watcher, with its content uploaded, and revert restores it byte for byte', async () => {
+    const before = await readFile(host('srv/app/current/app.txt'));
+    const started = Date.now();
+    // In place (O_TRUNC): the release file is a hard link into the blob cache, so this also hits the cached copy.
+    await writeFile(host('srv/app/current/app.txt'), 'hacked\n');
+    const report = await waitForFinding('/srv/app/current/app.txt', ['content']);
+    assert.equal(report.cause.kind, 'watch');
+    assert.ok(Date.now() - started < 1500, `detected after ${Date.now() - started} ms`);
+    const finding = report.findings[0] as DriftFinding;
+    assert.equal(finding.scope, 'release');
+    assert.equal(finding.expected?.sha256, sha(before));
+    assert.equal(finding.actual?.sha256, sha('hacked\n'));
+    assert.equal(collector.uploads.get(sha('hacked\n'))?.toString(), 'hacked\n');
+
+    const result = await command({ kind: 'drift-revert', paths: null });
+    assert.equal(result.ok, true, result.error);
+    assert.deepEqual(await readFile(host('srv/app/current/app.txt')), before);
+    assert.equal((await lstat(host('srv/app/current/app.txt'))).mode & 0o7777, 0o644);
+    const confirming = latest();
+    assert.deepEqual(confirming?.cause, { kind: 'command', commandId: nextCommand - 1 });
+    assert.deepEqual(confirming?.findings, []);
+  });
+
+  it('reports every kind of change to release files and reverts them all', async () => {
+    await chmod(host('srv/app/current/conf/app.conf'), 0o666);
+    await writeFile(host('srv/app/current/conf/added.txt'), 'new\n');
+    await unlink(host('srv/app/current/latest'));
+    await symlink('conf', host('srv/app/current/latest'));
+    await rm(host('srv/app/current/app.txt'));
+    await mkdir(host('srv/app/current/app.txt'));
+    await waitForReport((report) => report.findings.length === 4, 'with four findings');
+    await monitor.idle();
+    assert.deepEqual(findingsOf(latest()), {
+      '/srv/app/current/app.txt': ['type'],
+      '/srv/app/current/conf/added.txt': ['added'],
+      '/srv/app/current/conf/app.conf': ['mode'],
+      '/srv/app/current/latest': ['target'],
+    });
+    const result = await command({ kind: 'drift-revert', paths: null });
+    assert.equal(result.ok, true, result.error);
+    assert.equal(await readFile(host('srv/app/current/app.txt'), 'utf8'), 'app 1.0.0\n');
+    assert.equal(await readlink(host('srv/app/current/latest')), 'app.txt');
+    assert.equal((await lstat(host('srv/app/current/conf/app.conf'))).mode & 0o7777, 0o640);
+    await assert.rejects(lstat(host('srv/app/current/conf/added.txt')), { code: 'ENOENT' });
+    assert.deepEqual(latest()?.findings, []);
+  });
+
+  it('reports content, mode, owner, group, added, removed and retargeted watched entries, and revert restores them with their metadata', async () => {
+    await writeFile(host('etc/shop/shop.conf'), 'listen 8080\n');
+    await chmod(host('etc/shop/conf.d/extra.conf'), 0o644);
+    await chown(host('etc/shop/conf.d/extra.conf'), 1234, 2345);
+    await writeFile(host('etc/shop/rogue.conf'), 'x\n');
+    await writeFile(host('etc/shop/editor.swp'), 'excluded\n');
+    await unlink(host('etc/shop/default'));
+    await symlink('rogue.conf', host('etc/shop/default'));
+    await waitForReport((report) => report.findings.length === 4, 'with four findings');
+    await monitor.idle();
+    assert.deepEqual(findingsOf(latest()), {
+      '/etc/shop/conf.d/extra.conf': ['mode', 'owner', 'group'],
+      '/etc/shop/default': ['target'],
+      '/etc/shop/rogue.conf': ['added'],
+      '/etc/shop/shop.conf': ['content'],
+    });
+    const owner = latest()?.findings.find((finding) => finding.path === '/etc/shop/conf.d/extra.conf');
+    assert.deepEqual([owner?.expected?.uid, owner?.actual?.uid, owner?.actual?.gid], [0, 1234, 2345]);
+
+    const result = await command({ kind: 'drift-revert', paths: null });
+    assert.equal(result.ok, true, result.error);
+    assert.equal(await readFile(host('etc/shop/shop.conf'), 'utf8'), 'listen 80\n');
+    const extra = await lstat(host('etc/shop/conf.d/extra.conf'));
+    assert.deepEqual([extra.mode & 0o7777, extra.uid, extra.gid], [0o600, 0, 0]);
+    assert.equal(await readlink(host('etc/shop/default')), 'shop.conf');
+    await assert.rejects(lstat(host('etc/shop/rogue.conf')), { code: 'ENOENT' });
+    assert.deepEqual(latest()?.findings, []);
+  });
+
+  it('recreates a removed watched directory with its files, and reverts only the paths asked for', async () => {
+    await rm(host('etc/shop/conf.d'), { recursive: true });
+    await writeFile(host('etc/shop/shop.conf'), 'listen 8080\n');
+    await waitForReport((report) => report.findings.length === 3, 'with three findings');
+    const result = await command({ kind: 'drift-revert', paths: ['/etc/shop/conf.d', '/etc/shop/nothing-here'] });
+    assert.equal(result.ok, true, result.error);
+    assert.match(result.detail ?? '', /restored 2 of 2 drifted paths; \/etc\/shop\/nothing-here has no open drift/);
+    assert.equal(await readFile(host('etc/shop/conf.d/extra.conf'), 'utf8'), 'gzip on\n');
+    assert.deepEqual(findingsOf(latest()), { '/etc/shop/shop.conf': ['content'] });
+  });
+
+  it('accepts a watched change into the baseline (also after a restart) and refuses to accept a release file', async () => {
+    await writeFile(host('etc/shop/shop.conf'), 'listen 8080\n');
+    await writeFile(host('srv/app/current/conf/app.conf'), 'port=81\n');
+    await waitForReport((report) => report.findings.length === 2, 'with two findings');
+    const refused = await command({ kind: 'drift-accept', paths: ['/srv/app/current/conf/app.conf'] });
+    assert.equal(refused.ok, false);
+    assert.equal(
+      refused.error,
+      '/srv/app/current/conf/app.conf is a release file: release files cannot be accepted; adopt it instead with `lockstep drift adopt web1 --version V --reason TEXT`',
+    );
+    const accepted = await command({ kind: 'drift-accept', paths: ['/etc/shop/shop.conf'] });
+    assert.equal(accepted.ok, true, accepted.error);
+    assert.deepEqual(findingsOf(latest()), { '/srv/app/current/conf/app.conf': ['content'] });
+    await monitor.close();
+    collector.reports.length = 0;
+    await startMonitor();
+    assert.deepEqual(findingsOf(latest()), { '/srv/app/current/conf/app.conf': ['content'] });
+    // The accepted content is the new baseline copy: a later edit reverts to it.
+    await writeFile(host('etc/shop/shop.conf'), 'listen 9090\n');
+    await waitForFinding('/etc/shop/shop.conf', ['content']);
+    assert.equal((await command({ kind: 'drift-revert', paths: ['/etc/shop/shop.conf'] })).ok, true);
+    assert.equal(await readFile(host('etc/shop/shop.conf'), 'utf8'), 'listen 8080\n');
+  });
+
+  it('reports sockets and fifos as entries without hanging, and a scan command says what it scanned', async () => {
+    const server: Server = createServer();
+    await new Promise<void>((resolve) => server.listen(host('etc/shop/app.sock'), resolve));
+    try {
+      execFileSync('mkfifo', [host('etc/shop/pipe')]);
+      const result = await command({ kind: 'drift-scan', full: true });
+      assert.equal(result.ok, true);
+      assert.match(result.detail ?? '', /^scanned \d+ entries \(full re-hash\), 2 drifted$/);
+      const report = latest();
+      assert.equal(report?.full, true);
+      const byPath = new Map(report?.findings.map((finding) => [finding.path, finding]));
+      assert.deepEqual(byPath.get('/etc/shop/app.sock')?.actual?.special, 'socket');
+      assert.deepEqual(byPath.get('/etc/shop/pipe')?.actual?.special, 'fifo');
+    } finally {
+      server.close();
+    }
+  });
+
+  it('watches a path that does not exist yet, and a single file', async () => {
+    settings = {
+      ...settings,
+      revision: 'r2',
+      watch: [...settings.watch, { path: '/etc/missing', include: [], exclude: [] }, { path: '/etc/hosts.allow', include: [], exclude: [] }],
+    };
+    await mkdir(host('etc'), { recursive: true });
+    await writeFile(host('etc/hosts.allow'), 'ALL: LOCAL\n');
+    await monitor.settingsChanged();
+    await monitor.idle();
+    assert.deepEqual(latest()?.findings, []);
+    await mkdir(host('etc/missing'));
+    await writeFile(host('etc/missing/file'), 'x\n');
+    await writeFile(host('etc/hosts.allow'), 'ALL: ALL\n');
+    await command({ kind: 'drift-scan', full: false });
+    assert.deepEqual(findingsOf(latest()), { '/etc/hosts.allow': ['content'], '/etc/missing': ['added'], '/etc/missing/file': ['added'] });
+    assert.ok(monitor.watchedSummary()['/etc/hosts.allow']?.startsWith('file 0644 0:0 '));
+  });
+
+  it('sleeps through a deployment, re-takes the baseline after it and keeps watched drift from before', async () => {
+    await writeFile(host('etc/shop/shop.conf'), 'listen 8080\n');
+    await waitForFinding('/etc/shop/shop.conf', ['content']);
+    await monitor.pause();
+    const reportsBefore = collector.reports.length;
+    // The deployment's hook changes a watched file: Lockstep's own change, no drift.
+    const hook = `echo "deployed" > ${host('etc/shop/conf.d/extra.conf')}`;
+    const outcome = await runTask(task(2, v2, { hooks: { timeout: 60_000, after_activate: hook } }), { ...taskContext, verify: (id) => monitor.verifyRelease('/srv/app', id) });
+    assert.equal(outcome.kind, 'succeeded');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal(collector.reports.length, reportsBefore, 'no report while paused');
+    await monitor.resume(2);
+    const report = await waitForReport((candidate) => candidate.cause.kind === 'deployment', 'after the deployment');
+    assert.equal(report.releaseId, v2.id);
+    assert.deepEqual(findingsOf(report), { '/etc/shop/shop.conf': ['content'] });
+  });
+
+  it('fails a deployment whose release differs from its manifest after the after_activate hook', async () => {
+    await monitor.pause();
+    const hook = `echo tampered > "$LOCKSTEP_RELEASE_DIR/app.txt.new" && mv "$LOCKSTEP_RELEASE_DIR/app.txt.new" "$LOCKSTEP_RELEASE_DIR/app.txt"`;
+    const outcome = await runTask(task(3, v2, { hooks: { timeout: 60_000, after_activate: hook } }), { ...taskContext, verify: (id) => monitor.verifyRelease('/srv/app', id) });
+    assert.equal(outcome.kind, 'failed');
+    assert.equal(outcome.kind === 'failed' ? outcome.error : '', 'host web1 does not run what was deployed: 1 file differs (e.g. /srv/app/current/app.txt: content)');
+    await monitor.resume(3);
+  });
+});
