@@ -124,7 +124,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     return checkRound(health.checks, signal);
   };
   const heartbeats = heartbeatLoop(client, currentReleaseId, healthNow, () => health?.watch_interval ?? HEARTBEAT_INTERVAL_MS, log, AbortSignal.any([signal, stopHeartbeats.signal]));
-  const firecalls = runFirecallDuties({ root, stateDir, sshdLog: options.sshdLog ?? DEFAULT_SSHD_LOG, client, logger: log }, AbortSignal.any([signal, stopHeartbeats.signal]));
+  const firecalls = runFirecallDuties({ root, stateDir, sshdLog: options.sshdLog ?? DEFAULT_SSHD_LOG, client, logger: log, ownChange: (paths, change) => monitor.ownChange(paths, change) }, AbortSignal.any([signal, stopHeartbeats.signal]));
   log.info({ server: options.server, root, stateDir }, 'agent started');
   // Host facts for `lockstep parity`; they stop with the heartbeats.
   const facts = reportHostFacts({ root, settings: settings.get, watchedSummary: () => monitor.watchedSummary(), send: (body, abort) => client.facts(body, abort), logger: log }, AbortSignal.any([signal, stopHeartbeats.signal]));

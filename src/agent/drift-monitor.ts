@@ -115,6 +115,8 @@ export class DriftMonitor {
   #loop: Promise<void> | undefined;
   readonly #closed = new AbortController();
   #pendingResume: { readonly timer: NodeJS.Timeout; readonly skip: () => void } | undefined;
+  /** Host paths Lockstep itself is changing now (see ownChange), with how many changes are under way. */
+  readonly #ownPending = new Map<string, number>();
 
   constructor(options: DriftMonitorOptions) {
     this.#options = options;
@@ -502,7 +504,7 @@ export class DriftMonitor {
           expected: (path) => expected.get(path),
           actual: (path) => actual.get(path),
           hostPath: (path) => scopeHostPath(state.scope, path),
-        }),
+        }).filter((finding) => this.#ownPending.size === 0 || !this.#heldBack(finding)),
       );
     }
     return { ...cappedFindings(groups), uploads };
@@ -597,7 +599,57 @@ export class DriftMonitor {
       const located = this.#locateWatched(finding.path);
       if (located !== undefined) addAll(byScope, located.state.scope.spec.path, [located.relative]);
     }
-    // What is on disk now becomes the baseline: re-scan first, so that it is exactly that.
+    const stats = await this.#takeIntoBaseline(byScope);
+    this.#log.info({ accepted: selected.map((finding) => finding.path) }, 'drift accepted into the baseline');
+    const detail = [`accepted ${selected.length} ${selected.length === 1 ? 'path' : 'paths'} into the baseline`, ...notes].join('; ').slice(0, 4000);
+    return { outcome: { ok: true, detail }, stats };
+  }
+
+  /**
+   * Runs `change`, an edit of host files that Lockstep makes itself (the fire-call sshd trust), while no scan
+   * runs, and then makes what it wrote the baseline of those watched paths: Lockstep's own changes are never
+   * drift, while a later hand edit of the same files is. Paths outside every watch path are not affected.
+   */
+  async ownChange<T>(hostPaths: readonly string[], change: () => Promise<T>): Promise<T> {
+    // The change itself does not wait for a running scan (a revocation must reach sshd at once); what a scan sees
+    // of these paths meanwhile is held back until they are in the baseline.
+    const paths = hostPaths.map((path) => posix.normalize(path));
+    for (const path of paths) this.#ownPending.set(path, (this.#ownPending.get(path) ?? 0) + 1);
+    try {
+      const result = await change();
+      await this.#exclusive(async () => {
+        if (!this.#ready) return; // the first baseline, still to come, takes them as they are
+        const byScope = new Map<string, Set<string>>();
+        for (const path of paths) {
+          const located = this.#locateWatched(path);
+          if (located === undefined) continue;
+          const { state, relative } = located;
+          // A directory Lockstep had to create for them (not in the baseline) is its own change too, with what is in it.
+          const parts = relative.split('/');
+          const added = parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/')).find((ancestor) => !state.baseline.entries.some((entry) => entry.path === ancestor));
+          addAll(byScope, state.scope.spec.path, [added ?? relative]);
+        }
+        if (byScope.size > 0) await this.#takeIntoBaseline(byScope);
+      });
+      return result;
+    } finally {
+      for (const path of paths) {
+        const count = (this.#ownPending.get(path) ?? 1) - 1;
+        if (count > 0) this.#ownPending.set(path, count);
+        else this.#ownPending.delete(path);
+      }
+    }
+  }
+
+  /** Whether a watched finding is (or is a directory above) a path Lockstep is changing right now. */
+  #heldBack(finding: DriftFinding): boolean {
+    for (const path of this.#ownPending.keys()) if (path === finding.path || path.startsWith(`${finding.path}/`)) return true;
+    return false;
+  }
+
+  /** Re-scans these watched paths and makes what is on disk now their baseline (content copied into the cache). */
+  async #takeIntoBaseline(byScope: ReadonlyMap<string, ReadonlySet<string>>): Promise<ScanStats> {
+    // Re-scan first, so that the baseline is exactly what is on disk.
     const stats = await this.#rescan(new Set(), byScope);
     for (const [path, relatives] of byScope) {
       const state = this.#watched.get(path);
@@ -609,9 +661,7 @@ export class DriftMonitor {
       await storeBaselineContent(this.#options.cache, state.scope.root, accepted, this.#log);
     }
     if (byScope.size > 0) await this.#saveBaselines();
-    this.#log.info({ accepted: selected.map((finding) => finding.path) }, 'drift accepted into the baseline');
-    const detail = [`accepted ${selected.length} ${selected.length === 1 ? 'path' : 'paths'} into the baseline`, ...notes].join('; ').slice(0, 4000);
-    return { outcome: { ok: true, detail }, stats };
+    return stats;
   }
 
   /** The paths among `selected` that still drift after the re-scan. */

@@ -25,6 +25,8 @@ export interface FirecallAgentOptions {
   readonly sshdLog: string;
   readonly client: AgentClient;
   readonly logger: Logger;
+  /** Runs an edit of host files that Lockstep makes itself, so that the drift monitor takes it as baseline, not drift. */
+  readonly ownChange: <T>(hostPaths: readonly string[], change: () => Promise<T>) => Promise<T>;
 }
 
 /** Runs both fire-call loops until `signal` aborts. */
@@ -46,7 +48,7 @@ async function trustLoop(options: FirecallAgentOptions, transcripts: string, onC
       const trust: FirecallTrust = await client.firecallTrust(installed, POLL_WAIT_SECONDS, signal);
       backoff.reset();
       if (trust.revision === installed) continue;
-      const outcome = await installSshdTrust(options.root, trust);
+      const outcome = await options.ownChange(Object.values(SSHD_TRUST_PATHS), () => installSshdTrust(options.root, trust));
       onClosed(trust.endSessions);
       // Revocation first, then the sessions: a session ended cannot log in again.
       const ended = await endSessions(transcripts, trust.endSessions);
