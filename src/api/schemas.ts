@@ -318,6 +318,8 @@ export const driftItemView = z.object({
   /** The release `drift adopt` made from it; the item stays open until that release runs on the host. */
   adoptedInto: z.object({ id: z.string(), version: z.string() }).nullable(),
   reason: z.string().nullable(),
+  /** The fire call open in the environment when it was first seen: a change made under it, not an intrusion. */
+  firecall: z.number().nullable().default(null),
 });
 export type DriftItemView = z.infer<typeof driftItemView>;
 export const driftListResponse = z.object({ items: z.array(driftItemView) });

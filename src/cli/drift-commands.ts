@@ -44,7 +44,8 @@ export function describeAttrs(attrs: DriftEntryAttrs | null): string {
 function describeState(item: DriftItemView): string {
   if (item.state !== 'open') return `${item.state}${item.closedBy ? ` by ${item.closedBy}` : ''}${item.closedAt ? ` ${ago(item.closedAt)}` : ''}`;
   const adopted = item.adoptedInto ? `, adopted into ${item.adoptedInto.version} (${shortId(item.adoptedInto.id)})` : '';
-  return color.red('open') + adopted;
+  const firecall = item.firecall !== null && item.firecall !== undefined ? `, changed under fire call ${item.firecall}` : '';
+  return color.red('open') + firecall + adopted;
 }
 
 /** Waits for every command, printing each host's answer as it comes (on a terminal, a progress line meanwhile). */

@@ -117,9 +117,9 @@ export async function firecallReconcile(client: LockstepClient, id: number, opti
   if (options.revert === options.adopt) throw new LockstepError('bad-input', 'choose one: --revert (restore the baseline) or --adopt --version V (a release made from the changes)');
   if (options.adopt && options.version === undefined) throw new LockstepError('bad-input', '--adopt needs --version V: the version of the release made from the changes');
   if (options.revert && options.version !== undefined) throw new LockstepError('bad-input', '--version goes with --adopt, not --revert');
-  const { firecall } = await client.reconcileFirecall(id, options.revert ? 'revert' : 'adopt', options.version);
-  if (options.json) return json(firecall);
-  line(`fire call ${id} reconciled (${firecall.reconcileMode ?? ''}${firecall.reconcileVersion ? ` into ${firecall.reconcileVersion}` : ''}); deployments to ${firecall.env} are allowed again`);
+  const { firecall, outcome } = await client.reconcileFirecall(id, options.revert ? 'revert' : 'adopt', options.version);
+  if (options.json) return json({ ...firecall, outcome });
+  line(`fire call ${id} reconciled: ${outcome}; deployments to ${firecall.env} are allowed again`);
 }
 
 function stateOf(call: FirecallView): string {

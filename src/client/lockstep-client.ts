@@ -203,7 +203,7 @@ export class LockstepClient {
     return this.request<api.CloseFirecallResponse>('POST', `/firecalls/${id}/close`, note !== undefined ? { note } : {});
   }
   reconcileFirecall(id: number, mode: 'revert' | 'adopt', version?: string) {
-    return this.request<{ firecall: api.FirecallView }>('POST', `/firecalls/${id}/reconcile`, { mode, ...(version !== undefined ? { version } : {}) });
+    return this.request<{ firecall: api.FirecallView; outcome: string }>('POST', `/firecalls/${id}/reconcile`, { mode, ...(version !== undefined ? { version } : {}) });
   }
   /** The server's checkpoint verification key (one line, for --pubkey). */
   auditPubkey() {

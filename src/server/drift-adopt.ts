@@ -15,6 +15,7 @@ import type { UserPrincipal } from './deployment-service.js';
 import { requireActionableHost } from './drift-service.js';
 import { releaseScopePrefix } from './host-settings.js';
 import { createRelease, manifestOf } from './release-service.js';
+import type { DriftItemRow } from '../store/store.js';
 
 /** One drifted release path, relative to the release root. */
 export interface AdoptedChange {
@@ -73,6 +74,8 @@ export async function adoptDrift(
   hostName: string,
   version: string,
   reason: string,
+  /** Which of the host's open release-scope items to adopt (default: all). */
+  only: (item: DriftItemRow) => boolean = () => true,
 ): Promise<DriftAdoptResponse> {
   const repo = context.store.read;
   const config = await requireConfig(repo);
@@ -80,7 +83,7 @@ export async function adoptDrift(
   if (host.current_release_id === null) throw new LockstepError('conflict', `host ${host.name} runs no release; there is nothing to adopt into`);
   const base = await repo.release(host.current_release_id);
   if (!base) throw new Error(`host ${host.name} runs release ${host.current_release_id}, which is not in the store`);
-  const items = (await repo.driftItems({ host: host.name, states: ['open'] })).filter((item) => item.scope === 'release');
+  const items = (await repo.driftItems({ host: host.name, states: ['open'] })).filter((item) => item.scope === 'release' && only(item));
   if (items.length === 0) throw new LockstepError('bad-input', `host ${host.name} has no open drift in release files; nothing to adopt (watched paths are accepted instead: lockstep drift accept)`);
   const prefix = releaseScopePrefix(config.deploy_to);
   const changes = items.map((item) => ({

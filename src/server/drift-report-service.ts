@@ -13,6 +13,7 @@ import { requireConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { reconcileDrift, storedFields, type CloseCause, type DriftReconciliation } from './drift-reconcile.js';
 import { releaseScopePrefix } from './host-settings.js';
+import { openFirecallFor } from './firecall-service.js';
 
 /** At most this many paths are named in one audit event or alert; the count is always exact. */
 const LISTED = 100;
@@ -47,6 +48,8 @@ export async function recordDriftReport(context: ServerContext, host: string, en
       report,
       cause,
     );
+    // What appears while a fire call is open in the environment was (presumably) changed under it: attributed, not an intrusion.
+    const firecall = plan.opened.length > 0 ? await openFirecallFor(repo, env, new Date(at)) : null;
     await repo.touchOpenDriftItems(host, at);
     for (const { id, finding } of plan.changed) await repo.updateDriftItem(id, storedFields(finding));
     const closedBy = closedByOf(report, command);
@@ -57,17 +60,17 @@ export async function recordDriftReport(context: ServerContext, host: string, en
     for (const finding of plan.opened) {
       await repo.insertDriftItem({
         host, env, scope: finding.scope, path: finding.path, ...storedFields(finding), state: 'open',
-        first_seen_at: at, last_seen_at: at, closed_at: null, closed_by: null, adopted_into: null, reason: null, firecall_id: null,
+        first_seen_at: at, last_seen_at: at, closed_at: null, closed_by: null, adopted_into: null, reason: null, firecall_id: firecall?.id ?? null,
       });
     }
     await repo.upsertDriftScan({
       host, reported_at: at, release_id: report.releaseId, full: report.full ? 1 : 0, cause: report.cause.kind, truncated: report.truncated ? 1 : 0,
       entries: report.stats.entries, hashed_files: report.stats.hashedFiles, elapsed_ms: report.stats.elapsedMs,
     });
-    await auditReconciliation(repo, host, env, at, plan, report);
-    return plan;
+    await auditReconciliation(repo, host, env, at, plan, report, firecall?.id ?? null);
+    return { ...plan, firecall: firecall?.id ?? null };
   });
-  if (outcome.opened.length > 0) alertNewDrift(context, config, host, env, at, outcome.opened);
+  if (outcome.opened.length > 0) alertNewDrift(context, config, host, env, at, outcome.opened, outcome.firecall);
 }
 
 function closeCauseOf(report: DriftReport, command: AgentCommandRow | undefined): CloseCause {
@@ -97,13 +100,13 @@ function reasonOf(command: AgentCommandRow): string | null {
   return request.kind === 'drift-scan' ? null : request.reason;
 }
 
-async function auditReconciliation(repo: WriteRepo, host: string, env: string, at: string, plan: DriftReconciliation, report: DriftReport): Promise<void> {
+async function auditReconciliation(repo: WriteRepo, host: string, env: string, at: string, plan: DriftReconciliation, report: DriftReport, firecall: number | null): Promise<void> {
   const actor = `agent:${host}`;
   const cause = report.cause;
   if (plan.opened.length > 0) {
     await repo.appendAudit({
       at, actor, action: 'drift.detected', target: `host:${host}`,
-      details: { env, count: plan.opened.length, items: plan.opened.slice(0, LISTED).map((finding) => ({ scope: finding.scope, path: finding.path, kinds: finding.kinds })), cause },
+      details: { env, count: plan.opened.length, items: plan.opened.slice(0, LISTED).map((finding) => ({ scope: finding.scope, path: finding.path, kinds: finding.kinds })), cause, firecall },
     });
   }
   if (plan.closed.length > 0) {
@@ -115,20 +118,23 @@ async function auditReconciliation(repo: WriteRepo, host: string, env: string, a
 }
 
 /** One alert per report, naming every new item (each item is new exactly once). */
-function alertNewDrift(context: ServerContext, config: Config, host: string, env: string, at: string, opened: readonly DriftFinding[]): void {
+function alertNewDrift(context: ServerContext, config: Config, host: string, env: string, at: string, opened: readonly DriftFinding[], firecall: number | null): void {
   const first = opened[0] as DriftFinding;
   const more = opened.length > 1 ? ` and ${opened.length - 1} more path${opened.length > 2 ? 's' : ''}` : '';
+  const what = `${first.path} (${first.kinds.join(', ')})${more}`;
   context.alerts.dispatch(
     {
-      kind: 'drift.detected',
+      // Under a fire call a change is expected: a notice naming it, not an intrusion alert.
+      kind: firecall === null ? 'drift.detected' : 'drift.firecall',
       env,
       at,
-      summary: `drift on ${host} in ${env}: ${first.path} (${first.kinds.join(', ')})${more}`,
+      summary: firecall === null ? `drift on ${host} in ${env}: ${what}` : `changed under fire call ${firecall} on ${host} in ${env}: ${what}`,
       details: {
         host,
         count: opened.length,
         items: opened.slice(0, LISTED).map((finding) => ({ scope: finding.scope, path: finding.path, kinds: finding.kinds, expected: finding.expected, actual: finding.actual })),
-        fix: `lockstep drift revert ${host}   (or: lockstep drift adopt / accept)`,
+        firecall,
+        fix: firecall === null ? `lockstep drift revert ${host}   (or: lockstep drift adopt / accept)` : `after closing it: lockstep firecall reconcile ${firecall} --revert   (or --adopt --version V)`,
       },
     },
     alertChannelsOf(config.environments[env]),

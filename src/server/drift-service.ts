@@ -47,6 +47,7 @@ function itemView(row: DriftItemRow, versions: ReadonlyMap<string, string>): Dri
     closedBy: row.closed_by,
     adoptedInto: row.adopted_into ? { id: row.adopted_into, version: versions.get(row.adopted_into) ?? '?' } : null,
     reason: row.reason,
+    firecall: row.firecall_id,
   };
 }
 
@@ -60,7 +61,7 @@ export async function requireActionableHost(repo: ReadRepo, principal: UserPrinc
 }
 
 /** Creates one command per host, audited, and wakes the hosts. */
-async function createCommands(context: ServerContext, actor: string, hosts: readonly string[], request: CommandRequest): Promise<CommandView[]> {
+export async function createCommands(context: ServerContext, actor: string, hosts: readonly string[], request: CommandRequest): Promise<CommandView[]> {
   const at = context.now().toISOString();
   const ids = await context.store.transaction(async (repo) => {
     const created: number[] = [];

@@ -37,7 +37,7 @@ export function registerFirecallRoutes(app: FastifyInstance, context: FirecallCo
   app.post(`${p}/firecalls/:id/reconcile`, access('deployer'), async (request) => {
     const { id } = parse(idParam, request.params);
     const body = parse(api.reconcileFirecallRequest, request.body);
-    return { firecall: await reconcileFirecall(context, userOf(request), id, body) };
+    return reconcileFirecall(context, userOf(request), id, body);
   });
 
   app.get(`${p}${api.AGENT_ROUTES.firecall}`, { ...access('agent'), logLevel: 'warn' }, async (request) => {

@@ -5,18 +5,21 @@
  * installs for sshd.
  */
 import { createHash } from 'node:crypto';
-import type { CloseFirecallResponse, FirecallAgentReport, FirecallShowResponse, FirecallSummary, FirecallTrust, FirecallView, OpenFirecallResponse } from '../api/schemas.js';
+import type { CloseFirecallResponse, CommandView, FirecallAgentReport, FirecallShowResponse, FirecallSummary, FirecallTrust, FirecallView, OpenFirecallResponse } from '../api/schemas.js';
 import type { Config, EnvironmentConfig } from '../core/config.js';
 import { formatDuration } from '../core/duration.js';
 import { LockstepError } from '../core/errors.js';
 import { checkSourceAddress, firecallExpired, firecallKeyId, firecallState, firecallTtl, parsePublicKeyLine, revocationsFor, sshdEventOf, type FirecallFacts } from '../core/firecall.js';
 import type { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.js';
-import type { FirecallRow, ReadRepo } from '../store/store.js';
+import type { DriftItemRow, FirecallRow, ReadRepo } from '../store/store.js';
 import { alertChannelsOf } from './alerts/alert-channels.js';
 import { requireConfig, currentConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { requireEnvironmentScope, type UserPrincipal } from './deployment-service.js';
 import { keys } from './notifier.js';
+import { waitForCommand } from './agent-command-service.js';
+import { adoptDrift } from './drift-adopt.js';
+import { createCommands } from './drift-service.js';
 
 /** How long `firecall close` waits for the hosts to install the revocation. */
 const CLOSE_WAIT_MS = 10_000;
@@ -189,12 +192,12 @@ async function waitForRevocation(context: FirecallContext, env: string): Promise
  * Marks a closed fire call reconciled: its changes were reverted (`revert`)
  * or made into a release (`adopt`, with the version) that goes through test.
  */
-export async function reconcileFirecall(context: FirecallContext, principal: UserPrincipal, id: number, request: { mode: 'revert' | 'adopt'; version?: string | undefined }): Promise<FirecallView> {
+export async function reconcileFirecall(context: FirecallContext, principal: UserPrincipal, id: number, request: { mode: 'revert' | 'adopt'; version?: string | undefined }): Promise<{ firecall: FirecallView; outcome: string }> {
   const row = await requireFirecall(context.store.read, id);
   requireEnvironmentScope(principal, row.env);
   if (row.closed_at === null) throw new LockstepError('conflict', `fire call ${id} is still open; close it first: lockstep firecall close ${id}`);
   if (row.reconciled_at !== null) throw new LockstepError('conflict', `fire call ${id} was already reconciled (${row.reconcile_mode ?? '?'}) at ${row.reconciled_at} by ${row.reconciled_by ?? '?'}`);
-  const outcome = await reconcileChanges(context, row, request);
+  const outcome = await reconcileChanges(context, principal, row, request);
   const at = context.now().toISOString();
   const done = await context.store.transaction(async (repo) => {
     const current = await repo.firecall(id);
@@ -204,19 +207,64 @@ export async function reconcileFirecall(context: FirecallContext, principal: Use
     await repo.appendAudit({ at, actor: principal.name, action: 'firecall.reconciled', target: `env:${row.env}`, details: { firecall: id, mode: request.mode, version: request.version ?? null, outcome } });
     return { ...current, ...patch };
   });
-  return firecallView(done);
+  return { firecall: firecallView(done), outcome };
 }
 
+/** How long `reconcile --revert` waits for the hosts to restore their baseline. */
+const RECONCILE_WAIT_MS = 120_000;
+
 /**
- * TODO(drift): the seam where reconciliation acts on the hosts. With drift
- * detection merged this becomes one call each: `--revert` → a drift-revert
- * command for every host of the environment (paths: null, every open item
- * attributed to this fire call); `--adopt` → `drift adopt` of those items
- * into release `version`. Until then it changes nothing and says so in the
- * audit event.
+ * Acts on the drift attributed to the fire call (first seen while it was open):
+ * `revert` has every host restore its baseline at those paths and waits for
+ * them; `adopt` makes release `version` from the changed release files, which
+ * goes through the promotion gate like any release. Throws (leaving the fire
+ * call unreconciled) when a host could not revert or the changes cannot be adopted.
  */
-async function reconcileChanges(_context: FirecallContext, _firecall: FirecallRow, request: { mode: 'revert' | 'adopt'; version?: string | undefined }): Promise<string> {
-  return request.mode === 'revert' ? 'recorded; drift revert not wired yet' : `recorded; drift adopt into ${request.version ?? '?'} not wired yet`;
+async function reconcileChanges(context: FirecallContext, principal: UserPrincipal, firecall: FirecallRow, request: { mode: 'revert' | 'adopt'; version?: string | undefined }): Promise<string> {
+  const items = (await context.store.read.driftItems({ env: firecall.env, states: ['open'] })).filter((item) => item.firecall_id === firecall.id);
+  if (items.length === 0) return `no drift was seen under fire call ${firecall.id}`;
+  const reason = `fire call ${firecall.id}: ${firecall.reason}`;
+  const byHost = new Map<string, DriftItemRow[]>();
+  for (const item of items) byHost.set(item.host, [...(byHost.get(item.host) ?? []), item]);
+  const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  if (request.mode === 'revert') {
+    const commands: CommandView[] = [];
+    for (const [host, hostItems] of byHost) {
+      commands.push(...(await createCommands(context, principal.name, [host], { kind: 'drift-revert', paths: hostItems.map((item) => item.path), reason })));
+    }
+    const finished = await Promise.all(commands.map((command) => waitForCommand(context, command.id, RECONCILE_WAIT_MS, new AbortController().signal)));
+    const failed = finished.filter((view) => view.ok !== true);
+    if (failed.length > 0) {
+      const why = failed.map((view) => `${view.host}: ${view.error ?? (view.state === 'failed' ? 'failed' : `no answer within ${RECONCILE_WAIT_MS / 1000} s`)}`);
+      throw new LockstepError('failed', `fire call ${firecall.id} stays unreconciled: ${why.join('; ')}; fix that and run the reconcile again`);
+    }
+    return `reverted ${count(items.length, 'path')} on ${count(byHost.size, 'host')}`;
+  }
+  const watched = items.filter((item) => item.scope === 'watch');
+  if (watched.length > 0) {
+    const first = watched[0] as DriftItemRow;
+    throw new LockstepError(
+      'refused',
+      `fire call ${firecall.id} also changed watched paths, which cannot be part of a release (${watched.map((item) => `${item.host}:${item.path}`).slice(0, 5).join(', ')}); accept or revert them first (lockstep drift accept ${first.host} --path ${first.path} --reason TEXT, or lockstep drift revert ${first.host} --path ${first.path}), then reconcile again`,
+    );
+  }
+  // Every host must carry the same changes: one release is made from them.
+  const changesOf = (hostItems: readonly DriftItemRow[]) => JSON.stringify(hostItems.map((item) => [item.path, item.actual]).sort());
+  const [[source, sourceItems], ...others] = [...byHost] as [[string, DriftItemRow[]], ...[string, DriftItemRow[]][]];
+  const different = others.filter(([, hostItems]) => changesOf(hostItems) !== changesOf(sourceItems)).map(([host]) => host);
+  if (different.length > 0) {
+    throw new LockstepError('refused', `fire call ${firecall.id} changed release files differently on ${source} and ${different.join(', ')}; revert the hosts whose changes are not wanted (lockstep drift revert ${different[0] ?? ''}), then reconcile again`);
+  }
+  const version = request.version ?? '';
+  const adopted = await adoptDrift(context, principal, source, version, reason, (item) => item.firecall_id === firecall.id);
+  if (others.length > 0) {
+    const at = context.now().toISOString();
+    await context.store.transaction(async (repo) => {
+      for (const [, hostItems] of others) for (const item of hostItems) await repo.updateDriftItem(item.id, { adopted_into: adopted.release.id, reason });
+      await repo.appendAudit({ at, actor: principal.name, action: 'drift.adopted', target: `env:${firecall.env}`, details: { firecall: firecall.id, release: adopted.release.id, hosts: others.map(([host]) => host) } });
+    });
+  }
+  return `adopted ${count(sourceItems.length, 'path')} from ${source} into release ${adopted.release.version} (${adopted.release.id.slice(0, 12)}); deploy it to ${adopted.firstEnv ?? 'the first environment'} first`;
 }
 
 /** The fire call open in `env` at `at`, for drift detection to attribute what it finds then. */

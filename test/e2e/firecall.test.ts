@@ -5,7 +5,9 @@
  * `lockstep firecall open` issued. Checks refusal without a certificate, a
  * terminal login, sshd's log and the transcript in `firecall show`, expiry,
  * revocation and the ending of an open session on close, the refusal of
- * deployments until reconciled (rollbacks allowed), and bad input.
+ * deployments until reconciled (rollbacks allowed), a file edited under the
+ * fire call reported as drift attributed to it and restored by `reconcile
+ * --revert`, the agent's own sshd files never reported as drift, and bad input.
  * The test stops only the sshd it started, by its pid.
  */
 import assert from 'node:assert/strict';
@@ -70,6 +72,9 @@ describe('fire call: emergency access through a real sshd', () => {
   let keys = '';
   let webhook: Server;
   const alerts: { kind: string; summary: string }[] = [];
+  /** A release file of the active release, as it was deployed. */
+  const EDITED = '/srv/app/current/public/page-0.html';
+  let deployedPage = '';
   let v1 = '';
   let v2 = '';
 
@@ -112,6 +117,10 @@ describe('fire call: emergency access through a real sshd', () => {
     const pidFile = join(sshdDir, 'sshd.pid');
     await fleet.applyConfig(`app: app
 deploy_to: /srv/app
+watch:
+  - path: /etc/ssh
+drift:
+  scan_interval: 2s
 environments:
   production:
     host_timeout: 20s
@@ -129,6 +138,7 @@ environments:
     await fleet.ok(['deploy', v1, '--to', 'production']);
     v2 = releaseIdFrom(await fleet.ok(['release', 'create', await writeApp(app, 'v2'), '--version', '2.0.0']));
     await fleet.ok(['deploy', v2, '--to', 'production']);
+    deployedPage = await readFile(agent.path(EDITED), 'utf8');
 
     // The real sshd: its own host key, pid file and log, and the drop-in the agent wrote into its root.
     const dropIn = agent.path(DROP_IN);
@@ -214,10 +224,24 @@ environments:
     assert.match(status, /fire call 1 open until .* by admin: disk full on prod-1/);
     await until('the firecall.opened alert', async () => (alerts.some((alert) => alert.kind === 'firecall.opened' && /disk full/.test(alert.summary)) ? true : undefined));
 
-    const login = await ssh(join(keys, 'alice'), 'echo marker-$((6*7)); tty').done;
+    // The emergency fix: a release file edited by hand on the host (the sandbox root stands for its /).
+    const login = await ssh(join(keys, 'alice'), `echo marker-$((6*7)); tty; echo '<p>hotfix</p>' >> ${agent.path(EDITED)}`).done;
     assert.equal(login.code, 0, login.stderr);
     assert.match(login.stdout, /marker-42/);
     assert.match(login.stdout, /\/dev\/pts\/\d+/, 'a terminal');
+  });
+
+  it('a file edited under the fire call is drift attributed to it: a notice, not an intrusion alert', async () => {
+    const item = await until('the edit to be listed as drift', async () => {
+      const items = JSON.parse(await fleet.ok(['drift', 'production', '--json'])) as { path: string; kinds: string[]; firecall: number | null }[];
+      return items.find((candidate) => candidate.path === EDITED);
+    });
+    assert.deepEqual(item.kinds, ['content']);
+    assert.equal(item.firecall, 1);
+    assert.match(await fleet.ok(['drift', 'production']), /changed under fire call 1/);
+    const notice = await until('the drift notice', async () => alerts.find((alert) => alert.kind === 'drift.firecall'));
+    assert.match(notice.summary, /^changed under fire call 1 on prod-1 in production: \/srv\/app\/current\/public\/page-0\.html \(content\)/);
+    assert.ok(!alerts.some((alert) => alert.kind === 'drift.detected'), `no intrusion alert: ${JSON.stringify(alerts)}`);
   });
 
   it("sshd's log names the key id, and firecall show lists the login and the transcript", async () => {
@@ -274,16 +298,25 @@ environments:
     assert.match(refused.stderr, /fire call 1 on production is not reconciled: run `lockstep firecall reconcile 1 --revert` or `--adopt --version V`/);
     assert.match(await fleet.ok(['status', 'production']), /fire call 1 closed, not reconciled/);
 
-    const rollback = await fleet.cli(['rollback', 'production', '--reason', 'rollbacks stay allowed']);
-    assertExit(rollback, 0, 'rollback while unreconciled');
-
     assertExit(await fleet.cli(['firecall', 'reconcile', '1']), 2, 'reconcile without --revert or --adopt');
     assertExit(await fleet.cli(['firecall', 'reconcile', '1', '--adopt']), 2, 'adopt without --version');
-    assertExit(await fleet.cli(['firecall', 'reconcile', '1', '--revert']), 0, 'reconcile 1');
+    const reverted = await fleet.cli(['firecall', 'reconcile', '1', '--revert']);
+    assertExit(reverted, 0, 'reconcile 1');
+    assert.match(reverted.stdout, /fire call 1 reconciled: reverted 1 path on 1 host/);
+    assert.equal(await readFile(agent.path(EDITED), 'utf8'), deployedPage, 'the edited file is restored byte for byte');
+    const items = JSON.parse(await fleet.ok(['drift', 'production', '--all', '--json'])) as { path: string; state: string }[];
+    assert.deepEqual(items.filter((item) => item.path === EDITED).map((item) => item.state), ['reverted']);
+    // Installing and revoking the sshd trust under the watched /etc/ssh is Lockstep's own change, never drift.
+    assert.deepEqual(items.filter((item) => item.path.startsWith('/etc/ssh')), []);
+
     const still = await fleet.cli(['deploy', v2, '--to', 'production']);
     assertExit(still, 3, 'fire call 2 is still unreconciled');
     assert.match(still.stderr, /fire call 2 on production is not reconciled/);
-    assertExit(await fleet.cli(['firecall', 'reconcile', '2', '--adopt', '--version', '2.0.1']), 0, 'reconcile 2');
+    const rollback = await fleet.cli(['rollback', 'production', '--reason', 'rollbacks stay allowed']);
+    assertExit(rollback, 0, 'rollback while unreconciled');
+    const adopted = await fleet.cli(['firecall', 'reconcile', '2', '--adopt', '--version', '2.0.1']);
+    assertExit(adopted, 0, 'reconcile 2');
+    assert.match(adopted.stdout, /no drift was seen under fire call 2/);
     assertExit(await fleet.cli(['deploy', v2, '--to', 'production']), 0, 'deploy after reconcile');
 
     const audit = JSON.parse(await fleet.ok(['audit', 'log', '--json'])) as { action: string }[];
