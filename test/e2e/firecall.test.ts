@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startFleet, writeApp, type AgentHandle, type Fleet } from '../helpers/fleet.js';
 import { assertExit, releaseIdFrom } from './host-tree.js';
+import { until } from '../helpers/until.js';
 
 const SSHD = '/usr/sbin/sshd';
 const SSHD_LOG = '/var/log/lockstep-test-sshd.log';
@@ -35,16 +36,6 @@ interface ShowJson {
   logins: { host: string; user: string; from: string; at: string }[];
   events: { kind: string; line: string }[];
   transcripts: { host: string; name: string; text: string }[];
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((done) => setTimeout(done, 200));
-  }
 }
 
 function freePort(): Promise<number> {

@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ParityResponse } from '../../src/api/schemas.js';
 import { startFleet, writeApp, type AgentHandle, type Fleet } from '../helpers/fleet.js';
 import { assertExit, releaseIdFrom } from './host-tree.js';
+import { until } from '../helpers/until.js';
 
 function config(productionDeclared: readonly string[]): string {
   return `app: app
@@ -41,16 +42,6 @@ async function prepareRoot(fleet: Fleet, host: string, packages: Record<string, 
   await mkdir(join(root, 'var/lib/dpkg'), { recursive: true });
   await writeFile(join(root, 'etc/os-release'), 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n');
   await writeFile(join(root, 'var/lib/dpkg/status'), dpkgStatus(packages));
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((done) => setTimeout(done, 200));
-  }
 }
 
 describe('lockstep parity', () => {

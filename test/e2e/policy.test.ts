@@ -17,6 +17,7 @@ import { shortId } from '../../src/core/manifest.js';
 import { hashToken } from '../../src/server/tokens.js';
 import { startFleet, writeApp, type CliResult, type Fleet } from '../helpers/fleet.js';
 import { assertExit, releaseIdFrom } from './host-tree.js';
+import { until } from '../helpers/until.js';
 
 interface DeploymentJson {
   id: number;
@@ -64,16 +65,6 @@ ${lines(extra.development)}  test:
     host_timeout: 20s
     alerts: { webhooks: ["${webhook}"] }
 ${lines(extra.production)}`;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((done) => setTimeout(done, 200));
-  }
 }
 
 describe('policy: roles, approvals, windows, freezes, soak, override, changes', () => {

@@ -59,3 +59,14 @@ export function postgresBackend(): StoreBackend {
 export function storeBackends(): StoreBackend[] {
   return [sqliteBackend(), postgresBackend()];
 }
+
+/** Runs `work` against a fresh migrated store of `backend`, closing it afterwards. */
+export async function withStore(backend: StoreBackend, work: (store: Store) => Promise<void>): Promise<void> {
+  const store = await backend.open();
+  try {
+    await store.migrate();
+    await work(store);
+  } finally {
+    await store.close();
+  }
+}

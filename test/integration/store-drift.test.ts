@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { AgentCommandRow, DriftItemRow, Store } from '../../src/store/store.js';
-import { storeBackends, type StoreBackend } from '../helpers/store-backends.js';
+import { storeBackends, type StoreBackend, withStore as withBackendStore } from '../helpers/store-backends.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
 const at = (minutes: number) => new Date(T0 + minutes * 60_000).toISOString();
@@ -41,15 +41,7 @@ function contract(backend: StoreBackend): void {
     before(() => backend.setUp());
     after(() => backend.tearDown());
 
-    async function withStore(work: (store: Store) => Promise<void>): Promise<void> {
-      const store = await backend.open();
-      try {
-        await store.migrate();
-        await work(store);
-      } finally {
-        await store.close();
-      }
-    }
+    const withStore = (work: (store: Store) => Promise<void>): Promise<void> => withBackendStore(backend, work);
 
     it('keeps one open item per host, scope and path; a closed one is history and the path may drift again', () =>
       withStore(async (store) => {

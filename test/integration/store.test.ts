@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { auditHash, GENESIS_HASH } from '../../src/core/audit-hash.js';
 import type { AuditEventRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, TokenRow } from '../../src/store/store.js';
-import { storeBackends, type StoreBackend } from '../helpers/store-backends.js';
+import { storeBackends, type StoreBackend, withStore as withBackendStore } from '../helpers/store-backends.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
 /** A fixed, sortable ISO time `minutes` after T0 (no clock reads). */
@@ -122,16 +122,7 @@ function contract(backend: StoreBackend): void {
     before(() => backend.setUp());
     after(() => backend.tearDown());
 
-    /** Runs `work` against a fresh migrated store, closing it afterwards. */
-    async function withStore(work: (store: Store) => Promise<void>): Promise<void> {
-      const store = await backend.open();
-      try {
-        await store.migrate();
-        await work(store);
-      } finally {
-        await store.close();
-      }
-    }
+    const withStore = (work: (store: Store) => Promise<void>): Promise<void> => withBackendStore(backend, work);
 
     it('migrating twice is harmless and keeps data', () =>
       withStore(async (store) => {
