@@ -254,10 +254,19 @@ environments:
     const opened = JSON.parse(await fleet.ok(['firecall', 'open', 'production', '--reason', 'quick look', '--pubkey', join(keys, 'bob.pub'), '--ttl', '5s', '--json'])) as { firecall: FirecallJson };
     assert.equal(opened.firecall.id, 2);
     const expiresAt = Date.parse(opened.firecall.expiresAt);
-    await new Promise((done) => setTimeout(done, Math.max(0, expiresAt - Date.now()) + 1500));
-    const late = await ssh(join(keys, 'bob'), 'echo in').done;
-    assert.equal(late.code, 255, late.stdout);
-    assert.match(late.stderr, /Permission denied/);
+    // With the agent stopped, no revocation list can reach sshd: what refuses the login is the certificate's own expiry.
+    const pid = agent.process.pid as number;
+    const logBefore = (await readFile(agent.path(SSHD_LOG), 'utf8')).length;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      await new Promise((done) => setTimeout(done, Math.max(0, expiresAt - Date.now()) + 1500));
+      const late = await ssh(join(keys, 'bob'), 'echo in').done;
+      assert.equal(late.code, 255, late.stdout);
+      assert.match(late.stderr, /Permission denied/);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    assert.match((await readFile(agent.path(SSHD_LOG), 'utf8')).slice(logBefore), /Certificate invalid: expired/);
     await until('the server to close the expired fire call', async () => {
       const list = JSON.parse(await fleet.ok(['firecall', 'list', '--json'])) as FirecallJson[];
       return list.find((call) => call.id === 2)?.state === 'unreconciled' ? true : undefined;
