@@ -28,7 +28,7 @@ import { readCurrentReleaseId } from './activator.js';
 import { deployLayout, releaseDir } from './deploy-layout.js';
 import { cappedFindings, entryDigest, groupFindings } from './drift-findings.js';
 import { DriftReporter, type DriftSink, type PendingUpload } from './drift-reporter.js';
-import { restoreReleaseEntry, restoreWatchEntry, type RestoreContext } from './drift-revert.js';
+import { dropEditedCacheCopies, restoreReleaseEntry, restoreWatchEntry, type RestoreContext } from './drift-revert.js';
 import { DriftStateDir, type ScanTimes, type WatchBaseline } from './drift-state.js';
 import type { ManifestStore } from './manifest-store.js';
 import { loadReleaseManifest, type ManifestFetcher } from './release-baseline.js';
@@ -516,7 +516,10 @@ export class DriftMonitor {
     this.#findings = findings;
     const key = JSON.stringify([findings, truncated]);
     if (!force && key === this.#lastSent) return Promise.resolve();
-    if (key !== this.#lastSent && findings.length > 0) this.#log.warn({ drifted: findings.length, paths: findings.slice(0, 5).map((finding) => finding.path) }, 'drift found');
+    if (key !== this.#lastSent && findings.length > 0) {
+      this.#log.warn({ drifted: findings.length, paths: findings.slice(0, 5).map((finding) => finding.path) }, 'drift found');
+      void this.#dropEditedCacheCopies(findings);
+    }
     this.#lastSent = key;
     return this.#reporter.send(
       {
@@ -530,6 +533,23 @@ export class DriftMonitor {
       },
       uploads,
     );
+  }
+
+  /** Keeps content edited in place in a release file out of the blob cache it is hard-linked with (see dropEditedCacheCopies). */
+  async #dropEditedCacheCopies(findings: readonly DriftFinding[]): Promise<void> {
+    const release = this.#release;
+    if (release === null) return;
+    for (const finding of findings) {
+      const hash = finding.expected?.sha256;
+      if (finding.scope !== 'release' || !finding.kinds.includes('content') || hash === undefined) continue;
+      const relative = releaseRelative(release.deployTo, finding.path);
+      if (relative === undefined) continue;
+      const dropped = await dropEditedCacheCopies(this.#options.cache, hash, finding.expected?.mode, join(release.dir, relative)).catch((error: unknown) => {
+        this.#log.warn({ err: error, path: finding.path }, 'could not check the blob cache for an edited release file');
+        return 0;
+      });
+      if (dropped > 0) this.#log.warn({ path: finding.path, blob: hash }, 'the release file was edited in place, and with it the cached copy it is linked to: dropped from the cache');
+    }
   }
 
   // ---- commands ----

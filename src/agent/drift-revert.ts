@@ -113,6 +113,25 @@ async function verifiedBlob(context: RestoreContext, hash: string): Promise<stri
   return path;
 }
 
+/**
+ * Release files are hard links into the blob cache, so an in-place edit of one also changes the cached copy
+ * it shares an inode with. Removes those copies (the blob and its mode variant) as soon as the drift is seen,
+ * so that no later deployment links the edited content; a revert fetches the blob again.
+ */
+export async function dropEditedCacheCopies(cache: BlobCache, hash: string, mode: number | undefined, file: string): Promise<number> {
+  const edited = await lstat(file).catch(() => undefined);
+  if (edited === undefined || !edited.isFile()) return 0;
+  const candidates = new Set([cache.pathOf(hash), ...(mode === undefined ? [] : [cache.readyFileWithMode(hash, mode)].filter((path): path is string => path !== undefined))]);
+  let dropped = 0;
+  for (const candidate of candidates) {
+    const copy = await lstat(candidate).catch(() => undefined);
+    if (copy === undefined || copy.ino !== edited.ino || copy.dev !== edited.dev) continue;
+    await rm(candidate, { force: true });
+    dropped++;
+  }
+  return dropped;
+}
+
 /** Removes the cache's mode variant of a blob when an in-place edit of a release file linked to it changed its content. */
 async function dropCorruptVariant(cache: BlobCache, hash: string, mode: number): Promise<void> {
   const variant = cache.readyFileWithMode(hash, mode);

@@ -214,6 +214,13 @@ describe('drift monitor', () => {
     assert.equal(finding.expected?.sha256, sha(before));
     assert.equal(finding.actual?.sha256, sha('hacked\n'));
     assert.equal(collector.uploads.get(sha('hacked\n'))?.toString(), 'hacked\n');
+    // The edited content shared the cached copy's inode: the cache drops that copy, so no later deployment links it.
+    const cachedCopy = async (): Promise<string | undefined> => {
+      const path = taskContext.cache.readyFileWithMode(sha(before), 0o644);
+      return path === undefined ? undefined : readFile(path, 'utf8').catch(() => undefined);
+    };
+    for (let tries = 0; (await cachedCopy()) === 'hacked\n' && tries < 100; tries++) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.notEqual(await cachedCopy(), 'hacked\n', 'the blob cache no longer serves the edited content');
 
     const result = await command({ kind: 'drift-revert', paths: null });
     assert.equal(result.ok, true, result.error);
