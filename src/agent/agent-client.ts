@@ -66,9 +66,10 @@ export class AgentClient implements ReleaseSource {
   ) {}
 
   /** Long-polls for the next task or command, waiting up to `waitSeconds` on the server. */
-  async work(waitSeconds: number, signal: AbortSignal): Promise<WorkAnswer> {
+  /** `started`: the first poll since this agent started, so that the server hands out again what the previous run left unanswered. */
+  async work(waitSeconds: number, signal: AbortSignal, started = false): Promise<WorkAnswer> {
     const response = await this.request('GET', AGENT_ROUTES.work, {
-      query: { host: this.host, wait: String(waitSeconds) },
+      query: { host: this.host, wait: String(waitSeconds), ...(started ? { started: '1' } : {}) },
       signal,
       timeoutMs: waitSeconds * 1000 + RESPONSE_TIMEOUT_MS,
     });

@@ -145,11 +145,14 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   const waitSeconds = Math.min(30, Math.max(0, options.pollWaitSeconds ?? DEFAULT_POLL_WAIT_SECONDS));
   const backoff = new Backoff();
   try {
+    // Until the first answer arrives, the server is told this agent just started (see AgentClient.work).
+    let polledOnce = false;
     while (!signal.aborted) {
       let task: AgentTask | null;
       let command: AgentCommand | null;
       try {
-        const answer = await client.work(waitSeconds, signal);
+        const answer = await client.work(waitSeconds, signal, !polledOnce);
+        polledOnce = true;
         ({ task, command } = answer);
         if (settings.isStale(answer.settingsRevision)) void settings.refresh(signal);
         backoff.reset();

@@ -372,7 +372,10 @@ export const heartbeatRequest = z.strictObject({
 export const AGENT_ROUTES = {
   /** POST enrollRequest → enrollResponse. No bearer token: the one-time enrollment token is in the body. */
   enroll: '/agent/enroll',
-  /** GET ?host=NAME&wait=SECONDS (0..30) → workResponse; long-polls until a task exists or `wait` passes. */
+  /**
+   * GET ?host=NAME&wait=SECONDS (0..30)[&started=1] → workResponse; long-polls until a task or command exists or `wait`
+   * passes. `started=1` on an agent's first poll re-queues the commands its previous run was given and never answered.
+   */
   work: '/agent/work',
   /**
    * GET /agent/releases/:id?host=NAME[&base=ID] → { manifest } (canonical manifest), only for releases deployed to the

@@ -239,8 +239,10 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     }
   });
   app.get(`${p}${api.AGENT_ROUTES.work}`, quiet('agent'), async (request) => {
-    const query = parse(hostQuery.extend({ wait: z.coerce.number().min(0).max(30).default(25) }), request.query);
+    const query = parse(hostQuery.extend({ wait: z.coerce.number().min(0).max(30).default(25), started: z.enum(['1']).optional() }), request.query);
     const agent = agentOf(request, query.host);
+    // The first poll of a (re)started agent: commands it was given before and never answered died with its predecessor.
+    if (query.started === '1') await context.store.transaction((repo) => repo.requeueSentCommands(agent.host));
     return pollWork(context, agent.host, agent.env, query.wait * 1000, abortOnClose(request, context.shutdown));
   });
   app.get(`${p}${api.AGENT_ROUTES.release}`, quiet('agent'), async (request, reply) => {

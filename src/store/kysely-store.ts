@@ -462,6 +462,10 @@ class Repo implements WriteRepo {
       .executeTakeFirst();
     return row ? commandRow(row) : undefined;
   }
+  async requeueSentCommands(host: string) {
+    const result = await this.db.updateTable('agent_commands').set({ state: 'pending', sent_at: null }).where('host', '=', host).where('state', '=', 'sent').executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
   async touchOpenDriftItems(host: string, at: string) {
     await this.db.updateTable('drift_items').set({ last_seen_at: at }).where('host', '=', host).where('state', '=', 'open').execute();
   }

@@ -182,6 +182,8 @@ export interface WriteRepo extends ReadRepo {
   updateAgentCommand(id: number, patch: Partial<Pick<AgentCommandRow, 'state' | 'sent_at' | 'finished_at' | 'result'>>): Promise<void>;
   /** Marks the host's oldest pending command sent and returns it; a command is handed out once even with several servers. */
   claimPendingCommand(host: string, at: string): Promise<AgentCommandRow | undefined>;
+  /** Hands the host's sent but unanswered commands out again (its agent restarted and lost them); returns how many. */
+  requeueSentCommands(host: string): Promise<number>;
   /** Sets last_seen_at of every open drift item of the host. */
   touchOpenDriftItems(host: string, at: string): Promise<void>;
 }

@@ -115,6 +115,15 @@ function contract(backend: StoreBackend): void {
         ]);
         assert.deepEqual([first?.id, second?.id].filter((claimed) => claimed !== undefined), [id], 'exactly one claim gets the command');
         assert.equal((await store.read.agentCommand(id))?.state, 'sent');
+        // The agent restarted before answering: its first poll hands the command out again, once.
+        const done = await store.transaction((repo) => repo.insertAgentCommand(command('web1', 'drift-scan', 2)));
+        await store.transaction(async (repo) => {
+          await repo.claimPendingCommand('web1', at(3));
+          await repo.updateAgentCommand(done, { state: 'done', finished_at: at(3) });
+        });
+        assert.equal(await store.transaction((repo) => repo.requeueSentCommands('web1')), 1);
+        assert.equal((await store.transaction((repo) => repo.claimPendingCommand('web1', at(4))))?.id, id);
+        assert.equal((await store.read.agentCommand(done))?.state, 'done');
 
         const open = await store.transaction((repo) => repo.insertDriftItem(item('web1', '/a')));
         const closed = await store.transaction((repo) => repo.insertDriftItem(item('web1', '/b', { state: 'resolved' })));
