@@ -58,6 +58,29 @@ export async function writeEnvFile(layout: DeployLayout, vars: Readonly<Record<s
   await writeFileAtomic(join(layout.sharedDir, ENV_FILE), content, ENV_FILE_MODE);
 }
 
+/** The target `current` has when `releaseId` is active. */
+export function currentTarget(releaseId: string): string {
+  return `releases/${releaseId}`;
+}
+
+/** Points `current` at a staged release with one rename(2), durably; refuses to replace anything but a symlink. */
+export async function pointCurrent(layout: DeployLayout, releaseId: string): Promise<void> {
+  const current = await lstat(layout.currentLink).catch(() => undefined);
+  if (current !== undefined && !current.isSymbolicLink()) {
+    throw new LockstepError('failed', `${layout.currentLink} exists and is not a symlink; refusing to replace it`);
+  }
+  const tmpLink = join(layout.deployTo, `${CURRENT_TMP_PREFIX}${randomBytes(6).toString('hex')}`);
+  await symlink(currentTarget(releaseId), tmpLink);
+  try {
+    await rename(tmpLink, layout.currentLink);
+  } catch (error) {
+    await rm(tmpLink, { force: true });
+    throw error;
+  }
+  // The switch must be durable before it is reported.
+  await fsyncDirectory(layout.deployTo);
+}
+
 /**
  * Makes `releaseId` (already staged) the active release: variables first,
  * then a new symlink renamed over `current`, then the release dir's times
@@ -71,21 +94,7 @@ export async function activateRelease(layout: DeployLayout, releaseId: string, v
   await writeEnvFile(layout, vars);
   const previousReleaseId = await readCurrentReleaseId(layout);
 
-  const current = await lstat(layout.currentLink).catch(() => undefined);
-  if (current !== undefined && !current.isSymbolicLink()) {
-    throw new LockstepError('failed', `${layout.currentLink} exists and is not a symlink; refusing to replace it`);
-  }
-  const tmpLink = join(layout.deployTo, `${CURRENT_TMP_PREFIX}${randomBytes(6).toString('hex')}`);
-  await symlink(`releases/${releaseId}`, tmpLink);
-  try {
-    await rename(tmpLink, layout.currentLink);
-  } catch (error) {
-    await rm(tmpLink, { force: true });
-    throw error;
-  }
-  // The switch must be durable before it is reported.
-  await fsyncDirectory(layout.deployTo);
-
+  await pointCurrent(layout, releaseId);
   const now = new Date();
   await utimes(dir, now, now);
   return { previousReleaseId };

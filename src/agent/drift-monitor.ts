@@ -24,8 +24,10 @@ import { loadStatCache, saveStatCache, type StatCache } from '../fim/stat-cache.
 import type { TreeWatcher } from '../fim/tree-watcher.js';
 import { FimWorkerPool } from '../fim/worker-pool.js';
 import { watchTree } from '../fim/tree-watcher.js';
-import { readCurrentReleaseId } from './activator.js';
-import { deployLayout, releaseDir } from './deploy-layout.js';
+import { watch, type FSWatcher } from 'node:fs';
+import { lstat, readlink } from 'node:fs/promises';
+import { currentTarget, pointCurrent, readCurrentReleaseId } from './activator.js';
+import { deployLayout, isReleaseId, releaseDir, type DeployLayout } from './deploy-layout.js';
 import { cappedFindings, entryDigest, groupFindings } from './drift-findings.js';
 import { DriftReporter, type DriftSink, type PendingUpload } from './drift-reporter.js';
 import { dropEditedCacheCopies, restoreReleaseEntry, restoreWatchEntry, type RestoreContext } from './drift-revert.js';
@@ -67,7 +69,12 @@ interface ReleaseState {
   readonly releaseId: string;
   /** DEPLOY_TO as in the config: host paths are `${deployTo}/current/${path}`. */
   readonly deployTo: string;
+  readonly layout: DeployLayout;
   readonly dir: string;
+  /** What `current` pointed at when last read (null: missing or not a symlink); it should be releases/<releaseId>. */
+  pointer: string | null;
+  /** Watches DEPLOY_TO itself, for `current` being re-pointed by hand. */
+  pointerWatcher: FSWatcher | undefined;
   /** Null when no trustworthy manifest could be had: release files are then not checked. */
   readonly manifest: ReadonlyMap<string, ManifestEntry> | null;
   readonly cache: StatCache;
@@ -277,6 +284,7 @@ export class DriftMonitor {
     this.#closed.abort();
     await this.#chain.catch(() => undefined);
     this.#release?.watcher?.close();
+    this.#release?.pointerWatcher?.close();
     for (const state of this.#watched.values()) state.watcher?.close();
     await this.#pool.close();
     await this.#loop;
@@ -291,17 +299,29 @@ export class DriftMonitor {
       this.#storedBaselines = await this.#state.readWatchBaselines();
       this.#times = await this.#state.readScanTimes();
     }
-    await this.#setUpRelease();
+    await this.#setUpRelease(reason);
     await this.#setUpWatched(reason);
   }
 
-  async #setUpRelease(): Promise<void> {
+  /**
+   * The release baseline: the release Lockstep made current. After a task that is what `current` points at now;
+   * at start it is the one remembered from the last task, so that `current` re-pointed by hand while the agent
+   * was down is drift too (when nothing is remembered, what `current` points at is taken).
+   */
+  async #setUpRelease(reason: 'start' | 'after-task'): Promise<void> {
     const deployTo = this.#options.deployTo();
     const layout = deployTo === null ? undefined : deployLayout(this.#options.root, deployTo);
-    const releaseId = layout === undefined ? null : await readCurrentReleaseId(layout).catch(() => null);
+    let releaseId = layout === undefined ? null : await readCurrentReleaseId(layout).catch(() => null);
+    if (layout !== undefined && deployTo !== null) {
+      const remembered = reason === 'start' ? await this.#state.readActivated() : undefined;
+      const usable = remembered !== undefined && remembered.deployTo === deployTo && isReleaseId(remembered.releaseId) && (await isDirectory(releaseDir(layout, remembered.releaseId)));
+      if (usable) releaseId = remembered.releaseId;
+      else if (releaseId !== null) await this.#state.writeActivated({ deployTo, releaseId }).catch((error: unknown) => this.#log.warn({ err: error }, 'could not remember the active release'));
+    }
     const previous = this.#release;
     if (previous !== null && previous.releaseId === releaseId && previous.deployTo === deployTo) return;
     previous?.watcher?.close();
+    previous?.pointerWatcher?.close();
     this.#release = null;
     if (layout === undefined || releaseId === null || deployTo === null) return;
     const entries = await loadReleaseManifest(releaseId, this.#options.manifests, this.#options.fetchManifest, this.#log, this.#options.signal);
@@ -310,6 +330,9 @@ export class DriftMonitor {
     const state: ReleaseState = {
       releaseId,
       deployTo,
+      layout,
+      pointer: currentTarget(releaseId),
+      pointerWatcher: undefined,
       dir,
       manifest: entries === undefined ? null : new Map(entries.map((entry) => [entry.path, entry])),
       cache: loaded.cache,
@@ -321,6 +344,15 @@ export class DriftMonitor {
       onWatchError: (path, code) => this.#log.warn({ path: releaseHostPath(deployTo, path), code }, 'cannot watch a release directory; the periodic scan still covers it'),
     });
     await state.watcher.ready;
+    try {
+      state.pointerWatcher = watch(layout.deployTo, { persistent: false }, (_event, name) => {
+        if (name === 'current') this.#onChange(() => undefined);
+      });
+      state.pointerWatcher.on('error', () => undefined);
+    } catch (error) {
+      this.#log.warn({ err: error, path: deployTo }, 'cannot watch the deploy directory; the periodic scan still checks current');
+    }
+    await this.#readPointer(state);
     this.#release = state;
   }
 
@@ -391,6 +423,7 @@ export class DriftMonitor {
     const stats = { entries: 0, hashedFiles: 0, elapsedMs: 0, full };
     const release = this.#release;
     if (release !== null) {
+      await this.#readPointer(release);
       const scan = await scanTree(release.dir, { cache: release.cache, pool: this.#pool, full });
       release.snapshot = scan.rootError === undefined ? scan.entries : [];
       count(stats, scan);
@@ -414,9 +447,15 @@ export class DriftMonitor {
     return scan.rootError === undefined ? scan : { ...scan, entries: [] };
   }
 
+  /** Reads where `current` points now. */
+  async #readPointer(release: ReleaseState): Promise<void> {
+    release.pointer = await readlink(release.layout.currentLink).catch(() => null);
+  }
+
   /** Re-scans the given paths of each scope and merges the results into the snapshots. */
   async #rescan(release: ReadonlySet<string>, watched: ReadonlyMap<string, ReadonlySet<string>>): Promise<ScanStats> {
     const started = performance.now();
+    if (this.#release !== null) await this.#readPointer(this.#release);
     const stats = { entries: 0, hashedFiles: 0, elapsedMs: 0 };
     const state = this.#release;
     if (state !== null && release.size > 0) {
@@ -476,6 +515,19 @@ export class DriftMonitor {
     const groups: DriftFinding[][] = [];
     const uploads: PendingUpload[] = [];
     const release = this.#release;
+    if (release !== null && release.pointer !== currentTarget(release.releaseId)) {
+      // `current` re-pointed (or removed) by hand: the host does not run the release Lockstep activated.
+      const path = posix.join(release.deployTo, 'current');
+      groups.push([
+        {
+          scope: 'release',
+          path,
+          kinds: ['target'],
+          expected: { type: 'symlink', target: currentTarget(release.releaseId) },
+          actual: release.pointer === null ? null : { type: 'symlink', target: release.pointer.slice(0, 4096) },
+        },
+      ]);
+    }
     if (release !== null && release.manifest !== null) {
       const actual = new Map(release.snapshot.map((entry) => [entry.path, entry]));
       const manifest = release.manifest;
@@ -578,7 +630,9 @@ export class DriftMonitor {
     const rescanWatched = new Map<string, Set<string>>();
     for (const finding of selected) {
       try {
-        if (finding.scope === 'release') {
+        if (finding.scope === 'release' && this.#release !== null && finding.path === posix.join(this.#release.deployTo, 'current')) {
+          await pointCurrent(this.#release.layout, this.#release.releaseId);
+        } else if (finding.scope === 'release') {
           const release = this.#release;
           const relative = release === null ? undefined : releaseRelative(release.deployTo, finding.path);
           if (release === null || release.manifest === null || relative === undefined) throw new Error('it is not part of the active release any more');
@@ -739,4 +793,8 @@ function count(stats: { entries: number; hashedFiles: number }, scan: ScanResult
 
 function byPath(a: SnapshotEntry, b: SnapshotEntry): number {
   return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await lstat(path).catch(() => undefined))?.isDirectory() === true;
 }

@@ -1,7 +1,8 @@
 /**
  * What the drift monitor keeps in STATE_DIR/drift/ between runs: the
  * baseline snapshot of each watch path (watch-baseline.json), when the last
- * scans ran (scans.json), and one stat cache file per scanned root. Every
+ * scans ran (scans.json), the release Lockstep made current (activated.json),
+ * and one stat cache file per scanned root. Every
  * file is written atomically; an unreadable one counts as absent (a baseline
  * is then taken again, which is logged, never reported as drift).
  */
@@ -60,6 +61,16 @@ export class DriftStateDir {
 
   async writeScanTimes(times: ScanTimes): Promise<void> {
     await writeFileAtomic(join(this.dir, 'scans.json'), JSON.stringify(times), 0o600);
+  }
+
+  /** The release Lockstep last made current under `deployTo` (so a hand re-pointed `current` shows after a restart too). */
+  async readActivated(): Promise<{ deployTo: string; releaseId: string } | undefined> {
+    const value = await this.#readJson('activated.json');
+    return isRecord(value) && typeof value.deployTo === 'string' && typeof value.releaseId === 'string' ? { deployTo: value.deployTo, releaseId: value.releaseId } : undefined;
+  }
+
+  async writeActivated(activated: { deployTo: string; releaseId: string }): Promise<void> {
+    await writeFileAtomic(join(this.dir, 'activated.json'), JSON.stringify(activated), 0o600);
   }
 
   /** The stat cache file of a scanned root (`release`, or a watch path). */

@@ -86,6 +86,10 @@ export async function adoptDrift(
   const items = (await repo.driftItems({ host: host.name, states: ['open'] })).filter((item) => item.scope === 'release' && only(item));
   if (items.length === 0) throw new LockstepError('bad-input', `host ${host.name} has no open drift in release files; nothing to adopt (watched paths are accepted instead: lockstep drift accept)`);
   const prefix = releaseScopePrefix(config.deploy_to);
+  const repointed = items.find((item) => item.path === prefix.slice(0, -1));
+  if (repointed) {
+    throw new LockstepError('refused', `${repointed.path} was re-pointed by hand on ${host.name}, so its files are not those of one release; revert that first (lockstep drift revert ${host.name} --path ${repointed.path}), then adopt`);
+  }
   const changes = items.map((item) => ({
     path: item.path.slice(prefix.length),
     kinds: JSON.parse(item.kinds) as string[],

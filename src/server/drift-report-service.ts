@@ -26,8 +26,9 @@ export function driftPathProblems(findings: readonly DriftFinding[], deployTo: s
     const path = finding.path;
     if (!path.startsWith('/') || path.includes('\0') || path.split('/').some((segment) => segment === '..' || segment === '.')) {
       problems.push(`${path}: expected an absolute path without "." or ".." segments`);
-    } else if (finding.scope === 'release' && !(path.startsWith(prefix) && path.length > prefix.length)) {
-      problems.push(`${path}: a release-scope path must be under ${prefix}`);
+    } else if (finding.scope === 'release' && !(path.startsWith(prefix) && path.length > prefix.length) && path !== prefix.slice(0, -1)) {
+      // DEPLOY_TO/current itself is a release-scope item too: `current` re-pointed by hand.
+      problems.push(`${path}: a release-scope path must be DEPLOY_TO/current or under ${prefix}`);
     }
   }
   return problems;

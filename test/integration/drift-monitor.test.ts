@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, chown, lstat, mkdir, readFile, readlink, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readFile, readlink, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -335,6 +335,26 @@ describe('drift monitor', () => {
     await waitForFinding('/etc/shop/lockstep.pub', ['content']);
     assert.equal((await command({ kind: 'drift-revert', paths: ['/etc/shop/lockstep.pub'] })).ok, true);
     assert.equal(await readFile(host('etc/shop/lockstep.pub'), 'utf8'), 'ssh-ed25519 AAAA ca\n');
+  });
+
+  it('reports `current` re-pointed by hand, also while the agent was down, and revert points it back', async () => {
+    const repoint = async (target: string): Promise<void> => {
+      await symlink(target, host('srv/app/current.by-hand'));
+      await rename(host('srv/app/current.by-hand'), host('srv/app/current'));
+    };
+    await repoint('releases/somewhere-else');
+    const report = await waitForFinding('/srv/app/current', ['target']);
+    const finding = report.findings.find((candidate) => candidate.path === '/srv/app/current');
+    assert.deepEqual([finding?.scope, finding?.expected?.target, finding?.actual?.target], ['release', `releases/${v1.id}`, 'releases/somewhere-else']);
+    assert.equal((await command({ kind: 'drift-revert', paths: ['/srv/app/current'] })).ok, true);
+    assert.equal(await readlink(host('srv/app/current')), `releases/${v1.id}`);
+    assert.deepEqual(findingsOf(latest()), {});
+
+    await monitor.close();
+    await repoint('releases/while-down');
+    collector.reports.length = 0;
+    await startMonitor();
+    assert.deepEqual(findingsOf(latest()), { '/srv/app/current': ['target'] });
   });
 
   it('reports sockets and fifos as entries without hanging, and a scan command says what it scanned', async () => {
