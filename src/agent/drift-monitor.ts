@@ -122,6 +122,8 @@ export class DriftMonitor {
   #loop: Promise<void> | undefined;
   readonly #closed = new AbortController();
   #pendingResume: { readonly timer: NodeJS.Timeout; readonly skip: () => void } | undefined;
+  /** Aborts the scans under way when a deployment starts (see pause). */
+  #scanAbort = new AbortController();
   /** Host paths Lockstep itself is changing now (see ownChange), with how many changes are under way. */
   readonly #ownPending = new Map<string, number>();
 
@@ -153,9 +155,14 @@ export class DriftMonitor {
     });
   }
 
-  /** Stops watching for a deployment; resolves when no scan is running any more. */
+  /**
+   * Stops watching for a deployment; resolves when no scan is running any more. A scan under way is aborted
+   * (a full re-hash of a large tree must not hold up a rollback), and what a scan found meanwhile is not reported.
+   */
   async pause(): Promise<void> {
     this.#paused = true;
+    this.#scanAbort.abort(new DOMException('a deployment started', 'AbortError'));
+    this.#scanAbort = new AbortController();
     this.#cancelResume();
     this.#pendingRelease.clear();
     this.#pendingWatch.clear();
@@ -424,13 +431,13 @@ export class DriftMonitor {
     const release = this.#release;
     if (release !== null) {
       await this.#readPointer(release);
-      const scan = await scanTree(release.dir, { cache: release.cache, pool: this.#pool, full });
+      const scan = await scanTree(release.dir, { cache: release.cache, pool: this.#pool, full, signal: this.#scanAbort.signal });
       release.snapshot = scan.rootError === undefined ? scan.entries : [];
       count(stats, scan);
       await saveStatCache(this.#state.cacheFile(RELEASE_CACHE), release.cache).catch((error: unknown) => this.#log.warn({ err: error }, 'could not save the stat cache'));
     }
     for (const state of this.#watched.values()) {
-      const scan = await this.#scanScope(state.scope, state.cache, full);
+      const scan = await this.#scanScope(state.scope, state.cache, full, undefined, this.#scanAbort.signal);
       state.snapshot = scan.entries;
       count(stats, scan);
     }
@@ -441,8 +448,8 @@ export class DriftMonitor {
     return stats;
   }
 
-  async #scanScope(scope: WatchScope, cache: StatCache, full: boolean, paths?: readonly string[]): Promise<ScanResult> {
-    const scan = await scanTree(scope.root, { cache, pool: this.#pool, full, paths: paths ?? [scope.base], include: scope.include, exclude: scope.exclude });
+  async #scanScope(scope: WatchScope, cache: StatCache, full: boolean, paths?: readonly string[], signal?: AbortSignal): Promise<ScanResult> {
+    const scan = await scanTree(scope.root, { cache, pool: this.#pool, full, paths: paths ?? [scope.base], include: scope.include, exclude: scope.exclude, ...(signal ? { signal } : {}) });
     await saveStatCache(this.#state.cacheFile(`watch:${scope.spec.path}`), cache).catch((error: unknown) => this.#log.warn({ err: error }, 'could not save the stat cache'));
     return scan.rootError === undefined ? scan : { ...scan, entries: [] };
   }
@@ -459,7 +466,7 @@ export class DriftMonitor {
     const stats = { entries: 0, hashedFiles: 0, elapsedMs: 0 };
     const state = this.#release;
     if (state !== null && release.size > 0) {
-      const scan = await scanTree(state.dir, { cache: state.cache, pool: this.#pool, paths: [...release] });
+      const scan = await scanTree(state.dir, { cache: state.cache, pool: this.#pool, paths: [...release], signal: this.#scanAbort.signal });
       if (scan.rootError === undefined) state.snapshot = mergeRescan(state.snapshot, scan.scannedPaths, scan.entries);
       else state.snapshot = [];
       count(stats, scan);
@@ -467,12 +474,17 @@ export class DriftMonitor {
     for (const [path, paths] of watched) {
       const scope = this.#watched.get(path);
       if (scope === undefined || paths.size === 0) continue;
-      const scan = await this.#scanScope(scope.scope, scope.cache, false, [...paths]);
+      const scan = await this.#scanScope(scope.scope, scope.cache, false, [...paths], this.#scanAbort.signal);
       scope.snapshot = mergeRescan(scope.snapshot, scan.scannedPaths, scan.entries);
       count(stats, scan);
     }
     stats.elapsedMs = performance.now() - started;
     return stats;
+  }
+
+  #scanFailed(error: unknown, message: string): void {
+    if (error instanceof Error && error.name === 'AbortError') this.#log.debug('drift scan stopped: a deployment started');
+    else this.#log.error({ err: error }, message);
   }
 
   #onChange(record: () => void): void {
@@ -489,7 +501,7 @@ export class DriftMonitor {
       this.#pendingWatch.clear();
       const stats = await this.#rescan(release, watched);
       void this.#publish({ kind: 'watch' }, false, stats, false);
-    }).catch((error: unknown) => this.#log.error({ err: error }, 'targeted drift re-scan failed'));
+    }).catch((error: unknown) => this.#scanFailed(error, 'targeted drift re-scan failed'));
   }
 
   async #periodic(): Promise<void> {
@@ -504,7 +516,7 @@ export class DriftMonitor {
         const stats = await this.#scanAll(due === 'full');
         // Sent even when nothing changed: the server's keep-alive for this host's drift state.
         void this.#publish({ kind: 'scan' }, stats.full, stats, true);
-      }).catch((error: unknown) => this.#log.error({ err: error }, 'periodic drift scan failed'));
+      }).catch((error: unknown) => this.#scanFailed(error, 'periodic drift scan failed'));
     }
   }
 
@@ -564,6 +576,8 @@ export class DriftMonitor {
 
   /** Computes the findings and queues a report when they changed (or always, with `force`); resolves when it was delivered. */
   #publish(cause: DriftReport['cause'], full: boolean, stats: ScanStats, force: boolean): Promise<void> {
+    // What a scan saw while a deployment was under way is not drift (and the baseline is re-taken after it).
+    if (this.#paused) return Promise.resolve();
     const { findings, truncated, uploads } = this.#computeFindings();
     this.#findings = findings;
     const key = JSON.stringify([findings, truncated]);

@@ -32,6 +32,11 @@ export interface ScanOptions {
   readonly paths?: readonly string[];
   /** Called with each batch of absolute paths just before it is hashed (tests use it to remove files mid-scan). */
   readonly beforeHash?: (paths: readonly string[]) => void | Promise<void>;
+  /**
+   * Stops the scan early (a deployment starts): requests still queued for the workers are dropped and
+   * scanTree rejects with the signal's reason once the ones in flight are back.
+   */
+  readonly signal?: AbortSignal;
   /** Wall clock in epoch nanoseconds (tests); default Date.now(). */
   readonly nowNs?: () => bigint;
 }
@@ -149,8 +154,10 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
     await options.beforeHash?.(jobs.map((job) => job.absolute));
     let results: readonly HashResult[];
     try {
-      results = await pool.hash(jobs.map((job) => ({ path: job.absolute, ino: job.stat.signature.split(':')[SIGNATURE_FIELD.ino] ?? '' })));
+      results = await pool.hash(jobs.map((job) => ({ path: job.absolute, ino: job.stat.signature.split(':')[SIGNATURE_FIELD.ino] ?? '' })), options.signal);
     } catch (error) {
+      // Aborted: nothing to record; scanTree rejects once every batch is back.
+      if (options.signal?.aborted) return;
       const detail = error instanceof Error ? error.message : String(error);
       results = jobs.map(() => ({ error: detail }));
     }
@@ -220,8 +227,9 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
   const walk = async (dirPath: string, dirAbsolute: string): Promise<void> => {
     let listing: ListResult | { readonly error: string; readonly names: readonly string[] };
     try {
-      listing = await pool.list(dirAbsolute);
+      listing = await pool.list(dirAbsolute, options.signal);
     } catch (error) {
+      if (options.signal?.aborted) return;
       listing = { names: [], error: error instanceof Error ? error.message : String(error) };
     }
     if (listing.error !== undefined || !('numbers' in listing)) {
@@ -285,6 +293,7 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
     await Promise.all(starts);
     flushBatch();
     await Promise.all(hashJobs);
+    options.signal?.throwIfAborted();
   } catch (error) {
     if (!(error instanceof RootUnreadable)) throw error;
     rootError = error.message;

@@ -16,6 +16,8 @@ interface Pending {
   readonly request: WorkerRequest;
   readonly resolve: (reply: WorkerReply) => void;
   readonly reject: (error: Error) => void;
+  /** A request still queued when this aborts is dropped (rejected) instead of being sent to a worker. */
+  readonly signal: AbortSignal | undefined;
 }
 
 interface Slot {
@@ -39,13 +41,13 @@ export class FimWorkerPool {
   }
 
   /** Lists one directory (absolute path). */
-  list(dir: string): Promise<ListResult> {
-    return this.#submit({ type: 'list', dir }) as Promise<ListResult>;
+  list(dir: string, signal?: AbortSignal): Promise<ListResult> {
+    return this.#submit({ type: 'list', dir }, signal) as Promise<ListResult>;
   }
 
   /** Hashes a batch of files; results in the order given. */
-  async hash(files: HashRequest['files']): Promise<readonly HashResult[]> {
-    const reply = (await this.#submit({ type: 'hash', files })) as { results: readonly HashResult[] };
+  async hash(files: HashRequest['files'], signal?: AbortSignal): Promise<readonly HashResult[]> {
+    const reply = (await this.#submit({ type: 'hash', files }, signal)) as { results: readonly HashResult[] };
     return reply.results;
   }
 
@@ -63,11 +65,12 @@ export class FimWorkerPool {
     );
   }
 
-  #submit(outgoing: Outgoing): Promise<WorkerReply> {
+  #submit(outgoing: Outgoing, signal: AbortSignal | undefined): Promise<WorkerReply> {
     if (this.#closed) return Promise.reject(new Error('worker pool closed'));
+    if (signal?.aborted) return Promise.reject(abortError(signal));
     const request = { ...outgoing, id: this.#nextId++ } as WorkerRequest;
     return new Promise((resolve, reject) => {
-      this.#queue.push({ request, resolve, reject });
+      this.#queue.push({ request, resolve, reject, signal });
       this.#pump();
     });
   }
@@ -86,6 +89,10 @@ export class FimWorkerPool {
       }
       if (best < 0) return;
       const pending = this.#queue.shift() as Pending;
+      if (pending.signal?.aborted) {
+        pending.reject(abortError(pending.signal));
+        continue;
+      }
       const slot = this.#slots[best] ?? this.#start(best);
       slot.inFlight.set(pending.request.id, pending);
       slot.worker.ref();
@@ -117,4 +124,8 @@ export class FimWorkerPool {
     worker.on('exit', (code) => fail(new Error(`scanner worker exited with code ${code}`)));
     return slot;
   }
+}
+
+function abortError(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new DOMException('the scan was aborted', 'AbortError');
 }

@@ -285,10 +285,10 @@ describe('policy: roles, approvals, windows, freezes, soak, override, changes', 
     const plan = JSON.parse(planned.stdout) as PlanJson;
     assert.equal(plan.verdict.kind, 'refused');
     const rules = Object.fromEntries(plan.verdict.rules.map((rule) => [rule.rule, rule]));
-    assert.deepEqual(Object.keys(rules), ['promotion-gate', 'not-rejected', 'soak', 'window', 'freeze', 'approvals']);
+    assert.deepEqual(Object.keys(rules), ['promotion-gate', 'not-rejected', 'firecall', 'soak', 'window', 'freeze', 'approvals']);
     assert.equal(rules.window?.passed, false);
     assert.match(rules.window?.detail ?? '', new RegExp(`^closed; opens ${closedDay.charAt(0).toUpperCase()}${closedDay.slice(1)} \\d{4}-\\d\\d-\\d\\d 00:00 UTC, in \\d+h`));
-    assert.deepEqual([rules['promotion-gate']?.passed, rules.soak?.passed, rules.freeze?.passed, rules.approvals?.passed], [true, true, true, true]);
+    assert.deepEqual([rules['promotion-gate']?.passed, rules.firecall?.passed, rules.soak?.passed, rules.freeze?.passed, rules.approvals?.passed], [true, true, true, true, true]);
     assert.equal((await history('production')).length, before, 'plan created no deployment');
 
     const refused = await fleet.cli(['deploy', ids['2.0.0'] ?? '', '--to', 'production'], as('ci'));

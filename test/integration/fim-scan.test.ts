@@ -179,6 +179,29 @@ describe('scanTree', () => {
     assert.equal(scan.counters.problems, 1);
   });
 
+  it('stops when its signal aborts: what was still queued is never hashed, and the pool keeps working', async () => {
+    const root = fresh('abort');
+    for (let dir = 0; dir < 20; dir++) {
+      mkdirSync(join(root, `d${dir}`));
+      for (let file = 0; file < 100; file++) writeFileSync(join(root, `d${dir}`, `f${file}`), `${dir}/${file}\n`);
+    }
+    const controller = new AbortController();
+    let batches = 0;
+    const scanning = scanTree(root, {
+      pool,
+      signal: controller.signal,
+      beforeHash: () => {
+        if (++batches === 1) controller.abort(new DOMException('a deployment started', 'AbortError'));
+      },
+    });
+    await assert.rejects(scanning, { name: 'AbortError' });
+    // 20 directories of 100 files make 40 batches (64 + 36 each); the walk stops soon after the abort.
+    assert.ok(batches < 40, `${batches} batches were started`);
+    const after = await scanTree(root, { pool });
+    assert.equal(after.counters.files, 2000);
+    assert.equal(after.counters.problems, 0);
+  });
+
   it('reports a file replaced by a FIFO before hashing without opening it for long (no hang)', async () => {
     const root = fresh('fifo-swap');
     writeFileSync(join(root, 'pipe'), 'x');
