@@ -30,6 +30,11 @@ const DEMO_CONFIG = `# The demo's lockstep.yaml (see docs/configuration.md).
 app: shop
 deploy_to: /srv/shop
 keep_releases: 5
+# Changes here that no deployment made are drift (see docs/drift.md).
+watch:
+  - path: /etc/shop
+drift:
+  scan_interval: 1m
 environments:
   development:
     vars: { LOG_LEVEL: debug, DATABASE_URL: "postgres://dev-db/shop" }
@@ -37,10 +42,13 @@ environments:
     promote_from: development
     host_timeout: 30s
     vars: { LOG_LEVEL: info, DATABASE_URL: "postgres://test-db/shop" }
+    # lockstep parity test production: the database may differ, nothing else.
+    declared_differences: [DATABASE_URL]
   production:
     promote_from: test
     host_timeout: 30s
     vars: { LOG_LEVEL: info, DATABASE_URL: "postgres://prod-db/shop" }
+    declared_differences: [DATABASE_URL]
 `;
 
 function say(text: string): void {
@@ -83,6 +91,11 @@ export async function runDemo(options: { dataDir: string; listen: string }): Pro
       const root = join(dataDir, 'hosts', host.name);
       const stateDir = join(root, 'var/lib/lockstep-agent');
       let enrollToken: string | undefined;
+      if (firstRun) {
+        // A hand-managed config file under the watched /etc/shop, as on a real host.
+        await mkdir(join(root, 'etc/shop'), { recursive: true });
+        await writeFile(join(root, 'etc/shop/shop.conf'), `listen 8080\nworkers 4\n`);
+      }
       if (!(await exists(join(stateDir, 'credential.json')))) {
         const known = (await client.listHosts()).hosts.some((h) => h.name === host.name);
         if (known) throw new LockstepError('conflict', `demo host ${host.name} exists but its agent state is gone; remove ${dataDir} to start over`);
@@ -114,6 +127,9 @@ export async function runDemo(options: { dataDir: string; listen: string }): Pro
     say('  lockstep status');
     say('  lockstep deploy shop@1.1.0 --to production');
     say('  lockstep rollback test');
+    say(`  echo 'workers 64' >> ${join(dataDir, 'hosts/test-1/etc/shop/shop.conf')}   # a hand edit: drift`);
+    say('  lockstep drift test && lockstep drift revert test-1');
+    say('  lockstep parity test production');
     say('');
     say('Ctrl-C stops the server and the agents; run npm start again to continue.');
     await stopped;
