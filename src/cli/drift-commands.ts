@@ -16,16 +16,22 @@ interface OutputOptions {
 const COMMAND_TIMEOUT_MS = 10 * 60_000;
 
 /** `lockstep drift [ENV|HOST] [--all]`. */
-export async function driftList(client: LockstepClient, target: string | undefined, all: boolean, options: OutputOptions): Promise<void> {
+export async function driftList(client: LockstepClient, target: string | undefined, all: boolean, options: OutputOptions & { readonly exitCode?: boolean | undefined }): Promise<void> {
   const { items } = await client.drift(target, all);
-  if (options.json) return json(items);
-  if (items.length === 0) return line(`no ${all ? '' : 'open '}drift${target ? ` on ${target}` : ''}`);
-  line(
-    table([
-      ['HOST', 'PATH', 'CHANGE', 'EXPECTED', 'ACTUAL', 'FIRST SEEN', 'LAST SEEN', 'STATE'],
-      ...items.map((item) => [item.host, item.path, item.kinds.join(','), describeAttrs(item.expected), describeAttrs(item.actual), ago(item.firstSeenAt), ago(item.lastSeenAt), describeState(item)]),
-    ]),
-  );
+  if (options.json) json(items);
+  else if (items.length === 0) line(`no ${all ? '' : 'open '}drift${target ? ` on ${target}` : ''}`);
+  else {
+    line(
+      table([
+        ['HOST', 'PATH', 'CHANGE', 'EXPECTED', 'ACTUAL', 'FIRST SEEN', 'LAST SEEN', 'STATE'],
+        ...items.map((item) => [item.host, item.path, item.kinds.join(','), describeAttrs(item.expected), describeAttrs(item.actual), ago(item.firstSeenAt), ago(item.lastSeenAt), describeState(item)]),
+      ]),
+    );
+  }
+  const open = items.filter((item) => item.state === 'open').length;
+  if (options.exitCode === true && open > 0) {
+    throw new LockstepError('mismatch', `${open} open drift item${open === 1 ? '' : 's'}${target ? ` on ${target}` : ''}; revert, accept or adopt them (docs/drift.md)`, { quiet: options.json === true });
+  }
 }
 
 /** One side of a finding in a few words: type, mode, owner, hash or target, problem. */

@@ -12,8 +12,9 @@ export function addDriftCommands(root: Command, client: () => LockstepClient): v
     .argument('[target]', 'an environment or a host (default: every host)')
     .description('list drift: changes to hosts that no deployment made (open items; --all for closed ones too)')
     .option('--all', 'also list reverted, accepted, adopted and resolved items')
+    .option('--exit-code', 'exit 1 when there is open drift (like git diff --exit-code), for scripts and monitoring')
     .addOption(jsonOption())
-    .action(async (target: string | undefined, options: { all?: boolean; json?: boolean }) => (await load()).driftList(client(), target, options.all === true, options));
+    .action(async (target: string | undefined, options: { all?: boolean; json?: boolean; exitCode?: boolean }) => (await load()).driftList(client(), target, options.all === true, options));
   drift
     .command('scan <host>')
     .description('scan a host now and wait for its report (exit 4 when the scan failed)')

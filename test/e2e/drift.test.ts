@@ -107,6 +107,9 @@ ${testHooks}
     assert.deepEqual(item.kinds, ['content']);
     assert.notEqual(item.expected?.sha256, item.actual?.sha256);
     assert.match(await fleet.ok(['status', 'production']), /drifted \(1\)/);
+    const gate = await fleet.cli(['drift', 'production', '--exit-code']);
+    assert.equal(gate.code, 1, 'open drift: --exit-code exits 1');
+    assert.match(gate.stderr, /^lockstep: 1 open drift item on production/m);
 
     await webhook.waitFor('drift.detected', (alert) => alert.kind === 'drift.detected' && JSON.stringify(alert.details).includes(path));
     await eventually('the drift email', async () => (mailsFor(path).length > 0 ? true : undefined), 15_000);
@@ -124,6 +127,7 @@ ${testHooks}
     const closed = await waitForItem('prod-1', path, 'reverted');
     assert.equal(closed.closedBy, 'admin');
     assert.deepEqual(await drift('production'), []);
+    assert.equal((await fleet.cli(['drift', 'production', '--exit-code'])).code, 0, 'no open drift: --exit-code exits 0');
   });
 
   it('a watched file edited by hand is accepted into the baseline; a release file cannot be accepted', async () => {
