@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import type { HealthCheckSpec, HealthSpec } from '../api/schemas.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** One round's result: every check passed, or the first failure. */
 export type RoundResult = { readonly healthy: true; readonly detail: string } | { readonly healthy: false; readonly detail: string };
@@ -38,7 +39,7 @@ export async function waitHealthy(spec: HealthSpec, signal: AbortSignal, onRound
     if (Date.now() + spec.interval > deadline) {
       return { healthy: false, detail: `not healthy within ${spec.timeout} ms (${passes}/${spec.healthy_after} passes): ${last.detail}` };
     }
-    await new Promise((resolve) => setTimeout(resolve, spec.interval));
+    await sleep(spec.interval, undefined, { signal });
   }
 }
 

@@ -139,14 +139,20 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       activatedReported.catch(() => undefined);
     }
     await hook(task.kind === 'deploy' ? 'after_activate' : 'after_rollback', layout, previousReleaseId);
-    // Only deploys: a rollback or revert is the way back and must not be blocked by drift
-    // in the release it returns to (that drift is reported as such instead).
-    if (task.kind === 'deploy' && context.verify !== undefined) {
-      const mismatch = await context.verify(task.releaseId);
-      if (mismatch !== null) throw new Error(mismatch);
-    }
-    const health = await waitHealthy(task.health, signal, (round) => appendLog('health', [`${round.healthy ? 'pass' : 'fail'}: ${round.detail}`]));
-    if (!health.healthy) throw new Error(`health check failed: ${health.detail}`);
+    // The first scan after the switch must match the manifest exactly. Only deploys: a rollback or revert is
+    // the way back and must not be blocked by drift in the release it returns to (that drift is reported as
+    // such instead). It runs while the health checks wait for the application (it re-hashes the release:
+    // ~300 ms for 196 MiB), and a mismatch stops them at once.
+    const stopHealth = new AbortController();
+    const verified = task.kind === 'deploy' && context.verify !== undefined ? context.verify(task.releaseId) : Promise.resolve(null);
+    verified.then((mismatch) => mismatch !== null && stopHealth.abort(), () => stopHealth.abort());
+    const health = await waitHealthy(task.health, AbortSignal.any([signal, stopHealth.signal]), (round) => appendLog('health', [`${round.healthy ? 'pass' : 'fail'}: ${round.detail}`])).catch((error: unknown) => {
+      if (signal.aborted || !stopHealth.signal.aborted) throw error;
+      return undefined; // stopped by the check below
+    });
+    const mismatch = await verified;
+    if (mismatch !== null) throw new Error(mismatch);
+    if (health !== undefined && !health.healthy) throw new Error(`health check failed: ${health.detail}`);
     await activatedReported;
     await report('succeeded', task.releaseId);
     const pruned = await prune(layout, task, previousReleaseId, log);

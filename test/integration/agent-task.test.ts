@@ -12,6 +12,7 @@ import { removeTree } from '../../src/content/remove-tree.js';
 import { releaseIdOf, type Manifest } from '../../src/core/manifest.js';
 import type { ReleaseSource, UntrustedManifest } from '../../src/agent/release-stager.js';
 import { runTask, type TaskContext } from '../../src/agent/task-runner.js';
+import { createServer, type AddressInfo } from 'node:net';
 
 const logger = pino({ level: 'silent' });
 
@@ -128,6 +129,45 @@ describe('task runner', () => {
     await runTask(task(1, v1.id), context);
     await runTask(task(2, v2.id, { keepReleases: 1 }), context);
     assert.deepEqual((await readdir(join(root, 'srv/shop/releases'))).sort(), [v1.id, v2.id].sort());
+  });
+
+  it('checks the release against its manifest while the health checks run', async () => {
+    const server = createServer((socket) => socket.end());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    let connected: () => void = () => undefined;
+    const healthChecked = new Promise<void>((resolve) => (connected = resolve));
+    server.on('connection', () => connected());
+    const port = (server.address() as AddressInfo).port;
+    const health = { checks: [{ tcp: `127.0.0.1:${port}`, timeout: 2000 }], interval: 100, healthy_after: 1, timeout: 60_000, watch_interval: 30_000 };
+    let checkedFirst = false;
+    try {
+      const outcome = await runTask(task(1, v1.id, { health }), {
+        ...context,
+        // Finishes only once a health check reached the application (or after 10 s): the two run side by side.
+        verify: async () => {
+          checkedFirst = await Promise.race([healthChecked.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 10_000))]);
+          return null;
+        },
+      });
+      assert.equal(outcome.kind, 'succeeded');
+      assert.ok(checkedFirst, 'a health check ran while the release was being checked');
+    } finally {
+      server.close();
+    }
+  });
+
+  it('a release that differs from its manifest fails the step at once, without waiting for the health checks', async () => {
+    // A check that can never pass (nothing listens on port 1) with a long timeout: only the mismatch ends the wait.
+    const health = { checks: [{ tcp: '127.0.0.1:1', timeout: 200 }], interval: 200, healthy_after: 1, timeout: 600_000, watch_interval: 30_000 };
+    const outcome = await runTask(task(1, v1.id, { health }), {
+      ...context,
+      verify: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return 'host web-1 does not run what was deployed: 1 file differs (e.g. /srv/shop/current/app.txt: content)';
+      },
+    });
+    assert.equal(outcome.kind, 'failed');
+    assert.equal(reports.at(-1)?.error, 'host web-1 does not run what was deployed: 1 file differs (e.g. /srv/shop/current/app.txt: content)');
   });
 
   it('reports a failure in one line with what current still points at', async () => {
