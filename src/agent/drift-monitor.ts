@@ -98,7 +98,7 @@ interface ScanStats {
 
 const RELEASE_CACHE = 'release';
 /** How often the periodic loop checks whether a scan is due. */
-const TICK_MS = 250;
+const TICK_MS = 1000;
 
 /** Watches one host for drift and reports it. */
 export class DriftMonitor {

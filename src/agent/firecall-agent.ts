@@ -16,6 +16,8 @@ import { installSshdTrust, SSHD_TRUST_PATHS } from './sshd-trust.js';
 /** The sshd log the agent reads when `--sshd-log` is not given (Debian, Ubuntu). */
 export const DEFAULT_SSHD_LOG = '/var/log/auth.log';
 const COLLECT_INTERVAL_MS = 1000;
+/** How often the sshd log is read where the environment has no fire-call policy (nothing should name a fire call there). */
+const IDLE_COLLECT_INTERVAL_MS = 30_000;
 const POLL_WAIT_SECONDS = 25;
 
 export interface FirecallAgentOptions {
@@ -33,13 +35,18 @@ export interface FirecallAgentOptions {
 export async function runFirecallDuties(options: FirecallAgentOptions, signal: AbortSignal): Promise<void> {
   const transcripts = join(options.root, SSHD_TRUST_PATHS.transcripts);
   let closedKeyIds: readonly string[] = [];
+  // Until the trust says the environment has a fire-call policy, nothing can log in under one: collect rarely.
+  let enabled = false;
   await Promise.all([
-    trustLoop(options, transcripts, (keyIds) => (closedKeyIds = keyIds), signal),
-    collectLoop(options, transcripts, () => closedKeyIds, signal),
+    trustLoop(options, transcripts, (trust) => {
+      closedKeyIds = trust.endSessions;
+      enabled = trust.enabled;
+    }, signal),
+    collectLoop(options, transcripts, () => closedKeyIds, () => (enabled ? COLLECT_INTERVAL_MS : IDLE_COLLECT_INTERVAL_MS), signal),
   ]);
 }
 
-async function trustLoop(options: FirecallAgentOptions, transcripts: string, onClosed: (keyIds: readonly string[]) => void, signal: AbortSignal): Promise<void> {
+async function trustLoop(options: FirecallAgentOptions, transcripts: string, onInstalled: (trust: FirecallTrust) => void, signal: AbortSignal): Promise<void> {
   const { client, logger } = options;
   const backoff = new Backoff();
   let installed: string | undefined;
@@ -49,7 +56,7 @@ async function trustLoop(options: FirecallAgentOptions, transcripts: string, onC
       backoff.reset();
       if (trust.revision === installed) continue;
       const outcome = await options.ownChange(Object.values(SSHD_TRUST_PATHS), () => installSshdTrust(options.root, trust));
-      onClosed(trust.endSessions);
+      onInstalled(trust);
       // Revocation first, then the sessions: a session ended cannot log in again.
       const ended = await endSessions(transcripts, trust.endSessions);
       if (outcome.changed || ended > 0) logger.info({ revision: trust.revision, enabled: trust.enabled, endedSessions: ended }, 'fire-call trust installed');
@@ -65,7 +72,7 @@ async function trustLoop(options: FirecallAgentOptions, transcripts: string, onC
   }
 }
 
-async function collectLoop(options: FirecallAgentOptions, transcripts: string, closedKeyIds: () => readonly string[], signal: AbortSignal): Promise<void> {
+async function collectLoop(options: FirecallAgentOptions, transcripts: string, closedKeyIds: () => readonly string[], intervalMs: () => number, signal: AbortSignal): Promise<void> {
   const collector = new FirecallCollector(join(options.root, options.sshdLog), transcripts, options.stateDir);
   await collector.open().catch((error: unknown) => options.logger.warn({ err: error }, 'cannot read remembered fire-call offsets'));
   while (!signal.aborted) {
@@ -79,6 +86,6 @@ async function collectLoop(options: FirecallAgentOptions, transcripts: string, c
       if (signal.aborted) return;
       options.logger.warn({ err: error }, 'cannot ship fire-call records; retrying');
     }
-    await sleep(COLLECT_INTERVAL_MS, signal).catch(() => undefined);
+    await sleep(intervalMs(), signal).catch(() => undefined);
   }
 }
