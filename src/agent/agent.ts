@@ -190,6 +190,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
         busy = false;
       });
       // Not awaited: the next poll need not wait for the re-scan (a next task's pause() does).
+      if (outcome.kind === 'succeeded' && outcome.pruned.length > 0) monitor.cachePruneDue();
       void monitor.resume(task.deploymentId, POST_TASK_SETTLE_MS).catch((error: unknown) => log.error({ err: error }, 'could not re-take the drift baseline after a task'));
       if (outcome.kind === 'failed') log.warn({ deploymentId: task.deploymentId, error: outcome.error }, 'task failed');
     }

@@ -124,6 +124,8 @@ export class DriftMonitor {
   #pendingResume: { readonly timer: NodeJS.Timeout; readonly skip: () => void } | undefined;
   /** Aborts the scans under way when a deployment starts (see pause). */
   #scanAbort = new AbortController();
+  /** Set when releases were pruned; the cache is pruned at the next resume (and stays due if that is cut short). */
+  #cachePruneDue = false;
   /** Host paths Lockstep itself is changing now (see ownChange), with how many changes are under way. */
   readonly #ownPending = new Map<string, number>();
 
@@ -206,7 +208,26 @@ export class DriftMonitor {
       this.#ready = true;
       // Not awaited: delivery retries while the server is away, and must not hold up the next scan.
       void this.#publish({ kind: 'deployment', deploymentId }, false, stats, true);
+      if (this.#cachePruneDue) await this.#pruneCache();
     });
+  }
+
+  /** Old releases were removed from disk: the blob cache may drop their content at the next resume. */
+  cachePruneDue(): void {
+    this.#cachePruneDue = true;
+  }
+
+  /** Removes cached content that neither a release on disk nor a watched baseline uses (see BlobCache.prune). */
+  async #pruneCache(): Promise<void> {
+    const baseline = new Set<string>();
+    for (const state of this.#watched.values()) for (const entry of state.baseline.entries) if (entry.sha256 !== undefined) baseline.add(entry.sha256);
+    try {
+      const { removedFiles, removedBytes } = await this.#options.cache.prune((hash) => baseline.has(hash), this.#scanAbort.signal);
+      this.#cachePruneDue = false;
+      if (removedFiles > 0) this.#log.info({ removedFiles, removedBytes }, 'removed content no release on disk uses from the blob cache');
+    } catch (error) {
+      this.#scanFailed(error, 'could not prune the blob cache');
+    }
   }
 
   /**

@@ -6,7 +6,7 @@
  * (hash, mode) pair needs its own inode.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, lstatSync } from 'node:fs';
+import { constants, lstatSync, readdirSync, unlinkSync } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LockstepError } from '../core/errors.js';
@@ -164,6 +164,58 @@ export class BlobCache {
   }
 
   /**
+   * Removes the content no release on disk uses any more: a blob with all its
+   * mode variants goes when none of those files has another hard link (a
+   * release tree's file) and `keep` does not protect its hash (the drift
+   * baseline's copies of watched files are not linked anywhere). Without this
+   * the cache only grows. Synchronous lstats, one shard between two yields;
+   * stops at the next shard when `signal` aborts.
+   */
+  async prune(keep: (hash: string) => boolean, signal?: AbortSignal): Promise<{ readonly removedFiles: number; readonly removedBytes: number }> {
+    let removedFiles = 0;
+    let removedBytes = 0;
+    let shards: string[];
+    try {
+      shards = readdirSync(this.root).filter((name) => /^[0-9a-f]{2}$/.test(name));
+    } catch {
+      return { removedFiles, removedBytes };
+    }
+    for (const shard of shards) {
+      signal?.throwIfAborted();
+      await yieldToEventLoop();
+      const dir = join(this.root, shard);
+      const byHash = new Map<string, { name: string; links: number; size: number }[]>();
+      for (const name of readdirSafe(dir)) {
+        const hash = name.slice(0, 64);
+        if (!HEX64.test(hash)) continue;
+        let info;
+        try {
+          info = lstatSync(join(dir, name));
+        } catch {
+          continue;
+        }
+        if (!info.isFile()) continue;
+        const files = byHash.get(hash) ?? [];
+        files.push({ name, links: info.nlink, size: info.size });
+        byHash.set(hash, files);
+      }
+      for (const [hash, files] of byHash) {
+        if (files.some((file) => file.links > 1) || keep(hash)) continue;
+        for (const file of files) {
+          try {
+            unlinkSync(join(dir, file.name));
+            removedFiles += 1;
+            removedBytes += file.size;
+          } catch {
+            // gone already
+          }
+        }
+      }
+    }
+    return { removedFiles, removedBytes };
+  }
+
+  /**
    * Path of the cached file with the blob's content and exactly `mode` when
    * it is already there (a synchronous lstat), undefined when it must be made
    * with `fileWithMode` or `makeVariants`.
@@ -287,5 +339,13 @@ async function fileMode(path: string): Promise<number | undefined> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
+  }
+}
+
+function readdirSafe(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }

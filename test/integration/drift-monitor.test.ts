@@ -53,15 +53,16 @@ function releaseOf(version: string): Release {
 
 const v1 = releaseOf('1.0.0');
 const v2 = releaseOf('2.0.0');
+const v3 = releaseOf('3.0.0');
 
 class MemorySource implements ReleaseSource {
   async fetchManifest(releaseId: string): Promise<UntrustedManifest> {
-    const release = [v1, v2].find((candidate) => candidate.id === releaseId);
+    const release = [v1, v2, v3].find((candidate) => candidate.id === releaseId);
     if (!release) throw new Error(`no release ${releaseId}`);
     return release.manifest;
   }
   async fetchBlob(hash: string): Promise<AsyncIterable<Uint8Array>> {
-    const content = v1.blobs.get(hash) ?? v2.blobs.get(hash);
+    const content = v1.blobs.get(hash) ?? v2.blobs.get(hash) ?? v3.blobs.get(hash);
     if (content === undefined) throw new Error(`no blob ${hash}`);
     return (async function* () {
       yield Buffer.from(content);
@@ -409,6 +410,23 @@ describe('drift monitor', () => {
     const report = await waitForReport((candidate) => candidate.cause.kind === 'deployment', 'after the deployment');
     assert.equal(report.releaseId, v2.id);
     assert.deepEqual(findingsOf(report), { '/etc/shop/shop.conf': ['content'] });
+  });
+
+  it("drops from the blob cache what only a pruned release used, and keeps the watched baseline's copies", async () => {
+    // keep_releases 1, and the previous release is always kept: v2 keeps v1; v3 keeps v2 and prunes v1.
+    for (const [id, release] of [[2, v2], [3, v3]] as const) {
+      await monitor.pause();
+      const outcome = await runTask(task(id, release, { keepReleases: 1 }), taskContext);
+      assert.equal(outcome.kind, 'succeeded');
+      if (outcome.kind === 'succeeded' && outcome.pruned.length > 0) monitor.cachePruneDue();
+      if (id === 3) assert.deepEqual(outcome.kind === 'succeeded' ? outcome.pruned : [], [v1.id]);
+      await monitor.resume(id);
+    }
+    await monitor.idle();
+    assert.equal(await taskContext.cache.has(sha('app 1.0.0\n')), false, "v1's content is gone with v1");
+    assert.equal(await taskContext.cache.has(sha('app 2.0.0\n')), true, 'the previous release keeps its content');
+    assert.equal(await taskContext.cache.has(sha('app 3.0.0\n')), true, 'the active release keeps its content');
+    assert.equal(await taskContext.cache.has(sha('listen 80\n')), true, "the watched file's baseline copy stays");
   });
 
   it('fails a deployment whose release differs from its manifest after the after_activate hook', async () => {
