@@ -142,7 +142,9 @@ export class DriftMonitor {
     this.#loop ??= this.#periodic().catch((error: unknown) => {
       if (!this.#options.signal.aborted) this.#log.error({ err: error }, 'the periodic drift scan loop stopped');
     });
-    if (this.#options.settings() !== null) this.settingsChanged();
+    if (this.#options.settings() !== null) {
+      this.settingsChanged().catch((error: unknown) => this.#scanFailed(error, 'could not take the drift baseline'));
+    }
   }
 
   /** The settings (watch paths, deploy_to, intervals) changed: re-read them, take baselines of new watch paths, scan and report. */

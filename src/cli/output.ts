@@ -42,6 +42,7 @@ export function table(rows: readonly (readonly string[])[]): string {
 }
 
 function visibleLength(text: string): number {
+  // eslint-disable-next-line no-control-regex -- the ESC of ANSI colour sequences is the point
   return text.replace(/\u001b\[[0-9;]*m/g, '').length;
 }
 

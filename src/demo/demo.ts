@@ -73,7 +73,7 @@ export async function runDemo(options: { dataDir: string; listen: string }): Pro
   const agents: ChildProcess[] = [];
   const stop = async () => {
     for (const agent of agents) agent.kill('SIGTERM');
-    await Promise.all(agents.map((agent) => (agent.exitCode === null ? new Promise((done) => agent.once('exit', done)) : undefined)));
+    await Promise.all(agents.filter((agent) => agent.exitCode === null).map((agent) => new Promise((done) => agent.once('exit', done))));
     await server.close();
   };
   const stopped = new Promise<void>((done) => {

@@ -434,7 +434,7 @@ class Repo implements WriteRepo {
     await this.db.updateTable('drift_items').set(patch).where('id', '=', id).execute();
   }
   async upsertDriftScan(row: DriftScanRow) {
-    const { host, ...rest } = row;
+    const { host: _host, ...rest } = row;
     await this.db
       .insertInto('drift_scans')
       .values(row)

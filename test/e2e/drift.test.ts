@@ -35,7 +35,6 @@ describe('change control: drift end to end', () => {
   let fleet: Fleet;
   let webhook: WebhookReceiver;
   let smtp: SmtpReceiver;
-  let test: AgentHandle;
   let prod: AgentHandle;
   let build: string;
 
@@ -75,7 +74,7 @@ ${testHooks}
       await mkdir(join(fleet.dir, 'hosts', name, 'etc/shop'), { recursive: true });
       await writeFile(join(fleet.dir, 'hosts', name, 'etc/shop/app.conf'), 'pool=10\n');
     }
-    [test, prod] = await Promise.all([fleet.addAgent('test-1', 'test'), fleet.addAgent('prod-1', 'production')]);
+    [, prod] = await Promise.all([fleet.addAgent('test-1', 'test'), fleet.addAgent('prod-1', 'production')]);
     build = await writeApp(join(fleet.dir, 'build-1.0.0'), '1.0.0');
     await fleet.ok(['release', 'create', build, '--version', '1.0.0']);
     await fleet.ok(['deploy', 'app@1.0.0', '--to', 'test']);

@@ -5,7 +5,7 @@
  * server programs run as the `postgres` user, since initdb refuses root.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { chown, mkdir, mkdtemp, readFile, readdir, realpath, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';

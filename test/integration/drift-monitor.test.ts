@@ -126,7 +126,6 @@ describe('drift monitor', () => {
   }
   const waitForFinding = (path: string, kinds: string[]): Promise<DriftReport> =>
     waitForReport((report) => JSON.stringify(findingsOf(report)[path]) === JSON.stringify(kinds), `with ${path}: ${kinds.join(',')}`);
-  const waitClean = (): Promise<DriftReport> => waitForReport((report) => report.findings.length === 0, 'without findings');
 
   async function startMonitor(): Promise<void> {
     monitor = new DriftMonitor({
