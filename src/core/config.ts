@@ -473,6 +473,12 @@ deploy_to: /srv/shop
 # one are never removed). Rollback to any of them takes one rename.
 keep_releases: 5
 
+# Paths outside the release whose changes are drift unless a deployment made
+# them (the release itself is always watched); lockstep drift lists them.
+# watch:
+#   - path: /etc/nginx
+#     exclude: ['*.bak']
+
 # Environments, in any order; promote_from decides the order of promotion:
 # a release may enter an environment only after it succeeded in the
 # environment named by promote_from.
@@ -503,4 +509,9 @@ environments:
     #   after_rollback: sudo systemctl reload shop
     # alerts:
     #   webhooks: [https://chat.example/hooks/lockstep]
+    #   email: { smtp: 'smtp://mail.example:25', from: lockstep@example.com, to: [ops@example.com] }
+    # What may differ from test (lockstep parity test production):
+    # declared_differences: [DATABASE_URL]
+    # Emergency access: short-lived OpenSSH certificates (docs/firecall.md).
+    # firecall: { max_ttl: 60m, principals: [root] }
 `;
