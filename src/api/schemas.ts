@@ -114,6 +114,13 @@ export const hostView = z.object({
   health: z.object({ healthy: z.boolean(), detail: z.string(), at: z.string() }).nullable(),
   /** Open drift items (`drifted (N)` in status); 0 from servers before drift detection. */
   openDrift: z.number().default(0),
+  /** When the host's agent last reported its drift findings (null: never). */
+  driftReportAt: z.string().nullable().default(null),
+  /**
+   * Online, but no drift report for longer than two periodic scans and a minute: its drift
+   * monitoring is not working, so "no drift" means nothing for it (`drift unknown` in status).
+   */
+  driftStale: z.boolean().default(false),
 });
 export type HostView = z.infer<typeof hostView>;
 

@@ -307,10 +307,12 @@ function printEnvironment(environment: StatusResponse['environments'][number]): 
   }
 }
 
-function hostState(host: { enrolled: boolean; online: boolean; openDrift?: number }): string {
+function hostState(host: { enrolled: boolean; online: boolean; openDrift?: number; driftStale?: boolean; driftReportAt?: string | null }): string {
   if (!host.enrolled) return color.yellow('not enrolled');
   const drifted = host.openDrift ? ` ${color.red(`drifted (${host.openDrift})`)}` : '';
-  return (host.online ? color.green('online') : color.red('offline')) + drifted;
+  // Online but silent about drift: its monitor is not working, so "not drifted" would be a guess.
+  const unknown = host.driftStale ? ` ${color.yellow(`drift unknown (${host.driftReportAt ? `last report ${ago(host.driftReportAt)}` : 'no report yet'})`)}` : '';
+  return (host.online ? color.green('online') : color.red('offline')) + drifted + unknown;
 }
 
 /** `lockstep history [ENV]`. */

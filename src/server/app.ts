@@ -11,7 +11,7 @@ import { z } from 'zod';
 import * as api from '../api/schemas.js';
 import { HTTP_STATUS, LockstepError } from '../core/errors.js';
 import { canonicalManifest } from '../core/manifest.js';
-import { applyConfig } from './config-service.js';
+import { applyConfig, currentConfig } from './config-service.js';
 import type { Principal, ServerContext } from './context.js';
 import { FailedAuthLimiter, roleAllows, type Access } from './access.js';
 import { listChanges } from './changes-service.js';
@@ -145,7 +145,8 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
   });
   app.get(`${p}/hosts`, access('viewer'), async () => {
     const openDrift = await context.store.read.openDriftCounts();
-    return { hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row, openDrift))) };
+    const config = await currentConfig(context.store.read);
+    return { hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row, openDrift, config))) };
   });
 
   // ---- deployments ----

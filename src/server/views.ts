@@ -1,27 +1,43 @@
 /** Read-only views: status, history, hosts, audit log. */
 import type { AuditEventView, DeploymentView, HostView, StatusResponse } from '../api/schemas.js';
-import { promotionOrder } from '../core/config.js';
+import { promotionOrder, type Config } from '../core/config.js';
 import type { AuditEventRow, HostRow, ReadRepo } from '../store/store.js';
 import { currentConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { viewOf } from './deployment-service.js';
 import { firecallSummary } from './firecall-service.js';
 
-/** A host as the API shows it; `openDrift` from the store's openDriftCounts(). */
-export async function hostView(context: ServerContext, row: HostRow, openDrift: ReadonlyMap<string, number>): Promise<HostView> {
+/**
+ * A host as the API shows it; `openDrift` from the store's openDriftCounts(), `config` for how often
+ * its agent must report drift (none applied: staleness is not judged).
+ */
+export async function hostView(context: ServerContext, row: HostRow, openDrift: ReadonlyMap<string, number>, config: Config | undefined): Promise<HostView> {
   const release = row.current_release_id ? await context.store.read.release(row.current_release_id) : undefined;
   const seen = row.last_seen_at ? Date.parse(row.last_seen_at) : undefined;
+  const now = context.now().getTime();
+  const online = seen !== undefined && now - seen <= context.onlineWindowMs;
+  const driftReportAt = (await context.store.read.driftScan(row.name))?.reported_at ?? null;
+  // Measured from the last report, or from enrollment for an agent that never sent one.
+  const since = driftReportAt ?? row.enrolled_at;
+  const driftStale = config !== undefined && online && since !== null && now - Date.parse(since) > driftStaleAfterMs(config);
   return {
     name: row.name,
     env: row.env,
     enrolled: row.enrolled_at !== null,
-    online: seen !== undefined && context.now().getTime() - seen <= context.onlineWindowMs,
+    online,
     releaseId: row.current_release_id,
     version: release?.version ?? null,
     lastSeenAt: row.last_seen_at,
     health: row.health && row.health_at ? { healthy: row.health === 'healthy', detail: row.health_detail ?? '', at: row.health_at } : null,
     openDrift: openDrift.get(row.name) ?? 0,
+    driftReportAt,
+    driftStale,
   };
+}
+
+/** Agents report drift after every periodic scan; two missed scans and a minute mean the monitor is not working. */
+export function driftStaleAfterMs(config: Config): number {
+  return 2 * config.drift.scan_interval + 60_000;
 }
 
 /** Environments in promotion order with their current release, hosts and last deployment. */
@@ -40,7 +56,7 @@ export async function status(context: ServerContext, onlyEnv?: string): Promise<
       name,
       promoteFrom: config.environments[name]?.promote_from ?? null,
       current: current ? { id: current.id, version: current.version } : null,
-      hosts: await Promise.all((await repo.listHosts(name)).map((host) => hostView(context, host, openDrift))),
+      hosts: await Promise.all((await repo.listHosts(name)).map((host) => hostView(context, host, openDrift, config))),
       lastDeployment: last ? await viewOf(repo, last) : null,
       firecall: await firecallSummary(repo, name),
     });

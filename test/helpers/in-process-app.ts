@@ -28,8 +28,8 @@ export interface InProcessApp {
   close(): Promise<void>;
 }
 
-/** Starts the app with `configYaml` applied; alerts retry after `alertDelayMs`. */
-export async function startInProcessApp(configYaml: string, options: { alertDelayMs?: number } = {}): Promise<InProcessApp> {
+/** Starts the app with `configYaml` applied; alerts retry after `alertDelayMs`; `now` is the server's clock (default: the real one). */
+export async function startInProcessApp(configYaml: string, options: { alertDelayMs?: number; now?: () => Date } = {}): Promise<InProcessApp> {
   const temp = await makeTempDir('lockstep-app-');
   const store = openSqliteStore(join(temp.path, 'lockstep.db'));
   await store.migrate();
@@ -38,7 +38,7 @@ export async function startInProcessApp(configYaml: string, options: { alertDela
   const logger = pino({ level: 'silent' });
   const shutdown = new AbortController();
   const alerts = new AlertDispatcher(logger, { attempts: 4, firstDelayMs: options.alertDelayMs ?? 50 });
-  const context: ServerContext = { store, blobs, notifier: new Notifier(), alerts, logger, now: () => new Date(), onlineWindowMs: 40_000, shutdown: shutdown.signal };
+  const context: ServerContext = { store, blobs, notifier: new Notifier(), alerts, logger, now: options.now ?? (() => new Date()), onlineWindowMs: 40_000, shutdown: shutdown.signal };
   const app = await buildApp(context);
   await app.ready();
   const adminToken = newToken('user');

@@ -244,3 +244,34 @@ describe('drift on the server', () => {
     );
   });
 });
+
+describe('drift monitoring that went quiet', () => {
+  it('a host online but without a drift report for two periodic scans and a minute is "drift unknown"', async () => {
+    let now = Date.now();
+    const server = await startInProcessApp(CONFIG('2s'), { now: () => new Date(now) });
+    try {
+      const credentials = { 'prod-1': await server.enroll('prod-1', 'production'), 'prod-2': await server.enroll('prod-2', 'production') };
+      const heartbeat = (host: 'prod-1' | 'prod-2') => server.call('POST', '/api/v1/agent/heartbeat', credentials[host], { host, currentReleaseId: null });
+      const stale = async () => {
+        const { hosts } = (await server.call('GET', '/api/v1/hosts', server.adminToken)).json as { hosts: { name: string; online: boolean; driftStale: boolean }[] };
+        return Object.fromEntries(hosts.map((host) => [host.name, [host.online, host.driftStale]]));
+      };
+      await heartbeat('prod-1');
+      await heartbeat('prod-2');
+      assert.deepEqual(await stale(), { 'prod-1': [true, false], 'prod-2': [true, false] }, 'just enrolled: not judged yet');
+
+      // Two 2 s scans and a minute later: prod-1 reported meanwhile, prod-2 never did.
+      now += 65_000;
+      await heartbeat('prod-1');
+      await heartbeat('prod-2');
+      assert.equal((await server.call('POST', '/api/v1/agent/drift', credentials['prod-1'], report('prod-1', []))).status, 200);
+      assert.deepEqual(await stale(), { 'prod-1': [true, false], 'prod-2': [true, true] });
+
+      // Offline is shown as offline, not as drift unknown.
+      now += 65_000;
+      assert.deepEqual(await stale(), { 'prod-1': [false, false], 'prod-2': [false, false] });
+    } finally {
+      await server.close();
+    }
+  });
+});
