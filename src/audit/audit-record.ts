@@ -3,17 +3,12 @@
  * export is a header, then events and checkpoints in seq order (a checkpoint
  * right after the event it covers). The anchor file holds checkpoint lines only.
  */
+import type { ChainedFields } from '../core/audit-hash.js';
 import type { CheckpointRecord } from './checkpoint.js';
 
-/** One audit event with its chain hashes. */
-export interface EventRecord {
+/** One audit event (the fields its hash covers) with its chain hashes. */
+export interface EventRecord extends ChainedFields {
   readonly type: 'event';
-  readonly seq: number;
-  readonly at: string;
-  readonly actor: string;
-  readonly action: string;
-  readonly target: string;
-  readonly details: unknown;
   readonly prevHash: string;
   readonly hash: string;
 }

@@ -7,16 +7,26 @@ import type { ServerContext } from './context.js';
 import { viewOf } from './deployment-service.js';
 import { firecallSummary } from './firecall-service.js';
 
+/** Every host's drift at a glance, read once for a whole view: open items, and when its agent last reported. */
+export interface DriftOverview {
+  readonly open: ReadonlyMap<string, number>;
+  readonly reportedAt: ReadonlyMap<string, string>;
+}
+
+export async function driftOverview(repo: ReadRepo): Promise<DriftOverview> {
+  return { open: await repo.openDriftCounts(), reportedAt: await repo.driftReportTimes() };
+}
+
 /**
- * A host as the API shows it; `openDrift` from the store's openDriftCounts(), `config` for how often
- * its agent must report drift (none applied: staleness is not judged).
+ * A host as the API shows it, with its drift from `drift`; `config` for how often its agent must report
+ * drift (none applied: staleness is not judged).
  */
-export async function hostView(context: ServerContext, row: HostRow, openDrift: ReadonlyMap<string, number>, config: Config | undefined): Promise<HostView> {
+export async function hostView(context: ServerContext, row: HostRow, drift: DriftOverview, config: Config | undefined): Promise<HostView> {
   const release = row.current_release_id ? await context.store.read.release(row.current_release_id) : undefined;
   const seen = row.last_seen_at ? Date.parse(row.last_seen_at) : undefined;
   const now = context.now().getTime();
   const online = seen !== undefined && now - seen <= context.onlineWindowMs;
-  const driftReportAt = (await context.store.read.driftScan(row.name))?.reported_at ?? null;
+  const driftReportAt = drift.reportedAt.get(row.name) ?? null;
   // Measured from the last report, or from enrollment for an agent that never sent one.
   const since = driftReportAt ?? row.enrolled_at;
   const driftStale = config !== undefined && online && since !== null && now - Date.parse(since) > driftStaleAfterMs(config);
@@ -29,7 +39,7 @@ export async function hostView(context: ServerContext, row: HostRow, openDrift: 
     version: release?.version ?? null,
     lastSeenAt: row.last_seen_at,
     health: row.health && row.health_at ? { healthy: row.health === 'healthy', detail: row.health_detail ?? '', at: row.health_at } : null,
-    openDrift: openDrift.get(row.name) ?? 0,
+    openDrift: drift.open.get(row.name) ?? 0,
     driftReportAt,
     driftStale,
   };
@@ -46,7 +56,7 @@ export async function status(context: ServerContext, onlyEnv?: string): Promise<
   const config = await currentConfig(repo);
   if (!config) return { app: null, environments: [] };
   const names = promotionOrder(config).filter((name) => onlyEnv === undefined || name === onlyEnv);
-  const openDrift = await repo.openDriftCounts();
+  const drift = await driftOverview(repo);
   const environments = [];
   for (const name of names) {
     const currentId = await repo.environmentCurrent(name);
@@ -56,7 +66,7 @@ export async function status(context: ServerContext, onlyEnv?: string): Promise<
       name,
       promoteFrom: config.environments[name]?.promote_from ?? null,
       current: current ? { id: current.id, version: current.version } : null,
-      hosts: await Promise.all((await repo.listHosts(name)).map((host) => hostView(context, host, openDrift, config))),
+      hosts: await Promise.all((await repo.listHosts(name)).map((host) => hostView(context, host, drift, config))),
       lastDeployment: last ? await viewOf(repo, last) : null,
       firecall: await firecallSummary(repo, name),
     });

@@ -264,6 +264,10 @@ class Repo implements WriteRepo {
     const row = await this.db.selectFrom('drift_scans').selectAll().where('host', '=', host).executeTakeFirst();
     return row ? { ...row, full: Number(row.full), truncated: Number(row.truncated), entries: Number(row.entries), hashed_files: Number(row.hashed_files), elapsed_ms: Number(row.elapsed_ms) } : undefined;
   }
+  async driftReportTimes() {
+    const rows = await this.db.selectFrom('drift_scans').select(['host', 'reported_at']).execute();
+    return new Map(rows.map((row) => [row.host, row.reported_at]));
+  }
   async agentCommand(id: number) {
     const row = await this.db.selectFrom('agent_commands').selectAll().where('id', '=', id).executeTakeFirst();
     return row ? commandRow(row) : undefined;

@@ -133,6 +133,8 @@ export interface ReadRepo {
   openDriftCounts(): Promise<Map<string, number>>;
   /** The host's latest drift report. */
   driftScan(host: string): Promise<DriftScanRow | undefined>;
+  /** Host → when its agent last reported drift, for every host that ever did (one query for a whole status). */
+  driftReportTimes(): Promise<Map<string, string>>;
   agentCommand(id: number): Promise<AgentCommandRow | undefined>;
   /** The host's oldest command that was not handed out yet. */
   pendingCommand(host: string): Promise<AgentCommandRow | undefined>;

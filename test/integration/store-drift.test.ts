@@ -140,6 +140,7 @@ function contract(backend: StoreBackend): void {
         await store.transaction((repo) => repo.upsertDriftScan(report));
         await store.transaction((repo) => repo.upsertDriftScan({ ...report, reported_at: at(2), full: 0, entries: 11, hashed_files: 1, elapsed_ms: 3 }));
         assert.deepEqual(await store.read.driftScan('web1'), { ...report, reported_at: at(2), full: 0, entries: 11, hashed_files: 1, elapsed_ms: 3 });
+        assert.deepEqual(await store.read.driftReportTimes(), new Map([['web1', at(2)]]));
       }));
   });
 }
