@@ -9,15 +9,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startFleet, testConfig, writeApp, type AgentHandle, type Fleet } from '../helpers/fleet.js';
 import { assertExit, assertHostRuns, releaseIdFrom, releaseInode, showRelease } from './host-tree.js';
+import type { DeploymentView } from '../../src/api/schemas.js';
 
-interface DeploymentJson {
-  id: number;
-  env: string;
-  state: string;
-  releaseId: string;
-  error: string | null;
-  hosts: { host: string; batch: number; state: string; error: string | null }[];
-}
+/** What `--json` prints for a deployment: the API's view of it. */
+type DeploymentJson = DeploymentView;
 
 describe('a host offline during a deployment', () => {
   let fleet: Fleet;

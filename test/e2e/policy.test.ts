@@ -18,15 +18,10 @@ import { hashToken } from '../../src/server/tokens.js';
 import { startFleet, writeApp, type CliResult, type Fleet } from '../helpers/fleet.js';
 import { assertExit, releaseIdFrom } from './host-tree.js';
 import { until } from '../helpers/until.js';
+import type { DeploymentView } from '../../src/api/schemas.js';
 
-interface DeploymentJson {
-  id: number;
-  env: string;
-  kind: string;
-  state: string;
-  requestedBy: string;
-  error: string | null;
-}
+/** What `--json` prints for a deployment: the API's view of it. */
+type DeploymentJson = DeploymentView;
 interface AuditJson {
   seq: number;
   actor: string;

@@ -10,16 +10,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startFleet, testConfig, writeApp, type AgentHandle, type Fleet } from '../helpers/fleet.js';
 import { assertExit, assertHostRuns, DEPLOY_TO, releaseIdFrom, releaseInode, showRelease } from './host-tree.js';
+import type { DeploymentView } from '../../src/api/schemas.js';
 
-interface DeploymentJson {
-  id: number;
-  env: string;
-  kind: string;
-  state: string;
-  releaseId: string;
-  fromReleaseId: string | null;
-  reason: string | null;
-}
+/** What `--json` prints for a deployment: the API's view of it. */
+type DeploymentJson = DeploymentView;
 
 describe('rollback and running deployments', () => {
   let fleet: Fleet;

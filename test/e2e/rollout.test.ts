@@ -30,15 +30,10 @@ import {
   type DeployEvent,
   type WebhookReceiver,
 } from './rollout-app.js';
+import type { DeploymentView } from '../../src/api/schemas.js';
 
-interface DeploymentJson {
-  id: number;
-  env: string;
-  state: string;
-  releaseId: string;
-  error: string | null;
-  hosts: { host: string; batch: number; state: string; error: string | null; updatedAt: string }[];
-}
+/** What `--json` prints for a deployment: the API's view of it. */
+type DeploymentJson = DeploymentView;
 
 interface PlanJson {
   env: string;
