@@ -38,7 +38,8 @@ function program(): Command {
     .description('Immutable releases, gated promotion and one-second rollback for production hosts')
     .version(VERSION)
     .enablePositionalOptions()
-    .showHelpAfterError('(add --help for usage)')
+    // Commander's own errors are printed by main() in Lockstep's one-line format, like every other error.
+    .configureOutput({ outputError: () => undefined })
     .exitOverride();
 
   root
@@ -331,21 +332,58 @@ function positive(text: string, flag: string): number {
   return value;
 }
 
+/** How an error reaches the person or script: one `lockstep: …` line, or a JSON object on stderr with --json. */
+function printError(argv: readonly string[], kind: string, message: string, exitCode: number, hint?: string): void {
+  if (argv.includes('--json')) {
+    process.stderr.write(`${JSON.stringify({ error: { kind, message, ...(hint === undefined ? {} : { hint }), exitCode } })}\n`);
+    return;
+  }
+  process.stderr.write(`lockstep: ${message}${hint === undefined ? '' : `; ${hint}`}\n`);
+}
+
+/** The command words of `argv` that name (sub)commands of `root`, e.g. "lockstep release create". */
+function commandPath(root: Command, argv: readonly string[]): string {
+  const names = ['lockstep'];
+  let command = root;
+  for (const word of argv.slice(2)) {
+    if (word.startsWith('-')) break;
+    const next = command.commands.find((sub) => sub.name() === word || sub.aliases().includes(word));
+    if (next === undefined) break;
+    names.push(next.name());
+    command = next;
+  }
+  return names.join(' ');
+}
+
+/** Commander's message ("error: unknown command 'x'\n(Did you mean y?)") as one line. */
+function commanderMessage(error: CommanderError): string {
+  return error.message
+    .replace(/^error: /, '')
+    .split('\n')
+    .map((part) => part.trim())
+    .filter((part) => part !== '')
+    .map((part) => part.replace(/^\((Did you mean .*)\)$/, (_, text: string) => `(${text.charAt(0).toLowerCase()}${text.slice(1)})`))
+    .join(' ');
+}
+
 async function main(argv: string[]): Promise<number> {
+  const root = program();
   try {
-    await program().parseAsync(argv);
+    await root.parseAsync(argv);
     return EXIT_CODES.ok;
   } catch (error) {
     if (error instanceof CommanderError) {
-      // Commander already printed the message (or the help/version text).
-      return error.exitCode === 0 ? 0 : EXIT_CODES['bad-input'];
+      // Help and version print themselves and exit 0; `lockstep release` without a subcommand printed its help.
+      if (error.exitCode === 0 || error.code === 'commander.help' || error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return error.exitCode === 0 ? 0 : EXIT_CODES['bad-input'];
+      printError(argv, 'bad-input', commanderMessage(error), EXIT_CODES['bad-input'], `see \`${commandPath(root, argv)} --help\``);
+      return EXIT_CODES['bad-input'];
     }
     if (error instanceof LockstepError) {
       const quiet = (error.details as { quiet?: boolean } | undefined)?.quiet === true;
-      if (!quiet) process.stderr.write(`lockstep: ${error.message}\n`);
+      if (!quiet) printError(argv, error.kind, error.message, EXIT_CODES[error.kind]);
       return EXIT_CODES[error.kind];
     }
-    process.stderr.write(`lockstep: internal error: ${(error as Error).message}\n`);
+    printError(argv, 'internal', `internal error: ${(error as Error).message}`, EXIT_CODES.internal);
     if (process.env.LOCKSTEP_DEBUG) process.stderr.write(`${(error as Error).stack ?? ''}\n`);
     return EXIT_CODES.internal;
   }

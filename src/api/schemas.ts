@@ -86,7 +86,11 @@ export const deploymentView = z.object({
   requestedBy: z.string(),
   reason: z.string().nullable(),
   createdAt: z.string(),
+  /** When the rollout began: the approval that let it run, else when it was created. */
+  startedAt: z.string(),
   finishedAt: z.string().nullable(),
+  /** How long it ran (finishedAt − startedAt, by the server's clock); null while it runs. */
+  durationMs: z.number().nullable(),
   error: z.string().nullable(),
   /** Increases with every change; pass it back as `since` to long-poll for the next change. */
   revision: z.number(),

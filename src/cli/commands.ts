@@ -169,6 +169,7 @@ async function follow(client: LockstepClient, first: DeploymentView, wait: boole
   const what = `${first.kind === 'rollback' ? 'rollback' : 'deployment'} #${first.id}`;
   if (!wait) {
     if (options.json) json(first);
+    else if (first.state === 'awaiting_approval') line(`${what}: ${first.version} (${shortId(first.releaseId)}) to ${first.env} is awaiting approval; approvers run: lockstep approve ${first.id}; follow it with: lockstep deploy --follow ${first.id}`);
     else line(`${what}: ${first.version} (${shortId(first.releaseId)}) to ${first.env} started; follow it with: lockstep deploy --follow ${first.id}`);
     return;
   }
@@ -189,7 +190,7 @@ async function follow(client: LockstepClient, first: DeploymentView, wait: boole
   progress.finish(view);
   if (view.state === 'failed') throw new LockstepError('failed', `${what} failed: ${view.error ?? 'see lockstep history'}`, { quiet: options.json === true });
   if (view.state === 'rejected' || view.state === 'expired') throw new LockstepError('refused', `${what} was ${view.state}: ${view.error ?? ''}`, { quiet: options.json === true });
-  if (!options.json) line(color.green(`${what} succeeded in ${progress.elapsed()}: ${view.env} runs ${view.version}${view.error ? ` (${view.error})` : ''}`));
+  if (!options.json) line(color.green(`${what} succeeded in ${formatDuration(view.durationMs ?? 0)}: ${view.env} runs ${view.version}${view.error ? ` (${view.error})` : ''}`));
 }
 
 /** `lockstep logs DEPLOYMENT [--host H]`: the output of hooks and health checks. */

@@ -266,6 +266,13 @@ export class ConfigError extends LockstepError {
   }
 }
 
+/** The environment named `env`, or a not-found error that lists the environments there are. */
+export function environmentOf(config: Config, env: string): EnvironmentConfig {
+  const environment = config.environments[env];
+  if (environment === undefined) throw new LockstepError('not-found', `environment "${env}" is not in lockstep.yaml (environments: ${Object.keys(config.environments).join(', ')})`);
+  return environment;
+}
+
 /** Parses and validates the text of lockstep.yaml; throws ConfigError listing every problem. */
 export function parseConfig(text: string, file = 'lockstep.yaml'): Config {
   const lineCounter = new LineCounter();

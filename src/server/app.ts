@@ -11,6 +11,7 @@ import { z } from 'zod';
 import * as api from '../api/schemas.js';
 import { HTTP_STATUS, LockstepError } from '../core/errors.js';
 import { canonicalManifest } from '../core/manifest.js';
+import { environmentOf } from '../core/config.js';
 import { applyConfig, currentConfig } from './config-service.js';
 import type { Principal, ServerContext } from './context.js';
 import { FailedAuthLimiter, roleAllows, type Access } from './access.js';
@@ -213,14 +214,21 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     const body = parse(api.rollbackRequest, request.body ?? {});
     return reply.status(201).send(await startRollback(context, userOf(request), env, body));
   });
+  /** A filter naming an environment must name one in the applied config (`status UNKNOWN` and `history UNKNOWN` exit 2 alike). */
+  const knownEnvironment = async (env: string | undefined): Promise<void> => {
+    if (env === undefined) return;
+    const config = await currentConfig(context.store.read);
+    if (config !== undefined) environmentOf(config, env);
+    else throw new LockstepError('not-found', `environment "${env}" is not in lockstep.yaml (none has been applied yet)`);
+  };
   app.get(`${p}/status`, access('viewer'), async (request) => {
     const { env } = parse(z.object({ env: z.string().max(32).optional() }), request.query);
-    const result = await status(context, env);
-    if (env !== undefined && result.environments.length === 0) throw new LockstepError('not-found', `environment "${env}" is not in lockstep.yaml`);
-    return result;
+    await knownEnvironment(env);
+    return status(context, env);
   });
   app.get(`${p}/history`, access('viewer'), async (request) => {
     const query = parse(z.object({ env: z.string().max(32).optional(), limit: z.coerce.number().int().min(1).max(1000).default(50) }), request.query);
+    await knownEnvironment(query.env);
     return { deployments: await history(context.store.read, query.env, query.limit) };
   });
   app.get(`${p}/audit`, access('viewer'), async (request) => {

@@ -7,7 +7,7 @@
  * An environment rollback goes to every host at once.
  */
 import type { AgentReport, DeploymentView } from '../api/schemas.js';
-import type { Config, EnvironmentConfig } from '../core/config.js';
+import { environmentOf, type Config, type EnvironmentConfig } from '../core/config.js';
 import { formatDuration } from '../core/duration.js';
 import { LockstepError, notFound } from '../core/errors.js';
 import { type ReleaseInEnvironment } from '../core/gate.js';
@@ -526,6 +526,9 @@ export async function deploymentView(context: ServerContext, id: number): Promis
 export async function viewOf(repo: ReadRepo, row: DeploymentRow): Promise<DeploymentView> {
   const release = await repo.release(row.release_id);
   const steps = await repo.deploymentHosts(row.id);
+  const approvals = (await repo.approvals(row.id)).map((approval) => ({ actor: approval.actor, decision: approval.decision as 'approve' | 'reject', comment: approval.comment, at: approval.at }));
+  // It ran from the approval that let it run (the last one), else from its creation.
+  const startedAt = approvals.filter((approval) => approval.decision === 'approve').reduce((latest, approval) => (approval.at > latest ? approval.at : latest), row.created_at);
   return {
     id: Number(row.id),
     env: row.env,
@@ -537,13 +540,15 @@ export async function viewOf(repo: ReadRepo, row: DeploymentRow): Promise<Deploy
     requestedBy: row.requested_by,
     reason: row.reason,
     createdAt: row.created_at,
+    startedAt,
     finishedAt: row.finished_at,
+    durationMs: row.finished_at === null ? null : Math.max(0, Date.parse(row.finished_at) - Date.parse(startedAt)),
     error: row.error,
     revision: Number(row.revision),
     currentBatch: Number(row.current_batch),
     batches: Number(row.batches),
     overrideReason: row.override_reason,
-    approvals: (await repo.approvals(row.id)).map((approval) => ({ actor: approval.actor, decision: approval.decision as 'approve' | 'reject', comment: approval.comment, at: approval.at })),
+    approvals,
     hosts: steps
       .map((step) => ({ host: step.host, batch: Number(step.batch), state: step.state as StepState, fromReleaseId: step.from_release_id, error: step.error, updatedAt: step.updated_at }))
       .sort((a, b) => a.batch - b.batch || (a.host < b.host ? -1 : 1)),
@@ -587,9 +592,7 @@ export async function unrejectRelease(context: ServerContext, actor: string, ref
 }
 
 function requireEnvironment(config: Config, env: string): void {
-  if (!config.environments[env]) {
-    throw notFound(`environment "${env}" is not in lockstep.yaml (environments: ${Object.keys(config.environments).join(', ')})`);
-  }
+  environmentOf(config, env);
 }
 
 async function describeReleases(repo: ReadRepo, ids: readonly string[]): Promise<string> {

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { CloseFirecallResponse, CommandView, FirecallAgentReport, FirecallShowResponse, FirecallSummary, FirecallTrust, FirecallView, OpenFirecallResponse } from '../api/schemas.js';
-import type { Config, EnvironmentConfig } from '../core/config.js';
+import { environmentOf, type Config, type EnvironmentConfig } from '../core/config.js';
 import { formatDuration } from '../core/duration.js';
 import { LockstepError } from '../core/errors.js';
 import { checkSourceAddress, firecallExpired, firecallKeyId, firecallState, firecallTtl, parsePublicKeyLine, revocationsFor, sshdEventOf, type FirecallFacts } from '../core/firecall.js';
@@ -33,8 +33,7 @@ export interface FirecallContext extends ServerContext {
 
 /** The fire-call policy of an environment, or a one-line error saying why there is none. */
 function policyOf(config: Config, env: string): NonNullable<EnvironmentConfig['firecall']> {
-  const environment = config.environments[env];
-  if (!environment) throw new LockstepError('not-found', `environment "${env}" is not in lockstep.yaml (environments: ${Object.keys(config.environments).join(', ')})`);
+  const environment = environmentOf(config, env);
   if (!environment.firecall) throw new LockstepError('refused', `${env} has no fire-call policy; add firecall: { principals: [ACCOUNT] } to it in lockstep.yaml`);
   return environment.firecall;
 }

@@ -1,4 +1,5 @@
 /** Hosts: registration with one-time enrollment tokens, agent enrollment, and the agent's work poll. */
+import { environmentOf } from '../core/config.js';
 import type { AgentCommand, AgentTask } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
 import { blobsOf } from '../core/manifest.js';
@@ -14,7 +15,7 @@ import { hashToken, newToken } from './tokens.js';
 /** Registers a host in an environment and returns its one-time enrollment token. */
 export async function addHost(context: ServerContext, actor: string, name: string, env: string): Promise<{ host: string; env: string; enrollToken: string }> {
   const config = await requireConfig(context.store.read);
-  if (!config.environments[env]) throw new LockstepError('not-found', `environment "${env}" is not in lockstep.yaml (environments: ${Object.keys(config.environments).join(', ')})`);
+  environmentOf(config, env);
   const enrollToken = newToken('enroll');
   const at = context.now().toISOString();
   await context.store.transaction(async (repo) => {

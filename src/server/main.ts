@@ -3,6 +3,7 @@
  * the blob store, creates the admin token on first start, and serves the API.
  */
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { LockstepError } from '../core/errors.js';
@@ -60,20 +61,65 @@ function openStore(dataDir: string, database: string | undefined): Store {
   throw new LockstepError('bad-input', `--database "${database}" is not supported; use postgres://USER@HOST:PORT/DB, or omit it for SQLite in the data dir`);
 }
 
+/** Opens the store and brings its schema up to date; a database that cannot be used is a one-line error with its cause. */
+async function openMigrated(dataDir: string, database: string | undefined): Promise<Store> {
+  const store = openStore(dataDir, database);
+  try {
+    await store.migrate();
+    return store;
+  } catch (error) {
+    await store.close().catch(() => undefined);
+    throw databaseError(error);
+  }
+}
+
+/** Network errors that mean the database server was not reached (exit 6); its refusals (auth, no such database) are the user's to fix (exit 2). */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET']);
+
+function databaseError(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const cause = error.cause as { code?: unknown; message?: unknown } | undefined;
+  const code = typeof cause?.code === 'string' ? cause.code : undefined;
+  if (code !== undefined && UNREACHABLE.has(code)) return new LockstepError('unavailable', `${error.message}; is the database server running and is --database right?`);
+  // PostgreSQL SQLSTATE classes 28 (authorization) and 3D (no such database).
+  if (code !== undefined && /^(28|3D)/.test(code)) return new LockstepError('bad-input', `${error.message}; check the user, password and database name in --database`);
+  return error;
+}
+
+/** Fails with a one-line error when HOST:PORT cannot be listened on (in use, not an address here, privileged), before anything is written. */
+async function assertCanListen(host: string, port: number, listen: string): Promise<void> {
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen({ host, port, exclusive: true }, resolve);
+    });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why =
+      code === 'EADDRINUSE' ? 'the address is already in use (another lockstep server?); stop it or choose another --listen'
+      : code === 'EACCES' ? 'permission denied (ports below 1024 need privileges); choose another --listen'
+      : code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'that address is not on this machine; choose another --listen'
+      : undefined;
+    if (why === undefined) throw error;
+    throw new LockstepError('bad-input', `cannot listen on ${listen}: ${why}`);
+  } finally {
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+  }
+}
+
 /** Starts the server and returns once it listens. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const dataDir = resolve(options.dataDir);
   const { host, port } = parseListen(options.listen);
   if (options.checkpointEvery !== undefined && (!Number.isSafeInteger(options.checkpointEvery) || options.checkpointEvery < 1)) throw new LockstepError('bad-input', '--checkpoint-every must be a positive integer');
   if (options.checkpointIntervalMs !== undefined && !(options.checkpointIntervalMs >= 1000)) throw new LockstepError('bad-input', '--checkpoint-interval must be at least 1s');
+  // Nothing is written before the address and the database are known to work.
+  await assertCanListen(host, port, options.listen);
+  const postgres = options.database !== undefined && options.database !== '';
+  const postgresStore = postgres ? await openMigrated(dataDir, options.database) : undefined;
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const store = openStore(dataDir, options.database);
-  try {
-    await store.migrate();
-  } catch (error) {
-    await store.close();
-    throw error;
-  }
+  const store = postgresStore ?? (await openMigrated(dataDir, undefined));
   const blobs = new BlobStore(join(dataDir, 'blobs'));
   await blobs.open();
   const shutdown = new AbortController();

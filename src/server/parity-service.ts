@@ -1,6 +1,6 @@
 /** Host facts as agents report them, and `lockstep parity`: two environments compared on the same work. */
 import type { FactsReport } from '../api/schemas.js';
-import type { EnvironmentConfig } from '../core/config.js';
+import { environmentOf, type EnvironmentConfig } from '../core/config.js';
 import { canonicalJson } from '../core/manifest.js';
 import { LockstepError } from '../core/errors.js';
 import { compareEnvironments, type HostFacts, type ParityEnvironment, type ParityResult } from '../core/parity.js';
@@ -31,11 +31,7 @@ export async function parityView(context: ServerContext, a: string, b: string): 
   const repo = context.store.read;
   const config = await requireConfig(repo);
   const names = Object.keys(config.environments);
-  const known = (name: string): EnvironmentConfig => {
-    const env = config.environments[name];
-    if (!env) throw new LockstepError('not-found', `environment "${name}" is not in lockstep.yaml (environments: ${names.join(', ')})`);
-    return env;
-  };
+  const known = (name: string): EnvironmentConfig => environmentOf(config, name);
   const envA = known(a);
   const envB = known(b);
   if (a === b) throw new LockstepError('bad-input', `compare two different environments, e.g. lockstep parity ${names.find((name) => name !== a) ?? 'test'} ${a}`);

@@ -1,6 +1,6 @@
 /** `lockstep plan`: what a deployment would do, changing nothing. */
+import { environmentOf } from '../core/config.js';
 import type { PlanResponse } from '../api/schemas.js';
-import { LockstepError } from '../core/errors.js';
 import { diffManifests } from '../core/manifest-diff.js';
 import type { Manifest } from '../core/manifest.js';
 import { planBatches } from '../core/rollout-plan.js';
@@ -16,8 +16,7 @@ const MAX_PATHS = 100;
 export async function planRollout(context: ServerContext, requester: string, request: { release: string; env: string }): Promise<PlanResponse> {
   const repo = context.store.read;
   const config = await requireConfig(repo);
-  const environment = config.environments[request.env];
-  if (!environment) throw new LockstepError('not-found', `environment "${request.env}" is not in lockstep.yaml (environments: ${Object.keys(config.environments).join(', ')})`);
+  const environment = environmentOf(config, request.env);
   const release = await resolveRelease(repo, request.release);
   const target = manifestOf(release);
   const hosts = (await repo.listHosts(request.env)).filter((host) => host.enrolled_at !== null);

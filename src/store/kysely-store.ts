@@ -45,7 +45,9 @@ export function createKyselyStore(db: Kysely<Database>, capabilities: StoreCapab
       const { error, results } = await migrator.migrateToLatest();
       if (error) {
         const failed = results?.find((result) => result.status === 'Error');
-        throw new Error(`database migration ${failed?.migrationName ?? ''} failed`, { cause: error });
+        const cause = error instanceof Error ? error.message : String(error);
+        // No failed migration means none could run: the database was not reached (the cause says why).
+        throw new Error(failed === undefined ? `cannot open the database: ${cause}` : `database migration ${failed.migrationName} failed: ${cause}`, { cause: error });
       }
     },
     close: () => db.destroy(),

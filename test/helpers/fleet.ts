@@ -78,7 +78,8 @@ environments:
 `;
 }
 
-function runProcess(args: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<CliResult> {
+/** Runs the real `lockstep` with exactly `env` in `cwd` (no server needed). */
+export function runProcess(args: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [LOCKSTEP_MAIN, ...args], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
