@@ -13,7 +13,7 @@ import tseslint from 'typescript-eslint';
  * not list may import nothing of ours.
  */
 function readLayers() {
-  const doc = readFileSync(new URL('./docs/architecture.md', import.meta.url), 'utf8');
+  const doc = readFileSync(resolve(import.meta.dirname, 'docs/architecture.md'), 'utf8');
   const table = /<!-- layers:begin -->([\s\S]*?)<!-- layers:end -->/.exec(doc)?.[1];
   if (table === undefined) throw new Error('docs/architecture.md has no <!-- layers:begin --> table');
   const layers = new Map();
