@@ -39,3 +39,22 @@ describe('compileGlobs', () => {
     assert.ok(!compileGlobs([])('anything'));
   });
 });
+
+describe('compileGlobs: braces and dot files', () => {
+  it('matches brace alternatives, basename and anchored (*.{bak,tmp} used to match nothing)', () => {
+    const match = compileGlobs(['*.{bak,tmp}', 'etc/{nginx,apache2}/**']);
+    assert.ok(match('index.html.bak'));
+    assert.ok(match('var/spool/x.tmp'));
+    assert.ok(!match('x.bak2'));
+    assert.ok(!match('x.{bak,tmp}'));
+    assert.ok(match('etc/nginx'));
+    assert.ok(match('etc/apache2/sites/default'));
+    assert.ok(!match('etc/lighttpd/x'));
+  });
+
+  it('matches dot files like any other', () => {
+    const match = compileGlobs(['*.swp', 'home/*/.ssh/**']);
+    assert.ok(match('etc/.config.swp'));
+    assert.ok(match('home/alice/.ssh/authorized_keys'));
+  });
+});
