@@ -11,7 +11,6 @@ import {
   agentReleaseAnswer,
   blobPutResponse,
   enrollResponse,
-  errorBody,
   firecallTrust,
   hostSettings,
   workResponse,
@@ -24,7 +23,8 @@ import {
   type FactsReport,
   type HostSettings,
 } from '../api/schemas.js';
-import { LockstepError, type ErrorKind } from '../core/errors.js';
+import { responseError } from '../api/errors.js';
+import { LockstepError } from '../core/errors.js';
 import type { ReleaseSource, UntrustedDelta, UntrustedManifest } from './release-stager.js';
 
 /** The answer to an enrollment. */
@@ -195,27 +195,9 @@ async function send(server: string, credential: string | undefined, method: stri
   throw await httpError(response, `${method} ${API_PREFIX}${route}`);
 }
 
-/** Turns a non-2xx response into a LockstepError whose kind follows the status. */
+/** Turns a non-2xx response into a LockstepError through the API's one decoder. */
 async function httpError(response: Response, what: string): Promise<LockstepError> {
-  const text = await response.text().catch(() => '');
-  let message = text.slice(0, 300) || response.statusText;
-  try {
-    const parsed = errorBody.safeParse(JSON.parse(text));
-    if (parsed.success) message = parsed.data.error.message;
-  } catch {
-    // Not JSON: keep the start of the text.
-  }
-  return new LockstepError(kindOfStatus(response.status), `${what} answered ${response.status}: ${message}`, { status: response.status });
-}
-
-function kindOfStatus(status: number): ErrorKind {
-  if (status === 401) return 'unauthorized';
-  if (status === 403) return 'forbidden';
-  if (status === 404) return 'not-found';
-  if (status === 409) return 'conflict';
-  if (status === 408 || status === 429 || status >= 500) return 'unavailable';
-  if (status >= 400 && status < 500) return 'bad-input';
-  return 'failed';
+  return responseError(response.status, await response.text().catch(() => ''), what);
 }
 
 async function readJson(response: Response): Promise<unknown> {

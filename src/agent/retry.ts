@@ -27,9 +27,9 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** Whether an error is worth another attempt: the server could not be reached or answered 5xx. */
+/** Whether an error is worth another attempt: the server could not be reached, answered 5xx, or asked to slow down (429). */
 export function isTransient(error: unknown): boolean {
-  return error instanceof LockstepError && error.kind === 'unavailable';
+  return error instanceof LockstepError && (error.kind === 'unavailable' || error.kind === 'rate-limited');
 }
 
 /** A doubling delay: 250, 500, 1000 … capped at 5000 ms. */

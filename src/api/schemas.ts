@@ -161,7 +161,6 @@ export const auditEventView = z.object({
 export type AuditEventView = z.infer<typeof auditEventView>;
 
 /** The error body of every non-2xx response. */
-export const errorBody = z.object({ error: z.object({ kind: z.string(), message: z.string(), details: z.unknown().optional() }) });
 
 // ---- agent protocol ----
 

@@ -13,9 +13,9 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import type * as api from '../api/schemas.js';
 import { API_PREFIX } from '../api/paths.js';
-import { LockstepError, type ErrorKind } from '../core/errors.js';
+import { responseError } from '../api/errors.js';
+import { LockstepError } from '../core/errors.js';
 
-const KINDS = new Set<string>(['bad-input', 'not-found', 'refused', 'conflict', 'failed', 'unauthorized', 'forbidden', 'rate-limited', 'unavailable']);
 
 export interface ClientOptions {
   readonly server: string;
@@ -73,17 +73,12 @@ export class LockstepClient {
   // Responses are not schema-checked here: the CLI talks to its own server,
   // and loading the schema library would add ~150 ms to every command (measured).
   private decode<T>(response: { status: number; body: string }, path: string): T {
+    if (response.status < 200 || response.status >= 300) throw responseError(response.status, response.body, `the server (${path})`);
     let json: unknown;
     try {
       json = response.body ? JSON.parse(response.body) : undefined;
     } catch {
       throw new LockstepError('unavailable', `the server answered ${response.status} with a body that is not JSON`);
-    }
-    if (response.status < 200 || response.status >= 300) {
-      const error = (json as { error?: { kind?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
-      const kind = typeof error?.kind === 'string' && KINDS.has(error.kind) ? (error.kind as ErrorKind) : 'unavailable';
-      const message = typeof error?.message === 'string' ? error.message : `the server answered ${response.status}`;
-      throw new LockstepError(kind, message, error?.details);
     }
     if (json === null || typeof json !== 'object') throw new LockstepError('unavailable', `the server's answer to ${path} is not a JSON object`);
     return json as T;
