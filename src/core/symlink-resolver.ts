@@ -7,7 +7,8 @@
  * resolution would ever step above the release root is an escape.
  *
  * Rules (docs/concepts.md, "Symlinks"):
- * - absolute and empty targets are refused, as is a NUL byte;
+ * - absolute and empty targets are refused, as are a NUL byte and more
+ *   than 4095 bytes (the kernel would not store it);
  * - a target that leaves the root at any step is refused, even when a later
  *   step would come back in (`../<release dir name>/x`): the name of the
  *   directory a release is staged in is not part of the release;
@@ -19,8 +20,9 @@
  *   would stop at ENOENT today: that name may exist tomorrow (drift).
  *   A file in the middle of a path (ENOTDIR on the host) is walked the same way.
  *
- * The result is memoised per link, so a manifest with n links costs
- * O(total length of the targets), whatever the chains look like.
+ * The release is held as a tree of names and each link's result is
+ * memoised, so a manifest costs O(total length of its paths and targets),
+ * whatever the chains look like.
  */
 
 /** The kernel's limit of symlinks followed in one path lookup (Linux MAXSYMLINKS). */
@@ -34,7 +36,7 @@ export interface ResolvableEntry {
 }
 
 /** Why a symlink was refused. */
-export type SymlinkProblemKind = 'absolute' | 'empty' | 'nul' | 'escapes' | 'loop';
+export type SymlinkProblemKind = 'absolute' | 'empty' | 'nul' | 'too-long' | 'escapes' | 'loop';
 
 /** One refused symlink: its path, the kind of problem and a one-line reason naming the target. */
 export interface SymlinkProblem {
@@ -43,116 +45,162 @@ export interface SymlinkProblem {
   readonly problem: string;
 }
 
-/** Where a link leads: a position inside the tree (components from the root), or why it is refused. */
+/** A name of the release: a tree of nodes, so that walking a target costs O(1) per name, whatever the depth. */
+interface TreeNode {
+  readonly path: string;
+  /** The entry's type; 'absent' for a parent the manifest does not list (refused elsewhere). */
+  type: string;
+  readonly parent: TreeNode | undefined;
+  readonly children: Map<string, TreeNode>;
+  target: string | undefined;
+}
+
+/**
+ * A position while walking: a directory of the release, plus how many names
+ * below it the walk has gone that are not directories of the release (a
+ * missing name, or a file followed by more names), walked as if they were.
+ */
+interface Position {
+  readonly dir: TreeNode;
+  readonly virtual: number;
+}
+
+/** Where a link leads, resolved from its own directory, or why it is refused. */
 type Resolution =
-  | { readonly kind: 'inside'; readonly position: readonly string[]; readonly hops: number }
+  | { readonly kind: 'inside'; readonly position: Position; readonly hops: number }
   /**
    * `link` is the link whose target stepped above the root (the one asked
    * about, or one it goes through); `at` is the start of that target up to
    * the offending "..", when links were followed before it (else undefined).
    */
-  | { readonly kind: 'escapes'; readonly link: string; readonly at?: string }
+  | { readonly kind: 'escapes'; readonly link: TreeNode; readonly at?: string }
   | { readonly kind: 'loop' };
 
 /** Every symlink of `entries` that is absolute, empty, loops or leads outside the tree, in entry order. */
 export function symlinkProblems(entries: readonly ResolvableEntry[]): SymlinkProblem[] {
   const resolver = new SymlinkResolver(entries);
   const problems: SymlinkProblem[] = [];
-  for (const [path, target] of resolver.targets) {
-    const problem = resolver.problemOf(path, target);
+  for (const link of resolver.links) {
+    const problem = resolver.problemOf(link);
     if (problem !== undefined) problems.push(problem);
   }
   return problems;
 }
 
 class SymlinkResolver {
-  private readonly kinds = new Map<string, string>();
-  /** Every link's target, in entry order; a duplicated path counts once (duplicates are refused elsewhere). */
-  readonly targets = new Map<string, string>();
-  private readonly resolved = new Map<string, Resolution>();
+  private readonly root: TreeNode = { path: '', type: 'dir', parent: undefined, children: new Map(), target: undefined };
+  /** Every link, in entry order; a duplicated path counts once (duplicates are refused elsewhere). */
+  readonly links: TreeNode[] = [];
+  private readonly resolved = new Map<TreeNode, Resolution>();
   /** Links whose resolution is under way: meeting one again is a loop. */
-  private readonly resolving = new Set<string>();
+  private readonly resolving = new Set<TreeNode>();
 
   constructor(entries: readonly ResolvableEntry[]) {
     for (const entry of entries) {
-      if (this.kinds.has(entry.path)) continue;
-      this.kinds.set(entry.path, entry.type);
-      if (entry.type === 'symlink' && entry.target !== undefined) this.targets.set(entry.path, entry.target);
+      let node = this.root;
+      for (const name of entry.path.split('/')) {
+        let child = node.children.get(name);
+        if (child === undefined) {
+          child = { path: node === this.root ? name : `${node.path}/${name}`, type: 'absent', parent: node, children: new Map(), target: undefined };
+          node.children.set(name, child);
+        }
+        node = child;
+      }
+      if (node.type !== 'absent') continue;
+      node.type = entry.type;
+      if (entry.type === 'symlink') {
+        node.target = entry.target ?? '';
+        this.links.push(node);
+      }
     }
   }
 
-  problemOf(path: string, target: string): SymlinkProblem | undefined {
+  problemOf(link: TreeNode): SymlinkProblem | undefined {
+    const target = link.target ?? '';
     const shape = targetShapeProblem(target);
-    if (shape !== undefined) return { path, kind: shape, problem: shapeMessage(shape, target) };
-    const resolution = this.resolveLink(path);
+    if (shape !== undefined) return { path: link.path, kind: shape, problem: shapeMessage(shape, target) };
+    const resolution = this.resolveLink(link);
     switch (resolution.kind) {
       case 'inside':
         return undefined;
       case 'escapes': {
-        const through = resolution.link === path ? '' : ` through the link "${resolution.link}" -> "${this.targets.get(resolution.link) ?? ''}"`;
+        const through = resolution.link === link ? '' : ` through the link "${resolution.link.path}" -> "${resolution.link.target ?? ''}"`;
         const at = resolution.at === undefined ? '' : ` ("${resolution.at}" is above the release root once the links in it are followed)`;
-        return { path, kind: 'escapes', problem: `symlink target "${target}" leaves the release tree${through}${at}` };
+        return { path: link.path, kind: 'escapes', problem: `symlink target "${target}" leaves the release tree${through}${at}` };
       }
       case 'loop':
-        return { path, kind: 'loop', problem: `symlink target "${target}" loops or needs more than ${MAX_SYMLINK_HOPS} links to resolve` };
+        return { path: link.path, kind: 'loop', problem: `symlink target "${target}" loops or needs more than ${MAX_SYMLINK_HOPS} links to resolve` };
     }
   }
 
-  /** Where the link at `path` leads, resolved from its own directory; memoised. */
-  private resolveLink(path: string): Resolution {
-    const known = this.resolved.get(path);
+  /** Where `link` leads, resolved from its own directory; memoised. */
+  private resolveLink(link: TreeNode): Resolution {
+    const known = this.resolved.get(link);
     if (known !== undefined) return known;
-    if (this.resolving.has(path)) return { kind: 'loop' };
-    const target = this.targets.get(path) ?? '';
+    if (this.resolving.has(link)) return { kind: 'loop' };
+    const target = link.target ?? '';
     let result: Resolution;
     if (targetShapeProblem(target) !== undefined) {
       // An absolute or empty link is refused on its own; a link through it leaves the tree with it.
-      result = { kind: 'escapes', link: path };
+      result = { kind: 'escapes', link };
     } else {
-      this.resolving.add(path);
-      const parent = path.split('/').slice(0, -1);
-      result = this.walk(parent, target, path);
-      this.resolving.delete(path);
+      this.resolving.add(link);
+      result = this.walk({ dir: link.parent ?? this.root, virtual: 0 }, target, link);
+      this.resolving.delete(link);
     }
-    this.resolved.set(path, result);
+    this.resolved.set(link, result);
     return result;
   }
 
-  /** Walks `target` from the directory `start`; `link` is the link being resolved, for messages. */
-  private walk(start: readonly string[], target: string, link: string): Resolution {
-    const position = [...start];
+  /** Walks `target` from `start`; `link` is the link being resolved, for messages. */
+  private walk(start: Position, target: string, link: TreeNode): Resolution {
+    let { dir, virtual } = start;
     let hops = 0;
     const names = target.split('/');
     for (const [index, name] of names.entries()) {
       if (name === '' || name === '.') continue;
       if (name === '..') {
-        if (position.length === 0) return hops === 0 ? { kind: 'escapes', link } : { kind: 'escapes', link, at: names.slice(0, index + 1).join('/') };
-        position.pop();
+        if (virtual > 0) virtual -= 1;
+        else if (dir.parent !== undefined) dir = dir.parent;
+        else return hops === 0 ? { kind: 'escapes', link } : { kind: 'escapes', link, at: names.slice(0, index + 1).join('/') };
         continue;
       }
-      position.push(name);
-      const here = position.join('/');
-      if (this.kinds.get(here) !== 'symlink') continue;
-      const next = this.resolveLink(here);
-      if (next.kind !== 'inside') return next;
-      hops += 1 + next.hops;
-      // The kernel counts the link being looked up too.
-      if (1 + hops > MAX_SYMLINK_HOPS) return { kind: 'loop' };
-      position.splice(0, position.length, ...next.position);
+      const child = virtual === 0 ? dir.children.get(name) : undefined;
+      if (child?.type === 'dir') {
+        dir = child;
+      } else if (child?.type === 'symlink') {
+        const next = this.resolveLink(child);
+        if (next.kind !== 'inside') return next;
+        hops += 1 + next.hops;
+        // The kernel counts the link being looked up too.
+        if (1 + hops > MAX_SYMLINK_HOPS) return { kind: 'loop' };
+        ({ dir, virtual } = next.position);
+      } else {
+        // A file, a missing name, or anything below one: walked as a directory (see the rules above).
+        virtual += 1;
+      }
     }
-    return { kind: 'inside', position, hops };
+    return { kind: 'inside', position: { dir, virtual }, hops };
   }
 }
 
-function targetShapeProblem(target: string): 'absolute' | 'empty' | 'nul' | undefined {
+/** The longest symlink target Linux stores (PATH_MAX less the NUL). */
+const MAX_TARGET_BYTES = 4095;
+
+type ShapeProblem = 'absolute' | 'empty' | 'nul' | 'too-long';
+
+function targetShapeProblem(target: string): ShapeProblem | undefined {
   if (target.length === 0) return 'empty';
   if (target.includes('\0')) return 'nul';
   if (target.startsWith('/')) return 'absolute';
+  if (Buffer.byteLength(target) > MAX_TARGET_BYTES) return 'too-long';
   return undefined;
 }
 
-function shapeMessage(kind: 'absolute' | 'empty' | 'nul', target: string): string {
+function shapeMessage(kind: ShapeProblem, target: string): string {
   switch (kind) {
+    case 'too-long':
+      return `symlink target is longer than ${MAX_TARGET_BYTES} bytes`;
     case 'empty':
       return 'symlink target is empty';
     case 'nul':

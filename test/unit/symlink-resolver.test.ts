@@ -159,6 +159,19 @@ describe('symlink resolver', () => {
     );
   });
 
+  it('refuses a target longer than the kernel stores', () => {
+    assert.deepEqual(
+      symlinkProblems([link('long', 'a/'.repeat(2048))]).map((problem) => `${problem.path}: ${problem.problem}`),
+      ['long: symlink target is longer than 4095 bytes'],
+    );
+  });
+
+  it('resolves 2,000 links whose targets climb a 600-deep tree and back (linear work: the tree is walked by node, not by joined path)', () => {
+    const names = Array<string>(600).fill('x');
+    const entries = [...names.map((_, index) => dir(names.slice(0, index + 1).join('/'))), ...Array.from({ length: 2000 }, (_, index) => link(`l${index}`, `${names.join('/')}/${'../'.repeat(599)}x`))];
+    assert.deepEqual(symlinkProblems(entries), []);
+  });
+
   it('resolves ten thousand chained links in one pass', () => {
     const entries = [file('end'), ...Array.from({ length: 10_000 }, (_, index) => link(`l${index}`, index % 30 === 29 ? 'end' : `l${index + 1}`))];
     assert.deepEqual(symlinkProblems(entries), []);
