@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { linkSync, symlinkSync } from 'node:fs';
-import { link, lstat, mkdir, rename, unlink } from 'node:fs/promises';
+import { link, lstat, mkdir, rename } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { LockstepError } from '../core/errors.js';
@@ -149,8 +149,9 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
     try {
       directories.verifyRenamed(target);
     } catch (error) {
-      // unlink never follows: what is removed is the planted name itself.
-      if ((await lstat(target)).isSymbolicLink()) await unlink(target);
+      // What took the release name is not what was staged: remove the name
+      // (never following it) so that no later deploy takes it as staged.
+      await removeTree(target);
       throw error;
     }
   } catch (error) {

@@ -87,6 +87,9 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply: FastifyReply) => {
+    // A stream that failed before its first byte (a corrupt blob found at once)
+    // leaves the headers of the body it was meant to be: the answer is JSON now.
+    reply.removeHeader('content-length').type('application/json; charset=utf-8');
     if (error instanceof LockstepError) {
       return reply.status(HTTP_STATUS[error.kind]).send({ error: { kind: error.kind, message: error.message, details: error.details } });
     }
