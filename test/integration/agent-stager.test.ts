@@ -221,6 +221,23 @@ describe('release stager', () => {
     });
   }
 
+  it('refuses a tree in which a name appeared that staging did not make', async () => {
+    await fresh('planted', []);
+    let planted = false;
+    const planting = new (class extends MemorySource {
+      override async fetchBlob(hash: string): Promise<AsyncIterable<Uint8Array>> {
+        if (!planted) {
+          planted = true;
+          const stagingName = (await readdir(layout.releasesDir)).find((entry) => entry.startsWith(STAGING_PREFIX)) ?? '';
+          await symlink('/etc/passwd', join(layout.releasesDir, stagingName, 'conf', 'planted'));
+        }
+        return super.fetchBlob(hash);
+      }
+    })(new Map([[releaseId, manifest]]), new Map(Object.values(contents).map((content) => [sha(content), content])));
+    await assert.rejects(stageRelease({ layout, releaseId, source: planting, cache, logger, signal }), /^LockstepError: "conf\/planted" in the staging dir \S+ appeared while the release was being staged/);
+    assert.deepEqual(await readdir(layout.releasesDir), [], 'no release and no staging dir is left');
+  });
+
   it('refuses a blob whose content does not match its hash and keeps nothing of it', async () => {
     await fresh('corrupt', [contents.run, contents.readme, contents.frozen]);
     const blobs = new Map(Object.values(contents).map((content) => [sha(content), content]));
