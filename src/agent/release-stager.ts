@@ -288,7 +288,7 @@ async function buildTree(
     signal.throwIfAborted();
     const batch = leaves.slice(start, start + LINK_BATCH);
     // Time passed since the last check (mkdirs, a yield to the event loop).
-    directories.verify(batch.map((entry) => parentOf(entry.path)));
+    directories.verifyParentsOf(batch.map((entry) => entry.path));
     for (const entry of batch) {
       const destination = inside(staging, entry.path);
       if (entry.type === 'symlink') {
@@ -320,7 +320,7 @@ async function buildTree(
         try {
           const source = await cache.fileWithMode(entry.sha256, entry.mode);
           // Downloads took time in which a parent could have been swapped for a link.
-          directories.verify([parentOf(entry.path)]);
+          directories.verifyParentsOf([entry.path]);
           await link(source, destination);
           return;
         } catch (error) {
@@ -329,7 +329,7 @@ async function buildTree(
           if ((error as NodeJS.ErrnoException).code === 'EXDEV') linkImpossible = true;
         }
       }
-      directories.verify([parentOf(entry.path)]);
+      directories.verifyParentsOf([entry.path]);
       await copyWithMode(cache.pathOf(entry.sha256), destination, entry.mode);
     });
   }
@@ -341,12 +341,6 @@ async function buildTree(
   directories.verifyContents(entries.map((entry) => entry.path));
   for (const dir of [...dirs].reverse()) if (dir.mode !== 0o700) directories.chmod(dir.path, dir.mode);
   directories.chmod('', 0o755);
-}
-
-/** The directory of a manifest path ('' for a top-level entry). */
-function parentOf(path: string): string {
-  const slash = path.lastIndexOf('/');
-  return slash === -1 ? '' : path.slice(0, slash);
 }
 
 /** A link that failed because of where the files are (not what they are): a copy will do. */

@@ -71,6 +71,13 @@ export class StagingDirectories {
     }
   }
 
+  /** Throws unless the directories holding `paths` (entries about to be written) and their ancestors are still those made here. */
+  verifyParentsOf(paths: Iterable<string>): void {
+    const parents = new Set<string>();
+    for (const path of paths) parents.add(parentOf(path) ?? '');
+    this.verify(parents);
+  }
+
   /** Verifies every directory made here. */
   verifyAll(): void {
     for (const relative of this.made.keys()) this.verifyOne(relative);
