@@ -116,7 +116,15 @@ export class AgentClient implements ReleaseSource {
   async fetchBlob(hash: string, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
     const idle = new AbortController();
     const route = AGENT_ROUTES.blob.replace(':hash', encodeURIComponent(hash));
-    const response = await this.request('GET', route, { query: { host: this.host }, signal: AbortSignal.any([signal, idle.signal]) });
+    let response: Response;
+    try {
+      response = await this.request('GET', route, { query: { host: this.host }, signal: AbortSignal.any([signal, idle.signal]) });
+    } catch (error) {
+      // 409: the server found its stored copy corrupt. Its sentence ("… re-upload
+      // the release") is the step's error as it is; no retry can help.
+      if (error instanceof LockstepError && error.kind === 'conflict') throw new LockstepError('failed', error.message, error.details);
+      throw error;
+    }
     const body = response.body;
     if (body === null) throw new LockstepError('unavailable', `the server sent no body for blob ${hash}`);
     return streamWithIdleTimeout(body, idle, signal, hash);

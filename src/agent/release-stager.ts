@@ -5,7 +5,7 @@
  * (which keeps a rollback to one rename).
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, linkSync, mkdirSync, symlinkSync } from 'node:fs';
+import { linkSync, symlinkSync } from 'node:fs';
 import { link, lstat, mkdir, rename } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
@@ -29,6 +29,7 @@ import { releaseDir, type DeployLayout } from './deploy-layout.js';
 import { forEachBounded } from './for-each-bounded.js';
 import type { ManifestStore } from './manifest-store.js';
 import { retry } from './retry.js';
+import { StagingDirectories } from './staging-directories.js';
 
 /** A manifest as received: not yet validated, so it may name forbidden kinds. */
 export interface UntrustedManifest {
@@ -133,7 +134,8 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
   const staging = join(layout.releasesDir, `${STAGING_PREFIX}${releaseId}-${randomBytes(6).toString('hex')}`);
   await mkdir(staging, { mode: 0o700 });
   try {
-    await buildTree(staging, manifest, cache, fetchMissing, signal);
+    const directories = new StagingDirectories(staging);
+    await buildTree(directories, manifest, cache, fetchMissing, signal);
     try {
       await rename(staging, target);
     } catch (error) {
@@ -142,6 +144,15 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
       if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !(await isDirectory(target))) throw error;
       await removeTree(staging);
       return { kind: 'already-staged' };
+    }
+    // The release name must hold the tree built above, not a link planted in its place.
+    try {
+      directories.verifyRenamed(target);
+    } catch (error) {
+      // What took the release name is not what was staged: remove the name
+      // (never following it) so that no later deploy takes it as staged.
+      await removeTree(target);
+      throw error;
     }
   } catch (error) {
     await removeTree(staging).catch((cleanupError: unknown) => logger.warn({ err: cleanupError, staging }, 'could not remove staging dir'));
@@ -225,10 +236,12 @@ function blobSizes(files: readonly FileEntry[], releaseId: string): Map<string, 
 const LINK_BATCH = 500;
 
 /**
- * Builds the tree in `staging`. Directories are created 0700 so they can be
- * filled, then set to their manifest mode deepest first. Every parent was
- * created here by mkdir (the manifest rules make each parent a "dir" entry),
- * so no path is ever resolved through a symlink.
+ * Builds the tree in the staging dir. Directories are created 0700 so they
+ * can be filled, then set to their manifest mode deepest first. Every parent
+ * was created here (the manifest rules make each parent a "dir" entry), and
+ * `directories` checks before each batch of writes that they all still are
+ * the directories made here, so no write goes through a symlink planted
+ * meanwhile (staging-directories.ts says how, and what remains).
  *
  * Where the time went (10,000 files in 100 dirs, warm cache, loaded 2-CPU
  * box): ~1.1 s for an async lstat + link per file (16 in flight: each call
@@ -250,20 +263,33 @@ const LINK_BATCH = 500;
  * the manifest's hash. The cache variant is checked (regular file, exact
  * mode) and is never replaced except by a verified copy, so it stays the source.
  */
-async function buildTree(staging: string, manifest: Manifest, cache: BlobCache, fetchMissing: (hashes: readonly string[]) => Promise<void>, signal: AbortSignal): Promise<void> {
+async function buildTree(
+  directories: StagingDirectories,
+  manifest: Manifest,
+  cache: BlobCache,
+  fetchMissing: (hashes: readonly string[]) => Promise<void>,
+  signal: AbortSignal,
+): Promise<void> {
+  const staging = directories.pathOf('');
   const entries = [...manifest.entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const dirs = entries.filter((entry): entry is DirEntry => entry.type === 'dir');
   const leaves = entries.filter((entry): entry is FileEntry | SymlinkEntry => entry.type !== 'dir');
 
   // Parents sort before their children, so one pass in order creates every parent first.
-  for (const dir of dirs) mkdirSync(inside(staging, dir.path), { mode: 0o700 });
+  for (const dir of dirs) {
+    inside(staging, dir.path);
+    directories.make(dir.path);
+  }
 
   // Files whose (hash, mode) variant is not in the cache yet: made in one batch below.
   const later: FileEntry[] = [];
   for (let start = 0; start < leaves.length; start += LINK_BATCH) {
     if (start > 0) await new Promise((resolve) => setImmediate(resolve));
     signal.throwIfAborted();
-    for (const entry of leaves.slice(start, start + LINK_BATCH)) {
+    const batch = leaves.slice(start, start + LINK_BATCH);
+    // Time passed since the last check (mkdirs, a yield to the event loop).
+    directories.verifyParentsOf(batch.map((entry) => entry.path));
+    for (const entry of batch) {
       const destination = inside(staging, entry.path);
       if (entry.type === 'symlink') {
         symlinkSync(entry.target, destination);
@@ -292,7 +318,10 @@ async function buildTree(staging: string, manifest: Manifest, cache: BlobCache, 
       const destination = inside(staging, entry.path);
       if (!linkImpossible) {
         try {
-          await link(await cache.fileWithMode(entry.sha256, entry.mode), destination);
+          const source = await cache.fileWithMode(entry.sha256, entry.mode);
+          // Downloads took time in which a parent could have been swapped for a link.
+          directories.verifyParentsOf([entry.path]);
+          await link(source, destination);
           return;
         } catch (error) {
           if (!linkFailureAllowsCopy(error)) throw error;
@@ -300,6 +329,7 @@ async function buildTree(staging: string, manifest: Manifest, cache: BlobCache, 
           if ((error as NodeJS.ErrnoException).code === 'EXDEV') linkImpossible = true;
         }
       }
+      directories.verifyParentsOf([entry.path]);
       await copyWithMode(cache.pathOf(entry.sha256), destination, entry.mode);
     });
   }
@@ -307,8 +337,10 @@ async function buildTree(staging: string, manifest: Manifest, cache: BlobCache, 
   // Every entry is durable in its directory before the tree gets its release
   // name. fsync before chmod: a directory without read permission cannot be opened for it.
   await forEachBounded([...dirs.map((dir) => inside(staging, dir.path)), staging], FILE_CONCURRENCY, fsyncDirectory);
-  for (const dir of [...dirs].reverse()) if (dir.mode !== 0o700) chmodSync(inside(staging, dir.path), dir.mode);
-  chmodSync(staging, 0o755);
+  // The tree is exactly the manifest, in the directories made here.
+  directories.verifyContents(entries.map((entry) => entry.path));
+  for (const dir of [...dirs].reverse()) if (dir.mode !== 0o700) directories.chmod(dir.path, dir.mode);
+  directories.chmod('', 0o755);
 }
 
 /** A link that failed because of where the files are (not what they are): a copy will do. */

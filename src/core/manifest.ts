@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
+import { symlinkProblems } from './symlink-resolver.js';
 
 /** A release id: SHA-256 (hex) of the canonical manifest. */
 export type ReleaseId = string & { readonly __brand: 'ReleaseId' };
@@ -105,17 +106,11 @@ export function pathProblem(path: string): string | undefined {
   return undefined;
 }
 
-/** Whether a symlink at `linkPath` pointing at `target` stays inside the release tree. */
-export function symlinkStaysInside(linkPath: string, target: string): boolean {
-  if (target.length === 0 || target.includes('\0') || target.startsWith('/')) return false;
-  const resolved = posix.normalize(posix.join(posix.dirname(linkPath), target));
-  return resolved !== '..' && !resolved.startsWith('../');
-}
-
 /**
  * Every problem of a manifest (all of them, not only the first): path rules,
  * duplicates, parents that are not directories, forbidden file kinds,
- * symlinks leaving the tree, malformed hashes and modes.
+ * symlinks leaving the tree (resolved through the manifest's other links,
+ * see symlink-resolver.ts), malformed hashes and modes.
  */
 export function manifestProblems(entries: readonly (ManifestEntry | ForbiddenEntry)[]): ManifestProblem[] {
   const problems: ManifestProblem[] = [];
@@ -145,9 +140,7 @@ export function manifestProblems(entries: readonly (ManifestEntry | ForbiddenEnt
         if (!validMode(entry.mode)) problems.push({ path: entry.path, problem: 'mode must be permission bits between 0 and 0777 (no setuid, setgid or sticky bits)' });
         break;
       case 'symlink':
-        if (!symlinkStaysInside(entry.path, entry.target)) {
-          problems.push({ path: entry.path, problem: `symlink target "${entry.target}" leaves the release tree` });
-        }
+        // Resolved below, through the other links of the manifest.
         break;
       case 'fifo':
         problems.push({ path: entry.path, problem: 'FIFOs are not allowed in a release' });
@@ -161,6 +154,9 @@ export function manifestProblems(entries: readonly (ManifestEntry | ForbiddenEnt
         break;
     }
   }
+  // Only entries with valid, unique paths: a link's resolution looks paths up.
+  const resolvable = entries.filter((entry) => !pathProblem(entry.path));
+  for (const { path, problem } of symlinkProblems(resolvable)) problems.push({ path, problem });
   return problems;
 }
 

@@ -27,6 +27,8 @@ import { auditView, driftOverview, history, hostView, status } from './views.js'
 import { parityView, recordFacts } from './parity-service.js';
 import { abortOnClose, actorOf, agentOf, parse, userOf } from './route-helpers.js';
 import { registerDriftRoutes } from './drift-routes.js';
+import { reportCorruptBlob } from './blob-integrity.js';
+import { corruptBlobError } from '../content/blob-store.js';
 
 export type { Access } from './access.js';
 
@@ -86,6 +88,9 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply: FastifyReply) => {
+    // A stream that failed before its first byte (a corrupt blob found at once)
+    // leaves the headers of the body it was meant to be: the answer is JSON now.
+    reply.removeHeader('content-length').type('application/json; charset=utf-8');
     if (error instanceof LockstepError) {
       return reply.status(HTTP_STATUS[error.kind]).send({ error: { kind: error.kind, message: error.message, details: error.details } });
     }
@@ -273,9 +278,12 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     const { hash } = parse(z.object({ hash: z.string().regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 hex digest') }), request.params);
     const agent = agentOf(request, parse(hostQuery, request.query).host);
     if (!(await scope.blobAllowed(agent.env, hash))) throw new LockstepError('forbidden', `blob ${hash} belongs to no release deployed to ${agent.env}`);
-    const size = await context.blobs.sizeOf(hash);
-    if (size === undefined) throw new LockstepError('not-found', `blob ${hash} is missing from the server's store`);
-    return reply.header('content-type', 'application/octet-stream').header('content-length', size).send(context.blobs.read(hash));
+    const blob = await context.blobs.openVerified(hash, (corrupt) => reportCorruptBlob(context, corrupt, agent.host));
+    if (blob === undefined) {
+      if (await context.blobs.isQuarantined(hash)) throw corruptBlobError(hash);
+      throw new LockstepError('not-found', `blob ${hash} is missing from the server's store`);
+    }
+    return reply.header('content-type', 'application/octet-stream').header('content-length', blob.size).send(blob.stream);
   });
   app.post(`${p}${api.AGENT_ROUTES.report}`, quiet('agent'), async (request) => {
     const body = parse(api.agentReport, request.body);

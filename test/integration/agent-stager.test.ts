@@ -1,7 +1,7 @@
 /** Staging against real directories: a local blob cache filled by the test and an in-process release source. */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { lstat, mkdtemp, readFile, readdir, readlink, stat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rename, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,7 +10,7 @@ import { BlobCache } from '../../src/content/blob-cache.js';
 import { removeTree } from '../../src/content/remove-tree.js';
 import { releaseIdOf, type Manifest, type ManifestEntry } from '../../src/core/manifest.js';
 import { deployLayout, type DeployLayout } from '../../src/agent/deploy-layout.js';
-import { stageRelease, type ReleaseSource, type UntrustedManifest } from '../../src/agent/release-stager.js';
+import { STAGING_PREFIX, stageRelease, type ReleaseSource, type UntrustedManifest } from '../../src/agent/release-stager.js';
 
 const logger = pino({ level: 'silent' });
 const signal = new AbortController().signal;
@@ -159,6 +159,83 @@ describe('release stager', () => {
     assert.deepEqual(evilSource.blobRequests, []);
     assert.deepEqual(await readdir(layout.releasesDir).catch(() => []), []);
     await assert.rejects(lstat(join(dir, 'escape/etc/passwd')), { code: 'ENOENT' });
+  });
+
+  it("refuses a manifest whose symlink chain leaves the tree (the issue's escape) before fetching anything", async () => {
+    await fresh('chain', []);
+    const deep = Array.from({ length: 10 }, (_, index) => `d${index + 1}`);
+    const evil: UntrustedManifest = {
+      app: 'shop',
+      version: '6.6.7',
+      entries: [
+        ...deep.map((_, index): ManifestEntry => ({ path: deep.slice(0, index + 1).join('/'), type: 'dir', mode: 0o755 })),
+        { path: `${deep.join('/')}/up`, type: 'symlink', target: Array(10).fill('..').join('/') },
+        { path: 'passwd', type: 'symlink', target: `${deep.join('/')}/up/../../etc/passwd` },
+        file('README', contents.readme, 0o644),
+      ],
+    };
+    const evilId = releaseIdOf(evil as Manifest);
+    const evilSource = new MemorySource(new Map([[evilId, evil]]), new Map([[sha(contents.readme), contents.readme]]));
+    await assert.rejects(stageRelease({ layout, releaseId: evilId, source: evilSource, cache, logger, signal }), /invalid: passwd: symlink target ".*" leaves the release tree/);
+    assert.deepEqual(evilSource.blobRequests, []);
+    assert.deepEqual(await readdir(layout.releasesDir).catch(() => []), []);
+  });
+
+  // A process with the agent's privileges swaps a staged directory while the
+  // agent waits for a download: for a link to an empty directory outside, and
+  // for the real directory moved outside and linked back (same inode).
+  for (const shape of ['a link to another directory', 'the directory moved away and linked back'] as const) {
+    it(`stops staging when a directory is replaced by ${shape} mid-staging, and writes nothing outside`, async () => {
+      const name = shape === 'a link to another directory' ? 'swap-link' : 'swap-moved';
+      await fresh(name, []);
+      const outside = join(dir, name, 'outside');
+      await mkdir(outside);
+      let swapped = false;
+      const planting = new (class extends MemorySource {
+        override async fetchBlob(hash: string): Promise<AsyncIterable<Uint8Array>> {
+          if (!swapped) {
+            swapped = true;
+            const stagingName = (await readdir(layout.releasesDir)).find((entry) => entry.startsWith(STAGING_PREFIX));
+            assert.ok(stagingName, 'a staging dir exists while blobs are fetched');
+            const conf = join(layout.releasesDir, stagingName, 'conf');
+            if (shape === 'a link to another directory') await removeTree(conf);
+            else await rename(conf, join(outside, 'conf'));
+            await symlink(shape === 'a link to another directory' ? outside : join(outside, 'conf'), conf);
+          }
+          return super.fetchBlob(hash);
+        }
+      })(new Map([[releaseId, manifest]]), new Map(Object.values(contents).map((content) => [sha(content), content])));
+      // What the swap itself puts outside: for the moved directory, the link staged into it before the swap.
+      const swappedOut = shape === 'a link to another directory' ? [] : ['conf', 'conf/up'];
+
+      await assert.rejects(
+        stageRelease({ layout, releaseId, source: planting, cache, logger, signal }),
+        (error: Error) => {
+          assert.match(error.message, /^"conf" in the staging dir \S+ was replaced by a symlink while the release was being staged; something else writes there: find it, then deploy again$/);
+          return true;
+        },
+      );
+      assert.ok(swapped);
+      assert.deepEqual((await readdir(outside, { recursive: true })).sort(), swappedOut, 'nothing was written outside the staging dir');
+      assert.deepEqual(await readdir(layout.releasesDir), [], 'no release and no staging dir is left');
+    });
+  }
+
+  it('refuses a tree in which a name appeared that staging did not make', async () => {
+    await fresh('planted', []);
+    let planted = false;
+    const planting = new (class extends MemorySource {
+      override async fetchBlob(hash: string): Promise<AsyncIterable<Uint8Array>> {
+        if (!planted) {
+          planted = true;
+          const stagingName = (await readdir(layout.releasesDir)).find((entry) => entry.startsWith(STAGING_PREFIX)) ?? '';
+          await symlink('/etc/passwd', join(layout.releasesDir, stagingName, 'conf', 'planted'));
+        }
+        return super.fetchBlob(hash);
+      }
+    })(new Map([[releaseId, manifest]]), new Map(Object.values(contents).map((content) => [sha(content), content])));
+    await assert.rejects(stageRelease({ layout, releaseId, source: planting, cache, logger, signal }), /^LockstepError: "conf\/planted" in the staging dir \S+ appeared while the release was being staged/);
+    assert.deepEqual(await readdir(layout.releasesDir), [], 'no release and no staging dir is left');
   });
 
   it('refuses a blob whose content does not match its hash and keeps nothing of it', async () => {

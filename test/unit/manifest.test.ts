@@ -8,7 +8,6 @@ import {
   manifestProblems,
   pathProblem,
   releaseIdOf,
-  symlinkStaysInside,
   type ForbiddenEntry,
   type Manifest,
   type ManifestEntry,
@@ -48,24 +47,6 @@ describe('path rules', () => {
   });
 });
 
-describe('symlinks', () => {
-  it('may point anywhere inside the tree', () => {
-    assert.equal(symlinkStaysInside('current', 'releases/1'), true);
-    assert.equal(symlinkStaysInside('a/b/link', '../c'), true);
-    assert.equal(symlinkStaysInside('a/b/link', '../../c'), true);
-    assert.equal(symlinkStaysInside('a/link', './x/../y'), true);
-  });
-
-  it('may not leave the tree, be absolute or be empty', () => {
-    assert.equal(symlinkStaysInside('link', '../outside'), false);
-    assert.equal(symlinkStaysInside('a/b/link', '../../../etc/passwd'), false);
-    assert.equal(symlinkStaysInside('a/link', 'x/../../..'), false);
-    assert.equal(symlinkStaysInside('link', '/etc/passwd'), false);
-    assert.equal(symlinkStaysInside('link', ''), false);
-    assert.equal(symlinkStaysInside('link', 'a\0b'), false);
-  });
-});
-
 describe('manifestProblems', () => {
   it('finds nothing wrong with a well-formed tree', () => {
     assert.deepEqual(problemsOf([dir('bin'), file('bin/server', 'x', 0o755), dir('public'), file('public/index.html'), link('public/latest', 'index.html'), link('root-link', 'bin/server')]), []);
@@ -96,7 +77,7 @@ describe('manifestProblems', () => {
   it('rejects symlinks leaving the tree and accepts those staying inside', () => {
     assert.deepEqual(problemsOf([dir('a'), link('a/up', '..'), link('a/out', '../..'), link('a/abs', '/etc'), link('a/in', '../a/up')]), [
       'a/out: symlink target "../.." leaves the release tree',
-      'a/abs: symlink target "/etc" leaves the release tree',
+      'a/abs: symlink target "/etc" leaves the release tree (absolute targets are not allowed)',
     ]);
   });
 
