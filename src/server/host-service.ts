@@ -1,6 +1,7 @@
 /** Hosts: registration with one-time enrollment tokens, agent enrollment, and the agent's work poll. */
 import type { AgentCommand, AgentTask } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
+import { switchHasDeadline, type DeploymentKind, type StepState } from '../core/report-decision.js';
 import { blobsOf } from '../core/manifest.js';
 import { currentConfig, requireConfig } from './config-service.js';
 import { agentCommandOf } from './agent-command-service.js';
@@ -118,9 +119,15 @@ async function pendingTask(context: ServerContext, host: string): Promise<AgentT
   const releaseId = reverting ? pending.step.from_release_id : pending.deployment.release_id;
   const release = releaseId ? await context.store.read.release(releaseId) : undefined;
   if (!env || !release) throw new Error(`deployment #${pending.deployment.id} refers to a missing environment or release`);
+  const kind = pending.deployment.kind as DeploymentKind;
+  // The host switches only before its step's deadline; it counts the remaining time on its own clock (skew-proof).
+  const deadlineAt = switchHasDeadline(kind, pending.step.state as StepState) ? pending.step.deadline_at : null;
   return {
     deploymentId: Number(pending.deployment.id),
-    kind: reverting ? 'revert' : (pending.deployment.kind as AgentTask['kind']),
+    // A return brings one host back, like a revert (after_rollback hook).
+    kind: reverting || kind === 'return' ? 'revert' : kind,
+    deadlineAt,
+    remainingMs: deadlineAt === null ? null : Math.max(0, Date.parse(deadlineAt) - context.now().getTime()),
     env: pending.deployment.env,
     releaseId: release.id,
     version: release.version,
