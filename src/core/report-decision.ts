@@ -73,8 +73,11 @@ export function decideReport(facts: ReportFacts): ReportDecision {
   const revertStep: StepState = !canRevert ? 'failed' : step.fromReleaseId === null ? 'revert_failed' : 'reverting';
 
   if (step.state === 'reverting') {
-    // The revert task's reports; a late one of the task before it says nothing about the revert.
-    if (report.taskKind !== undefined && report.taskKind !== 'revert') return { kind: 'ignore' };
+    // Only the revert task's reports count. One of the task before it, on the new release, arrives
+    // after the server failed its step and found the host switched (a heartbeat): a late switch.
+    if (report.taskKind !== undefined && report.taskKind !== 'revert') {
+      return onNew && report.state !== 'staging' ? { kind: 'late-switch', step: null, returnTo: null } : { kind: 'ignore' };
+    }
     if (report.state === 'succeeded') return { kind: 'advance', step: 'reverted' };
     if (report.state === 'failed') return { kind: 'advance', step: 'revert_failed' };
     return { kind: 'ignore' };

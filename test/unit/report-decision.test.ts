@@ -60,7 +60,8 @@ const rows: readonly Row[] = [
   // ---- reverting: only the revert task's reports count ----
   { name: 'the revert succeeded', deployment: 'rolling_back', step: 'reverting', deadline: PAST, report: 'succeeded', on: OLD, task: 'revert', expect: advance('reverted') },
   { name: 'the revert failed', deployment: 'rolling_back', step: 'reverting', report: 'failed', on: NEW, task: 'revert', expect: advance('revert_failed') },
-  { name: 'a late report of the deploy task while reverting', deployment: 'rolling_back', step: 'reverting', report: 'succeeded', on: NEW, task: 'deploy', expect: ignore },
+  { name: 'a late report of the deploy task while reverting (the server saw the switch first)', deployment: 'rolling_back', step: 'reverting', report: 'succeeded', on: NEW, task: 'deploy', expect: { kind: 'late-switch', step: null, returnTo: null } },
+  { name: 'a late staging report of the deploy task while reverting', deployment: 'rolling_back', step: 'reverting', report: 'staging', on: OLD, task: 'deploy', expect: ignore },
   { name: 'an older agent (no task kind) while reverting', deployment: 'rolling_back', step: 'reverting', report: 'succeeded', on: OLD, expect: advance('reverted') },
 
   // ---- the deployment is over ----
