@@ -329,7 +329,7 @@ async function startReturn(repo: WriteRepo, config: Config, late: DeploymentRow,
   });
   await repo.insertDeploymentHost({ deployment_id: id, host, from_release_id: switchedTo, state: 'pending', error: null, updated_at: iso, batch: 0, deadline_at: deadlineFor(config, late.env, at) });
   await repo.appendAudit({ at: iso, actor: 'lockstep', action: 'return.started', target: `env:${late.env}`, details: { deployment: id, release: to, from: switchedTo, host, after: Number(late.id), reason } });
-  return { deploymentId: id, env: late.env, wake: [host] };
+  return { deploymentId: id, env: late.env, wake: [host], alert: { kind: 'host.late_switch', summary: `${reason} (return #${id})`, details: { host, deployment: Number(late.id), release: switchedTo, returnTo: to, return: id } } };
 }
 
 function deadlineFor(config: Config, env: string, at: Date): string {
