@@ -118,8 +118,9 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
   let stagingReported: Promise<void> | undefined;
   let activatedReported: Promise<void> | undefined;
   try {
-    taskSignal.throwIfAborted();
     layout = deployLayout(context.root, task.deployTo);
+    // A task that arrives past its deadline (redelivered after a long outage) does nothing.
+    taskSignal.throwIfAborted();
     // The staging report travels while the disk work runs; it is awaited
     // before the final report so the server sees them in order.
     // A release already on disk needs no staging (a rollback, a revert): then
