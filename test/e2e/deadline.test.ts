@@ -223,8 +223,11 @@ describe('a host that missed its deadline never stays switched', () => {
       await until('host_timeout to pass with the server down', async () => (Date.now() > killedAt + CRASH_TIMEOUT_MS + 1000 ? true : undefined), CRASH_TIMEOUT_MS + 30_000);
       await fleet.startServer();
       const settled = await until(`trial ${trial} (kill ${delayMs} ms into deployment #${started.id}): every host on one release`, () => settledOnOneRelease('crash', crash), 120_000);
-      const ended = (await history('crash')).find((deployment) => deployment.id === started.id);
-      const outcome = `trial ${trial}: killed at ${delayMs} ms, deployment #${started.id} ${ended?.state ?? '?'}, hosts on ${settled === next ? 'the new release' : settled === before ? 'the old release' : settled}`;
+      const since = (await history('crash')).filter((deployment) => deployment.id >= started.id);
+      const ended = since.find((deployment) => deployment.id === started.id);
+      // Returns: hosts that switched while the server was down and reported it after their deployment failed.
+      const returns = since.filter((deployment) => deployment.kind === 'return').map((deployment) => deployment.hosts.map((host) => host.host).join(','));
+      const outcome = `trial ${trial}: killed at ${delayMs} ms, deployment #${started.id} ${ended?.state ?? '?'}, ${returns.length > 0 ? `returned ${returns.join(' ')}, ` : ''}hosts on ${settled === next ? 'the new release' : settled === before ? 'the old release' : settled}`;
       outcomes.push(outcome);
       t.diagnostic(outcome);
       assert.ok(settled === next || settled === before, `${outcome}: neither the old nor the new release`);
