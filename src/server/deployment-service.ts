@@ -265,7 +265,7 @@ export async function recordReport(context: ServerContext, host: string, report:
         break;
       case 'dropped':
         if (await auditOnce(repo, deployment, host, 'deployment.task_dropped', { release: deployment.release_id, currentReleaseId: report.currentReleaseId, error: report.error ?? null }, iso)) {
-          await repo.updateDeploymentHost(deployment.id, host, { error: `${step.error ?? timeoutError}; ${dropNote}`, updated_at: iso });
+          await repo.updateDeploymentHost(deployment.id, host, { error: `${step.error ?? (step.state === 'skipped' ? 'skipped' : timeoutError)}; ${dropNote}`, updated_at: iso });
         }
         break;
       case 'late-switch': {
