@@ -278,17 +278,14 @@ export async function recordReport(context: ServerContext, host: string, report:
     }
     const advanced = await advance(repo, config, deployment, at);
     if (decision.kind === 'late-switch') {
-      // Audited after advance: a running rollout may just have stopped and decided to revert this host.
+      // Audited after advance (a running rollout may just have stopped and decided to revert this host);
+      // a host still busy with its task says its last word later, when its way back is known.
       const after = (await repo.deploymentHosts(deployment.id)).find((candidate) => candidate.host === host);
       const returnTo = returned !== undefined ? decision.returnTo : after?.state === 'reverting' ? after.from_release_id : null;
-      await auditOnce(
-        repo,
-        deployment,
-        host,
-        'deployment.late_switch',
-        { release: report.currentReleaseId, returnTo, by: returned !== undefined ? `return #${returned.deploymentId}` : returnTo !== null ? `deployment #${deployment.id}` : null },
-        iso,
-      );
+      if (returnTo !== null || report.state !== 'activated') {
+        const by = returned !== undefined ? `return #${returned.deploymentId}` : returnTo !== null ? `deployment #${deployment.id}` : null;
+        await auditOnce(repo, deployment, host, 'deployment.late_switch', { release: report.currentReleaseId, returnTo, by }, iso);
+      }
     }
     return returned === undefined ? [advanced] : [advanced, returned];
   });
