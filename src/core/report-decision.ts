@@ -35,6 +35,11 @@ export function switchHasDeadline(kind: DeploymentKind, step: StepState): boolea
   return kind !== 'return' && step !== 'reverting';
 }
 
+/** Where a host found on the new release goes while its deployment rolls back (only a rollout reverts). */
+function revertStepOf(deployment: ReportFacts['deployment'], step: ReportFacts['step']): StepState {
+  return deployment.kind !== 'deploy' ? 'failed' : step.fromReleaseId === null ? 'revert_failed' : 'reverting';
+}
+
 /** Everything `decideReport` looks at. */
 export interface ReportFacts {
   readonly deployment: { readonly kind: DeploymentKind; readonly state: DeploymentState; readonly releaseId: string };
@@ -69,8 +74,7 @@ export function decideReport(facts: ReportFacts): ReportDecision {
   const onNew = report.currentReleaseId !== null && report.currentReleaseId === deployment.releaseId;
   const final = report.state === 'succeeded' || report.state === 'failed' || report.state === 'cancelled';
   const canRevert = deployment.kind === 'deploy';
-  // Where a host found on the new release goes while the deployment rolls back.
-  const revertStep: StepState = !canRevert ? 'failed' : step.fromReleaseId === null ? 'revert_failed' : 'reverting';
+  const revertStep = revertStepOf(deployment, step);
 
   if (step.state === 'reverting') {
     // Only the revert task's reports count. One of the task before it, on the new release, arrives
@@ -123,4 +127,34 @@ export function decideReport(facts: ReportFacts): ReportDecision {
   if (onNew && canRevert && report.state !== 'activated') return { kind: 'advance', step: revertStep };
   if (report.state === 'activated') return { kind: 'advance', step: 'activated' };
   return { kind: 'advance', step: 'failed' };
+}
+
+/** Everything `decideObservation` looks at: the release a host's heartbeat names, and its newest deployment step. */
+export interface ObservationFacts {
+  readonly deployment: ReportFacts['deployment'];
+  readonly step: ReportFacts['step'];
+  readonly currentReleaseId: string | null;
+  readonly environmentCurrent: string | null;
+}
+
+/**
+ * What a heartbeat that names a new release means for the host's newest
+ * deployment: found on that deployment's release after its step failed or
+ * was skipped, the host switched late and its report was lost (the agent
+ * died between the switch and the report). Anything else is no switch of
+ * Lockstep's: a hand-edited `current` stays diverged (and is drift).
+ */
+export function decideObservation(facts: ObservationFacts): Extract<ReportDecision, { kind: 'ignore' | 'late-switch' }> {
+  const { deployment, step } = facts;
+  const onNew = facts.currentReleaseId !== null && facts.currentReleaseId === deployment.releaseId;
+  const lost = (step.state === 'failed' || step.state === 'skipped') && switchHasDeadline(deployment.kind, step.state);
+  if (!onNew || !lost || facts.currentReleaseId === facts.environmentCurrent) return { kind: 'ignore' };
+  if (deployment.state === 'rolling_back') {
+    const revertStep = revertStepOf(deployment, step);
+    return { kind: 'late-switch', step: revertStep === 'failed' ? null : revertStep, returnTo: null };
+  }
+  // A running rollout decides with the host's release known (it stops and reverts, or tolerates the failure).
+  if (deployment.state === 'running') return { kind: 'late-switch', step: null, returnTo: null };
+  const target = facts.environmentCurrent ?? step.fromReleaseId;
+  return { kind: 'late-switch', step: null, returnTo: target !== facts.currentReleaseId ? target : null };
 }

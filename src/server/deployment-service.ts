@@ -14,12 +14,12 @@ import { type ReleaseInEnvironment } from '../core/gate.js';
 import { evaluatePolicy, type PolicyVerdict } from '../core/policy.js';
 import { isKnownGood, knownGoodSoak } from '../core/known-good.js';
 import { shortId } from '../core/manifest.js';
-import { decideReport, FINISHED_STEPS, IN_FLIGHT_STEPS, type DeploymentKind, type DeploymentState, type StepState } from '../core/report-decision.js';
+import { decideObservation, decideReport, FINISHED_STEPS, IN_FLIGHT_STEPS, type DeploymentKind, type DeploymentState, type ReportDecision, type StepState } from '../core/report-decision.js';
 import { failureBudget, planBatches } from '../core/rollout-plan.js';
-import type { DeploymentHostRow, DeploymentRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteRepo } from '../store/store.js';
+import type { DeploymentHostRow, DeploymentRow, HostRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteRepo } from '../store/store.js';
 import type { Alert } from './alerts/alert-channel.js';
 import { alertChannelsOf } from './alerts/alert-channels.js';
-import { requireConfig } from './config-service.js';
+import { currentConfig, requireConfig } from './config-service.js';
 import type { Principal, ServerContext } from './context.js';
 import { keys } from './notifier.js';
 import { resolveRelease } from './release-service.js';
@@ -247,7 +247,6 @@ export async function recordReport(context: ServerContext, host: string, report:
     const setStep = async (next: StepState, error: string | null): Promise<void> => {
       await repo.updateDeploymentHost(deployment.id, host, { state: next, error, updated_at: iso, ...(next === 'reverting' ? { deadline_at: deadlineFor(config, deployment.env, at) } : {}) });
     };
-    let returned: Advanced | undefined;
     switch (decision.kind) {
       case 'ignore':
         break;
@@ -268,26 +267,11 @@ export async function recordReport(context: ServerContext, host: string, report:
           await repo.updateDeploymentHost(deployment.id, host, { error: `${step.error ?? (step.state === 'skipped' ? 'skipped' : timeoutError)}; ${dropNote}`, updated_at: iso });
         }
         break;
-      case 'late-switch': {
-        if (decision.step !== null && decision.step !== step.state) {
-          await setStep(decision.step, decision.step === 'revert_failed' ? `${timeoutError}; switched late, and there is no earlier release on this host to return to` : (step.error ?? `${timeoutError}; switched after its deadline`));
-        }
-        if (decision.returnTo !== null) returned = await startReturn(repo, config, deployment, host, report.currentReleaseId, decision.returnTo, at);
-        break;
-      }
+      case 'late-switch':
+        // A host still busy with its task says its last word later, when its way back is known.
+        return settleLateSwitch(repo, config, deployment, step, decision, report.currentReleaseId, report.state !== 'activated', at);
     }
-    const advanced = await advance(repo, config, deployment, at);
-    if (decision.kind === 'late-switch') {
-      // Audited after advance (a running rollout may just have stopped and decided to revert this host);
-      // a host still busy with its task says its last word later, when its way back is known.
-      const after = (await repo.deploymentHosts(deployment.id)).find((candidate) => candidate.host === host);
-      const returnTo = returned !== undefined ? decision.returnTo : after?.state === 'reverting' ? after.from_release_id : null;
-      if (returnTo !== null || report.state !== 'activated') {
-        const by = returned !== undefined ? `return #${returned.deploymentId}` : returnTo !== null ? `deployment #${deployment.id}` : null;
-        await auditOnce(repo, deployment, host, 'deployment.late_switch', { release: report.currentReleaseId, returnTo, by }, iso);
-      }
-    }
-    return returned === undefined ? [advanced] : [advanced, returned];
+    return [await advance(repo, config, deployment, at)];
   });
   for (const outcome of outcomes) afterAdvance(context, config, outcome);
 }
@@ -303,6 +287,77 @@ async function auditOnce(repo: WriteRepo, deployment: DeploymentRow, host: strin
   if (earlier.some((event) => event.target === target && (JSON.parse(event.details) as { deployment?: number }).deployment === Number(deployment.id))) return false;
   await repo.appendAudit({ at, actor: 'lockstep', action, target, details: { deployment: Number(deployment.id), env: deployment.env, host, ...details } });
   return true;
+}
+
+/**
+ * Acts on a late switch of `step`'s host to `switchedTo`: the step's new
+ * state within a deployment that still runs, or a return once it is over;
+ * then moves the deployment on and audits the switch once, with the release
+ * the host returns to (`settled`: false while the host's task still runs and
+ * that is not known yet).
+ */
+async function settleLateSwitch(
+  repo: WriteRepo,
+  config: Config,
+  deployment: DeploymentRow,
+  step: DeploymentHostRow,
+  decision: Extract<ReportDecision, { kind: 'late-switch' }>,
+  switchedTo: string | null,
+  settled: boolean,
+  at: Date,
+): Promise<Advanced[]> {
+  const iso = at.toISOString();
+  const host = step.host;
+  if (decision.step !== null && decision.step !== step.state) {
+    const timeoutError = `did not finish within ${formatDuration(config.environments[deployment.env]?.host_timeout ?? 0)}`;
+    const error = decision.step === 'revert_failed' ? `${timeoutError}; switched late, and there is no earlier release on this host to return to` : (step.error ?? `${timeoutError}; switched after its deadline`);
+    await repo.updateDeploymentHost(deployment.id, host, { state: decision.step, error, updated_at: iso, ...(decision.step === 'reverting' ? { deadline_at: deadlineFor(config, deployment.env, at) } : {}) });
+  }
+  const returned = decision.returnTo !== null ? await startReturn(repo, config, deployment, host, switchedTo, decision.returnTo, at) : undefined;
+  const advanced = await advance(repo, config, deployment, at);
+  // After advance: a running rollout may just have stopped and decided to revert this host.
+  const after = (await repo.deploymentHosts(deployment.id)).find((candidate) => candidate.host === host);
+  const returnTo = returned !== undefined ? decision.returnTo : after?.state === 'reverting' ? after.from_release_id : null;
+  if (returnTo !== null || settled) {
+    const by = returned !== undefined ? `return #${returned.deploymentId}` : returnTo !== null ? `deployment #${deployment.id}` : null;
+    await auditOnce(repo, deployment, host, 'deployment.late_switch', { release: switchedTo, returnTo, by }, iso);
+  }
+  return returned === undefined ? [advanced] : [advanced, returned];
+}
+
+/**
+ * After a heartbeat named a new release for `host`: a host found on its
+ * newest deployment's release after its step failed or was skipped switched
+ * late, and its report never came (its agent died in between). Settled like
+ * a late report (core/report-decision.ts, decideObservation).
+ */
+export async function observeHostRelease(context: ServerContext, host: string, currentReleaseId: string | null): Promise<void> {
+  const config = await currentConfig(context.store.read);
+  if (config === undefined) return;
+  const outcomes = await context.store.transaction(async (repo) => {
+    const row = await repo.host(host);
+    // A later report or heartbeat already said something else.
+    if (row === undefined || row.current_release_id !== currentReleaseId) return [];
+    return observeRelease(repo, config, row, currentReleaseId, context.now());
+  });
+  for (const outcome of outcomes) afterAdvance(context, config, outcome);
+}
+
+async function observeRelease(repo: WriteRepo, config: Config, host: HostRow, currentReleaseId: string | null, at: Date): Promise<Advanced[]> {
+  for (const candidate of await repo.listDeployments({ env: host.env, limit: 5 })) {
+    const step = (await repo.deploymentHosts(candidate.id)).find((row) => row.host === host.name);
+    if (step === undefined) continue;
+    // Lock the deployment's row, as a report would.
+    const deployment = await repo.updateDeployment(candidate.id, {});
+    const decision = decideObservation({
+      deployment: { kind: deployment.kind as DeploymentKind, state: deployment.state as DeploymentState, releaseId: deployment.release_id },
+      step: { state: step.state as StepState, fromReleaseId: step.from_release_id, deadlineAt: step.deadline_at },
+      currentReleaseId,
+      environmentCurrent: (await repo.environmentCurrent(deployment.env)) ?? null,
+    });
+    return decision.kind === 'late-switch' ? settleLateSwitch(repo, config, deployment, step, decision, currentReleaseId, true, at) : [];
+  }
+  return [];
 }
 
 /**

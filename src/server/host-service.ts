@@ -4,6 +4,7 @@ import { LockstepError } from '../core/errors.js';
 import { switchHasDeadline, type DeploymentKind, type StepState } from '../core/report-decision.js';
 import { blobsOf } from '../core/manifest.js';
 import { currentConfig, requireConfig } from './config-service.js';
+import { observeHostRelease } from './deployment-service.js';
 import { agentCommandOf } from './agent-command-service.js';
 import { hostSettingsOf } from './host-settings.js';
 import type { ServerContext } from './context.js';
@@ -61,7 +62,7 @@ export async function recordHeartbeat(
 ): Promise<void> {
   const at = context.now().toISOString();
   const health = heartbeat.health;
-  const turnedUnhealthy = await context.store.transaction(async (repo) => {
+  const { before, unhealthy: turnedUnhealthy } = await context.store.transaction(async (repo) => {
     const before = await repo.host(host);
     await repo.updateHost(host, {
       last_seen_at: at,
@@ -69,8 +70,10 @@ export async function recordHeartbeat(
       ...(heartbeat.agentVersion ? { agent_version: heartbeat.agentVersion } : {}),
       ...(health ? { health: health.healthy ? 'healthy' : 'unhealthy', health_detail: health.detail, health_at: at } : {}),
     });
-    return health !== undefined && !health.healthy && before?.health !== 'unhealthy' ? before : undefined;
+    return { before, unhealthy: health !== undefined && !health.healthy && before?.health !== 'unhealthy' ? before : undefined };
   });
+  // A switch no report told of (the agent died between its switch and its report) is settled like a late report.
+  if (before !== undefined && before.current_release_id !== heartbeat.currentReleaseId) await observeHostRelease(context, host, heartbeat.currentReleaseId);
   if (turnedUnhealthy && health) {
     const config = await requireConfig(context.store.read);
     context.alerts.dispatch(

@@ -3,8 +3,10 @@
  * end: a before_activate hook slower than host_timeout makes the agent drop
  * the task (no switch) and acknowledge it; a switch the server learns of only
  * after the deadline (the server hung while the host switched) is undone and
- * audited; a server SIGKILLed at random points of a 3-host rollout and kept
- * down longer than host_timeout leaves every host on one release; and
+ * audited, and so is one whose report was lost with its agent (the host's
+ * heartbeat names the release); a server SIGKILLed at random points of a
+ * 3-host rollout and kept down longer than host_timeout leaves every host on
+ * one release; and
  * `lockstep status --exit-code` exits 1 while a host runs another release
  * than its environment.
  *
@@ -199,6 +201,41 @@ describe('a host that missed its deadline never stays switched', () => {
     assert.equal((JSON.parse(json.stdout) as StatusResponse).environments[0]?.hosts[0]?.diverged, true);
     await repoint(current);
     await until('status --exit-code to exit 0 again', async () => ((await fleet.cli(['status', 'late', '--exit-code'])).code === 0 ? true : undefined), 60_000);
+  });
+
+  it('a host whose agent died between its switch and its report is returned once its heartbeat names the release', { timeout: 180_000 }, async () => {
+    const v1 = (await status('late')).current?.id;
+    assert.ok(v1);
+    await until('late-1 to be back on its environment\'s release', () => settledOnOneRelease('late', [late]), 60_000);
+    const v3 = await release();
+    const started = await deployNoWait(v3, 'late');
+    const deadline = Date.parse(started.createdAt) + LATE_TIMEOUT_MS;
+    await until('the before_activate hook to start', async () => ((await exists(join(late.path(DEPLOY_TO), `started-${started.id}`))) ? true : undefined));
+    // The server is gone while the host switches: its report is retried until the agent dies, and is lost.
+    await fleet.killServer('SIGKILL');
+    await writeFile(join(late.path(DEPLOY_TO), `go-${started.id}`), '');
+    await until('the host to switch', async () => ((await currentOf(late)) === v3 ? true : undefined));
+    await late.kill('SIGKILL');
+    await until('the deadline to pass', async () => (Date.now() > deadline + 500 ? true : undefined), LATE_TIMEOUT_MS + 30_000);
+    await fleet.startServer();
+    // The server fails the step without knowing the host switched: nothing is reverted.
+    const failed = await until('the deployment to fail', async () => {
+      const deployment = (await history('late')).find((candidate) => candidate.id === started.id);
+      return deployment?.state === 'failed' ? deployment : undefined;
+    });
+    assert.equal(failed.hosts[0]?.state, 'failed');
+    assert.equal(await currentOf(late), v3, 'the host still runs the failed release');
+    // The agent comes back; its first heartbeat names the release it runs.
+    await late.restart();
+    const event = await until(
+      'the late switch to be audited',
+      async () => (await audit()).find((entry) => entry.action === 'deployment.late_switch' && entry.target === 'host:late-1' && entry.details.deployment === started.id),
+      60_000,
+    );
+    assert.equal(event.details.release, v3);
+    assert.equal(event.details.returnTo, v1);
+    assert.match(String(event.details.by), /^return #\d+$/);
+    assert.equal(await until('the host to return', () => settledOnOneRelease('late', [late]), 60_000), v1);
   });
 
   it(`a server SIGKILLed at random points of a 3-host rollout and down longer than host_timeout leaves every host on one release (${TRIALS} trials)`, { timeout: 600_000 }, async (t) => {

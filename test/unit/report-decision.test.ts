@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decideReport, switchHasDeadline, type DeploymentKind, type DeploymentState, type ReportDecision, type ReportState, type StepState, type TaskKind } from '../../src/core/report-decision.js';
+import { decideObservation, decideReport, switchHasDeadline, type DeploymentKind, type DeploymentState, type ReportDecision, type ReportState, type StepState, type TaskKind } from '../../src/core/report-decision.js';
 
 const OLD = 'a'.repeat(64);
 const NEW = 'b'.repeat(64);
@@ -99,4 +99,29 @@ describe('decideReport: what a host report means', () => {
     assert.equal(switchHasDeadline('deploy', 'reverting'), false);
     assert.equal(switchHasDeadline('return', 'pending'), false);
   });
+});
+
+describe('decideObservation: a heartbeat that names a new release', () => {
+  const observationRows: readonly { name: string; kind?: DeploymentKind; deployment: DeploymentState; step: StepState; from?: string | null; on: string | null; env?: string | null; expect: ReportDecision }[] = [
+    { name: 'on the release of a failed deployment whose step failed: return', deployment: 'failed', step: 'failed', on: NEW, expect: { kind: 'late-switch', step: null, returnTo: OLD } },
+    { name: 'on it while the rollout rolls back: revert', deployment: 'rolling_back', step: 'failed', on: NEW, expect: { kind: 'late-switch', step: 'reverting', returnTo: null } },
+    { name: 'a skipped host on it while rolling back, nothing to return to', deployment: 'rolling_back', step: 'skipped', from: null, on: NEW, expect: { kind: 'late-switch', step: 'revert_failed', returnTo: null } },
+    { name: 'on it while the rollout runs (failures tolerated): the rollout decides', deployment: 'running', step: 'failed', on: NEW, expect: { kind: 'late-switch', step: null, returnTo: null } },
+    { name: 'switching in time during a rollout', deployment: 'running', step: 'staging', on: NEW, expect: ignore },
+    { name: 'the step was reverted: a hand edit, not a switch of ours', deployment: 'failed', step: 'reverted', on: NEW, expect: ignore },
+    { name: 'the step succeeded', deployment: 'succeeded', step: 'succeeded', on: NEW, env: NEW, expect: ignore },
+    { name: 'on another release than the deployment\'s', deployment: 'failed', step: 'failed', on: OTHER, expect: ignore },
+    { name: 'a return deployment\'s step', kind: 'return', deployment: 'failed', step: 'failed', on: OLD, env: NEW, expect: ignore },
+  ];
+  for (const row of observationRows) {
+    it(row.name, () => {
+      const decision = decideObservation({
+        deployment: { kind: row.kind ?? 'deploy', state: row.deployment, releaseId: row.kind === 'return' ? OLD : NEW },
+        step: { state: row.step, fromReleaseId: row.from === undefined ? OLD : row.from, deadlineAt: null },
+        currentReleaseId: row.on,
+        environmentCurrent: row.env === undefined ? OLD : row.env,
+      });
+      assert.deepEqual(decision, row.expect);
+    });
+  }
 });
