@@ -230,9 +230,10 @@ function program(): Command {
 
   root
     .command('status [env]')
-    .description('environments in promotion order: current release, hosts, last deployment')
+    .description('environments in promotion order: current release, hosts, last deployment; hosts off their environment\'s release are marked diverged')
+    .option('--exit-code', "exit 1 when a host has diverged from its environment's release, for monitoring checks")
     .addOption(jsonOption())
-    .action((env: string | undefined, options: { json?: boolean }) => commands.status(client(), env, options));
+    .action((env: string | undefined, options: { json?: boolean; exitCode?: boolean }) => commands.status(client(), env, options));
 
   root
     .command('history [env]')

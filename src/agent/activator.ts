@@ -84,16 +84,20 @@ export async function pointCurrent(layout: DeployLayout, releaseId: string): Pro
 /**
  * Makes `releaseId` (already staged) the active release: variables first,
  * then a new symlink renamed over `current`, then the release dir's times
- * touched so pruning knows it was the most recently activated.
+ * touched so pruning knows it was the most recently activated. Once `signal`
+ * aborted (the task's deadline passed) nothing is switched.
  */
-export async function activateRelease(layout: DeployLayout, releaseId: string, vars: Readonly<Record<string, string>>): Promise<Activation> {
+export async function activateRelease(layout: DeployLayout, releaseId: string, vars: Readonly<Record<string, string>>, signal?: AbortSignal): Promise<Activation> {
   const dir = releaseDir(layout, releaseId);
   const info = await lstat(dir).catch(() => undefined);
   if (!info?.isDirectory()) throw new LockstepError('failed', `release ${shortId(releaseId)} is not staged on this host`);
 
+  signal?.throwIfAborted();
   await writeEnvFile(layout, vars);
   const previousReleaseId = await readCurrentReleaseId(layout);
 
+  // The last moment to drop a task whose deadline passed: after it, the host runs the release.
+  signal?.throwIfAborted();
   await pointCurrent(layout, releaseId);
   const now = new Date();
   await utimes(dir, now, now);

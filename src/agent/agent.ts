@@ -22,7 +22,7 @@ import { Backoff, isTransient, retry, sleep } from './retry.js';
 import { ManifestStore } from './manifest-store.js';
 import { reportHostFacts } from './host-facts.js';
 import { SettingsHolder } from './settings-holder.js';
-import { runTask } from './task-runner.js';
+import { runTask, taskDeadline } from './task-runner.js';
 import { DEFAULT_SSHD_LOG, runFirecallDuties } from './firecall-agent.js';
 
 /** Options of `runAgent`, as the CLI passes them. */
@@ -170,6 +170,8 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
         if (command !== null) await runCommand(command);
         continue;
       }
+      // The deadline counts from the task's arrival, before anything else takes time.
+      const deadline = taskDeadline(task);
       await remember({ deployTo: task.deployTo, health: task.health });
       log.info({ deploymentId: task.deploymentId, kind: task.kind, version: task.version }, 'task received');
       busy = true;
@@ -185,6 +187,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
         report,
         logger: log,
         signal,
+        deadline,
         verify: (releaseId) => monitor.verifyRelease(taskDeployTo, releaseId),
       }).finally(() => {
         busy = false;
@@ -193,6 +196,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
       if (outcome.kind === 'succeeded' && outcome.pruned.length > 0) monitor.cachePruneDue();
       void monitor.resume(task.deploymentId, POST_TASK_SETTLE_MS).catch((error: unknown) => log.error({ err: error }, 'could not re-take the drift baseline after a task'));
       if (outcome.kind === 'failed') log.warn({ deploymentId: task.deploymentId, error: outcome.error }, 'task failed');
+      if (outcome.kind === 'cancelled') log.warn({ deploymentId: task.deploymentId, reason: outcome.reason }, 'task dropped at its deadline');
     }
   } finally {
     stopHeartbeats.abort();

@@ -2,7 +2,9 @@
  * One task from start to report: report `staging`, stage (skipped when the
  * release is on disk), activate, report `succeeded` or `failed`, then prune.
  * Running the same task twice ends in the same state, so a task redelivered
- * after a restart simply finishes.
+ * after a restart simply finishes. A task with a deadline is dropped when it
+ * passes (staging, hooks and health checks are stopped, and `current` is not
+ * switched after it), and the drop is reported as `cancelled`.
  */
 import { readdir } from 'node:fs/promises';
 import { stat } from 'node:fs/promises';
@@ -22,7 +24,17 @@ import { stageRelease, type ReleaseSource, type StageResult } from './release-st
 /** How a task ended on this host. */
 export type TaskOutcome =
   | { readonly kind: 'succeeded'; readonly staging: StageResult; readonly previousReleaseId: string | null; readonly pruned: readonly string[] }
-  | { readonly kind: 'failed'; readonly error: string; readonly currentReleaseId: string | null };
+  | { readonly kind: 'failed'; readonly error: string; readonly currentReleaseId: string | null }
+  | { readonly kind: 'cancelled'; readonly reason: string; readonly currentReleaseId: string | null };
+
+/**
+ * Aborts when the task's deadline passes: `remainingMs` counted from now on
+ * this host's monotonic clock (call it as the task arrives), so a skewed
+ * wall clock cannot move it. Never aborts for a task without a deadline.
+ */
+export function taskDeadline(task: AgentTask): AbortSignal {
+  return task.remainingMs === null || task.remainingMs === undefined ? new AbortController().signal : AbortSignal.timeout(task.remainingMs);
+}
 
 /** What `runTask` needs from the agent. */
 export interface TaskContext {
@@ -36,6 +48,8 @@ export interface TaskContext {
   readonly report: (report: AgentReport) => Promise<void>;
   readonly logger: Logger;
   readonly signal: AbortSignal;
+  /** The task's deadline (from `taskDeadline` when the task arrived); absent: none. */
+  readonly deadline?: AbortSignal;
   /**
    * The first scan after a deploy: the error that fails the step when the
    * activated release differs from its manifest (null: it matches).
@@ -49,6 +63,12 @@ const MAX_ERROR_LENGTH = 4000;
 /** Carries out one task and reports its progress; failures are reported and returned, not thrown. */
 export async function runTask(task: AgentTask, context: TaskContext): Promise<TaskOutcome> {
   const { host, logger, signal } = context;
+  const deadline = context.deadline ?? new AbortController().signal;
+  // Everything the task does stops at the deadline; `signal` alone means the agent stops.
+  const taskSignal = AbortSignal.any([signal, deadline]);
+  /** What the task was doing, for the report of a drop. */
+  let phase = 'waiting to start';
+  let switched = false;
   const log = logger.child({ deploymentId: task.deploymentId, release: shortId(task.releaseId), kind: task.kind });
   // Hook and health-check output travels with the next report.
   let logs: { source: string; text: string }[] = [];
@@ -63,6 +83,7 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       host,
       deploymentId: task.deploymentId,
       state,
+      taskKind: task.kind,
       currentReleaseId,
       ...(error === undefined ? {} : { error }),
       ...(sent.length > 0 ? { logs: sent } : {}),
@@ -71,10 +92,12 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
   const hook = async (name: 'before_activate' | 'after_activate' | 'after_rollback', layout: DeployLayout, previousReleaseId: string | null) => {
     const command = task.hooks[name];
     if (command === undefined) return;
+    // A signal that already aborted never fires its listener: the hook would run on.
+    taskSignal.throwIfAborted();
     const result = await runHook(command, {
       cwd: join(layout.releasesDir, task.releaseId),
       timeoutMs: task.hooks.timeout,
-      signal,
+      signal: taskSignal,
       env: {
         LOCKSTEP_HOOK: name,
         LOCKSTEP_RELEASE_ID: task.releaseId,
@@ -96,6 +119,8 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
   let activatedReported: Promise<void> | undefined;
   try {
     layout = deployLayout(context.root, task.deployTo);
+    // A task that arrives past its deadline (redelivered after a long outage) does nothing.
+    taskSignal.throwIfAborted();
     // The staging report travels while the disk work runs; it is awaited
     // before the final report so the server sees them in order.
     // A release already on disk needs no staging (a rollback, a revert): then
@@ -105,6 +130,7 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       () => false,
     );
     const onDisk = await readCurrentReleaseId(layout);
+    phase = 'staging';
     if (!staged) {
       stagingReported = report('staging', onDisk);
       // A rejected report means the agent is stopping; the awaits below surface it.
@@ -118,13 +144,18 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       source: context.source,
       cache: context.cache,
       logger: log,
-      signal,
+      signal: taskSignal,
       ...(context.manifests === undefined ? {} : { manifests: context.manifests, baseReleaseId: onDisk }),
     });
-    signal.throwIfAborted();
+    taskSignal.throwIfAborted();
     const before = await readCurrentReleaseId(layout);
+    phase = 'the before_activate hook';
     if (task.kind === 'deploy') await hook('before_activate', layout, before);
-    const { previousReleaseId } = await activateRelease(layout, task.releaseId, task.vars);
+    phase = 'activation';
+    // activateRelease checks the deadline once more right before the rename.
+    const { previousReleaseId } = await activateRelease(layout, task.releaseId, task.vars, taskSignal);
+    switched = true;
+    phase = 'the after hook and health checks';
     const elapsedMs = Math.round(performance.now() - started);
     log.info({ staging: staging.kind, manifest: staging.kind === 'staged' ? staging.manifest : undefined, previous: previousReleaseId && shortId(previousReleaseId), elapsedMs }, 'release activated');
     await stagingReported;
@@ -146,8 +177,8 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     const stopHealth = new AbortController();
     const verified = task.kind === 'deploy' && context.verify !== undefined ? context.verify(task.releaseId) : Promise.resolve(null);
     verified.then((mismatch) => mismatch !== null && stopHealth.abort(), () => stopHealth.abort());
-    const health = await waitHealthy(task.health, AbortSignal.any([signal, stopHealth.signal]), (round) => appendLog('health', [`${round.healthy ? 'pass' : 'fail'}: ${round.detail}`])).catch((error: unknown) => {
-      if (signal.aborted || !stopHealth.signal.aborted) throw error;
+    const health = await waitHealthy(task.health, AbortSignal.any([taskSignal, stopHealth.signal]), (round) => appendLog('health', [`${round.healthy ? 'pass' : 'fail'}: ${round.detail}`])).catch((error: unknown) => {
+      if (taskSignal.aborted || !stopHealth.signal.aborted) throw error;
       return undefined; // stopped by the check below
     });
     const mismatch = await verified;
@@ -160,8 +191,18 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     return { kind: 'succeeded', staging, previousReleaseId, pruned };
   } catch (error) {
     if (signal.aborted) throw error;
-    const message = oneLine(error);
     const currentReleaseId = layout === undefined ? null : await readCurrentReleaseId(layout).catch(() => null);
+    if (deadline.aborted) {
+      // The server decides from `currentReleaseId` whether this host must come back.
+      const reason = `the deadline passed during ${phase}${switched ? ' (after the switch)' : '; current was not switched'}`;
+      log.warn({ phase, switched }, 'task dropped at its deadline');
+      appendLog('agent', [`task dropped: ${reason}`]);
+      await stagingReported?.catch(() => undefined);
+      await activatedReported?.catch(() => undefined);
+      await report('cancelled', currentReleaseId, reason);
+      return { kind: 'cancelled', reason, currentReleaseId };
+    }
+    const message = oneLine(error);
     log.error({ err: error }, 'task failed');
     await stagingReported?.catch(() => undefined);
     await activatedReported?.catch(() => undefined);

@@ -78,7 +78,8 @@ export type DeploymentState = z.infer<typeof deploymentState>;
 export const deploymentView = z.object({
   id: z.number(),
   env: z.string(),
-  kind: z.enum(['deploy', 'rollback']),
+  /** `return`: one host brought back to its environment's release after it switched late (see docs/concepts.md). */
+  kind: z.enum(['deploy', 'rollback', 'return']),
   releaseId: z.string(),
   version: z.string(),
   fromReleaseId: z.string().nullable(),
@@ -125,6 +126,11 @@ export const hostView = z.object({
    * monitoring is not working, so "no drift" means nothing for it (`drift unknown` in status).
    */
   driftStale: z.boolean().default(false),
+  /**
+   * Its release differs from its environment's current release while no deployment runs there
+   * (a late switch, a hand-edited `current`, a failed revert): `diverged` in status.
+   */
+  diverged: z.boolean().default(false),
 });
 export type HostView = z.infer<typeof hostView>;
 
@@ -207,6 +213,16 @@ export const agentTask = z.object({
   vars: z.record(z.string(), z.string()),
   health: healthSpec,
   hooks: hooksSpec,
+  /**
+   * When the step's deadline passes (server clock, ISO 8601), for logs; null or absent: none (reverts).
+   * The agent goes by `remainingMs`, so that a skewed clock cannot move its deadline.
+   */
+  deadlineAt: z.string().nullable().optional(),
+  /**
+   * Milliseconds left until the deadline when the server answered. The agent counts them on its
+   * monotonic clock from when it received the task, and drops the task (no switch) once they ran out.
+   */
+  remainingMs: z.number().int().min(0).nullable().optional(),
 });
 export type AgentTask = z.infer<typeof agentTask>;
 /**
@@ -361,7 +377,10 @@ export type DriftAdoptResponse = z.infer<typeof driftAdoptResponse>;
 export const agentReport = z.strictObject({
   host: hostName,
   deploymentId: z.number().int(),
-  state: z.enum(['staging', 'activated', 'succeeded', 'failed']),
+  /** `cancelled`: the agent dropped the task at its deadline; `currentReleaseId` says whether it had switched. */
+  state: z.enum(['staging', 'activated', 'succeeded', 'failed', 'cancelled']),
+  /** The kind of the task reported on (absent from older agents). */
+  taskKind: z.enum(['deploy', 'rollback', 'revert']).optional(),
   error: z.string().max(4000).optional(),
   /** Output of hooks and health checks since the last report. */
   logs: z.array(z.strictObject({ source: z.string().max(64), text: z.string().max(16_384) })).max(2000).optional(),

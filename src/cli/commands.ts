@@ -166,7 +166,7 @@ export async function reattach(client: LockstepClient, id: number, options: Outp
  * Exit status: 0 succeeded, 4 failed (thrown as a 'failed' LockstepError).
  */
 async function follow(client: LockstepClient, first: DeploymentView, wait: boolean, options: OutputOptions): Promise<void> {
-  const what = `${first.kind === 'rollback' ? 'rollback' : 'deployment'} #${first.id}`;
+  const what = `${first.kind === 'deploy' ? 'deployment' : first.kind} #${first.id}`;
   if (!wait) {
     if (options.json) json(first);
     else if (first.state === 'awaiting_approval') line(`${what}: ${first.version} (${shortId(first.releaseId)}) to ${first.env} is awaiting approval; approvers run: lockstep approve ${first.id}; follow it with: lockstep deploy --follow ${first.id}`);
@@ -269,13 +269,19 @@ export async function changes(client: LockstepClient, env: string | undefined, s
   line(table([['WHEN', 'ENV', 'WHO', 'WHAT', 'WHY', 'RESULT', 'WAY BACK'], ...result.changes.map((c) => [c.at.replace('T', ' ').slice(0, 19), c.env ?? '-', c.actor, c.what, c.why ?? '', c.result, c.wayBack ?? ''])]));
 }
 
-/** `lockstep status [ENV]`. */
-export async function status(client: LockstepClient, env: string | undefined, options: OutputOptions): Promise<void> {
+/** `lockstep status [ENV] [--exit-code]`: with --exit-code, exit 1 while a host has diverged from its environment's release. */
+export async function status(client: LockstepClient, env: string | undefined, options: OutputOptions & { readonly exitCode?: boolean | undefined }): Promise<void> {
   const result = await client.status(env);
-  if (options.json) return json(result);
-  if (result.app === null) return line('no lockstep.yaml applied yet; run: lockstep init && lockstep apply -f lockstep.yaml');
-  line(color.bold(`app ${result.app}`));
-  for (const environment of result.environments) printEnvironment(environment);
+  if (options.json) json(result);
+  else if (result.app === null) line('no lockstep.yaml applied yet; run: lockstep init && lockstep apply -f lockstep.yaml');
+  else {
+    line(color.bold(`app ${result.app}`));
+    for (const environment of result.environments) printEnvironment(environment);
+  }
+  const diverged = result.environments.flatMap((environment) => environment.hosts.filter((host) => host.diverged === true).map((host) => `${host.name} (${environment.name})`));
+  if (options.exitCode === true && diverged.length > 0) {
+    throw new LockstepError('mismatch', `${diverged.length} host${diverged.length === 1 ? '' : 's'} diverged from the environment's release: ${diverged.join(', ')}; return them with: lockstep rollback ENV`, { quiet: options.json === true });
+  }
 }
 
 function printEnvironment(environment: StatusResponse['environments'][number]): void {
@@ -308,12 +314,14 @@ function printEnvironment(environment: StatusResponse['environments'][number]): 
   }
 }
 
-function hostState(host: { enrolled: boolean; online: boolean; openDrift?: number; driftStale?: boolean; driftReportAt?: string | null }): string {
+function hostState(host: { enrolled: boolean; online: boolean; openDrift?: number; driftStale?: boolean; driftReportAt?: string | null; diverged?: boolean }): string {
   if (!host.enrolled) return color.yellow('not enrolled');
+  // Its release is not the environment's: a late switch, a hand-edited `current`, a failed revert.
+  const diverged = host.diverged ? ` ${color.red('diverged')}` : '';
   const drifted = host.openDrift ? ` ${color.red(`drifted (${host.openDrift})`)}` : '';
   // Online but silent about drift: its monitor is not working, so "not drifted" would be a guess.
   const unknown = host.driftStale ? ` ${color.yellow(`drift unknown (${host.driftReportAt ? `last report ${ago(host.driftReportAt)}` : 'no report yet'})`)}` : '';
-  return (host.online ? color.green('online') : color.red('offline')) + drifted + unknown;
+  return (host.online ? color.green('online') : color.red('offline')) + diverged + drifted + unknown;
 }
 
 /** `lockstep history [ENV]`. */

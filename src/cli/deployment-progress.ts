@@ -125,7 +125,7 @@ export class DeploymentProgress {
 }
 
 function title(view: DeploymentView): string {
-  return `${view.kind === 'deploy' ? 'deployment' : 'rollback'} #${view.id} ${view.version} (${shortId(view.releaseId)}) to ${view.env}`;
+  return `${view.kind === 'deploy' ? 'deployment' : view.kind} #${view.id} ${view.version} (${shortId(view.releaseId)}) to ${view.env}`;
 }
 
 function batchLabel(view: DeploymentView, batch: number): string {

@@ -23,7 +23,7 @@ import { addHost, enroll, FetchScope, pollWork, recordHeartbeat } from './host-s
 import { createRelease, manifestOf, resolveRelease, summarize } from './release-service.js';
 import { manifestDeltaOf } from './manifest-delta.js';
 import { hashToken } from './tokens.js';
-import { auditView, driftOverview, history, hostView, status } from './views.js';
+import { auditView, driftOverview, history, hostView, placementOverview, status } from './views.js';
 import { parityView, recordFacts } from './parity-service.js';
 import { abortOnClose, actorOf, agentOf, parse, userOf } from './route-helpers.js';
 import { registerDriftRoutes } from './drift-routes.js';
@@ -152,7 +152,8 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
   app.get(`${p}/hosts`, access('viewer'), async () => {
     const drift = await driftOverview(context.store.read);
     const config = await currentConfig(context.store.read);
-    return { hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row, drift, config))) };
+    const placement = await placementOverview(context.store.read, config);
+    return { hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row, drift, config, placement))) };
   });
 
   // ---- deployments ----

@@ -30,18 +30,19 @@ export async function listChanges(context: ServerContext, env: string | undefine
     const release = await repo.release(deployment.release_id);
     const from = deployment.from_release_id ? await repo.release(deployment.from_release_id) : undefined;
     const name = `${release?.app ?? ''}@${release?.version ?? shortId(deployment.release_id)}`;
-    const what = deployment.kind === 'rollback' ? `rollback #${deployment.id} to ${name}` : `deployment #${deployment.id} of ${name}`;
+    const what = deployment.kind === 'deploy' ? `deployment #${deployment.id} of ${name}` : `${deployment.kind} #${deployment.id} to ${name}`;
     const result = deployment.state === 'failed' ? `failed: ${deployment.error ?? ''}` : deployment.override_reason ? `${deployment.state} (policy overridden: ${deployment.override_reason})` : deployment.state.replace(/_/g, ' ');
     changes.push({
       at: deployment.created_at,
       env: deployment.env,
-      kind: deployment.kind === 'rollback' ? 'rollback' : 'deployment',
+      kind: deployment.kind === 'deploy' ? 'deployment' : deployment.kind,
       actor: deployment.requested_by,
       what: `${what}${from ? ` (was ${from.version})` : ''}`,
       why: deployment.reason,
       result,
       wayBack:
-        deployment.state === 'succeeded' && from && from.id !== deployment.release_id
+        // A return undid a late switch: going "back" would redo it.
+        deployment.state === 'succeeded' && deployment.kind !== 'return' && from && from.id !== deployment.release_id
           ? `lockstep rollback ${deployment.env} --to ${shortId(from.id)}`
           : null,
     });

@@ -14,21 +14,16 @@ import { type ReleaseInEnvironment } from '../core/gate.js';
 import { evaluatePolicy, type PolicyVerdict } from '../core/policy.js';
 import { isKnownGood, knownGoodSoak } from '../core/known-good.js';
 import { shortId } from '../core/manifest.js';
+import { decideObservation, decideReport, FINISHED_STEPS, IN_FLIGHT_STEPS, type DeploymentKind, type DeploymentState, type ReportDecision, type StepState } from '../core/report-decision.js';
 import { failureBudget, planBatches } from '../core/rollout-plan.js';
-import type { DeploymentHostRow, DeploymentRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteRepo } from '../store/store.js';
+import type { DeploymentHostRow, DeploymentRow, HostRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteRepo } from '../store/store.js';
 import type { Alert } from './alerts/alert-channel.js';
 import { alertChannelsOf } from './alerts/alert-channels.js';
-import { requireConfig } from './config-service.js';
+import { currentConfig, requireConfig } from './config-service.js';
 import type { Principal, ServerContext } from './context.js';
 import { keys } from './notifier.js';
 import { resolveRelease } from './release-service.js';
 
-type DeploymentKind = 'deploy' | 'rollback';
-type StepState = DeploymentView['hosts'][number]['state'];
-
-/** Steps whose host still has work to do (or may be doing it). */
-const IN_FLIGHT: readonly StepState[] = ['pending', 'staging', 'activated', 'reverting'];
-const FINISHED: readonly StepState[] = ['succeeded', 'failed', 'skipped', 'reverted', 'revert_failed'];
 
 /** The gate's facts about a release in one environment, from its record. */
 function factsOf(row: ReleaseEnvironmentRow | undefined): ReleaseInEnvironment {
@@ -172,7 +167,7 @@ export async function startRollback(context: ServerContext, principal: UserPrinc
 async function begin(
   context: ServerContext,
   actor: string,
-  kind: DeploymentKind,
+  kind: Exclude<DeploymentKind, 'return'>,
   release: ReleaseRow,
   env: string,
   reason: string | null,
@@ -224,12 +219,12 @@ async function begin(
   return deploymentView(context, id);
 }
 
-/** Records one host's report and moves the deployment on. */
+/** Records one host's report and moves the deployment on (the decision: core/report-decision.ts). */
 export async function recordReport(context: ServerContext, host: string, report: AgentReport): Promise<void> {
   const at = context.now();
   const iso = at.toISOString();
   const config = await requireConfig(context.store.read);
-  const outcome = await context.store.transaction(async (repo) => {
+  const outcomes = await context.store.transaction(async (repo) => {
     await repo.updateHost(host, { last_seen_at: iso, current_release_id: report.currentReleaseId });
     const steps = await repo.deploymentHosts(report.deploymentId);
     const step = steps.find((candidate) => candidate.host === host);
@@ -240,39 +235,153 @@ export async function recordReport(context: ServerContext, host: string, report:
     if (report.logs && report.logs.length > 0) {
       await repo.appendDeploymentLogs(report.logs.map((log, line) => ({ deployment_id: deployment.id, host, at: iso, line, source: log.source, text: log.text })));
     }
-    const next = nextStepState(step.state as StepState, report, deployment);
-    if (next !== undefined && next !== step.state) {
-      // A host that failed and was then returned keeps why it failed.
-      const error = next === 'failed' || next === 'revert_failed' ? (report.error ?? 'failed') : next === 'reverting' || next === 'reverted' ? step.error : null;
+    const decision = decideReport({
+      deployment: { kind: deployment.kind as DeploymentKind, state: deployment.state as DeploymentState, releaseId: deployment.release_id },
+      step: { state: step.state as StepState, fromReleaseId: step.from_release_id, deadlineAt: step.deadline_at },
+      report: { state: report.state, currentReleaseId: report.currentReleaseId, taskKind: report.taskKind },
+      environmentCurrent: (await repo.environmentCurrent(deployment.env)) ?? null,
+      now: at,
+    });
+    const timeoutError = `did not finish within ${formatDuration(config.environments[deployment.env]?.host_timeout ?? 0)}`;
+    const dropNote = `the agent dropped the task at its deadline${report.error ? ` (${report.error})` : ''}`;
+    const setStep = async (next: StepState, error: string | null): Promise<void> => {
       await repo.updateDeploymentHost(deployment.id, host, { state: next, error, updated_at: iso, ...(next === 'reverting' ? { deadline_at: deadlineFor(config, deployment.env, at) } : {}) });
+    };
+    switch (decision.kind) {
+      case 'ignore':
+        break;
+      case 'advance': {
+        if (decision.step === step.state) break;
+        // A host that failed and was then returned keeps why it failed.
+        const next = decision.step;
+        const error = next === 'failed' || next === 'revert_failed' ? (report.error ?? 'failed') : next === 'reverting' || next === 'reverted' ? step.error : null;
+        await setStep(next, error);
+        break;
+      }
+      case 'missed-deadline':
+        await setStep('failed', decision.acknowledged ? `${timeoutError}; ${dropNote}` : `${timeoutError} (reported ${report.state})`);
+        if (decision.acknowledged) await auditOnce(repo, deployment, host, 'deployment.task_dropped', { release: deployment.release_id, currentReleaseId: report.currentReleaseId, error: report.error ?? null }, iso);
+        break;
+      case 'dropped':
+        if (await auditOnce(repo, deployment, host, 'deployment.task_dropped', { release: deployment.release_id, currentReleaseId: report.currentReleaseId, error: report.error ?? null }, iso)) {
+          await repo.updateDeploymentHost(deployment.id, host, { error: `${step.error ?? (step.state === 'skipped' ? 'skipped' : timeoutError)}; ${dropNote}`, updated_at: iso });
+        }
+        break;
+      case 'late-switch':
+        // A host still busy with its task says its last word later, when its way back is known.
+        return settleLateSwitch(repo, config, deployment, step, decision, report.currentReleaseId, report.state !== 'activated', at);
     }
-    return advance(repo, config, deployment, at);
+    return [await advance(repo, config, deployment, at)];
   });
-  afterAdvance(context, config, outcome);
+  for (const outcome of outcomes) afterAdvance(context, config, outcome);
 }
 
 /**
- * The state a step moves to on a report. Reports are idempotent: a repeated
- * or late report never moves a finished step, except that a host found on
- * the new release while the rollout is rolling back must go back too.
+ * Appends an audit event about one host's step unless one of that action was
+ * already recorded for it: reports are retried, facts are recorded once.
+ * Returns whether it appended.
  */
-function nextStepState(current: StepState, report: AgentReport, deployment: DeploymentRow): StepState | undefined {
-  const onNewRelease = report.currentReleaseId === deployment.release_id && deployment.release_id !== null;
-  const canRevert = deployment.kind === 'deploy';
-  if (current === 'reverting') {
-    if (report.state === 'succeeded') return 'reverted';
-    if (report.state === 'failed') return 'revert_failed';
-    return undefined;
+async function auditOnce(repo: WriteRepo, deployment: DeploymentRow, host: string, action: string, details: Record<string, unknown>, at: string): Promise<boolean> {
+  const target = `host:${host}`;
+  const earlier = await repo.auditSince(deployment.created_at, [action]);
+  if (earlier.some((event) => event.target === target && (JSON.parse(event.details) as { deployment?: number }).deployment === Number(deployment.id))) return false;
+  await repo.appendAudit({ at, actor: 'lockstep', action, target, details: { deployment: Number(deployment.id), env: deployment.env, host, ...details } });
+  return true;
+}
+
+/**
+ * Acts on a late switch of `step`'s host to `switchedTo`: the step's new
+ * state within a deployment that still runs, or a return once it is over;
+ * then moves the deployment on and audits the switch once, with the release
+ * the host returns to (`settled`: false while the host's task still runs and
+ * that is not known yet).
+ */
+async function settleLateSwitch(
+  repo: WriteRepo,
+  config: Config,
+  deployment: DeploymentRow,
+  step: DeploymentHostRow,
+  decision: Extract<ReportDecision, { kind: 'late-switch' }>,
+  switchedTo: string | null,
+  settled: boolean,
+  at: Date,
+): Promise<Advanced[]> {
+  const iso = at.toISOString();
+  const host = step.host;
+  if (decision.step !== null && decision.step !== step.state) {
+    const timeoutError = `did not finish within ${formatDuration(config.environments[deployment.env]?.host_timeout ?? 0)}`;
+    const error = decision.step === 'revert_failed' ? `${timeoutError}; switched late, and there is no earlier release on this host to return to` : (step.error ?? `${timeoutError}; switched after its deadline`);
+    await repo.updateDeploymentHost(deployment.id, host, { state: decision.step, error, updated_at: iso, ...(decision.step === 'reverting' ? { deadline_at: deadlineFor(config, deployment.env, at) } : {}) });
   }
-  if (deployment.state === 'rolling_back') {
-    if (FINISHED.includes(current) && current !== 'skipped') return undefined;
-    if (report.state === 'staging') return current === 'skipped' ? undefined : 'staging';
-    if (onNewRelease && canRevert && (report.state !== 'activated' || current === 'skipped')) return 'reverting';
-    if (report.state === 'activated') return current === 'skipped' ? undefined : 'activated';
-    return current === 'skipped' ? undefined : 'failed';
+  const returned = decision.returnTo !== null ? await startReturn(repo, config, deployment, host, switchedTo, decision.returnTo, at) : undefined;
+  const advanced = await advance(repo, config, deployment, at);
+  // After advance: a running rollout may just have stopped and decided to revert this host.
+  const after = (await repo.deploymentHosts(deployment.id)).find((candidate) => candidate.host === host);
+  const returnTo = returned !== undefined ? decision.returnTo : after?.state === 'reverting' ? after.from_release_id : null;
+  if (returnTo !== null || settled) {
+    const by = returned !== undefined ? `return #${returned.deploymentId}` : returnTo !== null ? `deployment #${deployment.id}` : null;
+    await auditOnce(repo, deployment, host, 'deployment.late_switch', { release: switchedTo, returnTo, by }, iso);
   }
-  if (FINISHED.includes(current)) return undefined;
-  return report.state;
+  return returned === undefined ? [advanced] : [advanced, returned];
+}
+
+/**
+ * After a heartbeat named a new release for `host`: a host found on its
+ * newest deployment's release after its step failed or was skipped switched
+ * late, and its report never came (its agent died in between). Settled like
+ * a late report (core/report-decision.ts, decideObservation).
+ */
+export async function observeHostRelease(context: ServerContext, host: string, currentReleaseId: string | null): Promise<void> {
+  const config = await currentConfig(context.store.read);
+  if (config === undefined) return;
+  const outcomes = await context.store.transaction(async (repo) => {
+    const row = await repo.host(host);
+    // A later report or heartbeat already said something else.
+    if (row === undefined || row.current_release_id !== currentReleaseId) return [];
+    return observeRelease(repo, config, row, currentReleaseId, context.now());
+  });
+  for (const outcome of outcomes) afterAdvance(context, config, outcome);
+}
+
+async function observeRelease(repo: WriteRepo, config: Config, host: HostRow, currentReleaseId: string | null, at: Date): Promise<Advanced[]> {
+  for (const candidate of await repo.listDeployments({ env: host.env, limit: 5 })) {
+    const step = (await repo.deploymentHosts(candidate.id)).find((row) => row.host === host.name);
+    if (step === undefined) continue;
+    // Lock the deployment's row, as a report would.
+    const deployment = await repo.updateDeployment(candidate.id, {});
+    const decision = decideObservation({
+      deployment: { kind: deployment.kind as DeploymentKind, state: deployment.state as DeploymentState, releaseId: deployment.release_id },
+      step: { state: step.state as StepState, fromReleaseId: step.from_release_id, deadlineAt: step.deadline_at },
+      currentReleaseId,
+      environmentCurrent: (await repo.environmentCurrent(deployment.env)) ?? null,
+    });
+    return decision.kind === 'late-switch' ? settleLateSwitch(repo, config, deployment, step, decision, currentReleaseId, true, at) : [];
+  }
+  return [];
+}
+
+/**
+ * Starts a return: one host goes back to `to` (its environment's release)
+ * after it switched to `switchedTo` late. Nothing starts while another
+ * deployment of the environment will still move this host, or a return of it
+ * runs already; that one brings it where it belongs.
+ */
+async function startReturn(repo: WriteRepo, config: Config, late: DeploymentRow, host: string, switchedTo: string | null, to: string, at: Date): Promise<Advanced | undefined> {
+  const iso = at.toISOString();
+  for (const active of await repo.activeDeployments(late.env)) {
+    if (active.id === late.id) continue;
+    const step = (await repo.deploymentHosts(active.id)).find((candidate) => candidate.host === host);
+    if (step !== undefined && !FINISHED_STEPS.includes(step.state as StepState)) return undefined;
+  }
+  const id = await repo.next('deployment');
+  const reason = `${host} switched to ${shortId(switchedTo ?? '')} after deployment #${late.id} ended; returning it to ${shortId(to)}`;
+  await repo.insertDeployment({
+    id, env: late.env, kind: 'return', release_id: to, from_release_id: switchedTo, state: 'running', requested_by: 'lockstep', reason,
+    created_at: iso, finished_at: null, error: null, revision: 1, current_batch: 0, batches: 1, next_batch_at: null, override_reason: null,
+  });
+  await repo.insertDeploymentHost({ deployment_id: id, host, from_release_id: switchedTo, state: 'pending', error: null, updated_at: iso, batch: 0, deadline_at: deadlineFor(config, late.env, at) });
+  await repo.appendAudit({ at: iso, actor: 'lockstep', action: 'return.started', target: `env:${late.env}`, details: { deployment: id, release: to, from: switchedTo, host, after: Number(late.id), reason } });
+  return { deploymentId: id, env: late.env, wake: [host], alert: { kind: 'host.late_switch', summary: `${reason} (return #${id})`, details: { host, deployment: Number(late.id), release: switchedTo, returnTo: to, return: id } } };
 }
 
 function deadlineFor(config: Config, env: string, at: Date): string {
@@ -303,7 +412,7 @@ async function advance(repo: WriteRepo, config: Config, deployment: DeploymentRo
 
   // A host that has not finished by its deadline (offline, hung) fails its step.
   for (const step of steps) {
-    if (!IN_FLIGHT.includes(step.state as StepState) || !step.deadline_at || step.deadline_at > iso) continue;
+    if (!IN_FLIGHT_STEPS.includes(step.state as StepState) || !step.deadline_at || step.deadline_at > iso) continue;
     const host = await repo.host(step.host);
     const seen = host?.last_seen_at ? `last seen ${host.last_seen_at}` : 'never seen';
     const state: StepState = step.state === 'reverting' ? 'revert_failed' : 'failed';
@@ -315,10 +424,11 @@ async function advance(repo: WriteRepo, config: Config, deployment: DeploymentRo
   const describeFailures = () => failed.map((step) => `${step.host}: ${step.error ?? 'failed'}`).join('; ');
 
   if (deployment.state === 'running') {
-    const budget = deployment.kind === 'rollback' ? Number.POSITIVE_INFINITY : failureBudget(env?.rollout ?? { canary: 1, batch: '25%', pause: 0, max_failures: 0 }, steps.length);
+    // Only a rollout stops and goes back; a rollback or a return has nowhere better to go.
+    const budget = deployment.kind !== 'deploy' ? Number.POSITIVE_INFINITY : failureBudget(env?.rollout ?? { canary: 1, batch: '25%', pause: 0, max_failures: 0 }, steps.length);
     if (failed.length > budget) return stopRollout(repo, deployment, steps, describeFailures(), iso);
     const batch = steps.filter((step) => step.batch === deployment.current_batch);
-    if (batch.some((step) => IN_FLIGHT.includes(step.state as StepState))) return { ...base, wake: [] };
+    if (batch.some((step) => IN_FLIGHT_STEPS.includes(step.state as StepState))) return { ...base, wake: [] };
     if (deployment.current_batch + 1 < deployment.batches) {
       const pause = env?.rollout.pause ?? 0;
       if (pause > 0 && deployment.next_batch_at === null) {
@@ -334,12 +444,12 @@ async function advance(repo: WriteRepo, config: Config, deployment: DeploymentRo
       await repo.updateDeployment(deployment.id, { current_batch: nextBatch, next_batch_at: null });
       return { ...base, wake };
     }
-    if (failed.length > 0 && deployment.kind === 'rollback') return finishFailed(repo, deployment, describeFailures(), iso);
+    if (failed.length > 0 && deployment.kind !== 'deploy') return finishFailed(repo, deployment, describeFailures(), iso);
     return finishSucceeded(repo, deployment, steps, failed.length > 0 ? `tolerated failures: ${describeFailures()}` : null, iso);
   }
 
   // rolling_back: done when no host has work left.
-  if (count(...IN_FLIGHT) > 0) return { ...base, wake: [] };
+  if (count(...IN_FLIGHT_STEPS) > 0) return { ...base, wake: [] };
   const revertFailed = steps.filter((step) => step.state === 'revert_failed');
   const error = `${deployment.error ?? 'rollout stopped'}${revertFailed.length ? `; could not return ${revertFailed.map((step) => `${step.host} (${step.error ?? 'failed'})`).join(', ')}` : ''}`;
   return finishFailed(repo, deployment, error, iso);
@@ -370,9 +480,19 @@ async function stopRollout(repo: WriteRepo, deployment: DeploymentRow, steps: re
   return { ...next, wake: [...wake, ...next.wake] };
 }
 
+/** The first word of a deployment's audit actions and alerts. */
+function actionOf(deployment: DeploymentRow): string {
+  return deployment.kind === 'deploy' ? 'deployment' : deployment.kind;
+}
+
 async function finishSucceeded(repo: WriteRepo, deployment: DeploymentRow, steps: readonly DeploymentHostRow[], note: string | null, at: string): Promise<Advanced> {
-  const action = deployment.kind === 'deploy' ? 'deployment' : 'rollback';
+  const action = actionOf(deployment);
   await repo.updateDeployment(deployment.id, { state: 'succeeded', finished_at: at, error: note });
+  if (deployment.kind === 'return') {
+    // A return restores the environment's release on one host: the environment's records stay as they are.
+    await repo.appendAudit({ at, actor: 'lockstep', action: 'return.succeeded', target: `env:${deployment.env}`, details: { deployment: deployment.id, release: deployment.release_id, hosts: steps.map((step) => step.host) } });
+    return { deploymentId: deployment.id, env: deployment.env, wake: [] };
+  }
   const replaced = await repo.environmentCurrent(deployment.env);
   if (replaced !== undefined && replaced !== deployment.release_id) await repo.upsertReleaseEnvironment(replaced, deployment.env, { superseded_at: at }, at);
   await repo.setEnvironmentCurrent(deployment.env, deployment.release_id, at);
@@ -385,7 +505,7 @@ async function finishSucceeded(repo: WriteRepo, deployment: DeploymentRow, steps
 }
 
 async function finishFailed(repo: WriteRepo, deployment: DeploymentRow, error: string, at: string): Promise<Advanced> {
-  const action = deployment.kind === 'deploy' ? 'deployment' : 'rollback';
+  const action = actionOf(deployment);
   await repo.updateDeployment(deployment.id, { state: 'failed', finished_at: at, error });
   if (deployment.kind === 'deploy') {
     // A release that failed in an environment must not be promoted onward from it.

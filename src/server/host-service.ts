@@ -2,8 +2,10 @@
 import { environmentOf } from '../core/config.js';
 import type { AgentCommand, AgentTask } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
+import { switchHasDeadline, type DeploymentKind, type StepState } from '../core/report-decision.js';
 import { blobsOf } from '../core/manifest.js';
 import { currentConfig, requireConfig } from './config-service.js';
+import { observeHostRelease } from './deployment-service.js';
 import { agentCommandOf } from './agent-command-service.js';
 import { hostSettingsOf } from './host-settings.js';
 import type { ServerContext } from './context.js';
@@ -61,7 +63,7 @@ export async function recordHeartbeat(
 ): Promise<void> {
   const at = context.now().toISOString();
   const health = heartbeat.health;
-  const turnedUnhealthy = await context.store.transaction(async (repo) => {
+  const { before, unhealthy: turnedUnhealthy } = await context.store.transaction(async (repo) => {
     const before = await repo.host(host);
     await repo.updateHost(host, {
       last_seen_at: at,
@@ -69,8 +71,10 @@ export async function recordHeartbeat(
       ...(heartbeat.agentVersion ? { agent_version: heartbeat.agentVersion } : {}),
       ...(health ? { health: health.healthy ? 'healthy' : 'unhealthy', health_detail: health.detail, health_at: at } : {}),
     });
-    return health !== undefined && !health.healthy && before?.health !== 'unhealthy' ? before : undefined;
+    return { before, unhealthy: health !== undefined && !health.healthy && before?.health !== 'unhealthy' ? before : undefined };
   });
+  // A switch no report told of (the agent died between its switch and its report) is settled like a late report.
+  if (before !== undefined && before.current_release_id !== heartbeat.currentReleaseId) await observeHostRelease(context, host, heartbeat.currentReleaseId);
   if (turnedUnhealthy && health) {
     const config = await requireConfig(context.store.read);
     context.alerts.dispatch(
@@ -119,9 +123,15 @@ async function pendingTask(context: ServerContext, host: string): Promise<AgentT
   const releaseId = reverting ? pending.step.from_release_id : pending.deployment.release_id;
   const release = releaseId ? await context.store.read.release(releaseId) : undefined;
   if (!env || !release) throw new Error(`deployment #${pending.deployment.id} refers to a missing environment or release`);
+  const kind = pending.deployment.kind as DeploymentKind;
+  // The host switches only before its step's deadline; it counts the remaining time on its own clock (skew-proof).
+  const deadlineAt = switchHasDeadline(kind, pending.step.state as StepState) ? pending.step.deadline_at : null;
   return {
     deploymentId: Number(pending.deployment.id),
-    kind: reverting ? 'revert' : (pending.deployment.kind as AgentTask['kind']),
+    // A return brings one host back, like a revert (after_rollback hook).
+    kind: reverting || kind === 'return' ? 'revert' : kind,
+    deadlineAt,
+    remainingMs: deadlineAt === null ? null : Math.max(0, Date.parse(deadlineAt) - context.now().getTime()),
     env: pending.deployment.env,
     releaseId: release.id,
     version: release.version,

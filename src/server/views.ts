@@ -2,6 +2,8 @@
 import type { AuditEventView, DeploymentView, HostView, StatusResponse } from '../api/schemas.js';
 import { promotionOrder, type Config } from '../core/config.js';
 import type { AuditEventRow, HostRow, ReadRepo } from '../store/store.js';
+import { isDiverged } from '../core/host-divergence.js';
+import { ACTIVE_DEPLOYMENTS, type DeploymentState } from '../core/report-decision.js';
 import { currentConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { viewOf } from './deployment-service.js';
@@ -13,15 +15,30 @@ export interface DriftOverview {
   readonly reportedAt: ReadonlyMap<string, string>;
 }
 
+/** Reads the drift overview of every host. */
 export async function driftOverview(repo: ReadRepo): Promise<DriftOverview> {
   return { open: await repo.openDriftCounts(), reportedAt: await repo.driftReportTimes() };
+}
+
+/** What every environment runs and whether a deployment is moving its hosts, read once for a whole view. */
+export interface PlacementOverview {
+  readonly current: ReadonlyMap<string, string | null>;
+  readonly moving: ReadonlySet<string>;
+}
+
+/** Reads the placement overview of the environments in `config` (none applied: no environment). */
+export async function placementOverview(repo: ReadRepo, config: Config | undefined): Promise<PlacementOverview> {
+  const current = new Map<string, string | null>();
+  for (const env of Object.keys(config?.environments ?? {})) current.set(env, (await repo.environmentCurrent(env)) ?? null);
+  const moving = new Set((await repo.activeDeployments()).filter((deployment) => ACTIVE_DEPLOYMENTS.includes(deployment.state as DeploymentState)).map((deployment) => deployment.env));
+  return { current, moving };
 }
 
 /**
  * A host as the API shows it, with its drift from `drift`; `config` for how often its agent must report
  * drift (none applied: staleness is not judged).
  */
-export async function hostView(context: ServerContext, row: HostRow, drift: DriftOverview, config: Config | undefined): Promise<HostView> {
+export async function hostView(context: ServerContext, row: HostRow, drift: DriftOverview, config: Config | undefined, placement: PlacementOverview): Promise<HostView> {
   const release = row.current_release_id ? await context.store.read.release(row.current_release_id) : undefined;
   const seen = row.last_seen_at ? Date.parse(row.last_seen_at) : undefined;
   const now = context.now().getTime();
@@ -42,6 +59,8 @@ export async function hostView(context: ServerContext, row: HostRow, drift: Drif
     openDrift: drift.open.get(row.name) ?? 0,
     driftReportAt,
     driftStale,
+    // An environment unknown to the config has no release to diverge from.
+    diverged: placement.current.has(row.env) && isDiverged({ enrolled: row.enrolled_at !== null, releaseId: row.current_release_id }, placement.current.get(row.env) ?? null, placement.moving.has(row.env)),
   };
 }
 
@@ -57,6 +76,7 @@ export async function status(context: ServerContext, onlyEnv?: string): Promise<
   if (!config) return { app: null, environments: [] };
   const names = promotionOrder(config).filter((name) => onlyEnv === undefined || name === onlyEnv);
   const drift = await driftOverview(repo);
+  const placement = await placementOverview(repo, config);
   const environments = [];
   for (const name of names) {
     const currentId = await repo.environmentCurrent(name);
@@ -66,7 +86,7 @@ export async function status(context: ServerContext, onlyEnv?: string): Promise<
       name,
       promoteFrom: config.environments[name]?.promote_from ?? null,
       current: current ? { id: current.id, version: current.version } : null,
-      hosts: await Promise.all((await repo.listHosts(name)).map((host) => hostView(context, host, drift, config))),
+      hosts: await Promise.all((await repo.listHosts(name)).map((host) => hostView(context, host, drift, config, placement))),
       lastDeployment: last ? await viewOf(repo, last) : null,
       firecall: await firecallSummary(repo, name),
     });

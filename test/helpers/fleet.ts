@@ -43,6 +43,12 @@ export interface Fleet {
   readonly dir: string;
   readonly dataDir: string;
   readonly agents: AgentHandle[];
+  /** The server's process (replaced by startServer()). */
+  readonly server: ChildProcess;
+  /** Sends the server a signal (SIGKILL: a crash) and waits for it to exit. */
+  killServer(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts the server again on the same address with the same data dir (after killServer). */
+  startServer(): Promise<void>;
   /** Runs the real CLI with LOCKSTEP_SERVER and LOCKSTEP_TOKEN set (override with `env`). */
   cli(args: readonly string[], options?: { env?: Record<string, string>; cwd?: string }): Promise<CliResult>;
   /** Like cli(), but throws with stderr when the exit code is not 0. */
@@ -96,14 +102,12 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((done) => child.once('exit', () => done()));
 }
 
-/** Starts a server (SQLite unless `database` is given) in a fresh temp dir. */
-export async function startFleet(options: { database?: string; token?: string } = {}): Promise<Fleet> {
-  const temp: TempDir = await makeTempDir('lockstep-e2e-');
-  const dataDir = join(temp.path, 'server');
-  const server = spawn(process.execPath, [LOCKSTEP_MAIN, 'server', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...(options.database ? ['--database', options.database] : [])], {
+/** Starts `lockstep server` listening on `listen`; resolves with the process and its URL once it listens. */
+async function spawnServer(dir: string, dataDir: string, listen: string, database: string | undefined): Promise<{ process: ChildProcess; url: string }> {
+  const server = spawn(process.execPath, [LOCKSTEP_MAIN, 'server', '--data-dir', dataDir, '--listen', listen, ...(database ? ['--database', database] : [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  server.stdout?.pipe(createWriteStream(join(temp.path, 'server.log')));
+  server.stdout?.pipe(createWriteStream(join(dir, 'server.log'), { flags: 'a' }));
   const url = await new Promise<string>((resolveUrl, reject) => {
     let stderr = '';
     const timer = setTimeout(() => reject(new Error(`server did not start within 30s: ${stderr}`)), 30_000);
@@ -120,6 +124,16 @@ export async function startFleet(options: { database?: string; token?: string } 
       reject(new Error(`server exited with ${code}: ${stderr}`));
     });
   });
+  return { process: server, url };
+}
+
+/** Starts a server (SQLite unless `database` is given) in a fresh temp dir. */
+export async function startFleet(options: { database?: string; token?: string } = {}): Promise<Fleet> {
+  const temp: TempDir = await makeTempDir('lockstep-e2e-');
+  const dataDir = join(temp.path, 'server');
+  const first = await spawnServer(temp.path, dataDir, '127.0.0.1:0', options.database);
+  let server = first.process;
+  const url = first.url;
   // A server sharing a database with an earlier one creates no admin token of its own.
   const token = options.token ?? (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
   const baseEnv = { ...process.env, LOCKSTEP_SERVER: url, LOCKSTEP_TOKEN: token, NO_COLOR: '1' };
@@ -169,6 +183,17 @@ export async function startFleet(options: { database?: string; token?: string } 
     dir: temp.path,
     dataDir,
     agents,
+    get server() {
+      return server;
+    },
+    async killServer(signal = 'SIGKILL') {
+      if (server.exitCode === null && server.signalCode === null) server.kill(signal);
+      await exited(server);
+    },
+    async startServer() {
+      // Agents know this address: the new process must listen on the same port.
+      ({ process: server } = await spawnServer(temp.path, dataDir, new URL(url).host, options.database));
+    },
     cli,
     ok,
     async applyConfig(yaml) {

@@ -11,7 +11,7 @@ import { BlobCache } from '../../src/content/blob-cache.js';
 import { removeTree } from '../../src/content/remove-tree.js';
 import { releaseIdOf, type Manifest } from '../../src/core/manifest.js';
 import type { ReleaseSource, UntrustedManifest } from '../../src/agent/release-stager.js';
-import { runTask, type TaskContext } from '../../src/agent/task-runner.js';
+import { runTask, taskDeadline, type TaskContext } from '../../src/agent/task-runner.js';
 import { createServer, type AddressInfo } from 'node:net';
 
 const logger = pino({ level: 'silent' });
@@ -100,11 +100,37 @@ describe('task runner', () => {
     const outcome = await runTask(task(1, v1.id), context);
     assert.equal(outcome.kind, 'succeeded');
     assert.deepEqual(reports, [
-      { host: 'web-1', deploymentId: 1, state: 'staging', currentReleaseId: null },
-      { host: 'web-1', deploymentId: 1, state: 'succeeded', currentReleaseId: v1.id },
+      { host: 'web-1', deploymentId: 1, state: 'staging', taskKind: 'deploy', currentReleaseId: null },
+      { host: 'web-1', deploymentId: 1, state: 'succeeded', taskKind: 'deploy', currentReleaseId: v1.id },
     ]);
     assert.equal(await current(), v1.content);
     assert.equal(await readFile(join(root, 'srv/shop/shared/lockstep.env'), 'utf8'), 'PORT=8080\n');
+  });
+
+  it('drops a task whose deadline passes in before_activate: the hook is killed, current stays, the drop is reported', async () => {
+    await runTask(task(1, v1.id), context);
+    const marker = join(root, 'hook-finished');
+    const deploy = task(2, v2.id, { remainingMs: 300, deadlineAt: new Date(Date.now() + 300).toISOString(), hooks: { timeout: 60_000, before_activate: `sleep 30; touch ${marker}` } });
+    const outcome = await runTask(deploy, { ...context, deadline: taskDeadline(deploy) });
+    assert.equal(outcome.kind, 'cancelled');
+    assert.equal(await current(), v1.content, 'current was not switched');
+    const last = reports.at(-1);
+    assert.equal(last?.state, 'cancelled');
+    assert.equal(last.currentReleaseId, v1.id);
+    assert.match(last.error ?? '', /the deadline passed during the before_activate hook; current was not switched/);
+    assert.ok(last.logs?.some((log) => log.source === 'agent' && /task dropped/.test(log.text)));
+  });
+
+  it('drops a task whose deadline passed before it started, without reporting staging', async () => {
+    await runTask(task(1, v1.id), context);
+    const before = reports.length;
+    const deploy = task(2, v2.id, { remainingMs: 0 });
+    const deadline = taskDeadline(deploy);
+    await new Promise((done) => setTimeout(done, 5));
+    const outcome = await runTask(deploy, { ...context, deadline });
+    assert.equal(outcome.kind, 'cancelled');
+    assert.equal(await current(), v1.content);
+    assert.deepEqual(reports.slice(before).map((report) => [report.state, report.currentReleaseId]), [['cancelled', v1.id]]);
   });
 
   it('finishes a redelivered task the same way, and rolls back without fetching anything', async () => {
