@@ -15,6 +15,7 @@ import { activateRelease, readCurrentReleaseId } from './activator.js';
 import { deployLayout, isReleaseId, type DeployLayout } from './deploy-layout.js';
 import { waitHealthy } from './health-checker.js';
 import { runHook } from './hook-runner.js';
+import { releaseProcess } from './release-process.js';
 import type { ManifestStore } from './manifest-store.js';
 import { pruneReleases } from './release-pruner.js';
 import { stageRelease, type ReleaseSource, type StageResult } from './release-stager.js';
@@ -71,19 +72,16 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
   const hook = async (name: 'before_activate' | 'after_activate' | 'after_rollback', layout: DeployLayout, previousReleaseId: string | null) => {
     const command = task.hooks[name];
     if (command === undefined) return;
+    const where = releaseProcess({ root: context.root, layout, releaseId: task.releaseId, env: task.env, host });
     const result = await runHook(command, {
-      cwd: join(layout.releasesDir, task.releaseId),
+      cwd: where.cwd,
       timeoutMs: task.hooks.timeout,
       signal,
       env: {
+        ...where.env,
         LOCKSTEP_HOOK: name,
-        LOCKSTEP_RELEASE_ID: task.releaseId,
         LOCKSTEP_VERSION: task.version,
-        LOCKSTEP_ENV: task.env,
-        LOCKSTEP_HOST: host,
         LOCKSTEP_DEPLOYMENT: String(task.deploymentId),
-        LOCKSTEP_DEPLOY_TO: layout.deployTo,
-        LOCKSTEP_RELEASE_DIR: join(layout.releasesDir, task.releaseId),
         LOCKSTEP_PREVIOUS_RELEASE_ID: previousReleaseId ?? '',
       },
     });
@@ -146,7 +144,8 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     const stopHealth = new AbortController();
     const verified = task.kind === 'deploy' && context.verify !== undefined ? context.verify(task.releaseId) : Promise.resolve(null);
     verified.then((mismatch) => mismatch !== null && stopHealth.abort(), () => stopHealth.abort());
-    const health = await waitHealthy(task.health, AbortSignal.any([signal, stopHealth.signal]), (round) => appendLog('health', [`${round.healthy ? 'pass' : 'fail'}: ${round.detail}`])).catch((error: unknown) => {
+    const where = releaseProcess({ root: context.root, layout, releaseId: task.releaseId, env: task.env, host });
+    const health = await waitHealthy(task.health, where, AbortSignal.any([signal, stopHealth.signal]), (round) => appendLog('health', [`${round.healthy ? 'pass' : 'fail'}: ${round.detail}`])).catch((error: unknown) => {
       if (signal.aborted || !stopHealth.signal.aborted) throw error;
       return undefined; // stopped by the check below
     });
