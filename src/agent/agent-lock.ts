@@ -76,10 +76,21 @@ function flockNonBlocking(fd: number): Promise<boolean> {
   });
 }
 
-/** The pid the running agent wrote into the lock file; undefined while it has not written it yet. */
+/**
+ * The pid the running agent wrote into the lock file, for the message only;
+ * undefined while the holder has not written it yet (the file may then still
+ * name its dead predecessor, hence the liveness check).
+ */
 async function readHolderPid(file: FileHandle): Promise<number | undefined> {
   const buffer = Buffer.alloc(32);
   const { bytesRead } = await file.read(buffer, 0, buffer.length, 0);
   const pid = Number.parseInt(buffer.subarray(0, bytesRead).toString('utf8'), 10);
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  if (!(Number.isInteger(pid) && pid > 0)) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (error) {
+    // EPERM: alive but another user's.
+    return (error as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
+  }
 }

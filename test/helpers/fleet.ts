@@ -95,11 +95,11 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((done) => child.once('exit', () => done()));
 }
 
-/** Starts a server (SQLite unless `database` is given) in a fresh temp dir. */
-export async function startFleet(options: { database?: string; token?: string } = {}): Promise<Fleet> {
+/** Starts a server (SQLite unless `database` is given; `serverArgs` are added to its command line) in a fresh temp dir. */
+export async function startFleet(options: { database?: string; token?: string; serverArgs?: readonly string[] } = {}): Promise<Fleet> {
   const temp: TempDir = await makeTempDir('lockstep-e2e-');
   const dataDir = join(temp.path, 'server');
-  const server = spawn(process.execPath, [LOCKSTEP_MAIN, 'server', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...(options.database ? ['--database', options.database] : [])], {
+  const server = spawn(process.execPath, [LOCKSTEP_MAIN, 'server', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...(options.database ? ['--database', options.database] : []), ...(options.serverArgs ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   server.stdout?.pipe(createWriteStream(join(temp.path, 'server.log')));
