@@ -82,7 +82,8 @@ describe('one agent per state dir', () => {
       previous.kill('SIGKILL');
       await until('the killed agent to exit', async () => (running(previous) ? undefined : true));
       const pair = [startExtra(), startExtra()];
-      const loser = await Promise.race(pair.map((extra) => extra.exited.then(() => extra)));
+      // Without the lock both would run: wait for one to exit, bounded.
+      const loser = await until(`round ${round}: one of two agents to exit`, async () => pair.find((extra) => !running(extra.child)), 60_000);
       assert.equal(await loser.exited, 2, `round ${round}: ${loser.stderr()}`);
       assert.match(loser.stderr(), refusal(agent.stateDir));
       const winner = pair.find((extra) => extra !== loser) as ExtraAgent;
