@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { LockstepError } from '../core/errors.js';
 
 /** The lock file's name inside the agent's state directory. */
-export const AGENT_LOCK_FILE = 'agent.lock';
+const AGENT_LOCK_FILE = 'agent.lock';
 
 /** flock(1)'s exit status when the lock is held elsewhere (-E); EX_TEMPFAIL, distinct from its usage errors. */
 const CONFLICT_EXIT = 75;

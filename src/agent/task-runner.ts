@@ -15,7 +15,7 @@ import { activateRelease, readCurrentReleaseId } from './activator.js';
 import { deployLayout, isReleaseId, type DeployLayout } from './deploy-layout.js';
 import { waitHealthy } from './health-checker.js';
 import { runHook } from './hook-runner.js';
-import { releaseProcess } from './release-process.js';
+import { releaseProcess, type ReleaseProcess } from './release-process.js';
 import type { ManifestStore } from './manifest-store.js';
 import { pruneReleases } from './release-pruner.js';
 import { stageRelease, type ReleaseSource, type StageResult } from './release-stager.js';
@@ -69,10 +69,9 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       ...(sent.length > 0 ? { logs: sent } : {}),
     });
   };
-  const hook = async (name: 'before_activate' | 'after_activate' | 'after_rollback', layout: DeployLayout, previousReleaseId: string | null) => {
+  const hook = async (name: 'before_activate' | 'after_activate' | 'after_rollback', where: ReleaseProcess, previousReleaseId: string | null) => {
     const command = task.hooks[name];
     if (command === undefined) return;
-    const where = releaseProcess({ root: context.root, layout, releaseId: task.releaseId, env: task.env, host });
     const result = await runHook(command, {
       cwd: where.cwd,
       timeoutMs: task.hooks.timeout,
@@ -94,6 +93,8 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
   let activatedReported: Promise<void> | undefined;
   try {
     layout = deployLayout(context.root, task.deployTo);
+    // Hooks and exec health checks run in the release's directory with its variables.
+    const where = releaseProcess({ root: context.root, layout, releaseId: task.releaseId, env: task.env, host });
     // The staging report travels while the disk work runs; it is awaited
     // before the final report so the server sees them in order.
     // A release already on disk needs no staging (a rollback, a revert): then
@@ -121,7 +122,7 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     });
     signal.throwIfAborted();
     const before = await readCurrentReleaseId(layout);
-    if (task.kind === 'deploy') await hook('before_activate', layout, before);
+    if (task.kind === 'deploy') await hook('before_activate', where, before);
     const { previousReleaseId } = await activateRelease(layout, task.releaseId, task.vars);
     const elapsedMs = Math.round(performance.now() - started);
     log.info({ staging: staging.kind, manifest: staging.kind === 'staged' ? staging.manifest : undefined, previous: previousReleaseId && shortId(previousReleaseId), elapsedMs }, 'release activated');
@@ -136,7 +137,7 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       activatedReported = report('activated', task.releaseId);
       activatedReported.catch(() => undefined);
     }
-    await hook(task.kind === 'deploy' ? 'after_activate' : 'after_rollback', layout, previousReleaseId);
+    await hook(task.kind === 'deploy' ? 'after_activate' : 'after_rollback', where, previousReleaseId);
     // The first scan after the switch must match the manifest exactly. Only deploys: a rollback or revert is
     // the way back and must not be blocked by drift in the release it returns to (that drift is reported as
     // such instead). It runs while the health checks wait for the application (it re-hashes the release:
@@ -144,7 +145,6 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     const stopHealth = new AbortController();
     const verified = task.kind === 'deploy' && context.verify !== undefined ? context.verify(task.releaseId) : Promise.resolve(null);
     verified.then((mismatch) => mismatch !== null && stopHealth.abort(), () => stopHealth.abort());
-    const where = releaseProcess({ root: context.root, layout, releaseId: task.releaseId, env: task.env, host });
     const health = await waitHealthy(task.health, where, AbortSignal.any([signal, stopHealth.signal]), (round) => appendLog('health', [`${round.healthy ? 'pass' : 'fail'}: ${round.detail}`])).catch((error: unknown) => {
       if (signal.aborted || !stopHealth.signal.aborted) throw error;
       return undefined; // stopped by the check below
