@@ -51,7 +51,8 @@ function program(): Command {
     .option('--checkpoint-every <n>', 'sign an audit checkpoint at least every N events', '100')
     .option('--checkpoint-interval <duration>', '…and once a new audit event is this old', '5m')
     .option('--audit-anchor <file>', 'append every checkpoint to FILE, ideally on another disk or host (default: DATA_DIR/audit-anchor.jsonl)')
-    .action(async (options: { dataDir: string; listen: string; database?: string; checkpointEvery?: string; checkpointInterval?: string; auditAnchor?: string }) => {
+    .option('--offline-after <duration>', 'a host whose agent is not heard from this long is offline (status, alerts)', '40s')
+    .action(async (options: { dataDir: string; listen: string; database?: string; checkpointEvery?: string; checkpointInterval?: string; auditAnchor?: string; offlineAfter?: string }) => {
       const { runServerCommand } = await import('./server/command.js');
       await runServerCommand(options);
     });

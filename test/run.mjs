@@ -30,6 +30,8 @@ const REQUIREMENTS = [
   { binaries: ['sshd'], package: 'openssh-server', dirs: () => ['/usr/sbin'] },
   { binaries: ['ssh', 'ssh-keygen'], package: 'openssh-client', dirs: () => [] },
   { binaries: ['script'], package: 'bsdutils', dirs: () => [] },
+  // Agents take their one-per-state-dir lock with util-linux flock (src/agent/agent-lock.ts).
+  { binaries: ['flock'], package: 'util-linux', dirs: () => [] },
 ];
 
 function postgresBinDirs() {
@@ -69,7 +71,9 @@ function ensureRequirements() {
   }
   console.error(`test: missing ${names}; installing ${packages.join(' ')} with apt-get`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update'], ['install', '-y', '--no-install-recommends', ...packages]]) {
+  // Wait for the dpkg lock (unattended-upgrades, another test run) instead of failing at once.
+  const waitForLock = ['-o', 'DPkg::Lock::Timeout=600'];
+  for (const args of [[...waitForLock, 'update'], [...waitForLock, 'install', '-y', '--no-install-recommends', ...packages]]) {
     const result = spawnSync('apt-get', args, { stdio: 'inherit', env });
     if (result.status !== 0) {
       console.error(`test: apt-get ${args.join(' ')} failed (exit ${result.status ?? result.signal}); install ${packages.join(' ')} by hand`);

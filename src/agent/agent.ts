@@ -16,7 +16,7 @@ import { AgentClient, enroll } from './agent-client.js';
 import { readAgentState, readCredential, writeAgentState, writeCredential, type AgentCredential } from './agent-state.js';
 import { deployLayout } from './deploy-layout.js';
 import { DriftMonitor } from './drift-monitor.js';
-import { checkRound } from './health-checker.js';
+import { checkCurrentRelease } from './health-checker.js';
 import { removeLeftovers } from './leftover-cleaner.js';
 import { Backoff, isTransient, retry, sleep } from './retry.js';
 import { ManifestStore } from './manifest-store.js';
@@ -120,8 +120,8 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   // Heartbeats stop with the agent, and also when the work loop ends with an error.
   const stopHeartbeats = new AbortController();
   const healthNow = async (): Promise<{ healthy: boolean; detail: string } | undefined> => {
-    if (busy || health === null || health.checks.length === 0) return undefined;
-    return checkRound(health.checks, signal);
+    if (busy || health === null || health.checks.length === 0 || deployTo === null) return undefined;
+    return checkCurrentRelease(health.checks, { root, layout: deployLayout(root, deployTo), env: identity.env, host: identity.host }, signal);
   };
   const heartbeats = heartbeatLoop(client, currentReleaseId, healthNow, () => health?.watch_interval ?? HEARTBEAT_INTERVAL_MS, log, AbortSignal.any([signal, stopHeartbeats.signal]));
   const firecalls = runFirecallDuties({ root, stateDir, sshdLog: options.sshdLog ?? DEFAULT_SSHD_LOG, client, logger: log, ownChange: (paths, change) => monitor.ownChange(paths, change) }, AbortSignal.any([signal, stopHeartbeats.signal]));

@@ -8,31 +8,54 @@ import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import type { HealthCheckSpec, HealthSpec } from '../api/schemas.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { readCurrentReleaseId } from './activator.js';
+import type { DeployLayout } from './deploy-layout.js';
+import { releaseProcess, type ReleaseProcess } from './release-process.js';
 
 /** One round's result: every check passed, or the first failure. */
 export type RoundResult = { readonly healthy: true; readonly detail: string } | { readonly healthy: false; readonly detail: string };
 
-/** Runs every check once; healthy when all pass. */
-export async function checkRound(checks: readonly HealthCheckSpec[], signal: AbortSignal): Promise<RoundResult> {
+/** Runs every check once, exec checks in the release's directory with its variables (`where`); healthy when all pass. */
+export async function checkRound(checks: readonly HealthCheckSpec[], where: ReleaseProcess, signal: AbortSignal): Promise<RoundResult> {
   for (const check of checks) {
-    const failure = await runCheck(check, signal);
+    const failure = await runCheck(check, where, signal);
     if (failure !== undefined) return { healthy: false, detail: `${describe(check)}: ${failure}` };
   }
   return { healthy: true, detail: `${checks.length} check${checks.length === 1 ? '' : 's'} passed` };
 }
 
 /**
+ * A round of continuous health checks between deployments, run like a
+ * deployment's: in the directory of the release `current` points at, with its
+ * variables. Undefined when no release is active (nothing to check).
+ */
+export async function checkCurrentRelease(
+  checks: readonly HealthCheckSpec[],
+  host: { readonly root: string; readonly layout: DeployLayout; readonly env: string; readonly host: string },
+  signal: AbortSignal,
+): Promise<RoundResult | undefined> {
+  let releaseId: string | null;
+  try {
+    releaseId = await readCurrentReleaseId(host.layout);
+  } catch (error) {
+    return { healthy: false, detail: `cannot read ${host.layout.currentLink}: ${(error as Error).message}` };
+  }
+  if (releaseId === null) return undefined;
+  return checkRound(checks, releaseProcess({ ...host, releaseId }), signal);
+}
+
+/**
  * Waits until the host is healthy (`healthy_after` consecutive passing
  * rounds) or `timeout` passes. Calls `onRound` after each round (for logs).
  */
-export async function waitHealthy(spec: HealthSpec, signal: AbortSignal, onRound: (round: RoundResult) => void): Promise<RoundResult> {
+export async function waitHealthy(spec: HealthSpec, where: ReleaseProcess, signal: AbortSignal, onRound: (round: RoundResult) => void): Promise<RoundResult> {
   if (spec.checks.length === 0) return { healthy: true, detail: 'no health checks configured' };
   const deadline = Date.now() + spec.timeout;
   let passes = 0;
   let last: RoundResult = { healthy: false, detail: 'no round finished' };
   for (;;) {
     signal.throwIfAborted();
-    last = await checkRound(spec.checks, signal);
+    last = await checkRound(spec.checks, where, signal);
     onRound(last);
     passes = last.healthy ? passes + 1 : 0;
     if (passes >= spec.healthy_after) return last;
@@ -71,7 +94,7 @@ export function expandVariables(text: string, env: NodeJS.ProcessEnv = process.e
 }
 
 /** Runs one check; returns why it failed, or undefined when it passed. */
-async function runCheck(check: HealthCheckSpec, signal: AbortSignal): Promise<string | undefined> {
+async function runCheck(check: HealthCheckSpec, where: ReleaseProcess, signal: AbortSignal): Promise<string | undefined> {
   const timeout = AbortSignal.any([signal, AbortSignal.timeout(check.timeout)]);
   try {
     if ('http' in check) {
@@ -82,7 +105,7 @@ async function runCheck(check: HealthCheckSpec, signal: AbortSignal): Promise<st
       return undefined;
     }
     if ('tcp' in check) return await tcpCheck(expandVariables(check.tcp), timeout);
-    return await execCheck(check.exec, timeout);
+    return await execCheck(check.exec, where, timeout);
   } catch (error) {
     if (timeout.aborted && !signal.aborted) return `no answer within ${check.timeout} ms`;
     const cause = (error as { cause?: { code?: string } }).cause?.code;
@@ -106,9 +129,9 @@ function tcpCheck(address: string, signal: AbortSignal): Promise<string | undefi
   });
 }
 
-function execCheck(command: string, signal: AbortSignal): Promise<string | undefined> {
+function execCheck(command: string, where: ReleaseProcess, signal: AbortSignal): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'ignore', 'pipe'], signal, killSignal: 'SIGKILL' });
+    const child = spawn('/bin/sh', ['-c', command], { cwd: where.cwd, env: { ...process.env, ...where.env }, stdio: ['ignore', 'ignore', 'pipe'], signal, killSignal: 'SIGKILL' });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => {
       if (stderr.length < 1000) stderr += chunk.toString('utf8');

@@ -17,6 +17,7 @@ import { activateRelease, readCurrentReleaseId } from './activator.js';
 import { deployLayout, isReleaseId, type DeployLayout } from './deploy-layout.js';
 import { waitHealthy } from './health-checker.js';
 import { runHook } from './hook-runner.js';
+import { releaseProcess, type ReleaseProcess } from './release-process.js';
 import type { ManifestStore } from './manifest-store.js';
 import { pruneReleases } from './release-pruner.js';
 import { stageRelease, type ReleaseSource, type StageResult } from './release-stager.js';
@@ -89,24 +90,20 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       ...(sent.length > 0 ? { logs: sent } : {}),
     });
   };
-  const hook = async (name: 'before_activate' | 'after_activate' | 'after_rollback', layout: DeployLayout, previousReleaseId: string | null) => {
+  const hook = async (name: 'before_activate' | 'after_activate' | 'after_rollback', where: ReleaseProcess, previousReleaseId: string | null) => {
     const command = task.hooks[name];
     if (command === undefined) return;
     // A signal that already aborted never fires its listener: the hook would run on.
     taskSignal.throwIfAborted();
     const result = await runHook(command, {
-      cwd: join(layout.releasesDir, task.releaseId),
+      cwd: where.cwd,
       timeoutMs: task.hooks.timeout,
       signal: taskSignal,
       env: {
+        ...where.env,
         LOCKSTEP_HOOK: name,
-        LOCKSTEP_RELEASE_ID: task.releaseId,
         LOCKSTEP_VERSION: task.version,
-        LOCKSTEP_ENV: task.env,
-        LOCKSTEP_HOST: host,
         LOCKSTEP_DEPLOYMENT: String(task.deploymentId),
-        LOCKSTEP_DEPLOY_TO: layout.deployTo,
-        LOCKSTEP_RELEASE_DIR: join(layout.releasesDir, task.releaseId),
         LOCKSTEP_PREVIOUS_RELEASE_ID: previousReleaseId ?? '',
       },
     });
@@ -121,6 +118,8 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     layout = deployLayout(context.root, task.deployTo);
     // A task that arrives past its deadline (redelivered after a long outage) does nothing.
     taskSignal.throwIfAborted();
+    // Hooks and exec health checks run in the release's directory with its variables.
+    const where = releaseProcess({ root: context.root, layout, releaseId: task.releaseId, env: task.env, host });
     // The staging report travels while the disk work runs; it is awaited
     // before the final report so the server sees them in order.
     // A release already on disk needs no staging (a rollback, a revert): then
@@ -150,7 +149,7 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     taskSignal.throwIfAborted();
     const before = await readCurrentReleaseId(layout);
     phase = 'the before_activate hook';
-    if (task.kind === 'deploy') await hook('before_activate', layout, before);
+    if (task.kind === 'deploy') await hook('before_activate', where, before);
     phase = 'activation';
     // activateRelease checks the deadline once more right before the rename.
     const { previousReleaseId } = await activateRelease(layout, task.releaseId, task.vars, taskSignal);
@@ -169,7 +168,7 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       activatedReported = report('activated', task.releaseId);
       activatedReported.catch(() => undefined);
     }
-    await hook(task.kind === 'deploy' ? 'after_activate' : 'after_rollback', layout, previousReleaseId);
+    await hook(task.kind === 'deploy' ? 'after_activate' : 'after_rollback', where, previousReleaseId);
     // The first scan after the switch must match the manifest exactly. Only deploys: a rollback or revert is
     // the way back and must not be blocked by drift in the release it returns to (that drift is reported as
     // such instead). It runs while the health checks wait for the application (it re-hashes the release:
@@ -177,7 +176,7 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     const stopHealth = new AbortController();
     const verified = task.kind === 'deploy' && context.verify !== undefined ? context.verify(task.releaseId) : Promise.resolve(null);
     verified.then((mismatch) => mismatch !== null && stopHealth.abort(), () => stopHealth.abort());
-    const health = await waitHealthy(task.health, AbortSignal.any([taskSignal, stopHealth.signal]), (round) => appendLog('health', [`${round.healthy ? 'pass' : 'fail'}: ${round.detail}`])).catch((error: unknown) => {
+    const health = await waitHealthy(task.health, where, AbortSignal.any([taskSignal, stopHealth.signal]), (round) => appendLog('health', [`${round.healthy ? 'pass' : 'fail'}: ${round.detail}`])).catch((error: unknown) => {
       if (taskSignal.aborted || !stopHealth.signal.aborted) throw error;
       return undefined; // stopped by the check below
     });

@@ -12,11 +12,14 @@ export async function runServerCommand(options: {
   checkpointEvery?: string | undefined;
   checkpointInterval?: string | undefined;
   auditAnchor?: string | undefined;
+  offlineAfter?: string | undefined;
 }): Promise<void> {
   const checkpointEvery = options.checkpointEvery === undefined ? undefined : Number(options.checkpointEvery);
   if (checkpointEvery !== undefined && !(Number.isSafeInteger(checkpointEvery) && checkpointEvery > 0)) throw new LockstepError('bad-input', `--checkpoint-every "${options.checkpointEvery}" is not a positive integer`);
   const checkpointIntervalMs = options.checkpointInterval === undefined ? undefined : parseDuration(options.checkpointInterval);
   if (options.checkpointInterval !== undefined && checkpointIntervalMs === undefined) throw new LockstepError('bad-input', `--checkpoint-interval "${options.checkpointInterval}" is not a duration such as 30s, 5m or 1h`);
+  const offlineAfterMs = options.offlineAfter === undefined ? undefined : parseDuration(options.offlineAfter);
+  if (options.offlineAfter !== undefined && offlineAfterMs === undefined) throw new LockstepError('bad-input', `--offline-after "${options.offlineAfter}" is not a duration such as 40s or 2m`);
   const logger = pino({ base: { service: 'lockstep-server' } });
   const server = await startServer({
     dataDir: options.dataDir,
@@ -25,6 +28,7 @@ export async function runServerCommand(options: {
     checkpointEvery,
     checkpointIntervalMs,
     auditAnchor: options.auditAnchor,
+    offlineAfterMs,
     logger,
     onAdminToken: (token, file) => process.stderr.write(`lockstep: admin token (shown once; also in ${file}, mode 0600):\n${token}\n`),
   });

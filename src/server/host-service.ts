@@ -93,11 +93,13 @@ export interface Work {
 
 /**
  * Long-polls for the host's next task or command; both null when none arrived
- * within `waitMs`. A command is marked sent when handed out; tasks come first
+ * within `waitMs` (at most half the offline window). A command is marked sent when handed out; tasks come first
  * (the agent runs commands only between tasks).
  */
 export async function pollWork(context: ServerContext, host: string, env: string, waitMs: number, signal: AbortSignal): Promise<Work> {
-  const deadline = Date.now() + waitMs;
+  // An idle agent is heard from only when a poll starts or ends: answering within half the
+  // offline window keeps a live agent from being judged offline, whatever --offline-after says.
+  const deadline = Date.now() + Math.min(waitMs, context.onlineWindowMs / 2);
   const recheckMs = context.store.capabilities.sharedByServers ? 1_000 : 10_000;
   await touch(context, host);
   for (;;) {

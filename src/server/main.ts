@@ -23,6 +23,12 @@ import { registerAuditRoutes } from './audit-routes.js';
 import { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.js';
 import { closeExpiredFirecalls, type FirecallContext } from './firecall-service.js';
 import { registerFirecallRoutes } from './firecall-routes.js';
+import { sweepHostPresence } from './host-presence-service.js';
+
+/** Agents poll at least every 25 s and heartbeat every 30 s: 40 s of silence is not a slow network. */
+const DEFAULT_OFFLINE_AFTER_MS = 40_000;
+/** Below this, a busy but healthy agent would be judged offline between two requests. */
+const MIN_OFFLINE_AFTER_MS = 2000;
 
 export interface ServerOptions {
   readonly dataDir: string;
@@ -39,6 +45,8 @@ export interface ServerOptions {
   readonly checkpointIntervalMs?: number | undefined;
   /** The anchor file checkpoints are appended to (default DATA_DIR/audit-anchor.jsonl). */
   readonly auditAnchor?: string | undefined;
+  /** A host not heard from this long is offline, in status and in alerts (default 40 s). */
+  readonly offlineAfterMs?: number | undefined;
 }
 
 /** A running server. */
@@ -114,6 +122,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { host, port } = parseListen(options.listen);
   if (options.checkpointEvery !== undefined && (!Number.isSafeInteger(options.checkpointEvery) || options.checkpointEvery < 1)) throw new LockstepError('bad-input', '--checkpoint-every must be a positive integer');
   if (options.checkpointIntervalMs !== undefined && !(options.checkpointIntervalMs >= 1000)) throw new LockstepError('bad-input', '--checkpoint-interval must be at least 1s');
+  if (options.offlineAfterMs !== undefined && !(options.offlineAfterMs >= MIN_OFFLINE_AFTER_MS)) throw new LockstepError('bad-input', '--offline-after must be at least 2s');
   // Nothing is written before the address and the database are known to work.
   await assertCanListen(host, port, options.listen);
   const postgres = options.database !== undefined && options.database !== '';
@@ -124,7 +133,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await blobs.open();
   const shutdown = new AbortController();
   const alerts = new AlertDispatcher(options.logger);
-  const context: ServerContext = { store, blobs, notifier: new Notifier(), alerts, logger: options.logger, now: () => new Date(), onlineWindowMs: 40_000, shutdown: shutdown.signal };
+  const context: ServerContext = { store, blobs, notifier: new Notifier(), alerts, logger: options.logger, now: () => new Date(), onlineWindowMs: options.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS, shutdown: shutdown.signal };
   await ensureAdminToken(context, dataDir, options.onAdminToken);
   const audit = {
     key: await loadOrCreateSigningKey(dataDir),
@@ -143,6 +152,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
   options.logger.info({ url, dataDir, database: options.database ? 'postgres' : 'sqlite' }, 'lockstep server listening');
 
+  const startedAt = context.now().getTime();
   let sweeping = false;
   const sweeper = setInterval(() => {
     if (sweeping) return;
@@ -151,6 +161,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       .catch((error: unknown) => options.logger.error({ err: error }, 'expiring overdue deployment steps failed'))
       .then(() => closeExpiredFirecalls(firecalls))
       .catch((error: unknown) => options.logger.error({ err: error }, 'closing expired fire calls failed'))
+      .then(() => sweepHostPresence(context, startedAt))
+      .catch((error: unknown) => options.logger.error({ err: error }, 'alerting on hosts that went offline or silent failed'))
       .finally(() => {
         sweeping = false;
       });

@@ -1,6 +1,7 @@
 /** Read-only views: status, history, hosts, audit log. */
 import type { AuditEventView, DeploymentView, HostView, StatusResponse } from '../api/schemas.js';
 import { promotionOrder, type Config } from '../core/config.js';
+import { seenWithin } from '../core/host-presence.js';
 import type { AuditEventRow, HostRow, ReadRepo } from '../store/store.js';
 import { isDiverged } from '../core/host-divergence.js';
 import { ACTIVE_DEPLOYMENTS, type DeploymentState } from '../core/report-decision.js';
@@ -40,9 +41,8 @@ export async function placementOverview(repo: ReadRepo, config: Config | undefin
  */
 export async function hostView(context: ServerContext, row: HostRow, drift: DriftOverview, config: Config | undefined, placement: PlacementOverview): Promise<HostView> {
   const release = row.current_release_id ? await context.store.read.release(row.current_release_id) : undefined;
-  const seen = row.last_seen_at ? Date.parse(row.last_seen_at) : undefined;
   const now = context.now().getTime();
-  const online = seen !== undefined && now - seen <= context.onlineWindowMs;
+  const online = seenWithin(row.last_seen_at, now, context.onlineWindowMs);
   const driftReportAt = drift.reportedAt.get(row.name) ?? null;
   // Measured from the last report, or from enrollment for an agent that never sent one.
   const since = driftReportAt ?? row.enrolled_at;

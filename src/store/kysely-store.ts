@@ -30,7 +30,7 @@ import type {
   TokenRow,
   WriteRepo,
 } from './store.js';
-import type { HostFactsRow } from './store.js';
+import type { HostAlertStateRow, HostFactsRow } from './store.js';
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
@@ -488,6 +488,27 @@ class Repo implements WriteRepo {
       .values(row)
       .onConflict((conflict) => conflict.column('host').doUpdateSet({ facts: row.facts, reported_at: row.reported_at, changed_at: row.changed_at }))
       .execute();
+  }
+  async hostAlertStates() {
+    const rows = await this.db.selectFrom('host_alert_states').selectAll().execute();
+    return new Map(rows.map((row) => [row.host, row]));
+  }
+  async swapHostAlertState(expected: HostAlertStateRow | undefined, next: HostAlertStateRow) {
+    if (expected === undefined) {
+      const inserted = await this.db.insertInto('host_alert_states').values(next).onConflict((conflict) => conflict.column('host').doNothing()).executeTakeFirst();
+      return Number(inserted.numInsertedOrUpdatedRows ?? 0n) > 0;
+    }
+    // Conditional on every field: of two servers judging the same change, one updates the row and the other gets nothing.
+    const updated = await this.db
+      .updateTable('host_alert_states')
+      .set({ presence: next.presence, presence_at: next.presence_at, drift: next.drift, drift_at: next.drift_at })
+      .where('host', '=', expected.host)
+      .where('presence', '=', expected.presence)
+      .where('presence_at', '=', expected.presence_at)
+      .where('drift', '=', expected.drift)
+      .where('drift_at', '=', expected.drift_at)
+      .executeTakeFirst();
+    return Number(updated.numUpdatedRows) > 0;
   }
 }
 

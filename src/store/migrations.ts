@@ -286,6 +286,19 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0009_host_alert_states': {
+    async up(db: Kysely<unknown>) {
+      // What was last alerted about each host going quiet, so a restarted server alerts no state twice.
+      await db.schema
+        .createTable('host_alert_states')
+        .addColumn('host', 'text', (c) => c.primaryKey())
+        .addColumn('presence', 'text', (c) => c.notNull())
+        .addColumn('presence_at', 'text', (c) => c.notNull())
+        .addColumn('drift', 'text', (c) => c.notNull())
+        .addColumn('drift_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 /** The migrations, in order, for Kysely's Migrator. */

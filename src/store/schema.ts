@@ -314,3 +314,20 @@ export interface HostFactsTable {
 export interface Database {
   host_facts: HostFactsTable;
 }
+
+// ---- alerts on hosts that go quiet (src/server/host-presence-service.ts) ----
+
+export interface HostAlertStatesTable {
+  host: string;
+  /** 'online' | 'offline', as last alerted. */
+  presence: string;
+  presence_at: string;
+  /** 'reporting' | 'silent': whether the agent's drift reports arrive, as last alerted. */
+  drift: string;
+  drift_at: string;
+}
+
+// Merged into Database above.
+export interface Database {
+  host_alert_states: HostAlertStatesTable;
+}

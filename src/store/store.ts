@@ -222,3 +222,21 @@ export interface WriteRepo {
   /** Stores a host's latest facts, replacing what it reported before. */
   putHostFacts(row: HostFactsRow): Promise<void>;
 }
+
+// ---- alerts on hosts that go quiet ----
+
+export type HostAlertStateRow = Selectable<import('./schema.js').HostAlertStatesTable>;
+
+export interface ReadRepo {
+  /** Host → what was last alerted about its presence and drift reporting (hosts never alerted on are absent). */
+  hostAlertStates(): Promise<Map<string, HostAlertStateRow>>;
+}
+
+export interface WriteRepo {
+  /**
+   * Replaces the host's alert state if it still is `expected` (undefined: no
+   * row yet); false when another writer changed it first, so of several
+   * servers sweeping one database exactly one alerts.
+   */
+  swapHostAlertState(expected: HostAlertStateRow | undefined, next: HostAlertStateRow): Promise<boolean>;
+}

@@ -103,8 +103,8 @@ function exited(child: ChildProcess): Promise<void> {
 }
 
 /** Starts `lockstep server` listening on `listen`; resolves with the process and its URL once it listens. */
-async function spawnServer(dir: string, dataDir: string, listen: string, database: string | undefined): Promise<{ process: ChildProcess; url: string }> {
-  const server = spawn(process.execPath, [LOCKSTEP_MAIN, 'server', '--data-dir', dataDir, '--listen', listen, ...(database ? ['--database', database] : [])], {
+async function spawnServer(dir: string, dataDir: string, listen: string, database: string | undefined, extraArgs: readonly string[] = []): Promise<{ process: ChildProcess; url: string }> {
+  const server = spawn(process.execPath, [LOCKSTEP_MAIN, 'server', '--data-dir', dataDir, '--listen', listen, ...(database ? ['--database', database] : []), ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   server.stdout?.pipe(createWriteStream(join(dir, 'server.log'), { flags: 'a' }));
@@ -127,11 +127,11 @@ async function spawnServer(dir: string, dataDir: string, listen: string, databas
   return { process: server, url };
 }
 
-/** Starts a server (SQLite unless `database` is given) in a fresh temp dir. */
-export async function startFleet(options: { database?: string; token?: string } = {}): Promise<Fleet> {
+/** Starts a server (SQLite unless `database` is given; `serverArgs` are added to its command line) in a fresh temp dir. */
+export async function startFleet(options: { database?: string; token?: string; serverArgs?: readonly string[] } = {}): Promise<Fleet> {
   const temp: TempDir = await makeTempDir('lockstep-e2e-');
   const dataDir = join(temp.path, 'server');
-  const first = await spawnServer(temp.path, dataDir, '127.0.0.1:0', options.database);
+  const first = await spawnServer(temp.path, dataDir, '127.0.0.1:0', options.database, options.serverArgs);
   let server = first.process;
   const url = first.url;
   // A server sharing a database with an earlier one creates no admin token of its own.
@@ -192,7 +192,7 @@ export async function startFleet(options: { database?: string; token?: string } 
     },
     async startServer() {
       // Agents know this address: the new process must listen on the same port.
-      ({ process: server } = await spawnServer(temp.path, dataDir, new URL(url).host, options.database));
+      ({ process: server } = await spawnServer(temp.path, dataDir, new URL(url).host, options.database, options.serverArgs));
     },
     cli,
     ok,

@@ -148,6 +148,42 @@ function contract(backend: StoreBackend): void {
         assert.deepEqual(await store.read.hostFacts(['web2']), [row('web2', '{"kernel":"6.1"}', 2)]);
       }));
 
+    it('host alert states: inserted once, then swapped only from the state the writer saw', () =>
+      withStore(async (store) => {
+        const row = (host: string, presence: string, minute: number, drift = 'reporting') => ({ host, presence, presence_at: at(minute), drift, drift_at: at(0) });
+        assert.deepEqual(await store.read.hostAlertStates(), new Map());
+        assert.equal(await store.transaction((repo) => repo.swapHostAlertState(undefined, row('web1', 'offline', 1))), true);
+        assert.equal(await store.transaction((repo) => repo.swapHostAlertState(undefined, row('web1', 'offline', 2))), false, 'a second first insert is refused');
+        assert.equal(await store.transaction((repo) => repo.swapHostAlertState(row('web1', 'online', 1), row('web1', 'offline', 3))), false, 'not the stored state');
+        assert.equal(await store.transaction((repo) => repo.swapHostAlertState(row('web1', 'offline', 1), row('web1', 'online', 4))), true);
+        assert.equal(await store.transaction((repo) => repo.swapHostAlertState(undefined, row('web2', 'online', 5, 'silent'))), true);
+        assert.deepEqual(
+          await store.read.hostAlertStates(),
+          new Map([
+            ['web1', row('web1', 'online', 4)],
+            ['web2', row('web2', 'online', 5, 'silent')],
+          ]),
+        );
+      }));
+
+    it('host alert states: of concurrent swaps from one state, exactly one wins', () =>
+      withStore(async (store) => {
+        const row = (presence: string, minute: number) => ({ host: 'web1', presence, presence_at: at(minute), drift: 'reporting', drift_at: at(0) });
+        await store.transaction((repo) => repo.swapHostAlertState(undefined, row('online', 0)));
+        const arrive = rendezvous(4);
+        const wins = await Promise.all(
+          [1, 2, 3, 4].map((minute) =>
+            store.transaction(async (repo) => {
+              await repo.hostAlertStates();
+              await arrive();
+              return repo.swapHostAlertState(row('online', 0), row('offline', minute));
+            }),
+          ),
+        );
+        assert.equal(wins.filter(Boolean).length, 1, `one writer alerts: ${JSON.stringify(wins)}`);
+        assert.equal((await store.read.hostAlertStates()).get('web1')?.presence, 'offline');
+      }));
+
     it('reports its capabilities', () =>
       withStore(async (store) => {
         assert.equal(typeof store.capabilities.sharedByServers, 'boolean');
