@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { AgentReport, AgentTask } from '../api/schemas.js';
 import { shortId } from '../core/manifest.js';
 import type { BlobCache } from '../content/blob-cache.js';
-import { activateRelease, readCurrentReleaseId } from './activator.js';
+import { activateRelease, readCurrentReleaseId, type Activation } from './activator.js';
 import { deployLayout, isReleaseId, type DeployLayout } from './deploy-layout.js';
 import { waitHealthy } from './health-checker.js';
 import { runHook } from './hook-runner.js';
@@ -41,6 +41,11 @@ export interface TaskContext {
    * activated release differs from its manifest (null: it matches).
    */
   readonly verify?: (releaseId: string) => Promise<string | null>;
+  /**
+   * Runs the switch (lockstep.env written, `current` re-pointed), so that the drift baseline moves with it at
+   * that moment (see DriftMonitor.activation); without it the switch just runs.
+   */
+  readonly switching?: (releaseId: string, switchRelease: () => Promise<Activation>) => Promise<Activation>;
 }
 
 /** Longest error text a report may carry (the schema's limit). */
@@ -124,7 +129,9 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     signal.throwIfAborted();
     const before = await readCurrentReleaseId(layout);
     if (task.kind === 'deploy') await hook('before_activate', layout, before);
-    const { previousReleaseId } = await activateRelease(layout, task.releaseId, task.vars);
+    const target = layout;
+    const switchRelease = () => activateRelease(target, task.releaseId, task.vars);
+    const { previousReleaseId } = await (context.switching ? context.switching(task.releaseId, switchRelease) : switchRelease());
     const elapsedMs = Math.round(performance.now() - started);
     log.info({ staging: staging.kind, manifest: staging.kind === 'staged' ? staging.manifest : undefined, previous: previousReleaseId && shortId(previousReleaseId), elapsedMs }, 'release activated');
     await stagingReported;
