@@ -128,6 +128,8 @@ export class DriftMonitor {
   /** The release Lockstep activated (the release baseline); set at the moment of the switch. */
   #activated: ActiveRelease | null = null;
   #activatedLoaded = false;
+  /** The writes of activated.json, one after the other. */
+  #rememberActivated: Promise<void> = Promise.resolve();
   /** How the active release is scanned; rebuilt (see #syncRelease) when it is not the activated one. */
   #release: ReleaseState | null = null;
   /** Switches of `current` under way: no report goes out while the host is between two releases. */
@@ -217,7 +219,14 @@ export class DriftMonitor {
     try {
       const result = await this.ownChange([posix.join(deployTo, 'shared', ENV_FILE)], switchRelease);
       this.#setActivated({ deployTo, releaseId });
-      await this.#state.writeActivated({ deployTo, releaseId }).catch((error: unknown) => this.#log.warn({ err: error }, 'could not remember the active release'));
+      // Not awaited (a rollback must not wait for an fsync), but in order: the last switch is what is remembered.
+      // A task cut short before it is written is handed out again and switches again.
+      this.#rememberActivated = this.#rememberActivated.then(() =>
+        this.#state
+          .open()
+          .then(() => this.#state.writeActivated({ deployTo, releaseId }))
+          .catch((error: unknown) => this.#log.warn({ err: error }, 'could not remember the active release')),
+      );
       return result;
     } finally {
       this.#switching--;
@@ -368,6 +377,7 @@ export class DriftMonitor {
     this.#cancelResume();
     this.#closed.abort();
     await this.#chain.catch(() => undefined);
+    await this.#rememberActivated;
     this.#closeRelease();
     for (const state of this.#watched.values()) state.watcher?.close();
     await this.#pool.close();
