@@ -476,6 +476,7 @@ export class DriftMonitor {
       onWatchError: (path, code) => this.#log.warn({ path: releaseHostPath(deployTo, path), code }, 'cannot watch a release directory; the periodic scan still covers it'),
     });
     await state.watcher.ready;
+    if (this.#release !== state) return state.watcher.close(); // switched again meanwhile
     try {
       state.pointerWatcher = watch(layout.deployTo, { persistent: false }, (_event, name) => {
         if (name === 'current') this.#onChange(() => undefined);
