@@ -794,34 +794,46 @@ export class DriftMonitor {
     }
   }
 
-  /** Reads back the watched entries at `paths` (just written by Lockstep) and makes them their baseline. */
+  /**
+   * Reads back the watched entries at `paths` (just written by Lockstep) and makes them their baseline. Paths
+   * under a watch path that is already watched are read back at once; those under one whose baseline is being
+   * taken right now (the first start, a new watch path) are read back after it, so that a baseline scanned just
+   * before the write does not make the write drift.
+   */
   async #recordOwnWrite(paths: readonly string[]): Promise<void> {
-    if (!this.#ready) return; // the first baseline, still to come, takes them as they are
-    const byScope = new Map<string, Set<string>>();
-    for (const path of paths) {
-      const located = this.#locateWatched(path);
-      if (located === undefined) continue;
-      const { state, relative } = located;
-      // A directory Lockstep had to create for them (not in the baseline) is its own change too, with what is in it.
-      const parts = relative.split('/');
-      const added = parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/')).find((ancestor) => !state.baseline.entries.some((entry) => entry.path === ancestor));
-      addAll(byScope, state.scope.spec.path, [added ?? relative]);
-    }
-    const written: { path: string; scan: ScanResult }[] = [];
-    for (const [path, relatives] of byScope) {
-      const state = this.#watched.get(path);
-      // No stat cache: what was just written is hashed, whatever its stat says.
-      if (state !== undefined) written.push({ path, scan: await this.#scanScope(state.scope, undefined, true, [...relatives]) });
-    }
-    if (written.length === 0) return;
+    const watchSpecs = this.#options.settings()?.watch ?? [];
+    if (!paths.some((path) => watchSpecs.some((spec) => scopeRelative(watchScope(this.#options.root, spec), path) !== undefined))) return;
+    const early = this.#ready ? await this.#readBack(paths, () => true) : new Map<string, ScanResult>();
     await this.#exclusive(async () => {
-      for (const { path, scan } of written) {
+      if (!this.#ready) return; // the first baseline, still to come, takes them as they are
+      const late = await this.#readBack(paths, (watchPath) => !early.has(watchPath));
+      for (const [path, scan] of [...early, ...late]) {
         const state = this.#watched.get(path);
         if (state === undefined) continue;
         state.snapshot = mergeRescan(state.snapshot, scan.scannedPaths, scan.entries);
         state.baseline = (await this.#baselines.replace(path, state.scope.root, new Set(scan.scannedPaths), scan.entries, 'own-write')) ?? state.baseline;
       }
     });
+  }
+
+  /** Scans what is at `paths` now, per watch path (those `wanted`), hashing every file whatever its stat says. */
+  async #readBack(paths: readonly string[], wanted: (watchPath: string) => boolean): Promise<Map<string, ScanResult>> {
+    const byScope = new Map<string, Set<string>>();
+    for (const path of paths) {
+      const located = this.#locateWatched(path);
+      if (located === undefined || !wanted(located.state.scope.spec.path)) continue;
+      const { state, relative } = located;
+      // A directory Lockstep had to create for them (not in the baseline) is its own change too, with what is in it.
+      const parts = relative.split('/');
+      const added = parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/')).find((ancestor) => !state.baseline.entries.some((entry) => entry.path === ancestor));
+      addAll(byScope, state.scope.spec.path, [added ?? relative]);
+    }
+    const written = new Map<string, ScanResult>();
+    for (const [path, relatives] of byScope) {
+      const state = this.#watched.get(path);
+      if (state !== undefined) written.set(path, await this.#scanScope(state.scope, undefined, true, [...relatives]));
+    }
+    return written;
   }
 
   /** Whether a watched host path is (or is a directory above) a path Lockstep is changing right now. */
