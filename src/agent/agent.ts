@@ -45,8 +45,8 @@ export interface AgentOptions {
 /** How often the agent tells the server it is alive, besides once at start. */
 const HEARTBEAT_INTERVAL_MS = 30_000;
 const DEFAULT_POLL_WAIT_SECONDS = 25;
-/** How long after a task the drift monitor waits before re-taking the baseline (see DriftMonitor.resume). */
-const POST_TASK_SETTLE_MS = 1000;
+/** How long after a task the drift monitor waits before its report, so the rollout's reports go first (see DriftMonitor.resume). */
+const POST_TASK_REPORT_DELAY_MS = 1000;
 
 /** Runs the agent until `signal` aborts; rejects only when it cannot work at all (no or a rejected credential). */
 export async function runAgent(options: AgentOptions, signal: AbortSignal): Promise<void> {
@@ -127,7 +127,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   const firecalls = runFirecallDuties({ root, stateDir, sshdLog: options.sshdLog ?? DEFAULT_SSHD_LOG, client, logger: log, ownChange: (paths, change) => monitor.ownChange(paths, change) }, AbortSignal.any([signal, stopHeartbeats.signal]));
   log.info({ server: options.server, root, stateDir }, 'agent started');
   // Host facts for `lockstep parity`; they stop with the heartbeats.
-  const facts = reportHostFacts({ root, settings: settings.get, watchedSummary: () => monitor.watchedSummary(), send: (body, abort) => client.facts(body, abort), logger: log }, AbortSignal.any([signal, stopHeartbeats.signal]));
+  const facts = reportHostFacts({ root, settings: settings.get, watchedSummary: () => monitor.watchedSummary(), watchedReady: () => monitor.baselineReady(), send: (body, abort) => client.facts(body, abort), logger: log }, AbortSignal.any([signal, stopHeartbeats.signal]));
 
   const report = async (body: AgentReport): Promise<void> => {
     try {
@@ -175,7 +175,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
       await remember({ deployTo: task.deployTo, health: task.health });
       log.info({ deploymentId: task.deploymentId, kind: task.kind, version: task.version }, 'task received');
       busy = true;
-      // What a deployment changes is no drift: the monitor sleeps through it and re-takes the baseline after.
+      // The monitor's periodic scans wait for the task; its switch moves the baseline (switching, below), nothing else does.
       await monitor.pause();
       const taskDeployTo = task.deployTo;
       const outcome = await runTask(task, {
@@ -189,12 +189,13 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
         signal,
         deadline,
         verify: (releaseId) => monitor.verifyRelease(taskDeployTo, releaseId),
+        switching: (releaseId, switchRelease) => monitor.activation(taskDeployTo, releaseId, switchRelease),
       }).finally(() => {
         busy = false;
       });
-      // Not awaited: the next poll need not wait for the re-scan (a next task's pause() does).
+      // Not awaited: the next poll need not wait for the scan (a next task's pause() does).
       if (outcome.kind === 'succeeded' && outcome.pruned.length > 0) monitor.cachePruneDue();
-      void monitor.resume(task.deploymentId, POST_TASK_SETTLE_MS).catch((error: unknown) => log.error({ err: error }, 'could not re-take the drift baseline after a task'));
+      void monitor.resume(task.deploymentId, POST_TASK_REPORT_DELAY_MS).catch((error: unknown) => log.error({ err: error }, 'could not scan for drift after a task'));
       if (outcome.kind === 'failed') log.warn({ deploymentId: task.deploymentId, error: outcome.error }, 'task failed');
       if (outcome.kind === 'cancelled') log.warn({ deploymentId: task.deploymentId, reason: outcome.reason }, 'task dropped at its deadline');
     }

@@ -1,10 +1,14 @@
 /**
  * From the scanner's per-kind findings to what the server is told: one
  * driftFinding per path with every kind, and what the baseline expected and
- * what the host has, as wire attributes.
+ * what the host has, as wire attributes. Pure: the findings of a scope are a
+ * function of its baseline and its snapshot.
  */
+import { join, posix } from 'node:path';
 import type { DriftEntryAttrs, DriftFinding } from '../api/schemas.js';
-import type { ExpectedEntry, Finding, SnapshotEntry } from '../core/drift.js';
+import { diffAgainstManifest, diffSnapshot, type ExpectedEntry, type Finding, type SnapshotEntry } from '../core/drift.js';
+import type { ManifestEntry } from '../core/manifest.js';
+import { CURRENT_TMP_PREFIX, currentTarget } from './activator.js';
 
 /** At most this many findings go into one report (the schema's limit). */
 export const MAX_REPORTED_FINDINGS = 10_000;
@@ -86,4 +90,104 @@ export function entryDigest(entry: SnapshotEntry): string {
   const mode = entry.mode.toString(8).padStart(4, '0');
   const what = entry.sha256 ?? entry.target ?? entry.special ?? entry.problem ?? '';
   return `${entry.type} ${mode} ${entry.uid}:${entry.gid}${what === '' ? '' : ` ${what.slice(0, 200)}`}`;
+}
+
+/** The release half of a host as the monitor last saw it. */
+export interface ReleaseView {
+  readonly releaseId: string;
+  /** DEPLOY_TO as in the config. */
+  readonly deployTo: string;
+  /** The release directory under --root. */
+  readonly dir: string;
+  /** What `current` points at (null: missing or not a symlink). */
+  readonly pointer: string | null;
+  /** The activated release's manifest (null: none trustworthy could be had, files are not checked). */
+  readonly manifest: ReadonlyMap<string, ManifestEntry> | null;
+  readonly snapshot: readonly SnapshotEntry[];
+}
+
+/** A file whose content should reach the server with the report (see DriftReporter). */
+export interface ReleaseUpload {
+  readonly sha256: string;
+  readonly size: number;
+  readonly file: string;
+}
+
+/** `${deployTo}/current/${path}`: how the server names a release file on this host. */
+export function releaseHostPath(deployTo: string, path: string): string {
+  return posix.join(deployTo, 'current', path);
+}
+
+/**
+ * The release scope's findings: `current` pointing anywhere but the activated release (kind `target`), and the
+ * active tree against its manifest; with the content of added and changed files to upload for `drift adopt`.
+ */
+export function releaseFindings(release: ReleaseView): { findings: DriftFinding[]; uploads: ReleaseUpload[] } {
+  const findings: DriftFinding[] = [];
+  const uploads: ReleaseUpload[] = [];
+  if (release.pointer !== currentTarget(release.releaseId)) {
+    findings.push({
+      scope: 'release',
+      path: posix.join(release.deployTo, 'current'),
+      kinds: ['target'],
+      expected: { type: 'symlink', target: currentTarget(release.releaseId) },
+      actual: release.pointer === null ? null : { type: 'symlink', target: release.pointer.slice(0, 4096) },
+    });
+  }
+  const manifest = release.manifest;
+  if (manifest === null) return { findings, uploads };
+  const actual = new Map(release.snapshot.map((entry) => [entry.path, entry]));
+  const files = groupFindings({
+    scope: 'release',
+    findings: diffAgainstManifest(manifest.values(), release.snapshot),
+    expected: (path) => manifest.get(path),
+    actual: (path) => actual.get(path),
+    hostPath: (path) => releaseHostPath(release.deployTo, path),
+  });
+  const prefix = `${posix.join(release.deployTo, 'current')}/`;
+  for (const finding of files) {
+    const sha256 = finding.actual?.sha256;
+    if (sha256 === undefined || finding.actual?.type !== 'file' || !(finding.kinds.includes('added') || finding.kinds.includes('content'))) continue;
+    uploads.push({ sha256, size: finding.actual.size ?? 0, file: join(release.dir, finding.path.slice(prefix.length)) });
+  }
+  findings.push(...files);
+  return { findings, uploads };
+}
+
+/** One watch path as the monitor last saw it. */
+export interface WatchView {
+  readonly baseline: readonly SnapshotEntry[];
+  readonly snapshot: readonly SnapshotEntry[];
+  /** The absolute host path of a scope-relative path. */
+  readonly hostPath: (path: string) => string;
+}
+
+/**
+ * A watch scope's findings against its baseline. Paths the release scope owns (`deployTo`'s `current`, its
+ * temporary sibling and `releases/`, when a watch path covers DEPLOY_TO) are left to it, and so are the paths
+ * Lockstep is writing right now (`heldBack`).
+ */
+export function watchFindings(view: WatchView, deployTo: string | null, heldBack: (hostPath: string) => boolean = () => false): DriftFinding[] {
+  const actual = new Map(view.snapshot.map((entry) => [entry.path, entry]));
+  const expected = new Map(view.baseline.map((entry) => [entry.path, entry]));
+  return groupFindings({
+    scope: 'watch',
+    findings: diffSnapshot(view.baseline, view.snapshot),
+    expected: (path) => expected.get(path),
+    actual: (path) => actual.get(path),
+    hostPath: view.hostPath,
+  }).filter((finding) => !(deployTo !== null && ownedByRelease(deployTo, finding.path)) && !heldBack(finding.path));
+}
+
+/**
+ * Whether a host path belongs to the release scope: `current` (a hand re-point is its `target` finding), the
+ * temporary link a switch renames over it, and everything under `releases/` (trees Lockstep stages and prunes,
+ * checked against their manifests). A watch path covering DEPLOY_TO leaves these out, so that one change is one
+ * finding and staging a release is not drift.
+ */
+export function ownedByRelease(deployTo: string, hostPath: string): boolean {
+  const base = posix.normalize(deployTo);
+  const path = posix.normalize(hostPath);
+  const inside = (name: string): boolean => path === posix.join(base, name) || path.startsWith(`${posix.join(base, name)}/`);
+  return inside('current') || inside('releases') || (posix.dirname(path) === base && posix.basename(path).startsWith(CURRENT_TMP_PREFIX));
 }

@@ -1,23 +1,27 @@
 /**
  * The agent's drift monitor: compares the host with its baseline and tells
- * the server. The baseline is the active release's manifest (for the tree
- * `current` points at) plus a snapshot of every `watch:` path, taken when
- * Lockstep last changed the host. Changes are seen three ways: a watcher
- * (inotify) triggers a targeted re-scan within a fraction of a second, a
- * periodic scan trusting the stat cache covers what a watcher misses, and a
- * full re-hash on a longer schedule covers what a stat cache misses.
+ * the server. The baseline is the manifest of the release Lockstep activated
+ * (for the tree `current` should point at) plus a snapshot of every `watch:`
+ * path. Changes are seen three ways: a watcher (inotify) triggers a targeted
+ * re-scan within a fraction of a second, a periodic scan trusting the stat
+ * cache covers what a watcher misses, and a full re-hash on a longer schedule
+ * covers what a stat cache misses.
  *
- * Every scan, command and re-baseline runs one at a time. While a deployment
- * runs the monitor is paused (its own changes are no drift); afterwards the
- * baseline is re-taken, except for watched paths that had drift before, so
- * that drift stays visible.
+ * Nothing here re-takes a baseline from disk. The release baseline is set at
+ * the moment Lockstep switches `current` (see `activation`); the watched
+ * baselines change only through WatchBaselines (first baseline of a new watch
+ * path, accept, Lockstep's own writes). Watch paths stay under watch while a
+ * task runs; only reports pause while `current` is switched, until the new
+ * release was scanned. Every scan, command and baseline change runs one at a
+ * time; the findings are pure functions of baselines and snapshots
+ * (drift-findings.ts).
  */
 import { availableParallelism } from 'node:os';
 import { join, posix } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentCommand, CommandResult, DriftFinding, DriftReport, HostSettings } from '../api/schemas.js';
 import type { BlobCache } from '../content/blob-cache.js';
-import { DEFAULT_SCAN_INTERVALS, diffAgainstManifest, diffSnapshot, dueScan, mergeRescan, type SnapshotEntry } from '../core/drift.js';
+import { DEFAULT_SCAN_INTERVALS, diffAgainstManifest, dueScan, mergeRescan, type SnapshotEntry } from '../core/drift.js';
 import type { ManifestEntry } from '../core/manifest.js';
 import { scanTree, type ScanResult } from '../fim/scanner.js';
 import { loadStatCache, saveStatCache, type StatCache } from '../fim/stat-cache.js';
@@ -26,16 +30,16 @@ import { FimWorkerPool } from '../fim/worker-pool.js';
 import { watchTree } from '../fim/tree-watcher.js';
 import { watch, type FSWatcher } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
-import { currentTarget, pointCurrent, readCurrentReleaseId } from './activator.js';
+import { ENV_FILE, pointCurrent, readCurrentReleaseId } from './activator.js';
 import { deployLayout, isReleaseId, releaseDir, type DeployLayout } from './deploy-layout.js';
-import { cappedFindings, entryDigest, groupFindings } from './drift-findings.js';
+import { cappedFindings, entryDigest, groupFindings, releaseFindings, releaseHostPath, watchFindings } from './drift-findings.js';
 import { DriftReporter, type DriftSink, type PendingUpload } from './drift-reporter.js';
 import { dropEditedCacheCopies, restoreReleaseEntry, restoreWatchEntry, type RestoreContext } from './drift-revert.js';
 import { DriftStateDir, type ScanTimes, type WatchBaseline } from './drift-state.js';
 import type { ManifestStore } from './manifest-store.js';
 import { loadReleaseManifest, type ManifestFetcher } from './release-baseline.js';
 import { sleep } from './retry.js';
-import { storeBaselineContent } from './watch-content.js';
+import { sameGlobs, WatchBaselines } from './watch-baselines.js';
 import { scopeHostPath, scopeRelative, watchScope, watchScopeChanges, type WatchScope } from './watch-scope.js';
 
 /** What the monitor needs from the agent. */
@@ -65,10 +69,15 @@ export interface DriftMonitorOptions {
 /** The outcome of a command, as the server is told (without the host). */
 export type CommandOutcome = Omit<CommandResult, 'host'>;
 
-interface ReleaseState {
-  readonly releaseId: string;
+/** The release Lockstep last activated: the release half of the baseline. */
+interface ActiveRelease {
   /** DEPLOY_TO as in the config: host paths are `${deployTo}/current/${path}`. */
   readonly deployTo: string;
+  readonly releaseId: string;
+}
+
+/** How the monitor scans the active release. */
+interface ReleaseState extends ActiveRelease {
   readonly layout: DeployLayout;
   readonly dir: string;
   /** What `current` pointed at when last read (null: missing or not a symlink); it should be releases/<releaseId>. */
@@ -78,13 +87,15 @@ interface ReleaseState {
   /** Null when no trustworthy manifest could be had: release files are then not checked. */
   readonly manifest: ReadonlyMap<string, ManifestEntry> | null;
   readonly cache: StatCache;
-  snapshot: readonly SnapshotEntry[];
+  /** Null until the tree was scanned since it became active (no findings can be told before). */
+  snapshot: readonly SnapshotEntry[] | null;
   watcher: TreeWatcher | undefined;
 }
 
 interface WatchState {
   readonly scope: WatchScope;
   readonly cache: StatCache;
+  /** The baseline as WatchBaselines last returned it. */
   baseline: WatchBaseline;
   snapshot: readonly SnapshotEntry[];
   watcher: TreeWatcher | undefined;
@@ -107,13 +118,25 @@ export class DriftMonitor {
   readonly #state: DriftStateDir;
   readonly #pool: FimWorkerPool;
   readonly #reporter: DriftReporter;
+  readonly #baselines: WatchBaselines;
   #chain: Promise<unknown> = Promise.resolve();
   #ready = false;
-  #paused = false;
+  readonly #firstBaseline: { readonly promise: Promise<void>; readonly resolve: () => void };
+  /** Between pause() and resume(): no periodic scans (they would compete with the task), settings wait. */
+  #taskRunning = false;
+  #settingsDue = false;
+  /** The release Lockstep activated (the release baseline); set at the moment of the switch. */
+  #activated: ActiveRelease | null = null;
+  #activatedLoaded = false;
+  /** The writes of activated.json, one after the other. */
+  #rememberActivated: Promise<void> = Promise.resolve();
+  /** How the active release is scanned; rebuilt (see #syncRelease) when it is not the activated one. */
   #release: ReleaseState | null = null;
+  /** Switches of `current` under way: no report goes out while the host is between two releases. */
+  #switching = 0;
   readonly #watched = new Map<string, WatchState>();
   #times: ScanTimes = { lastScanAt: null, lastFullAt: null };
-  #storedBaselines: Map<string, WatchBaseline> | undefined;
+  #timesLoaded = false;
   #lastSent: string | undefined;
   #findings: DriftFinding[] = [];
   readonly #pendingRelease = new Set<string>();
@@ -135,6 +158,10 @@ export class DriftMonitor {
     this.#state = new DriftStateDir(join(options.stateDir, 'drift'));
     this.#pool = new FimWorkerPool(options.workers ?? Math.min(4, Math.max(1, availableParallelism())));
     this.#reporter = new DriftReporter(options.sink, this.#log, options.signal);
+    this.#baselines = new WatchBaselines(this.#state, options.cache, this.#log);
+    let resolveFirst = (): void => undefined;
+    const promise = new Promise<void>((resolve) => (resolveFirst = resolve));
+    this.#firstBaseline = { promise, resolve: resolveFirst };
   }
 
   /** Starts the periodic loop; the first scan runs once settings are known (see `settingsChanged`). */
@@ -150,34 +177,68 @@ export class DriftMonitor {
   /** The settings (watch paths, deploy_to, intervals) changed: re-read them, take baselines of new watch paths, scan and report. */
   settingsChanged(): Promise<void> {
     return this.#exclusive(async () => {
-      // During a deployment the new settings wait for resume(), which re-reads them.
-      if (this.#options.settings() === null || this.#paused) return;
-      await this.#setUp('start');
+      if (this.#options.settings() === null) return;
+      // During a task the new settings wait for resume() (deploy_to may be changing with the task).
+      if (this.#taskRunning) {
+        this.#settingsDue = true;
+        return;
+      }
+      await this.#setUp();
       const stats = await this.#scanAll(this.#dueFull());
-      this.#ready = true;
+      this.#becomeReady();
       void this.#publish({ kind: 'scan' }, stats.full, stats, true);
     });
   }
 
+  /** Resolves once the monitor has its first baseline and snapshot (host facts wait for it: no "(absent)" after a restart). */
+  baselineReady(): Promise<void> {
+    return this.#firstBaseline.promise;
+  }
+
   /**
-   * Stops watching for a deployment; resolves when no scan is running any more. A scan under way is aborted
-   * (a full re-hash of a large tree must not hold up a rollback), and what a scan found meanwhile is not reported.
+   * A task starts: periodic scans stop until resume(), and a scan under way is aborted (a full re-hash of a large
+   * tree must not hold up a rollback); resolves when no scan is running any more. Watchers keep running: an edit
+   * during the task is drift like any other.
    */
   async pause(): Promise<void> {
-    this.#paused = true;
+    this.#taskRunning = true;
     this.#scanAbort.abort(new DOMException('a deployment started', 'AbortError'));
     this.#scanAbort = new AbortController();
     this.#cancelResume();
-    this.#pendingRelease.clear();
-    this.#pendingWatch.clear();
     await this.#chain.catch(() => undefined);
   }
 
   /**
-   * After a deployment (any outcome): re-takes the baseline and reports with the deployment as cause,
-   * `delayMs` later. The delay lets the rollout's own reports and the other hosts' switches go first
-   * (measured: re-scanning and reporting at once made a 20-host rollback's server window twice as long);
-   * a task arriving meanwhile (a rollback right after a deploy) cancels it, and its own resume() re-takes the baseline.
+   * Runs `switchRelease` (lockstep.env written, `current` re-pointed to `releaseId`) as Lockstep's own change:
+   * the release baseline becomes that release's manifest the moment `current` switched, and what the switch
+   * wrote under watch paths is recorded as it is written. No report goes out while `current` is being switched;
+   * the new tree is scanned (against its manifest, never taken as a baseline) at the next resume() or command.
+   */
+  async activation<T>(deployTo: string, releaseId: string, switchRelease: () => Promise<T>): Promise<T> {
+    this.#switching++;
+    try {
+      const result = await this.ownChange([posix.join(deployTo, 'shared', ENV_FILE)], switchRelease);
+      this.#setActivated({ deployTo, releaseId });
+      // Not awaited (a rollback must not wait for an fsync), but in order: the last switch is what is remembered.
+      // A task cut short before it is written is handed out again and switches again.
+      this.#rememberActivated = this.#rememberActivated.then(() =>
+        this.#state
+          .open()
+          .then(() => this.#state.writeActivated({ deployTo, releaseId }))
+          .catch((error: unknown) => this.#log.warn({ err: error }, 'could not remember the active release')),
+      );
+      return result;
+    } finally {
+      this.#switching--;
+    }
+  }
+
+  /**
+   * After a task (any outcome): scans the host and reports with the deployment as cause, `delayMs` later. The
+   * delay lets the rollout's own reports and the other hosts' switches go first (measured: re-scanning and
+   * reporting at once made a 20-host rollback's server window twice as long); a task arriving meanwhile cancels
+   * it, and its own resume() reports instead. The delay postpones the report only: edits made meanwhile are
+   * compared with the baselines the task left, so they are drift.
    */
   resume(deploymentId: number, delayMs = 0): Promise<void> {
     this.#cancelResume();
@@ -186,7 +247,7 @@ export class DriftMonitor {
       const timer = setTimeout(() => {
         this.#pendingResume = undefined;
         this.#resumeNow(deploymentId).then(resolve, (error: unknown) => {
-          this.#log.error({ err: error }, 'could not re-take the drift baseline after a task');
+          this.#scanFailed(error, 'could not scan for drift after a task');
           resolve();
         });
       }, delayMs);
@@ -203,11 +264,14 @@ export class DriftMonitor {
 
   #resumeNow(deploymentId: number): Promise<void> {
     return this.#exclusive(async () => {
-      this.#paused = false;
+      this.#taskRunning = false;
       if (this.#options.settings() === null) return;
-      await this.#setUp('after-task');
+      if (this.#settingsDue || !this.#ready) {
+        this.#settingsDue = false;
+        await this.#setUp();
+      }
       const stats = await this.#scanAll(false);
-      this.#ready = true;
+      this.#becomeReady();
       // Not awaited: delivery retries while the server is away, and must not hold up the next scan.
       void this.#publish({ kind: 'deployment', deploymentId }, false, stats, true);
       if (this.#cachePruneDue) await this.#pruneCache();
@@ -221,8 +285,7 @@ export class DriftMonitor {
 
   /** Removes cached content that neither a release on disk nor a watched baseline uses (see BlobCache.prune). */
   async #pruneCache(): Promise<void> {
-    const baseline = new Set<string>();
-    for (const state of this.#watched.values()) for (const entry of state.baseline.entries) if (entry.sha256 !== undefined) baseline.add(entry.sha256);
+    const baseline = this.#baselines.contentHashes();
     try {
       const { removedFiles, removedBytes } = await this.#options.cache.prune((hash) => baseline.has(hash), this.#scanAbort.signal);
       this.#cachePruneDue = false;
@@ -259,6 +322,8 @@ export class DriftMonitor {
     let delivered: Promise<void> = Promise.resolve();
     const outcome = await this.#exclusive(async (): Promise<CommandOutcome> => {
       if (!this.#ready) return { ok: false, error: 'the agent has no drift baseline yet (it waits for its settings from the server); try again in a moment' };
+      // A command right after a switch (before the delayed resume) first scans the new release.
+      if (!this.#releaseSettled()) await this.#scanAll(false);
       const cause = { kind: 'command', commandId: command.id } as const;
       switch (command.kind) {
         case 'drift-scan': {
@@ -309,12 +374,11 @@ export class DriftMonitor {
 
   /** Stops watchers and scanner threads. */
   async close(): Promise<void> {
-    this.#paused = true;
     this.#cancelResume();
     this.#closed.abort();
     await this.#chain.catch(() => undefined);
-    this.#release?.watcher?.close();
-    this.#release?.pointerWatcher?.close();
+    await this.#rememberActivated;
+    this.#closeRelease();
     for (const state of this.#watched.values()) state.watcher?.close();
     await this.#pool.close();
     await this.#loop;
@@ -322,58 +386,97 @@ export class DriftMonitor {
 
   // ---- baselines ----
 
-  /** Brings the scopes in line with settings and disk: the active release, and a baseline for every watch path. */
-  async #setUp(reason: 'start' | 'after-task'): Promise<void> {
+  #becomeReady(): void {
+    this.#ready = true;
+    this.#firstBaseline.resolve();
+  }
+
+  /** Brings the scopes in line with settings and disk: the activated release, and a baseline for every new watch path. */
+  async #setUp(): Promise<void> {
     await this.#state.open();
-    if (this.#storedBaselines === undefined) {
-      this.#storedBaselines = await this.#state.readWatchBaselines();
+    await this.#baselines.load();
+    if (!this.#timesLoaded) {
       this.#times = await this.#state.readScanTimes();
+      this.#timesLoaded = true;
     }
-    await this.#setUpRelease(reason);
-    await this.#setUpWatched(reason);
+    await this.#setUpActivated();
+    await this.#syncRelease();
+    await this.#setUpWatched();
   }
 
   /**
-   * The release baseline: the release Lockstep made current. After a task that is what `current` points at now;
-   * at start it is the one remembered from the last task, so that `current` re-pointed by hand while the agent
-   * was down is drift too (when nothing is remembered, what `current` points at is taken).
+   * The release Lockstep made current, remembered from its last switch, so that `current` re-pointed by hand
+   * (even while the agent was down) is drift. Only when nothing is remembered for this DEPLOY_TO (the first
+   * start) is what `current` points at taken.
    */
-  async #setUpRelease(reason: 'start' | 'after-task'): Promise<void> {
+  async #setUpActivated(): Promise<void> {
     const deployTo = this.#options.deployTo();
-    const layout = deployTo === null ? undefined : deployLayout(this.#options.root, deployTo);
-    let releaseId = layout === undefined ? null : await readCurrentReleaseId(layout).catch(() => null);
-    if (layout !== undefined && deployTo !== null) {
-      const remembered = reason === 'start' ? await this.#state.readActivated() : undefined;
-      const usable = remembered !== undefined && remembered.deployTo === deployTo && isReleaseId(remembered.releaseId) && (await isDirectory(releaseDir(layout, remembered.releaseId)));
-      if (usable) releaseId = remembered.releaseId;
-      else if (releaseId !== null) await this.#state.writeActivated({ deployTo, releaseId }).catch((error: unknown) => this.#log.warn({ err: error }, 'could not remember the active release'));
+    if (this.#activatedLoaded && this.#activated?.deployTo === deployTo) return;
+    this.#activatedLoaded = true;
+    if (deployTo === null) return this.#setActivated(null);
+    const layout = deployLayout(this.#options.root, deployTo);
+    const remembered = await this.#state.readActivated();
+    if (remembered !== undefined && remembered.deployTo === deployTo && isReleaseId(remembered.releaseId) && (await isDirectory(releaseDir(layout, remembered.releaseId)))) {
+      return this.#setActivated(remembered);
     }
-    const previous = this.#release;
-    if (previous !== null && previous.releaseId === releaseId && previous.deployTo === deployTo) return;
-    previous?.watcher?.close();
-    previous?.pointerWatcher?.close();
+    const releaseId = await readCurrentReleaseId(layout).catch(() => null);
+    if (releaseId === null) return this.#setActivated(null);
+    this.#setActivated({ deployTo, releaseId });
+    await this.#state.writeActivated({ deployTo, releaseId }).catch((error: unknown) => this.#log.warn({ err: error }, 'could not remember the active release'));
+  }
+
+  /** Makes `activated` the release baseline; the scan state of another release is dropped (rebuilt by #syncRelease). */
+  #setActivated(activated: ActiveRelease | null): void {
+    this.#activated = activated;
+    const release = this.#release;
+    if (release !== null && (activated === null || release.releaseId !== activated.releaseId || release.deployTo !== activated.deployTo)) this.#closeRelease();
+  }
+
+  #closeRelease(): void {
+    this.#release?.watcher?.close();
+    this.#release?.pointerWatcher?.close();
     this.#release = null;
-    if (layout === undefined || releaseId === null || deployTo === null) return;
+    this.#pendingRelease.clear();
+  }
+
+  /** Whether reports may go out: no switch under way, and the activated release was scanned since it became active. */
+  #releaseSettled(): boolean {
+    if (this.#switching > 0) return false;
+    if (this.#activated === null) return true;
+    return this.#release !== null && this.#release.snapshot !== null;
+  }
+
+  /** Builds the scan state of the activated release (its manifest, watchers) when it has none; its tree is scanned by the caller. */
+  async #syncRelease(): Promise<void> {
+    const activated = this.#activated;
+    if (activated === null || this.#release !== null) return;
+    const { deployTo, releaseId } = activated;
+    const layout = deployLayout(this.#options.root, deployTo);
     const entries = await loadReleaseManifest(releaseId, this.#options.manifests, this.#options.fetchManifest, this.#log, this.#options.signal);
     const dir = releaseDir(layout, releaseId);
     const loaded = await loadStatCache(this.#state.cacheFile(RELEASE_CACHE), dir);
+    // Another switch may have happened while the manifest loaded: then that one is built next time.
+    if (this.#activated !== activated) return;
     const state: ReleaseState = {
       releaseId,
       deployTo,
       layout,
-      pointer: currentTarget(releaseId),
+      pointer: null,
       pointerWatcher: undefined,
       dir,
       manifest: entries === undefined ? null : new Map(entries.map((entry) => [entry.path, entry])),
       cache: loaded.cache,
-      snapshot: [],
+      snapshot: null,
       watcher: undefined,
     };
+    this.#release = state;
+    // Watchers first, then the scan (by the caller): an edit made in between is seen by one or the other.
     state.watcher = watchTree(dir, {
       onChange: (paths) => this.#onChange(() => paths.forEach((path) => this.#pendingRelease.add(path))),
       onWatchError: (path, code) => this.#log.warn({ path: releaseHostPath(deployTo, path), code }, 'cannot watch a release directory; the periodic scan still covers it'),
     });
     await state.watcher.ready;
+    if (this.#release !== state) return state.watcher.close(); // switched again meanwhile
     try {
       state.pointerWatcher = watch(layout.deployTo, { persistent: false }, (_event, name) => {
         if (name === 'current') this.#onChange(() => undefined);
@@ -382,59 +485,36 @@ export class DriftMonitor {
     } catch (error) {
       this.#log.warn({ err: error, path: deployTo }, 'cannot watch the deploy directory; the periodic scan still checks current');
     }
-    await this.#readPointer(state);
-    this.#release = state;
   }
 
-  async #setUpWatched(reason: 'start' | 'after-task'): Promise<void> {
+  /** Watches every configured watch path: a stored baseline is used as it is; a path without one gets its first baseline. */
+  async #setUpWatched(): Promise<void> {
     const specs = this.#options.settings()?.watch ?? [];
     const wanted = new Map(specs.map((spec) => [spec.path, spec]));
-    let baselinesChanged = false;
     for (const [path, state] of this.#watched) {
       const spec = wanted.get(path);
-      if (spec !== undefined && sameGlobs(spec, state.baseline)) continue;
+      if (spec !== undefined && sameGlobs(spec, state.scope.spec)) continue;
       state.watcher?.close();
       this.#watched.delete(path);
-      baselinesChanged = true;
     }
-    // Paths with drift before a deployment keep their old baseline entries, so the drift stays visible.
-    const drifted = new Set(this.#findings.filter((finding) => finding.scope === 'watch').map((finding) => finding.path));
     for (const spec of specs) {
-      const existing = this.#watched.get(spec.path);
-      if (existing !== undefined && reason === 'start') continue;
-      const scope = existing?.scope ?? watchScope(this.#options.root, spec);
-      const cache = existing?.cache ?? (await loadStatCache(this.#state.cacheFile(`watch:${spec.path}`), scope.root)).cache;
-      const stored = existing?.baseline ?? this.#storedBaselines?.get(spec.path);
-      const scan = await this.#scanScope(scope, cache, false);
-      let baseline: WatchBaseline;
-      if (stored !== undefined && sameGlobs(spec, stored) && reason === 'start') {
-        baseline = stored;
-      } else {
-        const keep = stored !== undefined && sameGlobs(spec, stored) ? stored.entries.filter((entry) => drifted.has(scopeHostPath(scope, entry.path))) : [];
-        const keepPaths = new Set([...drifted].map((path) => scopeRelative(scope, path)).filter((path): path is string => path !== undefined));
-        const entries = [...scan.entries.filter((entry) => !keepPaths.has(entry.path)), ...keep].sort(byPath);
-        baseline = { include: spec.include, exclude: spec.exclude, takenAt: new Date().toISOString(), entries };
-        if (stored === undefined) this.#log.info({ path: spec.path, entries: entries.length }, 'took the baseline of a watch path (not drift)');
-        if (scan.rootError === undefined && !scan.entries.some((entry) => entry.path === scope.base)) this.#log.warn({ path: spec.path }, 'watch path does not exist; its appearance will be reported as drift');
-        await storeBaselineContent(this.#options.cache, scope.root, entries, this.#log);
-        baselinesChanged = true;
-      }
-      existing?.watcher?.close();
-      const state: WatchState = { scope, cache, baseline, snapshot: scan.entries, watcher: undefined };
-      state.watcher = await watchScopeChanges(
+      if (this.#watched.has(spec.path)) continue;
+      const scope = watchScope(this.#options.root, spec);
+      const cache = (await loadStatCache(this.#state.cacheFile(`watch:${spec.path}`), scope.root)).cache;
+      const watcher = await watchScopeChanges(
         scope,
         (paths) => this.#onChange(() => addAll(this.#pendingWatch, spec.path, paths)),
         (path, code) => this.#log.warn({ path, code }, 'cannot watch a directory (out of inotify watches?); the periodic scan still covers it'),
       );
-      this.#watched.set(spec.path, state);
+      const scan = await this.#scanScope(scope, cache, false);
+      const stored = this.#baselines.get(spec);
+      const baseline = stored ?? (await this.#baselines.takeFirst(spec, scope.root, scan.entries));
+      if (stored === undefined && scan.rootError === undefined && !scan.entries.some((entry) => entry.path === scope.base)) {
+        this.#log.warn({ path: spec.path }, 'watch path does not exist; its appearance will be reported as drift');
+      }
+      this.#watched.set(spec.path, { scope, cache, baseline, snapshot: scan.entries, watcher });
     }
-    if (baselinesChanged) await this.#saveBaselines();
-  }
-
-  async #saveBaselines(): Promise<void> {
-    const baselines = new Map([...this.#watched].map(([path, state]) => [path, state.baseline]));
-    this.#storedBaselines = baselines;
-    await this.#state.writeWatchBaselines(baselines);
+    await this.#baselines.retain(new Set(wanted.keys()));
   }
 
   // ---- scanning ----
@@ -451,6 +531,7 @@ export class DriftMonitor {
   async #scanAll(full: boolean): Promise<ScanStats & { full: boolean }> {
     const started = performance.now();
     const stats = { entries: 0, hashedFiles: 0, elapsedMs: 0, full };
+    await this.#syncRelease();
     const release = this.#release;
     if (release !== null) {
       await this.#readPointer(release);
@@ -471,9 +552,10 @@ export class DriftMonitor {
     return stats;
   }
 
-  async #scanScope(scope: WatchScope, cache: StatCache, full: boolean, paths?: readonly string[], signal?: AbortSignal): Promise<ScanResult> {
-    const scan = await scanTree(scope.root, { cache, pool: this.#pool, full, paths: paths ?? [scope.base], include: scope.include, exclude: scope.exclude, ...(signal ? { signal } : {}) });
-    await saveStatCache(this.#state.cacheFile(`watch:${scope.spec.path}`), cache).catch((error: unknown) => this.#log.warn({ err: error }, 'could not save the stat cache'));
+  /** Scans a watch scope (only `paths`, if given); without a stat cache every file is hashed. */
+  async #scanScope(scope: WatchScope, cache: StatCache | undefined, full: boolean, paths?: readonly string[], signal?: AbortSignal): Promise<ScanResult> {
+    const scan = await scanTree(scope.root, { ...(cache ? { cache } : {}), pool: this.#pool, full, paths: paths ?? [scope.base], include: scope.include, exclude: scope.exclude, ...(signal ? { signal } : {}) });
+    if (cache) await saveStatCache(this.#state.cacheFile(`watch:${scope.spec.path}`), cache).catch((error: unknown) => this.#log.warn({ err: error }, 'could not save the stat cache'));
     return scan.rootError === undefined ? scan : { ...scan, entries: [] };
   }
 
@@ -485,14 +567,16 @@ export class DriftMonitor {
   /** Re-scans the given paths of each scope and merges the results into the snapshots. */
   async #rescan(release: ReadonlySet<string>, watched: ReadonlyMap<string, ReadonlySet<string>>): Promise<ScanStats> {
     const started = performance.now();
-    if (this.#release !== null) await this.#readPointer(this.#release);
     const stats = { entries: 0, hashedFiles: 0, elapsedMs: 0 };
+    // A release not scanned since it became active is scanned whole later (resume, command); nothing to merge into.
     const state = this.#release;
-    if (state !== null && release.size > 0) {
-      const scan = await scanTree(state.dir, { cache: state.cache, pool: this.#pool, paths: [...release], signal: this.#scanAbort.signal });
-      if (scan.rootError === undefined) state.snapshot = mergeRescan(state.snapshot, scan.scannedPaths, scan.entries);
-      else state.snapshot = [];
-      count(stats, scan);
+    if (state !== null && state.snapshot !== null) {
+      await this.#readPointer(state);
+      if (release.size > 0) {
+        const scan = await scanTree(state.dir, { cache: state.cache, pool: this.#pool, paths: [...release], signal: this.#scanAbort.signal });
+        state.snapshot = scan.rootError === undefined ? mergeRescan(state.snapshot, scan.scannedPaths, scan.entries) : [];
+        count(stats, scan);
+      }
     }
     for (const [path, paths] of watched) {
       const scope = this.#watched.get(path);
@@ -511,13 +595,13 @@ export class DriftMonitor {
   }
 
   #onChange(record: () => void): void {
-    if (this.#paused || !this.#ready) return;
+    // Before the first baseline the first scan covers everything.
+    if (!this.#ready) return;
     record();
     if (this.#flushQueued) return;
     this.#flushQueued = true;
     void this.#exclusive(async () => {
       this.#flushQueued = false;
-      if (this.#paused) return;
       const release = new Set(this.#pendingRelease);
       const watched = new Map([...this.#pendingWatch].map(([path, paths]) => [path, new Set(paths)]));
       this.#pendingRelease.clear();
@@ -531,11 +615,11 @@ export class DriftMonitor {
     const signal = AbortSignal.any([this.#options.signal, this.#closed.signal]);
     while (!signal.aborted) {
       await sleep(TICK_MS, signal).catch(() => undefined);
-      if (signal.aborted || this.#paused || !this.#ready) continue;
+      if (signal.aborted || this.#taskRunning || !this.#ready) continue;
       const due = dueScan(Date.now(), this.#times.lastScanAt, this.#times.lastFullAt, this.#intervals());
       if (due === null) continue;
       await this.#exclusive(async () => {
-        if (this.#paused) return;
+        if (this.#taskRunning) return;
         const stats = await this.#scanAll(due === 'full');
         // Sent even when nothing changed: the server's keep-alive for this host's drift state.
         void this.#publish({ kind: 'scan' }, stats.full, stats, true);
@@ -545,62 +629,29 @@ export class DriftMonitor {
 
   // ---- findings and reports ----
 
-  /** Every finding of the current snapshots against the baselines. */
+  /** Every finding of the current snapshots against the baselines (see drift-findings.ts). */
   #computeFindings(): { findings: DriftFinding[]; truncated: boolean; uploads: PendingUpload[] } {
     const groups: DriftFinding[][] = [];
-    const uploads: PendingUpload[] = [];
+    let uploads: PendingUpload[] = [];
     const release = this.#release;
-    if (release !== null && release.pointer !== currentTarget(release.releaseId)) {
-      // `current` re-pointed (or removed) by hand: the host does not run the release Lockstep activated.
-      const path = posix.join(release.deployTo, 'current');
-      groups.push([
-        {
-          scope: 'release',
-          path,
-          kinds: ['target'],
-          expected: { type: 'symlink', target: currentTarget(release.releaseId) },
-          actual: release.pointer === null ? null : { type: 'symlink', target: release.pointer.slice(0, 4096) },
-        },
-      ]);
+    if (release !== null && release.snapshot !== null) {
+      const found = releaseFindings({ ...release, snapshot: release.snapshot });
+      groups.push(found.findings);
+      uploads = found.uploads;
     }
-    if (release !== null && release.manifest !== null) {
-      const actual = new Map(release.snapshot.map((entry) => [entry.path, entry]));
-      const manifest = release.manifest;
-      const findings = groupFindings({
-        scope: 'release',
-        findings: diffAgainstManifest(manifest.values(), release.snapshot),
-        expected: (path) => manifest.get(path),
-        actual: (path) => actual.get(path),
-        hostPath: (path) => releaseHostPath(release.deployTo, path),
-      });
-      groups.push(findings);
-      const prefix = `${release.deployTo === '/' ? '' : release.deployTo}/current/`;
-      for (const finding of findings) {
-        const sha256 = finding.actual?.sha256;
-        if (sha256 === undefined || finding.actual?.type !== 'file' || !(finding.kinds.includes('added') || finding.kinds.includes('content'))) continue;
-        uploads.push({ sha256, size: finding.actual.size ?? 0, file: join(release.dir, finding.path.slice(prefix.length)) });
-      }
-    }
+    const deployTo = this.#activated?.deployTo ?? this.#options.deployTo();
+    const heldBack = this.#ownPending.size === 0 ? undefined : (path: string) => this.#heldBack(path);
     for (const state of this.#watched.values()) {
-      const actual = new Map(state.snapshot.map((entry) => [entry.path, entry]));
-      const expected = new Map(state.baseline.entries.map((entry) => [entry.path, entry]));
-      groups.push(
-        groupFindings({
-          scope: 'watch',
-          findings: diffSnapshot(state.baseline.entries, state.snapshot),
-          expected: (path) => expected.get(path),
-          actual: (path) => actual.get(path),
-          hostPath: (path) => scopeHostPath(state.scope, path),
-        }).filter((finding) => this.#ownPending.size === 0 || !this.#heldBack(finding)),
-      );
+      groups.push(watchFindings({ baseline: state.baseline.entries, snapshot: state.snapshot, hostPath: (path) => scopeHostPath(state.scope, path) }, deployTo, heldBack));
     }
     return { ...cappedFindings(groups), uploads };
   }
 
   /** Computes the findings and queues a report when they changed (or always, with `force`); resolves when it was delivered. */
   #publish(cause: DriftReport['cause'], full: boolean, stats: ScanStats, force: boolean): Promise<void> {
-    // What a scan saw while a deployment was under way is not drift (and the baseline is re-taken after it).
-    if (this.#paused) return Promise.resolve();
+    // While `current` is switched, or the new release was not scanned yet, the host is between two releases:
+    // a report now would close and re-open items. The scan after the switch reports (resume, command).
+    if (this.#closed.signal.aborted || !this.#releaseSettled()) return Promise.resolve();
     const { findings, truncated, uploads } = this.#computeFindings();
     this.#findings = findings;
     const key = JSON.stringify([findings, truncated]);
@@ -668,7 +719,9 @@ export class DriftMonitor {
     for (const finding of selected) {
       try {
         if (finding.scope === 'release' && this.#release !== null && finding.path === posix.join(this.#release.deployTo, 'current')) {
+          // Back to the release Lockstep activated, with one rename (a revert is Lockstep's own change).
           await pointCurrent(this.#release.layout, this.#release.releaseId);
+          await this.#readPointer(this.#release);
         } else if (finding.scope === 'release') {
           const release = this.#release;
           const relative = release === null ? undefined : releaseRelative(release.deployTo, finding.path);
@@ -717,9 +770,11 @@ export class DriftMonitor {
   }
 
   /**
-   * Runs `change`, an edit of host files that Lockstep makes itself (the fire-call sshd trust), while no scan
-   * runs, and then makes what it wrote the baseline of those watched paths: Lockstep's own changes are never
-   * drift, while a later hand edit of the same files is. Paths outside every watch path are not affected.
+   * Runs `change`, an edit of host files that Lockstep makes itself (the fire-call sshd trust, lockstep.env at a
+   * switch), and records what it wrote as the baseline of those watched paths the moment the change returns:
+   * Lockstep's own changes are never drift, while an edit of the same files a moment later is. The written paths
+   * are read back at once, not behind a queued scan, and nothing but them. Paths outside every watch path are not
+   * affected.
    */
   async ownChange<T>(hostPaths: readonly string[], change: () => Promise<T>): Promise<T> {
     // The change itself does not wait for a running scan (a revocation must reach sshd at once); what a scan sees
@@ -727,23 +782,10 @@ export class DriftMonitor {
     const paths = hostPaths.map((path) => posix.normalize(path));
     for (const path of paths) this.#ownPending.set(path, (this.#ownPending.get(path) ?? 0) + 1);
     try {
-      const result = await change();
-      await this.#exclusive(async () => {
-        if (!this.#ready) return; // the first baseline, still to come, takes them as they are
-        const byScope = new Map<string, Set<string>>();
-        for (const path of paths) {
-          const located = this.#locateWatched(path);
-          if (located === undefined) continue;
-          const { state, relative } = located;
-          // A directory Lockstep had to create for them (not in the baseline) is its own change too, with what is in it.
-          const parts = relative.split('/');
-          const added = parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/')).find((ancestor) => !state.baseline.entries.some((entry) => entry.path === ancestor));
-          addAll(byScope, state.scope.spec.path, [added ?? relative]);
-        }
-        if (byScope.size > 0) await this.#takeIntoBaseline(byScope);
-      });
-      return result;
+      return await change();
     } finally {
+      // Also after a failed change: what it wrote before failing is Lockstep's too.
+      await this.#recordOwnWrite(paths).catch((error: unknown) => this.#log.error({ err: error, paths }, "could not record Lockstep's own change in the watched baseline; it will show as drift"));
       for (const path of paths) {
         const count = (this.#ownPending.get(path) ?? 1) - 1;
         if (count > 0) this.#ownPending.set(path, count);
@@ -752,26 +794,63 @@ export class DriftMonitor {
     }
   }
 
-  /** Whether a watched finding is (or is a directory above) a path Lockstep is changing right now. */
-  #heldBack(finding: DriftFinding): boolean {
-    for (const path of this.#ownPending.keys()) if (path === finding.path || path.startsWith(`${finding.path}/`)) return true;
+  /**
+   * Reads back the watched entries at `paths` (just written by Lockstep) and makes them their baseline. Paths
+   * under a watch path that is already watched are read back at once; those under one whose baseline is being
+   * taken right now (the first start, a new watch path) are read back after it, so that a baseline scanned just
+   * before the write does not make the write drift.
+   */
+  async #recordOwnWrite(paths: readonly string[]): Promise<void> {
+    const watchSpecs = this.#options.settings()?.watch ?? [];
+    if (!paths.some((path) => watchSpecs.some((spec) => scopeRelative(watchScope(this.#options.root, spec), path) !== undefined))) return;
+    const early = this.#ready ? await this.#readBack(paths, () => true) : new Map<string, ScanResult>();
+    await this.#exclusive(async () => {
+      if (!this.#ready) return; // the first baseline, still to come, takes them as they are
+      const late = await this.#readBack(paths, (watchPath) => !early.has(watchPath));
+      for (const [path, scan] of [...early, ...late]) {
+        const state = this.#watched.get(path);
+        if (state === undefined) continue;
+        state.snapshot = mergeRescan(state.snapshot, scan.scannedPaths, scan.entries);
+        state.baseline = (await this.#baselines.replace(path, state.scope.root, new Set(scan.scannedPaths), scan.entries, 'own-write')) ?? state.baseline;
+      }
+    });
+  }
+
+  /** Scans what is at `paths` now, per watch path (those `wanted`), hashing every file whatever its stat says. */
+  async #readBack(paths: readonly string[], wanted: (watchPath: string) => boolean): Promise<Map<string, ScanResult>> {
+    const byScope = new Map<string, Set<string>>();
+    for (const path of paths) {
+      const located = this.#locateWatched(path);
+      if (located === undefined || !wanted(located.state.scope.spec.path)) continue;
+      const { state, relative } = located;
+      // A directory Lockstep had to create for them (not in the baseline) is its own change too, with what is in it.
+      const parts = relative.split('/');
+      const added = parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/')).find((ancestor) => !state.baseline.entries.some((entry) => entry.path === ancestor));
+      addAll(byScope, state.scope.spec.path, [added ?? relative]);
+    }
+    const written = new Map<string, ScanResult>();
+    for (const [path, relatives] of byScope) {
+      const state = this.#watched.get(path);
+      if (state !== undefined) written.set(path, await this.#scanScope(state.scope, undefined, true, [...relatives]));
+    }
+    return written;
+  }
+
+  /** Whether a watched host path is (or is a directory above) a path Lockstep is changing right now. */
+  #heldBack(hostPath: string): boolean {
+    for (const path of this.#ownPending.keys()) if (path === hostPath || path.startsWith(`${hostPath}/`)) return true;
     return false;
   }
 
-  /** Re-scans these watched paths and makes what is on disk now their baseline (content copied into the cache). */
+  /** `drift accept`: re-scans these watched paths and makes what is on disk now their baseline. */
   async #takeIntoBaseline(byScope: ReadonlyMap<string, ReadonlySet<string>>): Promise<ScanStats> {
     // Re-scan first, so that the baseline is exactly what is on disk.
     const stats = await this.#rescan(new Set(), byScope);
     for (const [path, relatives] of byScope) {
       const state = this.#watched.get(path);
       if (state === undefined) continue;
-      const covered = (entry: SnapshotEntry): boolean => [...relatives].some((relative) => entry.path === relative || entry.path.startsWith(`${relative}/`));
-      const accepted = state.snapshot.filter(covered);
-      const entries = [...state.baseline.entries.filter((entry) => !covered(entry)), ...accepted].sort(byPath);
-      state.baseline = { ...state.baseline, entries, takenAt: new Date().toISOString() };
-      await storeBaselineContent(this.#options.cache, state.scope.root, accepted, this.#log);
+      state.baseline = (await this.#baselines.replace(path, state.scope.root, relatives, state.snapshot, 'accept')) ?? state.baseline;
     }
-    if (byScope.size > 0) await this.#saveBaselines();
     return stats;
   }
 
@@ -798,20 +877,11 @@ export class DriftMonitor {
   }
 }
 
-/** `${deployTo}/current/${path}`: how the server names a release file on this host. */
-function releaseHostPath(deployTo: string, path: string): string {
-  return posix.join(deployTo, 'current', path);
-}
-
 /** The release-relative path of a host path under DEPLOY_TO/current/, else undefined. */
 function releaseRelative(deployTo: string, path: string): string | undefined {
   const prefix = `${posix.join(deployTo, 'current')}/`;
   const normalized = posix.normalize(path);
   return normalized.startsWith(prefix) && normalized.length > prefix.length ? normalized.slice(prefix.length) : undefined;
-}
-
-function sameGlobs(spec: { include: readonly string[]; exclude: readonly string[] }, baseline: { include: readonly string[]; exclude: readonly string[] }): boolean {
-  return JSON.stringify([spec.include, spec.exclude]) === JSON.stringify([baseline.include, baseline.exclude]);
 }
 
 function addAll(target: Map<string, Set<string>>, key: string, paths: readonly string[]): void {
@@ -826,10 +896,6 @@ function addAll(target: Map<string, Set<string>>, key: string, paths: readonly s
 function count(stats: { entries: number; hashedFiles: number }, scan: ScanResult): void {
   stats.entries += scan.entries.length;
   stats.hashedFiles += scan.counters.hashedFiles;
-}
-
-function byPath(a: SnapshotEntry, b: SnapshotEntry): number {
-  return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
 }
 
 async function isDirectory(path: string): Promise<boolean> {

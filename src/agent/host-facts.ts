@@ -30,6 +30,8 @@ export interface HostFactsOptions {
   readonly settings: () => HostSettings | null;
   /** The drift monitor's digests of the watched entries as they are now (absent: no monitor, nothing watched). */
   readonly watchedSummary?: (() => Record<string, string>) | undefined;
+  /** Resolves once the monitor has its first baseline: facts sent before would name no watched path ("(absent)" in parity). */
+  readonly watchedReady?: (() => Promise<void>) | undefined;
   /** Sends one facts report (once; the loop retries transient failures). */
   readonly send: (facts: HostFacts, signal: AbortSignal) => Promise<void>;
   readonly logger: Logger;
@@ -41,6 +43,10 @@ export async function reportHostFacts(options: HostFactsOptions, signal: AbortSi
   const reader = new HostFactsReader(options.root);
   let sent = '';
   let lastProblem = '';
+  if (options.watchedReady !== undefined) {
+    const aborted = signal.aborted ? Promise.resolve() : new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    await Promise.race([options.watchedReady(), aborted]);
+  }
   while (!signal.aborted) {
     const revision = options.settings()?.revision ?? null;
     try {

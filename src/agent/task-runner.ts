@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { AgentReport, AgentTask } from '../api/schemas.js';
 import { shortId } from '../core/manifest.js';
 import type { BlobCache } from '../content/blob-cache.js';
-import { activateRelease, readCurrentReleaseId } from './activator.js';
+import { activateRelease, readCurrentReleaseId, type Activation } from './activator.js';
 import { deployLayout, isReleaseId, type DeployLayout } from './deploy-layout.js';
 import { waitHealthy } from './health-checker.js';
 import { runHook } from './hook-runner.js';
@@ -56,6 +56,11 @@ export interface TaskContext {
    * activated release differs from its manifest (null: it matches).
    */
   readonly verify?: (releaseId: string) => Promise<string | null>;
+  /**
+   * Runs the switch (lockstep.env written, `current` re-pointed), so that the drift baseline moves with it at
+   * that moment (see DriftMonitor.activation); without it the switch just runs.
+   */
+  readonly switching?: (releaseId: string, switchRelease: () => Promise<Activation>) => Promise<Activation>;
 }
 
 /** Longest error text a report may carry (the schema's limit). */
@@ -151,8 +156,11 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     phase = 'the before_activate hook';
     if (task.kind === 'deploy') await hook('before_activate', where, before);
     phase = 'activation';
-    // activateRelease checks the deadline once more right before the rename.
-    const { previousReleaseId } = await activateRelease(layout, task.releaseId, task.vars, taskSignal);
+    // activateRelease checks the deadline once more right before the rename; the drift monitor
+    // (context.switching) takes the new release as its baseline at that very moment.
+    const target = layout;
+    const switchRelease = () => activateRelease(target, task.releaseId, task.vars, taskSignal);
+    const { previousReleaseId } = await (context.switching ? context.switching(task.releaseId, switchRelease) : switchRelease());
     switched = true;
     phase = 'the after hook and health checks';
     const elapsedMs = Math.round(performance.now() - started);

@@ -17,6 +17,8 @@ import { until } from '../helpers/until.js';
 function config(productionDeclared: readonly string[]): string {
   return `app: app
 deploy_to: /srv/app
+watch:
+  - path: /etc/shop
 environments:
   test:
     host_timeout: 20s
@@ -38,7 +40,8 @@ function dpkgStatus(packages: Record<string, string>): string {
 /** Writes the files an agent reads its facts from, under the host's future root. */
 async function prepareRoot(fleet: Fleet, host: string, packages: Record<string, string>): Promise<void> {
   const root = join(fleet.dir, 'hosts', host);
-  await mkdir(join(root, 'etc'), { recursive: true });
+  await mkdir(join(root, 'etc/shop'), { recursive: true });
+  await writeFile(join(root, 'etc/shop/app.conf'), 'pool=10\n');
   await mkdir(join(root, 'var/lib/dpkg'), { recursive: true });
   await writeFile(join(root, 'etc/os-release'), 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n');
   await writeFile(join(root, 'var/lib/dpkg/status'), dpkgStatus(packages));
@@ -125,6 +128,36 @@ describe('lockstep parity', () => {
     assertExit(result, 1, 'parity with a host that differs');
     assert.ok(result.stdout.includes('undeclared  host web2 differs from web1 in production: package curl: web1=(not installed) web2=7.88.1-10'), result.stdout);
     assert.ok(result.stdout.includes('undeclared  package curl: test=(not installed) production=7.88.1-10'), result.stdout);
+  });
+
+  it('after an agent restart, parity never shows its watched paths as (absent): facts wait for the first baseline', async () => {
+    // What the agent sent is in its log ("host facts sent", with how many watched entries): a report without
+    // them would make parity show the paths as (absent) until the next one, a minute later.
+    const log = join(web2.root, 'agent.log');
+    const offset = (await readFile(log)).length;
+    const sentSince = async (): Promise<{ watched: number }[]> =>
+      (await readFile(log))
+        .subarray(offset)
+        .toString('utf8')
+        .split('\n')
+        .flatMap((line) => {
+          try {
+            const entry = JSON.parse(line) as { msg?: string; watched?: number };
+            return entry.msg === 'host facts sent' ? [{ watched: entry.watched ?? 0 }] : [];
+          } catch {
+            return [];
+          }
+        });
+    await web2.restart();
+    const sent = await until('facts sent by the restarted web2', async () => {
+      const lines = await sentSince();
+      return lines.length > 0 ? lines : undefined;
+    });
+    assert.ok(sent.every((facts) => facts.watched > 0), `every facts report names the watched paths: ${JSON.stringify(sent)}`);
+    const parsed = await parityJson();
+    // Every host has the same /etc/shop: no watched difference, and none with a host lacking the path.
+    assert.deepEqual(parsed.differences.filter((difference) => difference.category === 'watched'), []);
+    assert.doesNotMatch((await fleet.cli(['parity', 'test', 'production'])).stdout, /\(absent\)/);
   });
 
   it('an unknown environment, or the same one twice, is bad input (exit 2) with one line saying what to do', async () => {

@@ -114,15 +114,15 @@ describe('drift monitor', () => {
     Object.fromEntries((report?.findings ?? []).map((finding) => [finding.path, finding.kinds]));
   const latest = (): DriftReport | undefined => collector.reports.at(-1);
 
-  /** Waits for a report satisfying `predicate` (reports are asynchronous); fails after 5 s. */
+  /** Waits for a report satisfying `predicate` (reports are asynchronous); fails after a generous 30 s. */
   async function waitForReport(predicate: (report: DriftReport) => boolean, what: string): Promise<DriftReport> {
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
       const found = [...collector.reports].reverse().find(predicate);
       if (found) return found;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    assert.fail(`no report ${what} within 5 s; last: ${JSON.stringify(latest()?.findings)}`);
+    assert.fail(`no report ${what} within 30 s; last: ${JSON.stringify(latest()?.findings)}`);
   }
   const waitForFinding = (path: string, kinds: string[]): Promise<DriftReport> =>
     waitForReport((report) => JSON.stringify(findingsOf(report)[path]) === JSON.stringify(kinds), `with ${path}: ${kinds.join(',')}`);
@@ -394,21 +394,119 @@ describe('drift monitor', () => {
     assert.ok(monitor.watchedSummary()['/etc/hosts.allow']?.startsWith('file 0644 0:0 '));
   });
 
-  it('sleeps through a deployment, re-takes the baseline after it and keeps watched drift from before', async () => {
+  /** Runs a task the way the agent does: the monitor paused, the switch through it, the report delayed by `delayMs` (not awaited). */
+  async function runMonitoredTask(agentTask: AgentTask, delayMs = 0): Promise<{ outcome: Awaited<ReturnType<typeof runTask>>; resumed: Promise<void> }> {
+    await monitor.pause();
+    const outcome = await runTask(agentTask, {
+      ...taskContext,
+      verify: (id) => monitor.verifyRelease('/srv/app', id),
+      switching: (id, switchRelease) => monitor.activation('/srv/app', id, switchRelease),
+    });
+    return { outcome, resumed: monitor.resume(agentTask.deploymentId, delayMs) };
+  }
+  const expectedHash = (report: DriftReport, path: string): string | undefined => report.findings.find((finding) => finding.path === path)?.expected?.sha256;
+
+  it("moves the release baseline with the switch, keeps watched drift from before, and a hook's write to a watched file is drift", async () => {
     await writeFile(host('etc/shop/shop.conf'), 'listen 8080\n');
     await waitForFinding('/etc/shop/shop.conf', ['content']);
-    await monitor.pause();
-    const reportsBefore = collector.reports.length;
-    // The deployment's hook changes a watched file: Lockstep's own change, no drift.
+    // A hook is the user's program: what it writes under a watch path is drift, like any other change.
     const hook = `echo "deployed" > ${host('etc/shop/conf.d/extra.conf')}`;
-    const outcome = await runTask(task(2, v2, { hooks: { timeout: 60_000, after_activate: hook } }), { ...taskContext, verify: (id) => monitor.verifyRelease('/srv/app', id) });
+    const { outcome, resumed } = await runMonitoredTask(task(2, v2, { hooks: { timeout: 60_000, after_activate: hook } }));
     assert.equal(outcome.kind, 'succeeded');
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    assert.equal(collector.reports.length, reportsBefore, 'no report while paused');
-    await monitor.resume(2);
+    await resumed;
     const report = await waitForReport((candidate) => candidate.cause.kind === 'deployment', 'after the deployment');
     assert.equal(report.releaseId, v2.id);
-    assert.deepEqual(findingsOf(report), { '/etc/shop/shop.conf': ['content'] });
+    assert.deepEqual(findingsOf(report), { '/etc/shop/conf.d/extra.conf': ['content'], '/etc/shop/shop.conf': ['content'] });
+    assert.equal(expectedHash(report, '/etc/shop/conf.d/extra.conf'), sha('gzip on\n'));
+    assert.equal(expectedHash(report, '/etc/shop/shop.conf'), sha('listen 80\n'));
+  });
+
+  it('an edit of a watched file right after a task, before its delayed report, is drift against the content before the edit (5 times)', async () => {
+    for (let round = 0; round < 5; round++) {
+      const release = round % 2 === 0 ? v2 : v1;
+      const { outcome, resumed } = await runMonitoredTask(task(10 + round, release, { kind: round % 2 === 0 ? 'deploy' : 'rollback' }), 300);
+      assert.equal(outcome.kind, 'succeeded');
+      await writeFile(host('etc/shop/shop.conf'), `listen ${9000 + round}\n`);
+      await resumed;
+      const report = await waitForReport((candidate) => candidate.cause.kind === 'deployment' && candidate.cause.deploymentId === 10 + round, `after task ${10 + round}`);
+      assert.equal(report.releaseId, release.id);
+      assert.deepEqual(findingsOf(report), { '/etc/shop/shop.conf': ['content'] }, `round ${round}`);
+      assert.equal(expectedHash(report, '/etc/shop/shop.conf'), sha('listen 80\n'));
+      assert.equal((await command({ kind: 'drift-revert', paths: null })).ok, true);
+    }
+  });
+
+  it('an edit of a watched file while a task runs is drift against the content before the edit (5 times)', async () => {
+    const marker = host('hook-running');
+    for (let round = 0; round < 5; round++) {
+      // The hook says it runs, then waits until the test made its edit.
+      const hook = `touch ${marker}; while [ -e ${marker} ]; do sleep 0.01; done`;
+      await monitor.pause();
+      const running = runTask(task(20 + round, round % 2 === 0 ? v2 : v1, { hooks: { timeout: 60_000, before_activate: hook } }), {
+        ...taskContext,
+        switching: (id, switchRelease) => monitor.activation('/srv/app', id, switchRelease),
+      });
+      while (!(await lstat(marker).then(() => true, () => false))) await new Promise((resolve) => setTimeout(resolve, 10));
+      await writeFile(host('etc/shop/shop.conf'), `listen ${7000 + round}\n`);
+      // Watchers keep running during the task: the edit is reported before the task ends.
+      const during = await waitForFinding('/etc/shop/shop.conf', ['content']);
+      assert.equal(expectedHash(during, '/etc/shop/shop.conf'), sha('listen 80\n'));
+      await rm(marker);
+      assert.equal((await running).kind, 'succeeded');
+      await monitor.resume(20 + round);
+      const after = await waitForReport((candidate) => candidate.cause.kind === 'deployment' && candidate.cause.deploymentId === 20 + round, `after task ${20 + round}`);
+      assert.deepEqual(findingsOf(after), { '/etc/shop/shop.conf': ['content'] });
+      assert.equal(expectedHash(after, '/etc/shop/shop.conf'), sha('listen 80\n'));
+      assert.equal((await command({ kind: 'drift-revert', paths: null })).ok, true);
+      assert.deepEqual(findingsOf(latest()), {});
+    }
+  });
+
+  it('a release file edited or `current` re-pointed right after a rollback switched is drift against the activated manifest (5 times)', async () => {
+    for (let round = 0; round < 5; round++) {
+      const [from, to] = round % 2 === 0 ? [v2, v1] : [v1, v2];
+      const { outcome: deployed, resumed: deployedReport } = await runMonitoredTask(task(30 + 2 * round, from));
+      assert.equal(deployed.kind, 'succeeded');
+      await deployedReport;
+      const { outcome, resumed } = await runMonitoredTask(task(31 + 2 * round, to, { kind: 'rollback' }), 300);
+      assert.equal(outcome.kind, 'succeeded');
+      // Replaced (a new inode), as an editor does; `current` re-pointed at the release rolled back from.
+      await writeFile(host('srv/app/current/app.txt.new'), 'edited\n');
+      await rename(host('srv/app/current/app.txt.new'), host('srv/app/current/app.txt'));
+      await symlink(`releases/${from.id}`, host('srv/app/current.by-hand'));
+      await rename(host('srv/app/current.by-hand'), host('srv/app/current'));
+      await resumed;
+      const report = await waitForReport((candidate) => candidate.cause.kind === 'deployment' && candidate.cause.deploymentId === 31 + 2 * round, 'after the rollback');
+      assert.equal(report.releaseId, to.id);
+      // The activated release's tree is checked even while `current` points elsewhere: both changes are drift.
+      assert.deepEqual(findingsOf(report), { '/srv/app/current': ['target'], '/srv/app/current/app.txt': ['content'] }, `round ${round}`);
+      assert.equal(report.findings.find((finding) => finding.path === '/srv/app/current')?.expected?.target, `releases/${to.id}`);
+      assert.equal(expectedHash(report, '/srv/app/current/app.txt'), sha(`app ${to.manifest.version}\n`));
+      assert.equal((await command({ kind: 'drift-revert', paths: null })).ok, true);
+      assert.equal(await readlink(host('srv/app/current')), `releases/${to.id}`);
+      assert.equal(await readFile(host('srv/app/current/app.txt'), 'utf8'), `app ${to.manifest.version}\n`);
+      assert.deepEqual(findingsOf(latest()), {});
+    }
+  });
+
+  it("watching DEPLOY_TO: Lockstep's own writes (releases, current, lockstep.env) are no drift, a hand edit of lockstep.env right after a switch is", async () => {
+    settings = { ...settings, revision: 'r2', watch: [...settings.watch, { path: '/srv/app', include: [], exclude: [] }] };
+    await monitor.settingsChanged();
+    await monitor.idle();
+    assert.deepEqual(findingsOf(latest()), {});
+    for (const [id, release, vars] of [[40, v2, { A: '1' }], [41, v3, { A: '2' }], [42, v2, { A: '3' }]] as const) {
+      const { outcome, resumed } = await runMonitoredTask(task(id, release, { vars, kind: id === 42 ? 'rollback' : 'deploy' }));
+      assert.equal(outcome.kind, 'succeeded');
+      await resumed;
+      const report = await waitForReport((candidate) => candidate.cause.kind === 'deployment' && candidate.cause.deploymentId === id, `after task ${id}`);
+      assert.deepEqual(findingsOf(report), {}, `task ${id}`);
+    }
+    const { resumed } = await runMonitoredTask(task(43, v3, { vars: { A: '4' } }), 300);
+    await writeFile(host('srv/app/shared/lockstep.env'), 'A=intruder\n');
+    await resumed;
+    const report = await waitForReport((candidate) => candidate.cause.kind === 'deployment' && candidate.cause.deploymentId === 43, 'after task 43');
+    assert.deepEqual(findingsOf(report), { '/srv/app/shared/lockstep.env': ['content'] });
+    assert.equal(expectedHash(report, '/srv/app/shared/lockstep.env'), sha('A=4\n'));
   });
 
   it("drops from the blob cache what only a pruned release used, and keeps the watched baseline's copies", async () => {

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { diffAgainstManifest, diffSnapshot, type SnapshotEntry } from '../../src/core/drift.js';
 import type { ManifestEntry } from '../../src/core/manifest.js';
 import { compileGlobs } from '../../src/fim/glob.js';
-import { cappedFindings, entryDigest, groupFindings, MAX_REPORTED_FINDINGS } from '../../src/agent/drift-findings.js';
+import { cappedFindings, entryDigest, groupFindings, MAX_REPORTED_FINDINGS, ownedByRelease, releaseFindings, watchFindings } from '../../src/agent/drift-findings.js';
 import { scopeHostPath, scopeRelative, watchScope } from '../../src/agent/watch-scope.js';
 
 const hash = (char: string) => char.repeat(64);
@@ -97,5 +97,50 @@ describe('watchScope', () => {
     const included = compileGlobs(scope.include);
     assert.equal(included('a[1]/x.conf'), true);
     assert.equal(included('a1/x.conf'), false);
+  });
+});
+
+describe('scope findings', () => {
+  const manifest = new Map<string, ManifestEntry>([['app.txt', { path: 'app.txt', type: 'file', mode: 0o644, size: 3, sha256: hash('a') }]]);
+  const release = { releaseId: hash('r'), deployTo: '/srv/app', dir: '/sandbox/srv/app/releases/r', manifest };
+
+  it('compares the active tree with the manifest of the activated release and `current` with its target', () => {
+    const found = releaseFindings({ ...release, pointer: `releases/${hash('o')}`, snapshot: [file('app.txt', { sha256: hash('b') })] });
+    assert.deepEqual(
+      found.findings.map((finding) => [finding.path, finding.kinds, finding.expected?.sha256 ?? finding.expected?.target]),
+      [
+        ['/srv/app/current', ['target'], `releases/${hash('r')}`],
+        ['/srv/app/current/app.txt', ['content'], hash('a')],
+      ],
+    );
+    assert.deepEqual(found.uploads, [{ sha256: hash('b'), size: 3, file: '/sandbox/srv/app/releases/r/app.txt' }]);
+    assert.deepEqual(releaseFindings({ ...release, pointer: `releases/${hash('r')}`, snapshot: [file('app.txt')] }).findings, []);
+  });
+
+  it("leaves what the release scope owns to it when a watch path covers DEPLOY_TO, and holds back Lockstep's own writes", () => {
+    const view = {
+      baseline: [file('app/shared/lockstep.env')],
+      snapshot: [file('app/shared/lockstep.env', { sha256: hash('b') }), file('app/releases/x/f'), file('app/current.tmp-1'), file('app/current'), file('app/notes')],
+      hostPath: (path: string) => `/srv/${path}`,
+    };
+    assert.deepEqual(
+      watchFindings(view, '/srv/app').map((finding) => finding.path),
+      ['/srv/app/notes', '/srv/app/shared/lockstep.env'],
+    );
+    assert.deepEqual(
+      watchFindings(view, '/srv/app', (path) => path === '/srv/app/shared/lockstep.env').map((finding) => finding.path),
+      ['/srv/app/notes'],
+    );
+  });
+
+  it('knows which host paths belong to the release scope', () => {
+    assert.equal(ownedByRelease('/srv/app', '/srv/app/current'), true);
+    assert.equal(ownedByRelease('/srv/app', '/srv/app/current.tmp-ab12'), true);
+    assert.equal(ownedByRelease('/srv/app', '/srv/app/releases'), true);
+    assert.equal(ownedByRelease('/srv/app', '/srv/app/releases/x/y'), true);
+    assert.equal(ownedByRelease('/srv/app', '/srv/app/current-notes'), false);
+    assert.equal(ownedByRelease('/srv/app', '/srv/app/shared/lockstep.env'), false);
+    assert.equal(ownedByRelease('/srv/app', '/srv/app'), false);
+    assert.equal(ownedByRelease('/srv/app', '/srv/other/current'), false);
   });
 });
