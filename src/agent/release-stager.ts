@@ -5,7 +5,7 @@
  * (which keeps a rollback to one rename).
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, linkSync, mkdirSync, symlinkSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, symlinkSync, type BigIntStats } from 'node:fs';
 import { link, lstat, mkdir, rename } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
@@ -28,6 +28,7 @@ import { removeTree } from '../content/remove-tree.js';
 import { releaseDir, type DeployLayout } from './deploy-layout.js';
 import { forEachBounded } from './for-each-bounded.js';
 import type { ManifestStore } from './manifest-store.js';
+import type { StagedLink, StagedTree } from './release-verifier.js';
 import { retry } from './retry.js';
 
 /** A manifest as received: not yet validated, so it may name forbidden kinds. */
@@ -76,6 +77,8 @@ export interface StageOptions {
   readonly manifests?: ManifestStore;
   /** A release on disk to ask for a delta against (normally the one `current` points at). */
   readonly baseReleaseId?: string | null;
+  /** Takes the stat record of the finished tree before it gets its release name (see ReleaseVerifier). */
+  readonly recorder?: { recordStaged(tree: StagedTree): Promise<void> };
 }
 
 /** Prefix of in-progress staging dirs in releases/; whatever carries it is a leftover after a restart. */
@@ -133,7 +136,8 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
   const staging = join(layout.releasesDir, `${STAGING_PREFIX}${releaseId}-${randomBytes(6).toString('hex')}`);
   await mkdir(staging, { mode: 0o700 });
   try {
-    await buildTree(staging, manifest, cache, fetchMissing, signal);
+    const links = await buildTree(staging, manifest, cache, fetchMissing, signal);
+    await options.recorder?.recordStaged({ layout, releaseId, manifest, dir: staging, links });
     try {
       await rename(staging, target);
     } catch (error) {
@@ -250,7 +254,13 @@ const LINK_BATCH = 500;
  * the manifest's hash. The cache variant is checked (regular file, exact
  * mode) and is never replaced except by a verified copy, so it stays the source.
  */
-async function buildTree(staging: string, manifest: Manifest, cache: BlobCache, fetchMissing: (hashes: readonly string[]) => Promise<void>, signal: AbortSignal): Promise<void> {
+async function buildTree(
+  staging: string,
+  manifest: Manifest,
+  cache: BlobCache,
+  fetchMissing: (hashes: readonly string[]) => Promise<void>,
+  signal: AbortSignal,
+): Promise<Map<string, StagedLink>> {
   const entries = [...manifest.entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const dirs = entries.filter((entry): entry is DirEntry => entry.type === 'dir');
   const leaves = entries.filter((entry): entry is FileEntry | SymlinkEntry => entry.type !== 'dir');
@@ -260,6 +270,8 @@ async function buildTree(staging: string, manifest: Manifest, cache: BlobCache, 
 
   // Files whose (hash, mode) variant is not in the cache yet: made in one batch below.
   const later: FileEntry[] = [];
+  const links = new Map<string, StagedLink>();
+  const firstSeen = new Map<string, BigIntStats>();
   for (let start = 0; start < leaves.length; start += LINK_BATCH) {
     if (start > 0) await new Promise((resolve) => setImmediate(resolve));
     signal.throwIfAborted();
@@ -269,13 +281,17 @@ async function buildTree(staging: string, manifest: Manifest, cache: BlobCache, 
         symlinkSync(entry.target, destination);
         continue;
       }
-      const ready = cache.readyFileWithMode(entry.sha256, entry.mode);
+      const ready = cache.readyFileStat(entry.sha256, entry.mode);
       if (ready === undefined) {
         later.push(entry);
         continue;
       }
       try {
-        linkSync(ready, destination);
+        // The cache file's lstat before this staging's first link of it: what the stat record is carried from.
+        const before = firstSeen.get(ready.path) ?? ready.stat;
+        firstSeen.set(ready.path, before);
+        linkSync(ready.path, destination);
+        links.set(entry.path, { path: entry.path, source: ready.path, before });
       } catch (error) {
         if (!linkFailureAllowsCopy(error)) throw error;
         later.push(entry);
@@ -309,6 +325,7 @@ async function buildTree(staging: string, manifest: Manifest, cache: BlobCache, 
   await forEachBounded([...dirs.map((dir) => inside(staging, dir.path)), staging], FILE_CONCURRENCY, fsyncDirectory);
   for (const dir of [...dirs].reverse()) if (dir.mode !== 0o700) chmodSync(inside(staging, dir.path), dir.mode);
   chmodSync(staging, 0o755);
+  return links;
 }
 
 /** A link that failed because of where the files are (not what they are): a copy will do. */

@@ -1,6 +1,7 @@
 /**
  * One task from start to report: report `staging`, stage (skipped when the
- * release is on disk), activate, report `succeeded` or `failed`, then prune.
+ * release is on disk), verify the tree against its manifest (repairing it),
+ * activate, report `succeeded` or `failed`, then prune.
  * Running the same task twice ends in the same state, so a task redelivered
  * after a restart simply finishes.
  */
@@ -18,6 +19,7 @@ import { runHook } from './hook-runner.js';
 import type { ManifestStore } from './manifest-store.js';
 import { pruneReleases } from './release-pruner.js';
 import { stageRelease, type ReleaseSource, type StageResult } from './release-stager.js';
+import type { ReleaseVerifier } from './release-verifier.js';
 
 /** How a task ended on this host. */
 export type TaskOutcome =
@@ -41,6 +43,8 @@ export interface TaskContext {
    * activated release differs from its manifest (null: it matches).
    */
   readonly verify?: (releaseId: string) => Promise<string | null>;
+  /** Records staged trees and proves a tree matches its manifest before every switch, repairing it if not. */
+  readonly verifier?: Pick<ReleaseVerifier, 'recordStaged' | 'verifyTree' | 'removingRelease' | 'retain'>;
 }
 
 /** Longest error text a report may carry (the schema's limit). */
@@ -120,13 +124,20 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       logger: log,
       signal,
       ...(context.manifests === undefined ? {} : { manifests: context.manifests, baseReleaseId: onDisk }),
+      ...(context.verifier === undefined ? {} : { recorder: context.verifier }),
     });
     signal.throwIfAborted();
     const before = await readCurrentReleaseId(layout);
     if (task.kind === 'deploy') await hook('before_activate', layout, before);
+    // Only a tree proven to be its manifest is switched to (after the hook: it runs in the tree).
+    const proven = await context.verifier?.verifyTree(layout, task.releaseId, signal);
+    if (proven !== undefined && proven.repaired.length > 0) {
+      const listed = proven.repaired.slice(0, 10).join(', ');
+      appendLog('verify', [`repaired ${proven.repaired.length} release ${proven.repaired.length === 1 ? 'entry' : 'entries'} that differed from the manifest before the switch: ${listed}${proven.repaired.length > 10 ? ', …' : ''}`]);
+    }
     const { previousReleaseId } = await activateRelease(layout, task.releaseId, task.vars);
     const elapsedMs = Math.round(performance.now() - started);
-    log.info({ staging: staging.kind, manifest: staging.kind === 'staged' ? staging.manifest : undefined, previous: previousReleaseId && shortId(previousReleaseId), elapsedMs }, 'release activated');
+    log.info({ staging: staging.kind, manifest: staging.kind === 'staged' ? staging.manifest : undefined, rehashed: proven?.rehashed, repaired: proven?.repaired.length, previous: previousReleaseId && shortId(previousReleaseId), elapsedMs }, 'release activated');
     await stagingReported;
     const checks = task.health.checks.length > 0;
     const hookAfter = task.kind === 'deploy' ? task.hooks.after_activate : task.hooks.after_rollback;
@@ -155,8 +166,9 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     if (health !== undefined && !health.healthy) throw new Error(`health check failed: ${health.detail}`);
     await activatedReported;
     await report('succeeded', task.releaseId);
-    const pruned = await prune(layout, task, previousReleaseId, log);
+    const pruned = await prune(layout, task, previousReleaseId, log, context.verifier, signal);
     await context.manifests?.retain(await releasesOnDisk(layout)).catch((error: unknown) => log.warn({ err: error }, 'could not prune stored manifests'));
+    await context.verifier?.retain(layout).catch((error: unknown) => log.warn({ err: error }, 'could not prune stat records'));
     return { kind: 'succeeded', staging, previousReleaseId, pruned };
   } catch (error) {
     if (signal.aborted) throw error;
@@ -170,13 +182,17 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
   }
 }
 
-async function prune(layout: DeployLayout, task: AgentTask, previousReleaseId: string | null, log: Logger): Promise<string[]> {
+async function prune(layout: DeployLayout, task: AgentTask, previousReleaseId: string | null, log: Logger, verifier: TaskContext['verifier'], signal: AbortSignal): Promise<string[]> {
   try {
     // A redelivered task finds `current` already switched, so "the release
     // before" is then the second most recently activated: keep at least two.
     const again = previousReleaseId === task.releaseId;
     const keep = again ? Math.max(task.keepReleases, 2) : task.keepReleases;
-    const pruned = await pruneReleases(layout, { keep, protect: [task.releaseId, previousReleaseId] });
+    const pruned = await pruneReleases(layout, {
+      keep,
+      protect: [task.releaseId, previousReleaseId],
+      ...(verifier === undefined ? {} : { removing: (releaseId: string, remove: () => Promise<void>) => verifier.removingRelease(layout, releaseId, remove, signal) }),
+    });
     if (pruned.length > 0) log.info({ pruned: pruned.map(shortId) }, 'pruned old releases');
     return pruned;
   } catch (error) {
