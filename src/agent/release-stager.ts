@@ -103,6 +103,7 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
 
   let blobsFetched = 0;
   let bytesFetched = 0;
+  const fetched = new Set<string>();
   /**
    * Fetches the blobs among `hashes` the cache lacks. Called by buildTree for
    * the files whose cached variant is not there, so the lstat that finds a
@@ -121,6 +122,7 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
           onRetry: (error, attempt, delayMs) => logger.warn({ err: error, blob: hash, attempt, delayMs }, 'blob download failed; retrying'),
         });
         received.push(blob);
+        fetched.add(hash);
         bytesFetched += blob.size;
       });
     } catch (error) {
@@ -137,7 +139,7 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
   await mkdir(staging, { mode: 0o700 });
   try {
     const links = await buildTree(staging, manifest, cache, fetchMissing, signal);
-    await options.recorder?.recordStaged({ layout, releaseId, manifest, dir: staging, links });
+    await options.recorder?.recordStaged({ layout, releaseId, manifest, dir: staging, links, fetched });
     try {
       await rename(staging, target);
     } catch (error) {

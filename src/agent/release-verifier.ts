@@ -78,6 +78,8 @@ export interface StagedTree {
   readonly dir: string;
   /** The files linked from cache copies that existed before this staging. */
   readonly links: ReadonlyMap<string, StagedLink>;
+  /** The blobs downloaded (and hash-checked) by this staging. */
+  readonly fetched: ReadonlySet<string>;
 }
 
 /** The outcome of comparing one tree with its record. */
@@ -149,12 +151,14 @@ export class ReleaseVerifier {
           stats.set(entry.path, signature); // made here, by this staging
           continue;
         }
+        const inode = signatureInode(signature);
         if (link === undefined) {
-          // A cache copy made during this staging, from a blob that may itself be linked elsewhere: hashed before the switch.
-          stats.set(entry.path, null);
+          // A cache copy made by this staging: trusted when its blob was downloaded and checked just now and the copy is
+          // linked nowhere else; else (its blob may be linked, and edited, in another tree) it is hashed before the switch.
+          const fresh = tree.fetched.has(entry.sha256) && signatureLinks(signature) === (linksPerInode.get(inode) ?? 0) + 1;
+          stats.set(entry.path, fresh ? signature : null);
           continue;
         }
-        const inode = signatureInode(signature);
         let trusted = carried.get(inode);
         if (trusted === undefined) {
           const before = statSignature(link.before);
@@ -277,7 +281,7 @@ export class ReleaseVerifier {
         const gone = clean.get(inode);
         const first = holders[0];
         if (gone === undefined || first === undefined) continue;
-        const now = lstatSync(join(releaseDir(layout, first.record.releaseId), first.path), { bigint: true, throwIfNoEntry: false });
+        const now = lstatIfThere(join(releaseDir(layout, first.record.releaseId), first.path));
         if (now === undefined) continue;
         const after = statSignature(now);
         if (signatureInode(after) !== inode || !sameButLinks(gone.before, after) || signatureLinks(after) !== signatureLinks(gone.before) - gone.links) continue;
@@ -324,13 +328,7 @@ export class ReleaseVerifier {
         await new Promise((resolve) => setImmediate(resolve));
         signal.throwIfAborted();
       }
-      let info: BigIntStats | undefined;
-      try {
-        info = lstatSync(join(dir, entry.path), { bigint: true, throwIfNoEntry: false });
-      } catch (error) {
-        // A parent replaced by a file: the entry is gone.
-        if ((error as NodeJS.ErrnoException).code !== 'ENOTDIR') throw error;
-      }
+      const info = lstatIfThere(join(dir, entry.path));
       const signature = info === undefined ? undefined : statSignature(info);
       seen.set(entry.path, signature);
       if (info !== undefined && signature === record.stats.get(entry.path) && forced?.has(entry.path) !== true) continue;
@@ -386,7 +384,7 @@ export class ReleaseVerifier {
     for (const path of [...suspicious, ...dirsChanged.keys()]) {
       if (!manifest.has(path) || wrong.has(path) || extraDirs.has(path)) continue;
       const before = seen.get(path);
-      const info = lstatSync(join(dir, path), { bigint: true, throwIfNoEntry: false });
+      const info = lstatIfThere(join(dir, path));
       if (info === undefined || before === undefined || statSignature(info) !== before || info.ctimeNs >= nowNs - RACY_WINDOW_NS) continue;
       record.stats.set(path, before);
       refreshed = true;
@@ -421,7 +419,19 @@ export class ReleaseVerifier {
       if (other === inspection.record.releaseId) continue;
       const record = await this.records.read(other);
       if (record === undefined) continue;
-      const sharing = new Set([...record.stats].filter(([, signature]) => signature !== null && suspectInodes.has(signatureInode(signature))).map(([path]) => path));
+      // Sharing by the record, or by what is on disk now (an entry not trusted by its stat has no recorded inode).
+      const otherDir = releaseDir(layout, other);
+      const sharing = new Set(
+        record.manifest.entries
+          .filter((entry) => entry.type === 'file')
+          .filter((entry) => {
+            const recorded = record.stats.get(entry.path);
+            if (recorded !== null && recorded !== undefined && suspectInodes.has(signatureInode(recorded))) return true;
+            const now = lstatIfThere(join(otherDir, entry.path));
+            return now !== undefined && suspectInodes.has(String(now.ino));
+          })
+          .map((entry) => entry.path),
+      );
       if (sharing.size === 0) continue;
       const theirs = await this.#inspect(layout, other, sharing, signal);
       repaired.push(...(await this.#repairTree(layout, theirs, (path) => sharing.has(path), new Set(), signal)));
@@ -434,7 +444,7 @@ export class ReleaseVerifier {
   async #repairTree(layout: DeployLayout, inspection: Inspection, selected: ((path: string) => boolean) | undefined, suspectInodes: Set<string>, signal: AbortSignal): Promise<string[]> {
     const { record, manifest } = inspection;
     const dir = releaseDir(layout, record.releaseId);
-    const context: RestoreContext = { cache: this.#options.cache, signal, ...(this.#options.fetchBlob === undefined ? {} : { fetchBlob: this.#options.fetchBlob }) };
+    const context: RestoreContext = { cache: this.#options.cache, signal, linkFromCache: true, ...(this.#options.fetchBlob === undefined ? {} : { fetchBlob: this.#options.fetchBlob }) };
     const paths = [...new Set(inspection.findings.map((finding) => finding.path))].filter((path) => selected === undefined || selected(path)).sort();
     const repaired: string[] = [];
     for (const path of paths) {
@@ -445,7 +455,7 @@ export class ReleaseVerifier {
       if (now !== undefined && manifest.get(path)?.type === 'file') suspectInodes.add(signatureInode(now));
       await restoreReleaseEntry(join(dir, path), manifest.get(path) ?? null, context);
       const info = manifest.has(path) ? lstatSync(join(dir, path), { bigint: true }) : undefined;
-      // A restored file is a private copy, just written: hashed once more at the next check rather than trusted within the clock's granularity.
+      // A restored file was just linked from a cache copy made or checked now: hashed once more at the next check rather than trusted within the clock's granularity.
       if (info !== undefined) record.stats.set(path, info.isFile() ? null : statSignature(info));
       repaired.push(`releases/${record.releaseId}/${path}`);
     }
@@ -523,6 +533,16 @@ async function releasesOnDisk(layout: DeployLayout): Promise<string[]> {
     return (await readdir(layout.releasesDir)).filter(isReleaseId);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+}
+
+/** A bigint lstat, or undefined when nothing is there (also when a parent was replaced by a file). */
+function lstatIfThere(path: string): BigIntStats | undefined {
+  try {
+    return lstatSync(path, { bigint: true, throwIfNoEntry: false });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
     throw error;
   }
 }
