@@ -166,6 +166,14 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     if (health !== undefined && !health.healthy) throw new Error(`health check failed: ${health.detail}`);
     await activatedReported;
     await report('succeeded', task.releaseId);
+    // The tree just left is put back to its release: its drift was reported (and closed or adopted) while it was
+    // active, and from now on only an edit of it as a kept tree is drift. A rollback then finds it ready.
+    if (previousReleaseId !== null && previousReleaseId !== task.releaseId) {
+      await context.verifier?.verifyTree(layout, previousReleaseId, signal).catch((error: unknown) => {
+        if (signal.aborted) throw error;
+        log.warn({ err: error, release: shortId(previousReleaseId) }, 'could not put the release left behind back to its manifest; it is repaired before any switch to it');
+      });
+    }
     const pruned = await prune(layout, task, previousReleaseId, log, context.verifier, signal);
     await context.manifests?.retain(await releasesOnDisk(layout)).catch((error: unknown) => log.warn({ err: error }, 'could not prune stored manifests'));
     await context.verifier?.retain(layout).catch((error: unknown) => log.warn({ err: error }, 'could not prune stat records'));
