@@ -1,8 +1,10 @@
 /**
  * Staging: makes DEPLOY_TO/releases/<id> exist, complete, exactly as its
  * manifest says. A release dir is only ever created by renaming a finished
- * staging dir, so its existence means it is complete and staging is skipped
- * (which keeps a rollback to one rename).
+ * staging dir, so its existence means it was complete and staging is skipped
+ * (which keeps a rollback to one rename); whether it still is, the
+ * verification before every switch proves (see release-verifier.ts), from the
+ * stat record taken here before the rename.
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, linkSync, mkdirSync, symlinkSync, type BigIntStats } from 'node:fs';
