@@ -97,6 +97,25 @@ interface Inspection {
   readonly refreshed: boolean;
 }
 
+/** What a stat walk found (see ReleaseVerifier.#walk). */
+interface Walk {
+  readonly dir: string;
+  readonly record: StatRecord;
+  readonly manifest: ReadonlyMap<string, ManifestEntry>;
+  readonly seen: Map<string, StatSignature | undefined>;
+  /** Paths whose lstat differs from the record, or that are not in the manifest: to be hashed. */
+  readonly suspicious: Set<string>;
+  /** Directories with the wrong mode (no hash needed to tell). */
+  readonly ownFindings: Finding[];
+  readonly actual: Map<string, SnapshotEntry>;
+  readonly dirsChanged: Map<string, StatSignature>;
+  /** Directories with entries the manifest lacks. */
+  readonly extraDirs: Set<string>;
+}
+
+/** The differences of a tree about to be left, by path: the lstat signature then (null: missing). */
+export type LeavingSnapshot = ReadonlyMap<string, StatSignature | null>;
+
 /** Synchronous lstats between two yields to the event loop. */
 const LSTAT_BATCH = 1000;
 /** Files whose ctime is this close to now are not trusted by their stat next time (the clock that stamps ctime is coarse). */
@@ -218,6 +237,52 @@ export class ReleaseVerifier {
   }
 
   /**
+   * Before a switch: what differs from its record in the tree about to be
+   * left (the active one), by lstat only. Those differences are drift of
+   * `current`; what changes in the tree after this is drift of a kept release.
+   */
+  snapshotLeaving(layout: DeployLayout, releaseId: string, signal: AbortSignal): Promise<LeavingSnapshot> {
+    return this.#exclusive(async () => {
+      const walk = await this.#walk(layout, releaseId, undefined, signal);
+      const snapshot = new Map<string, StatSignature | null>();
+      for (const path of [...walk.suspicious, ...walk.ownFindings.map((finding) => finding.path)]) {
+        const info = lstatIfThere(join(walk.dir, path));
+        snapshot.set(path, info === undefined ? null : statSignature(info));
+      }
+      return snapshot;
+    });
+  }
+
+  /**
+   * After a switch: puts the tree just left back to its manifest where it
+   * differed before the switch (`leaving`: that was drift of `current`,
+   * reported and then closed by the deployment, or adopted). An entry changed
+   * since is an edit of a kept release: left in place, reported as its drift.
+   * Returns what was repaired.
+   */
+  repairLeftBehind(layout: DeployLayout, releaseId: string, leaving: LeavingSnapshot, signal: AbortSignal): Promise<readonly string[]> {
+    return this.#exclusive(async () => {
+      const inspection = await this.#inspect(layout, releaseId, undefined, signal);
+      const dir = releaseDir(layout, releaseId);
+      const unchangedSince = (path: string): boolean => {
+        // A path counts by itself, or by an added directory above it (removed whole).
+        for (let at = path; at !== '.' && at !== ''; at = posix.dirname(at)) {
+          const then = leaving.get(at);
+          if (then === undefined || (at !== path && inspection.manifest.has(at))) continue;
+          const info = lstatIfThere(join(dir, at));
+          return (info === undefined ? null : statSignature(info)) === then;
+        }
+        return false;
+      };
+      const kept = [...new Set(inspection.findings.map((finding) => finding.path))].filter((path) => !unchangedSince(path));
+      const repaired = await this.#repair(layout, inspection, (path) => !kept.includes(path), signal);
+      if (kept.length > 0) this.#options.logger.warn({ release: shortId(releaseId), paths: kept.slice(0, 20) }, 'the release just left was changed during the switch: left in place, reported as drift of a kept release');
+      if (inspection.refreshed || repaired.length > 0) await this.records.write(inspection.record);
+      return repaired;
+    });
+  }
+
+  /**
    * The drift of the kept (not active) release trees, as findings with paths
    * `${deployTo}/releases/<id>/<path>`: a stat walk of each against its record,
    * hashing only what changed. A kept file edited in place is the cache copy
@@ -308,6 +373,36 @@ export class ReleaseVerifier {
    * file whose lstat changed (or of every path in `forced`).
    */
   async #inspect(layout: DeployLayout, releaseId: string, forced: ReadonlySet<string> | undefined, signal: AbortSignal): Promise<Inspection> {
+    const { dir, record, manifest, seen, suspicious, ownFindings, actual, dirsChanged, extraDirs } = await this.#walk(layout, releaseId, forced, signal);
+    let rehashed = 0;
+    let scanned: readonly SnapshotEntry[] = [];
+    if (suspicious.size > 0) {
+      const scan = await scanTree(dir, { pool: this.#pool, paths: [...suspicious], signal });
+      if (scan.rootError !== undefined) throw new LockstepError('failed', `cannot read release ${shortId(releaseId)}: ${scan.rootError}`);
+      scanned = scan.entries;
+      rehashed = scan.counters.hashedFiles;
+    }
+    const expected = [...suspicious].map((path) => manifest.get(path)).filter((entry): entry is ManifestEntry => entry !== undefined);
+    const findings = [...diffAgainstManifest(expected, scanned), ...ownFindings].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    for (const entry of scanned) actual.set(entry.path, entry);
+
+    // What was hashed (or listed) and found right is trusted by its stat from now on, if it held still meanwhile.
+    const wrong = new Set(findings.map((finding) => finding.path));
+    const nowNs = BigInt(Date.now()) * 1_000_000n;
+    let refreshed = false;
+    for (const path of [...suspicious, ...dirsChanged.keys()]) {
+      if (!manifest.has(path) || wrong.has(path) || extraDirs.has(path)) continue;
+      const before = seen.get(path);
+      const info = lstatIfThere(join(dir, path));
+      if (info === undefined || before === undefined || statSignature(info) !== before || info.ctimeNs >= nowNs - RACY_WINDOW_NS) continue;
+      record.stats.set(path, before);
+      refreshed = true;
+    }
+    return { record, manifest, findings, actual, seen, rehashed, refreshed };
+  }
+
+  /** The stat walk of a tree against its record: what differs, without hashing anything. */
+  async #walk(layout: DeployLayout, releaseId: string, forced: ReadonlySet<string> | undefined, signal: AbortSignal): Promise<Walk> {
     const dir = releaseDir(layout, releaseId);
     const root = await lstat(dir).catch((error: unknown) => {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -365,31 +460,7 @@ export class ReleaseVerifier {
         }
       }
     }
-    let rehashed = 0;
-    let scanned: readonly SnapshotEntry[] = [];
-    if (suspicious.size > 0) {
-      const scan = await scanTree(dir, { pool: this.#pool, paths: [...suspicious], signal });
-      if (scan.rootError !== undefined) throw new LockstepError('failed', `cannot read release ${shortId(releaseId)}: ${scan.rootError}`);
-      scanned = scan.entries;
-      rehashed = scan.counters.hashedFiles;
-    }
-    const expected = [...suspicious].map((path) => manifest.get(path)).filter((entry): entry is ManifestEntry => entry !== undefined);
-    const findings = [...diffAgainstManifest(expected, scanned), ...ownFindings].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    for (const entry of scanned) actual.set(entry.path, entry);
-
-    // What was hashed (or listed) and found right is trusted by its stat from now on, if it held still meanwhile.
-    const wrong = new Set(findings.map((finding) => finding.path));
-    const nowNs = BigInt(Date.now()) * 1_000_000n;
-    let refreshed = false;
-    for (const path of [...suspicious, ...dirsChanged.keys()]) {
-      if (!manifest.has(path) || wrong.has(path) || extraDirs.has(path)) continue;
-      const before = seen.get(path);
-      const info = lstatIfThere(join(dir, path));
-      if (info === undefined || before === undefined || statSignature(info) !== before || info.ctimeNs >= nowNs - RACY_WINDOW_NS) continue;
-      record.stats.set(path, before);
-      refreshed = true;
-    }
-    return { record, manifest, findings, actual, seen, rehashed, refreshed };
+    return { dir, record, manifest, seen, suspicious, ownFindings, actual, dirsChanged, extraDirs };
   }
 
   /** A record for a tree staged without one (by an older agent, or before a crash): every entry is hashed once. */

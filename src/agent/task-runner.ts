@@ -44,7 +44,7 @@ export interface TaskContext {
    */
   readonly verify?: (releaseId: string) => Promise<string | null>;
   /** Records staged trees and proves a tree matches its manifest before every switch, repairing it if not. */
-  readonly verifier?: Pick<ReleaseVerifier, 'recordStaged' | 'verifyTree' | 'removingRelease' | 'retain'>;
+  readonly verifier?: Pick<ReleaseVerifier, 'recordStaged' | 'verifyTree' | 'snapshotLeaving' | 'repairLeftBehind' | 'removingRelease' | 'retain'>;
 }
 
 /** Longest error text a report may carry (the schema's limit). */
@@ -135,6 +135,12 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       const listed = proven.repaired.slice(0, 10).join(', ');
       appendLog('verify', [`repaired ${proven.repaired.length} release ${proven.repaired.length === 1 ? 'entry' : 'entries'} that differed from the manifest before the switch: ${listed}${proven.repaired.length > 10 ? ', …' : ''}`]);
     }
+    // What differs in the tree about to be left is drift of `current`, to be put back after the switch (see below).
+    const leaving = before !== null && before !== task.releaseId ? await context.verifier?.snapshotLeaving(layout, before, signal).catch((error: unknown) => {
+      if (signal.aborted) throw error;
+      log.warn({ err: error, release: shortId(before) }, 'could not check the active release before leaving it');
+      return undefined;
+    }) : undefined;
     const { previousReleaseId } = await activateRelease(layout, task.releaseId, task.vars);
     const elapsedMs = Math.round(performance.now() - started);
     log.info({ staging: staging.kind, manifest: staging.kind === 'staged' ? staging.manifest : undefined, rehashed: proven?.rehashed, repaired: proven?.repaired.length, previous: previousReleaseId && shortId(previousReleaseId), elapsedMs }, 'release activated');
@@ -166,10 +172,10 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     if (health !== undefined && !health.healthy) throw new Error(`health check failed: ${health.detail}`);
     await activatedReported;
     await report('succeeded', task.releaseId);
-    // The tree just left is put back to its release: its drift was reported (and closed or adopted) while it was
-    // active, and from now on only an edit of it as a kept tree is drift. A rollback then finds it ready.
-    if (previousReleaseId !== null && previousReleaseId !== task.releaseId) {
-      await context.verifier?.verifyTree(layout, previousReleaseId, signal).catch((error: unknown) => {
+    // The tree just left is put back to its release where it differed before the switch: that was drift of `current`
+    // (closed by this deployment, or adopted); what changed in it since stays, as drift of a kept release.
+    if (leaving !== undefined && previousReleaseId !== null && previousReleaseId === before) {
+      await context.verifier?.repairLeftBehind(layout, previousReleaseId, leaving, signal).catch((error: unknown) => {
         if (signal.aborted) throw error;
         log.warn({ err: error, release: shortId(previousReleaseId) }, 'could not put the release left behind back to its manifest; it is repaired before any switch to it');
       });

@@ -4,7 +4,8 @@
  * shares the inode. Real server, a real agent on a sandbox root, the real CLI.
  * Each edit-then-act case runs five times: after `drift revert`, a rollback
  * activates the original bytes; a kept release edited in place is listed by
- * `lockstep drift` and a rollback to it activates the original bytes; a
+ * `lockstep drift`, a rollback to it activates the original bytes, and its
+ * `drift revert` repairs it with the active tree sharing the inode; a
  * redeploy of an already-staged release that was edited succeeds with the
  * original bytes instead of failing its post-deploy check.
  */
@@ -85,6 +86,20 @@ describe('integrity: no edit reaches an activated tree', () => {
       await runs('1.0.0');
       assert.equal(await readFile(onHost('current/public/page-0.html'), 'utf8'), await original('1.0.0', 'public/page-0.html'), `attempt ${attempt}: the original bytes are live`);
       await until(`attempt ${attempt}: the kept release's drift closed`, async () => ((await drift()).some((candidate) => candidate.path === path) ? undefined : true));
+    }
+  });
+
+  it('`drift revert` of a kept release edited in place puts back that tree and the active one sharing the inode', async () => {
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      if ((await readlink(onHost('current'))) !== `releases/${ids['2.0.0']}`) await cli(['deploy', 'app@2.0.0', '--to', 'development'], `attempt ${attempt}: deploy 2.0.0`);
+      // Through the kept tree, into the inode the active release shares with it.
+      await appendFile(onHost(`releases/${ids['1.0.0']}/public/style.css`), 'x\n');
+      assert.equal(await readFile(onHost('current/public/style.css'), 'utf8'), `${STYLE}x\n`, 'the edit of the kept tree reached the active one');
+      const path = `${DEPLOY_TO}/releases/${ids['1.0.0']}/public/style.css`;
+      await until(`attempt ${attempt}: the kept release's edit listed as drift`, async () => ((await drift()).some((item) => item.path === path) ? true : undefined));
+      await cli(['drift', 'revert', 'dev-1', '--path', path, '--reason', 'not ours'], `attempt ${attempt}: drift revert of the kept release`);
+      assert.equal(await readFile(onHost(`releases/${ids['1.0.0']}/public/style.css`), 'utf8'), STYLE, `attempt ${attempt}: the kept tree is right again`);
+      assert.equal(await readFile(onHost('current/public/style.css'), 'utf8'), STYLE, `attempt ${attempt}: and so is the active tree that shared the inode`);
     }
   });
 

@@ -178,6 +178,20 @@ describe('verification before every switch', () => {
     assert.deepEqual(await verifier.keptReleaseFindings(layout(), '/srv/shop', v2.id, signal), []);
   });
 
+  it('the tree a switch leaves is put back where it differed before the switch; an edit of it after the switch stays, as kept-release drift', async () => {
+    await run(v1.id);
+    await appendFile(join(root, 'srv/shop/current/app.txt'), 'hand edit while active\n');
+    // The hook runs after the switch: its edit of the tree just left is a change to a kept release.
+    await run(v2.id, 'deploy', { hooks: { timeout: 60_000, after_activate: `echo late > ../${v1.id}/public/late.txt` } });
+    assert.equal(await readFile(tree(v1.id, 'app.txt'), 'utf8'), v1.content, 'the drift it had while active was put back');
+    const findings = await verifier.keptReleaseFindings(layout(), '/srv/shop', v2.id, signal);
+    assert.deepEqual(
+      findings.map((finding) => finding.path),
+      [`/srv/shop/releases/${v1.id}/public/late.txt`],
+      'the file added after the switch is reported, not absorbed',
+    );
+  });
+
   it('pruning carries its unlinks into the records of the trees it keeps', async () => {
     await run(v1.id, 'deploy', { keepReleases: 2 });
     await run(v2.id, 'deploy', { keepReleases: 2 });
