@@ -123,7 +123,7 @@ const RACY_WINDOW_NS = 1_000_000_000n;
 
 /** Verifies release trees against their stat records and manifests, and repairs them. */
 export class ReleaseVerifier {
-  readonly records: StatRecordStore;
+  readonly #records: StatRecordStore;
   readonly #options: ReleaseVerifierOptions;
   readonly #pool: FimWorkerPool;
   readonly #ownPool: boolean;
@@ -131,7 +131,7 @@ export class ReleaseVerifier {
 
   constructor(options: ReleaseVerifierOptions) {
     this.#options = options;
-    this.records = new StatRecordStore(join(options.stateDir, 'stat-records'));
+    this.#records = new StatRecordStore(join(options.stateDir, 'stat-records'));
     this.#ownPool = options.pool === undefined;
     this.#pool = options.pool ?? new FimWorkerPool(2);
   }
@@ -195,8 +195,8 @@ export class ReleaseVerifier {
         }
         stats.set(entry.path, trusted ? signature : null);
       }
-      for (const record of dirty) await this.records.write(record);
-      await this.records.write({ releaseId: tree.releaseId, manifest: tree.manifest, stats });
+      for (const record of dirty) await this.#records.write(record);
+      await this.#records.write({ releaseId: tree.releaseId, manifest: tree.manifest, stats });
     });
   }
 
@@ -209,14 +209,14 @@ export class ReleaseVerifier {
     return this.#exclusive(async () => {
       const inspection = await this.#inspect(layout, releaseId, undefined, signal);
       if (inspection.findings.length === 0) {
-        if (inspection.refreshed) await this.records.write(inspection.record);
+        if (inspection.refreshed) await this.#records.write(inspection.record);
         return { rehashed: inspection.rehashed, repaired: [] };
       }
       const repaired = await this.#repair(layout, inspection, undefined, signal);
       const again = await this.#inspect(layout, releaseId, undefined, signal);
       const left = again.findings[0];
       if (left !== undefined) throw new LockstepError('failed', `release ${shortId(releaseId)} still differs from its manifest after a repair (${left.path}: ${left.kind})`);
-      await this.records.write(again.record);
+      await this.#records.write(again.record);
       return { rehashed: inspection.rehashed + again.rehashed, repaired };
     });
   }
@@ -231,7 +231,7 @@ export class ReleaseVerifier {
       const inspection = await this.#inspect(layout, releaseId, undefined, signal);
       const selected = (path: string): boolean => paths.some((wanted) => path === wanted || path.startsWith(`${wanted}/`));
       const repaired = await this.#repair(layout, inspection, selected, signal);
-      if (inspection.refreshed || repaired.length > 0) await this.records.write(inspection.record);
+      if (inspection.refreshed || repaired.length > 0) await this.#records.write(inspection.record);
       return repaired;
     });
   }
@@ -277,7 +277,7 @@ export class ReleaseVerifier {
       const kept = [...new Set(inspection.findings.map((finding) => finding.path))].filter((path) => !unchangedSince(path));
       const repaired = await this.#repair(layout, inspection, (path) => !kept.includes(path), signal);
       if (kept.length > 0) this.#options.logger.warn({ release: shortId(releaseId), paths: kept.slice(0, 20) }, 'the release just left was changed during the switch: left in place, reported as drift of a kept release');
-      if (inspection.refreshed || repaired.length > 0) await this.records.write(inspection.record);
+      if (inspection.refreshed || repaired.length > 0) await this.#records.write(inspection.record);
       return repaired;
     });
   }
@@ -301,7 +301,7 @@ export class ReleaseVerifier {
           this.#options.logger.warn({ err: error, release: shortId(releaseId) }, 'cannot check a kept release for drift');
           continue;
         }
-        if (inspection.refreshed) await this.records.write(inspection.record);
+        if (inspection.refreshed) await this.#records.write(inspection.record);
         await this.#dropEditedCopies(layout, inspection);
         findings.push(
           ...groupFindings({
@@ -324,7 +324,7 @@ export class ReleaseVerifier {
    */
   removingRelease(layout: DeployLayout, releaseId: string, remove: () => Promise<void>, signal: AbortSignal): Promise<void> {
     return this.#exclusive(async () => {
-      const record = await this.records.read(releaseId);
+      const record = await this.#records.read(releaseId);
       let clean = new Map<string, { before: StatSignature; links: number }>();
       if (record !== undefined) {
         try {
@@ -338,7 +338,7 @@ export class ReleaseVerifier {
         }
       }
       await remove();
-      await this.records.remove(releaseId);
+      await this.#records.remove(releaseId);
       if (clean.size === 0) return;
       const others = await this.#recordsOnDisk(layout, releaseId);
       const dirty = new Set<StatRecord>();
@@ -356,13 +356,13 @@ export class ReleaseVerifier {
           dirty.add(holder.record);
         }
       }
-      for (const changed of dirty) await this.records.write(changed);
+      for (const changed of dirty) await this.#records.write(changed);
     });
   }
 
   /** Deletes the records of releases no longer on disk. */
   retain(layout: DeployLayout): Promise<void> {
-    return this.#exclusive(async () => this.records.retain(await releasesOnDisk(layout)));
+    return this.#exclusive(async () => this.#records.retain(await releasesOnDisk(layout)));
   }
 
   // ---- inspection ----
@@ -409,7 +409,7 @@ export class ReleaseVerifier {
       throw error;
     });
     if (root === undefined || !root.isDirectory()) throw new LockstepError('failed', `release ${shortId(releaseId)} is not staged on this host`);
-    const record = (await this.records.read(releaseId)) ?? (await this.#recordFromManifest(releaseId, signal));
+    const record = (await this.#records.read(releaseId)) ?? (await this.#recordFromManifest(releaseId, signal));
     const manifest = new Map(record.manifest.entries.map((entry) => [entry.path, entry]));
     const seen = new Map<string, StatSignature | undefined>();
     const suspicious = new Set<string>();
@@ -471,7 +471,7 @@ export class ReleaseVerifier {
     // loadReleaseManifest stored it, with its app and version, when it had to fetch it.
     const stored = await manifests.read(releaseId);
     const record: StatRecord = { releaseId, manifest: { app: stored?.app ?? '', version: stored?.version ?? '', entries }, stats: new Map(entries.map((entry) => [entry.path, null])) };
-    await this.records.write(record);
+    await this.#records.write(record);
     return record;
   }
 
@@ -488,7 +488,7 @@ export class ReleaseVerifier {
     if (suspectInodes.size === 0) return repaired;
     for (const other of await releasesOnDisk(layout)) {
       if (other === inspection.record.releaseId) continue;
-      const record = await this.records.read(other);
+      const record = await this.#records.read(other);
       if (record === undefined) continue;
       // Sharing by the record, or by what is on disk now (an entry not trusted by its stat has no recorded inode).
       const otherDir = releaseDir(layout, other);
@@ -506,7 +506,7 @@ export class ReleaseVerifier {
       if (sharing.size === 0) continue;
       const theirs = await this.#inspect(layout, other, sharing, signal);
       repaired.push(...(await this.#repairTree(layout, theirs, (path) => sharing.has(path), new Set(), signal)));
-      await this.records.write(theirs.record);
+      await this.#records.write(theirs.record);
     }
     if (repaired.length > 0) this.#options.logger.warn({ repaired: repaired.slice(0, 20), count: repaired.length }, 'release files differed from their manifest and were put back from verified blobs');
     return repaired;
@@ -548,7 +548,7 @@ export class ReleaseVerifier {
     const records: StatRecord[] = [];
     for (const releaseId of await releasesOnDisk(layout)) {
       if (releaseId === except) continue;
-      const record = await this.records.read(releaseId);
+      const record = await this.#records.read(releaseId);
       if (record !== undefined) records.push(record);
     }
     return records;
