@@ -524,7 +524,10 @@ export class ReleaseVerifier {
       // The inode now there, if it is the recorded one, is the edited one (shared with other trees and the cache).
       const now = inspection.seen.get(path);
       if (now !== undefined && manifest.get(path)?.type === 'file') suspectInodes.add(signatureInode(now));
-      await restoreReleaseEntry(join(dir, path), manifest.get(path) ?? null, context);
+      await restoreReleaseEntry(join(dir, path), manifest.get(path) ?? null, context).catch((error: unknown) => {
+        if (signal.aborted) throw error;
+        throw new LockstepError('failed', `cannot put back releases/${record.releaseId}/${path} as release ${shortId(record.releaseId)} says: ${error instanceof Error ? error.message : String(error)}`);
+      });
       const info = manifest.has(path) ? lstatSync(join(dir, path), { bigint: true }) : undefined;
       // A restored file was just linked from a cache copy made or checked now: hashed once more at the next check rather than trusted within the clock's granularity.
       if (info !== undefined) record.stats.set(path, info.isFile() ? null : statSignature(info));

@@ -43,11 +43,19 @@ function releaseOf(version: string): { manifest: Manifest; id: string; content: 
   return { manifest, id: releaseIdOf(manifest), content };
 }
 
-const releases = [releaseOf('1.0.0'), releaseOf('2.0.0'), releaseOf('3.0.0')];
+/** A release whose one file has the blob's own mode (0444): the tree links the cached blob itself. */
+const READ_ONLY = 'read-only app\n';
+const readOnly = (() => {
+  const manifest: Manifest = { app: 'shop', version: '9.0.0', entries: [{ path: 'app.txt', type: 'file', mode: 0o444, size: Buffer.byteLength(READ_ONLY), sha256: sha(READ_ONLY) }] };
+  return { manifest, id: releaseIdOf(manifest), content: READ_ONLY };
+})();
+const releases = [releaseOf('1.0.0'), releaseOf('2.0.0'), releaseOf('3.0.0'), readOnly];
 const [v1, v2, v3] = releases as [ReturnType<typeof releaseOf>, ReturnType<typeof releaseOf>, ReturnType<typeof releaseOf>];
 
 class MemorySource implements ReleaseSource {
   blobRequests: string[] = [];
+  /** Set to make every blob download fail (the server unreachable). */
+  unreachable = false;
   async fetchManifest(releaseId: string): Promise<UntrustedManifest> {
     const release = releases.find((candidate) => candidate.id === releaseId);
     if (!release) throw new Error(`no release ${releaseId}`);
@@ -55,6 +63,7 @@ class MemorySource implements ReleaseSource {
   }
   async fetchBlob(hash: string): Promise<AsyncIterable<Uint8Array>> {
     this.blobRequests.push(hash);
+    if (this.unreachable) throw new Error('connect ECONNREFUSED 127.0.0.1:7400');
     const content = [SHARED, ...releases.map((release) => release.content)].find((candidate) => sha(candidate) === hash);
     if (content === undefined) throw new Error(`no blob ${hash}`);
     return (async function* () {
@@ -190,6 +199,23 @@ describe('verification before every switch', () => {
       [`/srv/shop/releases/${v1.id}/public/late.txt`],
       'the file added after the switch is reported, not absorbed',
     );
+  });
+
+  it('a cached blob edited through a tree is fetched again from the server; without the server the switch is refused, naming the file', async () => {
+    await run(readOnly.id);
+    await appendFile(join(root, 'srv/shop/current/app.txt'), 'x\n');
+    source.unreachable = true;
+    await assert.rejects(verifier.verifyTree(layout(), readOnly.id, signal), (error: Error) => {
+      assert.match(error.message, new RegExp(`^cannot put back releases/${readOnly.id}/app\\.txt as release [0-9a-f]+ says: .*could not be fetched: connect ECONNREFUSED`));
+      assert.doesNotMatch(error.message, /\n/);
+      return true;
+    });
+    source.unreachable = false;
+    source.blobRequests = [];
+    const outcome = await verifier.verifyTree(layout(), readOnly.id, signal);
+    assert.deepEqual(outcome.repaired, [`releases/${readOnly.id}/app.txt`]);
+    assert.deepEqual(source.blobRequests, [sha(READ_ONLY)], 'the edited cache copy was replaced by a download');
+    assert.equal(await current('app.txt'), READ_ONLY);
   });
 
   it('pruning carries its unlinks into the records of the trees it keeps', async () => {
