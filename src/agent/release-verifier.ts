@@ -21,7 +21,7 @@
  */
 import type { BigIntStats } from 'node:fs';
 import { lstatSync, readdirSync } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { Logger } from 'pino';
 import type { DriftFinding } from '../api/schemas.js';
@@ -31,7 +31,7 @@ import { LockstepError } from '../core/errors.js';
 import { shortId, type Manifest, type ManifestEntry } from '../core/manifest.js';
 import { scanTree } from '../fim/scanner.js';
 import { FimWorkerPool } from '../fim/worker-pool.js';
-import { isReleaseId, releaseDir, type DeployLayout } from './deploy-layout.js';
+import { releaseDir, releasesOnDisk, type DeployLayout } from './deploy-layout.js';
 import { groupFindings } from './drift-findings.js';
 import { dropEditedCacheCopies, restoreReleaseEntry, type RestoreContext } from './drift-revert.js';
 import type { ManifestStore } from './manifest-store.js';
@@ -601,15 +601,6 @@ function unchangedInodes(inspection: Inspection): Map<string, { before: StatSign
   return inodes;
 }
 
-/** The release ids with a directory in releases/. */
-async function releasesOnDisk(layout: DeployLayout): Promise<string[]> {
-  try {
-    return (await readdir(layout.releasesDir)).filter(isReleaseId);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw error;
-  }
-}
 
 /** A bigint lstat, or undefined when nothing is there (also when a parent was replaced by a file). */
 function lstatIfThere(path: string): BigIntStats | undefined {

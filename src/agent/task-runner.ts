@@ -5,7 +5,6 @@
  * Running the same task twice ends in the same state, so a task redelivered
  * after a restart simply finishes.
  */
-import { readdir } from 'node:fs/promises';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -13,7 +12,7 @@ import type { AgentReport, AgentTask } from '../api/schemas.js';
 import { shortId } from '../core/manifest.js';
 import type { BlobCache } from '../content/blob-cache.js';
 import { activateRelease, readCurrentReleaseId } from './activator.js';
-import { deployLayout, isReleaseId, type DeployLayout } from './deploy-layout.js';
+import { deployLayout, releasesOnDisk, type DeployLayout } from './deploy-layout.js';
 import { waitHealthy } from './health-checker.js';
 import { runHook } from './hook-runner.js';
 import type { ManifestStore } from './manifest-store.js';
@@ -216,10 +215,6 @@ async function prune(layout: DeployLayout, task: AgentTask, previousReleaseId: s
   }
 }
 
-/** The ids of the release dirs in releases/ (the stored manifests worth keeping). */
-async function releasesOnDisk(layout: DeployLayout): Promise<string[]> {
-  return (await readdir(layout.releasesDir)).filter(isReleaseId);
-}
 
 function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
