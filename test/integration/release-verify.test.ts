@@ -95,6 +95,7 @@ describe('verification before every switch', () => {
   let cache: BlobCache;
   let verifier: ReleaseVerifier;
   let context: TaskContext;
+  let reports: AgentReport[];
   let deployments = 0;
   const layout = () => deployLayout(root, '/srv/shop');
   const signal = new AbortController().signal;
@@ -109,7 +110,8 @@ describe('verification before every switch', () => {
     await cache.open();
     const manifests = new ManifestStore(join(stateDir, 'manifests'));
     verifier = new ReleaseVerifier({ stateDir, cache, manifests, fetchManifest: (id) => source.fetchManifest(id), fetchBlob: (hash) => source.fetchBlob(hash), logger });
-    context = { host: 'web-1', root, cache, source, manifests, verifier, report: async (_report: AgentReport) => undefined, logger, signal };
+    reports = [];
+    context = { host: 'web-1', root, cache, source, manifests, verifier, report: async (report: AgentReport) => void reports.push(report), logger, signal };
   });
   afterEach(async () => {
     await verifier.close();
@@ -168,6 +170,14 @@ describe('verification before every switch', () => {
       assert.equal((await lstat(tree(v1.id, 'public'))).mode & 0o777, 0o755);
       await run(v2.id);
     }
+  });
+
+  it('what a before_activate hook changes in the release is put back before the switch, and said so in the logs', async () => {
+    await run(v1.id, 'deploy', { hooks: { timeout: 60_000, before_activate: 'echo generated >> app.txt' } });
+    assert.equal(await current('app.txt'), v1.content);
+    const logs = reports.flatMap((report) => report.logs ?? []).filter((log) => log.source === 'verify');
+    assert.equal(logs.length, 1);
+    assert.match(logs[0]?.text ?? '', new RegExp(`^repaired 1 release entry that differed from the manifest before the switch: releases/${v1.id}/app\\.txt$`));
   });
 
   it('an in-place edit of a kept release is drift of that release, and its repair restores every tree sharing the inode', async () => {
