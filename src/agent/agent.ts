@@ -18,6 +18,7 @@ import { deployLayout } from './deploy-layout.js';
 import { DriftMonitor } from './drift-monitor.js';
 import { checkCurrentRelease } from './health-checker.js';
 import { removeLeftovers } from './leftover-cleaner.js';
+import { ReleaseVerifier } from './release-verifier.js';
 import { Backoff, isTransient, retry, sleep } from './retry.js';
 import { ManifestStore } from './manifest-store.js';
 import { reportHostFacts } from './host-facts.js';
@@ -68,6 +69,14 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   const cache = new BlobCache(join(stateDir, 'blobs'));
   await cache.open();
   const manifests = new ManifestStore(join(stateDir, 'manifests'));
+  const verifier = new ReleaseVerifier({
+    stateDir,
+    cache,
+    manifests,
+    fetchManifest: (releaseId, fetchSignal) => client.fetchManifest(releaseId, fetchSignal),
+    fetchBlob: (hash, fetchSignal) => client.fetchBlob(hash, fetchSignal),
+    logger: log,
+  });
   const remembered = await readAgentState(stateDir);
   let deployTo = remembered.deployTo;
   // The health checks of the last task; re-run between deployments for continuous health.
@@ -102,6 +111,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     sink: client,
     fetchManifest: (releaseId, fetchSignal) => client.fetchManifest(releaseId, fetchSignal),
     fetchBlob: (hash, fetchSignal) => client.fetchBlob(hash, fetchSignal),
+    verifier,
     logger: log,
     signal,
   });
@@ -190,6 +200,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
         deadline,
         verify: (releaseId) => monitor.verifyRelease(taskDeployTo, releaseId),
         switching: (releaseId, switchRelease) => monitor.activation(taskDeployTo, releaseId, switchRelease),
+        verifier,
       }).finally(() => {
         busy = false;
       });
@@ -205,6 +216,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     await firecalls;
     await facts;
     await monitor.close();
+    await verifier.close();
   }
 
   /** Runs a drift command and answers it; the answer is retried like a report. */

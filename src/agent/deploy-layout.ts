@@ -2,6 +2,7 @@
  * Where things live on a host, under the agent's --root: the application's
  * deploy_to with its releases/, current and shared/.
  */
+import { readdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { LockstepError } from '../core/errors.js';
 
@@ -52,4 +53,14 @@ export function releaseDir(layout: DeployLayout, releaseId: string): string {
 /** Whether a name is a release id (64 lowercase hex digits). */
 export function isReleaseId(name: string): boolean {
   return HEX64.test(name);
+}
+
+/** The ids of the release dirs in releases/ (none when it does not exist yet). */
+export async function releasesOnDisk(layout: DeployLayout): Promise<string[]> {
+  try {
+    return (await readdir(layout.releasesDir)).filter(isReleaseId);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
 }

@@ -37,6 +37,7 @@ import { DriftReporter, type DriftSink, type PendingUpload } from './drift-repor
 import { dropEditedCacheCopies, restoreReleaseEntry, restoreWatchEntry, type RestoreContext } from './drift-revert.js';
 import { DriftStateDir, type ScanTimes, type WatchBaseline } from './drift-state.js';
 import type { ManifestStore } from './manifest-store.js';
+import type { ReleaseVerifier } from './release-verifier.js';
 import { loadReleaseManifest, type ManifestFetcher } from './release-baseline.js';
 import { sleep } from './retry.js';
 import { sameGlobs, WatchBaselines } from './watch-baselines.js';
@@ -60,6 +61,8 @@ export interface DriftMonitorOptions {
   readonly fetchManifest?: ManifestFetcher;
   /** For a blob a revert needs that the cache lacks or holds corrupted. */
   readonly fetchBlob?: RestoreContext['fetchBlob'];
+  /** Checks kept release trees against their stat records, and repairs release trees with every tree sharing an edited inode. */
+  readonly verifier?: Pick<ReleaseVerifier, 'verifyTree' | 'repairPaths' | 'keptReleaseFindings'>;
   readonly logger: Logger;
   readonly signal: AbortSignal;
   /** Scanner threads (default: the CPUs, at most 4). */
@@ -139,6 +142,8 @@ export class DriftMonitor {
   #timesLoaded = false;
   #lastSent: string | undefined;
   #findings: DriftFinding[] = [];
+  /** Drift of the kept (not active) release trees, from the last periodic check (see ReleaseVerifier.keptReleaseFindings). */
+  #kept: DriftFinding[] = [];
   readonly #pendingRelease = new Set<string>();
   readonly #pendingWatch = new Map<string, Set<string>>();
   #flushQueued = false;
@@ -540,6 +545,7 @@ export class DriftMonitor {
       count(stats, scan);
       await saveStatCache(this.#state.cacheFile(RELEASE_CACHE), release.cache).catch((error: unknown) => this.#log.warn({ err: error }, 'could not save the stat cache'));
     }
+    await this.#checkKept();
     for (const state of this.#watched.values()) {
       const scan = await this.#scanScope(state.scope, state.cache, full, undefined, this.#scanAbort.signal);
       state.snapshot = scan.entries;
@@ -550,6 +556,14 @@ export class DriftMonitor {
     await this.#state.writeScanTimes(this.#times).catch((error: unknown) => this.#log.warn({ err: error }, 'could not remember the scan time'));
     stats.elapsedMs = performance.now() - started;
     return stats;
+  }
+
+  /** Checks the kept release trees against their stat records (a stat walk; only changed files are hashed). */
+  async #checkKept(): Promise<void> {
+    const release = this.#release;
+    const verifier = this.#options.verifier;
+    if (release === null || verifier === undefined) return;
+    this.#kept = await verifier.keptReleaseFindings(release.layout, release.deployTo, release.releaseId, this.#scanAbort.signal);
   }
 
   /** Scans a watch scope (only `paths`, if given); without a stat cache every file is hashed. */
@@ -641,6 +655,7 @@ export class DriftMonitor {
     }
     const deployTo = this.#activated?.deployTo ?? this.#options.deployTo();
     const heldBack = this.#ownPending.size === 0 ? undefined : (path: string) => this.#heldBack(path);
+    if (release !== null) groups.push(this.#kept);
     for (const state of this.#watched.values()) {
       groups.push(watchFindings({ baseline: state.baseline.entries, snapshot: state.snapshot, hostPath: (path) => scopeHostPath(state.scope, path) }, deployTo, heldBack));
     }
@@ -716,12 +731,25 @@ export class DriftMonitor {
     const failures: string[] = [];
     const rescanRelease = new Set<string>();
     const rescanWatched = new Map<string, Set<string>>();
+    // Release paths repaired through the verifier, per release tree: with every tree and cache copy sharing an edited inode.
+    const repairs = new Map<string, { paths: string[]; findings: DriftFinding[] }>();
+    const verifier = this.#options.verifier;
     for (const finding of selected) {
       try {
+        const kept = this.#release === null ? undefined : keptRelative(this.#release.deployTo, finding.path);
+        const current = this.#release === null ? undefined : releaseRelative(this.#release.deployTo, finding.path);
         if (finding.scope === 'release' && this.#release !== null && finding.path === posix.join(this.#release.deployTo, 'current')) {
-          // Back to the release Lockstep activated, with one rename (a revert is Lockstep's own change).
+          // Back to the release Lockstep activated, proven to be its manifest, with one rename (a revert is Lockstep's own change).
+          await verifier?.verifyTree(this.#release.layout, this.#release.releaseId, this.#options.signal);
           await pointCurrent(this.#release.layout, this.#release.releaseId);
           await this.#readPointer(this.#release);
+        } else if (finding.scope === 'release' && verifier !== undefined && this.#release !== null && (kept !== undefined || current !== undefined)) {
+          const [releaseId, relative] = kept !== undefined ? [kept.releaseId, kept.relative] : [this.#release.releaseId, current as string];
+          const repair = repairs.get(releaseId) ?? { paths: [], findings: [] };
+          repair.paths.push(relative);
+          repair.findings.push(finding);
+          repairs.set(releaseId, repair);
+          if (kept === undefined) rescanRelease.add(relative);
         } else if (finding.scope === 'release') {
           const release = this.#release;
           const relative = release === null ? undefined : releaseRelative(release.deployTo, finding.path);
@@ -739,6 +767,14 @@ export class DriftMonitor {
         failures.push(`${finding.path}: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
+    for (const [releaseId, repair] of repairs) {
+      const release = this.#release;
+      if (verifier === undefined || release === null) break;
+      await verifier.repairPaths(release.layout, releaseId, repair.paths, this.#options.signal).catch((error: unknown) => {
+        for (const finding of repair.findings) failures.push(`${finding.path}: ${error instanceof Error ? error.message : String(error)}`);
+      });
+    }
+    if (repairs.size > 0) await this.#checkKept();
     const stats = await this.#rescan(rescanRelease, rescanWatched);
     const stillDrifted = this.#afterRescan(selected);
     for (const path of stillDrifted) if (!failures.some((failure) => failure.startsWith(`${path}: `))) failures.push(`${path}: still differs after the revert`);
@@ -882,6 +918,15 @@ function releaseRelative(deployTo: string, path: string): string | undefined {
   const prefix = `${posix.join(deployTo, 'current')}/`;
   const normalized = posix.normalize(path);
   return normalized.startsWith(prefix) && normalized.length > prefix.length ? normalized.slice(prefix.length) : undefined;
+}
+
+/** The release id and release-relative path of a host path under DEPLOY_TO/releases/<id>/ (a kept release), else undefined. */
+function keptRelative(deployTo: string, path: string): { releaseId: string; relative: string } | undefined {
+  const prefix = `${posix.join(deployTo, 'releases')}/`;
+  const normalized = posix.normalize(path);
+  if (!normalized.startsWith(prefix)) return undefined;
+  const [releaseId, ...rest] = normalized.slice(prefix.length).split('/');
+  return releaseId !== undefined && isReleaseId(releaseId) && rest.length > 0 ? { releaseId, relative: rest.join('/') } : undefined;
 }
 
 function addAll(target: Map<string, Set<string>>, key: string, paths: readonly string[]): void {

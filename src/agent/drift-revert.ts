@@ -12,7 +12,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { chmod, copyFile, lchown, lstat, mkdir, rename, rm, symlink } from 'node:fs/promises';
+import { chmod, copyFile, lchown, link, lstat, mkdir, rename, rm, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { BlobCache } from '../content/blob-cache.js';
 import { removeTree } from '../content/remove-tree.js';
@@ -24,11 +24,23 @@ export interface RestoreContext {
   readonly cache: BlobCache;
   readonly fetchBlob?: (hash: string, signal: AbortSignal) => Promise<AsyncIterable<Uint8Array>>;
   readonly signal: AbortSignal;
+  /**
+   * Release files: hard-link the verified cache copy, as staging does, instead of writing a private copy. Safe
+   * only where every switch verifies the tree first (see ReleaseVerifier): a later in-place edit then reaches the
+   * cache again, and is found and repaired in every tree that shares it.
+   */
+  readonly linkFromCache?: boolean;
 }
 
 /** Makes `absolute` what a release manifest entry says (null: the entry must not exist). */
 export async function restoreReleaseEntry(absolute: string, expected: ManifestEntry | null, context: RestoreContext): Promise<void> {
   if (expected?.type === 'file') await dropCorruptVariant(context.cache, expected.sha256, expected.mode);
+  if (expected?.type === 'file' && context.linkFromCache === true) {
+    await verifiedBlob(context, expected.sha256);
+    const linkFrom = await context.cache.fileWithMode(expected.sha256, expected.mode);
+    await restoreEntry(absolute, { ...expected, owner: undefined, linkFrom }, context);
+    return;
+  }
   await restoreEntry(absolute, expected === null ? null : { ...expected, owner: undefined }, context);
 }
 
@@ -53,7 +65,7 @@ export async function restoreWatchEntry(absolute: string, expected: SnapshotEntr
 }
 
 type Wanted =
-  | { readonly type: 'file'; readonly mode: number; readonly sha256: string; readonly owner: Owner | undefined }
+  | { readonly type: 'file'; readonly mode: number; readonly sha256: string; readonly owner: Owner | undefined; readonly linkFrom?: string }
   | { readonly type: 'dir'; readonly mode: number; readonly owner: Owner | undefined }
   | { readonly type: 'symlink'; readonly target: string; readonly owner: Owner | undefined };
 interface Owner {
@@ -80,7 +92,9 @@ async function restoreEntry(absolute: string, wanted: Wanted | null, context: Re
     }
     const tmp = join(parent, `.lockstep-restore-${randomBytes(6).toString('hex')}`);
     try {
-      if (wanted.type === 'file') {
+      if (wanted.type === 'file' && wanted.linkFrom !== undefined) {
+        await link(wanted.linkFrom, tmp);
+      } else if (wanted.type === 'file') {
         const blob = await verifiedBlob(context, wanted.sha256);
         // A copy, never a link: a later in-place edit must not reach the cache again.
         await copyFile(blob, tmp, constants.COPYFILE_EXCL);

@@ -16,6 +16,8 @@ export interface PruneOptions {
   readonly keep: number;
   /** Releases never deleted whatever their age: the active one and the one before it. */
   readonly protect: readonly (string | null)[];
+  /** Wraps the removal of each release dir (the stat records carry the unlinks of shared inodes, see ReleaseVerifier.removingRelease). */
+  readonly removing?: (releaseId: string, remove: () => Promise<void>) => Promise<void>;
 }
 
 /** The release ids that pruning should delete, newest first kept: a pure choice over (id, mtime) pairs. */
@@ -42,9 +44,12 @@ export async function pruneReleases(layout: DeployLayout, options: PruneOptions)
   }
   const doomed = releasesToPrune(releases, options);
   for (const id of doomed) {
-    const moved = join(layout.releasesDir, `${STAGING_PREFIX}pruned-${id}-${randomBytes(6).toString('hex')}`);
-    await rename(join(layout.releasesDir, id), moved);
-    await removeTree(moved);
+    const remove = async (): Promise<void> => {
+      const moved = join(layout.releasesDir, `${STAGING_PREFIX}pruned-${id}-${randomBytes(6).toString('hex')}`);
+      await rename(join(layout.releasesDir, id), moved);
+      await removeTree(moved);
+    };
+    await (options.removing === undefined ? remove() : options.removing(id, remove));
   }
   return doomed;
 }

@@ -1,11 +1,13 @@
 /**
  * Staging: makes DEPLOY_TO/releases/<id> exist, complete, exactly as its
  * manifest says. A release dir is only ever created by renaming a finished
- * staging dir, so its existence means it is complete and staging is skipped
- * (which keeps a rollback to one rename).
+ * staging dir, so its existence means it was complete and staging is skipped
+ * (which keeps a rollback to one rename); whether it still is, the
+ * verification before every switch proves (see release-verifier.ts), from the
+ * stat record taken here before the rename.
  */
 import { randomBytes } from 'node:crypto';
-import { linkSync, symlinkSync } from 'node:fs';
+import { linkSync, symlinkSync, type BigIntStats } from 'node:fs';
 import { link, lstat, mkdir, rename } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
@@ -28,6 +30,7 @@ import { removeTree } from '../content/remove-tree.js';
 import { releaseDir, type DeployLayout } from './deploy-layout.js';
 import { forEachBounded } from './for-each-bounded.js';
 import type { ManifestStore } from './manifest-store.js';
+import type { StagedLink, StagedTree } from './release-verifier.js';
 import { retry } from './retry.js';
 import { StagingDirectories } from './staging-directories.js';
 
@@ -77,6 +80,8 @@ export interface StageOptions {
   readonly manifests?: ManifestStore;
   /** A release on disk to ask for a delta against (normally the one `current` points at). */
   readonly baseReleaseId?: string | null;
+  /** Takes the stat record of the finished tree before it gets its release name (see ReleaseVerifier). */
+  readonly recorder?: { recordStaged(tree: StagedTree): Promise<void> };
 }
 
 /** Prefix of in-progress staging dirs in releases/; whatever carries it is a leftover after a restart. */
@@ -101,6 +106,7 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
 
   let blobsFetched = 0;
   let bytesFetched = 0;
+  const fetched = new Set<string>();
   /**
    * Fetches the blobs among `hashes` the cache lacks. Called by buildTree for
    * the files whose cached variant is not there, so the lstat that finds a
@@ -119,6 +125,7 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
           onRetry: (error, attempt, delayMs) => logger.warn({ err: error, blob: hash, attempt, delayMs }, 'blob download failed; retrying'),
         });
         received.push(blob);
+        fetched.add(hash);
         bytesFetched += blob.size;
       });
     } catch (error) {
@@ -135,7 +142,8 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
   await mkdir(staging, { mode: 0o700 });
   try {
     const directories = new StagingDirectories(staging);
-    await buildTree(directories, manifest, cache, fetchMissing, signal);
+    const links = await buildTree(directories, manifest, cache, fetchMissing, signal);
+    await options.recorder?.recordStaged({ layout, releaseId, manifest, dir: staging, links, fetched });
     try {
       await rename(staging, target);
     } catch (error) {
@@ -269,7 +277,7 @@ async function buildTree(
   cache: BlobCache,
   fetchMissing: (hashes: readonly string[]) => Promise<void>,
   signal: AbortSignal,
-): Promise<void> {
+): Promise<Map<string, StagedLink>> {
   const staging = directories.pathOf('');
   const entries = [...manifest.entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const dirs = entries.filter((entry): entry is DirEntry => entry.type === 'dir');
@@ -283,6 +291,8 @@ async function buildTree(
 
   // Files whose (hash, mode) variant is not in the cache yet: made in one batch below.
   const later: FileEntry[] = [];
+  const links = new Map<string, StagedLink>();
+  const firstSeen = new Map<string, BigIntStats>();
   for (let start = 0; start < leaves.length; start += LINK_BATCH) {
     if (start > 0) await new Promise((resolve) => setImmediate(resolve));
     signal.throwIfAborted();
@@ -295,13 +305,17 @@ async function buildTree(
         symlinkSync(entry.target, destination);
         continue;
       }
-      const ready = cache.readyFileWithMode(entry.sha256, entry.mode);
+      const ready = cache.readyFileStat(entry.sha256, entry.mode);
       if (ready === undefined) {
         later.push(entry);
         continue;
       }
       try {
-        linkSync(ready, destination);
+        // The cache file's lstat before this staging's first link of it: what the stat record is carried from.
+        const before = firstSeen.get(ready.path) ?? ready.stat;
+        firstSeen.set(ready.path, before);
+        linkSync(ready.path, destination);
+        links.set(entry.path, { path: entry.path, source: ready.path, before });
       } catch (error) {
         if (!linkFailureAllowsCopy(error)) throw error;
         later.push(entry);
@@ -341,6 +355,7 @@ async function buildTree(
   directories.verifyContents(entries.map((entry) => entry.path));
   for (const dir of [...dirs].reverse()) if (dir.mode !== 0o700) directories.chmod(dir.path, dir.mode);
   directories.chmod('', 0o755);
+  return links;
 }
 
 /** A link that failed because of where the files are (not what they are): a copy will do. */

@@ -1,12 +1,12 @@
 /**
  * One task from start to report: report `staging`, stage (skipped when the
- * release is on disk), activate, report `succeeded` or `failed`, then prune.
+ * release is on disk), verify the tree against its manifest (repairing it),
+ * activate, report `succeeded` or `failed`, then prune.
  * Running the same task twice ends in the same state, so a task redelivered
  * after a restart simply finishes. A task with a deadline is dropped when it
  * passes (staging, hooks and health checks are stopped, and `current` is not
  * switched after it), and the drop is reported as `cancelled`.
  */
-import { readdir } from 'node:fs/promises';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -14,13 +14,14 @@ import type { AgentReport, AgentTask } from '../api/schemas.js';
 import { shortId } from '../core/manifest.js';
 import type { BlobCache } from '../content/blob-cache.js';
 import { activateRelease, readCurrentReleaseId, type Activation } from './activator.js';
-import { deployLayout, isReleaseId, type DeployLayout } from './deploy-layout.js';
+import { deployLayout, releasesOnDisk, type DeployLayout } from './deploy-layout.js';
 import { waitHealthy } from './health-checker.js';
 import { runHook } from './hook-runner.js';
 import { releaseProcess, type ReleaseProcess } from './release-process.js';
 import type { ManifestStore } from './manifest-store.js';
 import { pruneReleases } from './release-pruner.js';
 import { stageRelease, type ReleaseSource, type StageResult } from './release-stager.js';
+import type { ReleaseVerifier } from './release-verifier.js';
 
 /** How a task ended on this host. */
 export type TaskOutcome =
@@ -61,6 +62,8 @@ export interface TaskContext {
    * that moment (see DriftMonitor.activation); without it the switch just runs.
    */
   readonly switching?: (releaseId: string, switchRelease: () => Promise<Activation>) => Promise<Activation>;
+  /** Records staged trees and proves a tree matches its manifest before every switch, repairing it if not. */
+  readonly verifier?: Pick<ReleaseVerifier, 'recordStaged' | 'verifyTree' | 'snapshotLeaving' | 'repairLeftBehind' | 'removingRelease' | 'retain'>;
 }
 
 /** Longest error text a report may carry (the schema's limit). */
@@ -150,11 +153,25 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       logger: log,
       signal: taskSignal,
       ...(context.manifests === undefined ? {} : { manifests: context.manifests, baseReleaseId: onDisk }),
+      ...(context.verifier === undefined ? {} : { recorder: context.verifier }),
     });
     taskSignal.throwIfAborted();
     const before = await readCurrentReleaseId(layout);
     phase = 'the before_activate hook';
     if (task.kind === 'deploy') await hook('before_activate', where, before);
+    phase = 'verification';
+    // Only a tree proven to be its manifest is switched to (after the hook: it runs in the tree).
+    const proven = await context.verifier?.verifyTree(layout, task.releaseId, taskSignal);
+    if (proven !== undefined && proven.repaired.length > 0) {
+      const listed = proven.repaired.slice(0, 10).join(', ');
+      appendLog('verify', [`repaired ${proven.repaired.length} release ${proven.repaired.length === 1 ? 'entry' : 'entries'} that differed from the manifest before the switch: ${listed}${proven.repaired.length > 10 ? ', …' : ''}`]);
+    }
+    // What differs in the tree about to be left is drift of `current`, to be put back after the switch (see below).
+    const leaving = before !== null && before !== task.releaseId ? await context.verifier?.snapshotLeaving(layout, before, taskSignal).catch((error: unknown) => {
+      if (taskSignal.aborted) throw error;
+      log.warn({ err: error, release: shortId(before) }, 'could not check the active release before leaving it');
+      return undefined;
+    }) : undefined;
     phase = 'activation';
     // activateRelease checks the deadline once more right before the rename; the drift monitor
     // (context.switching) takes the new release as its baseline at that very moment.
@@ -164,7 +181,7 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     switched = true;
     phase = 'the after hook and health checks';
     const elapsedMs = Math.round(performance.now() - started);
-    log.info({ staging: staging.kind, manifest: staging.kind === 'staged' ? staging.manifest : undefined, previous: previousReleaseId && shortId(previousReleaseId), elapsedMs }, 'release activated');
+    log.info({ staging: staging.kind, manifest: staging.kind === 'staged' ? staging.manifest : undefined, rehashed: proven?.rehashed, repaired: proven?.repaired.length, previous: previousReleaseId && shortId(previousReleaseId), elapsedMs }, 'release activated');
     await stagingReported;
     const checks = task.health.checks.length > 0;
     const hookAfter = task.kind === 'deploy' ? task.hooks.after_activate : task.hooks.after_rollback;
@@ -193,8 +210,17 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     if (health !== undefined && !health.healthy) throw new Error(`health check failed: ${health.detail}`);
     await activatedReported;
     await report('succeeded', task.releaseId);
-    const pruned = await prune(layout, task, previousReleaseId, log);
+    // The tree just left is put back to its release where it differed before the switch: that was drift of `current`
+    // (closed by this deployment, or adopted); what changed in it since stays, as drift of a kept release.
+    if (leaving !== undefined && previousReleaseId !== null && previousReleaseId === before) {
+      await context.verifier?.repairLeftBehind(layout, previousReleaseId, leaving, signal).catch((error: unknown) => {
+        if (signal.aborted) throw error;
+        log.warn({ err: error, release: shortId(previousReleaseId) }, 'could not put the release left behind back to its manifest; it is repaired before any switch to it');
+      });
+    }
+    const pruned = await prune(layout, task, previousReleaseId, log, context.verifier, signal);
     await context.manifests?.retain(await releasesOnDisk(layout)).catch((error: unknown) => log.warn({ err: error }, 'could not prune stored manifests'));
+    await context.verifier?.retain(layout).catch((error: unknown) => log.warn({ err: error }, 'could not prune stat records'));
     return { kind: 'succeeded', staging, previousReleaseId, pruned };
   } catch (error) {
     if (signal.aborted) throw error;
@@ -218,13 +244,17 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
   }
 }
 
-async function prune(layout: DeployLayout, task: AgentTask, previousReleaseId: string | null, log: Logger): Promise<string[]> {
+async function prune(layout: DeployLayout, task: AgentTask, previousReleaseId: string | null, log: Logger, verifier: TaskContext['verifier'], signal: AbortSignal): Promise<string[]> {
   try {
     // A redelivered task finds `current` already switched, so "the release
     // before" is then the second most recently activated: keep at least two.
     const again = previousReleaseId === task.releaseId;
     const keep = again ? Math.max(task.keepReleases, 2) : task.keepReleases;
-    const pruned = await pruneReleases(layout, { keep, protect: [task.releaseId, previousReleaseId] });
+    const pruned = await pruneReleases(layout, {
+      keep,
+      protect: [task.releaseId, previousReleaseId],
+      ...(verifier === undefined ? {} : { removing: (releaseId: string, remove: () => Promise<void>) => verifier.removingRelease(layout, releaseId, remove, signal) }),
+    });
     if (pruned.length > 0) log.info({ pruned: pruned.map(shortId) }, 'pruned old releases');
     return pruned;
   } catch (error) {
@@ -234,10 +264,6 @@ async function prune(layout: DeployLayout, task: AgentTask, previousReleaseId: s
   }
 }
 
-/** The ids of the release dirs in releases/ (the stored manifests worth keeping). */
-async function releasesOnDisk(layout: DeployLayout): Promise<string[]> {
-  return (await readdir(layout.releasesDir)).filter(isReleaseId);
-}
 
 function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);

@@ -6,7 +6,7 @@
  * (hash, mode) pair needs its own inode.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, lstatSync, readdirSync, unlinkSync } from 'node:fs';
+import { constants, lstatSync, readdirSync, unlinkSync, type BigIntStats } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LockstepError } from '../core/errors.js';
@@ -221,9 +221,15 @@ export class BlobCache {
    * with `fileWithMode` or `makeVariants`.
    */
   readyFileWithMode(hash: string, mode: number): string | undefined {
+    return this.readyFileStat(hash, mode)?.path;
+  }
+
+  /** Like `readyFileWithMode`, with the file's lstat (which a stat record of the tree linking it starts from). */
+  readyFileStat(hash: string, mode: number): { readonly path: string; readonly stat: BigIntStats } | undefined {
     const blobPath = this.pathOf(hash);
     const path = mode === BLOB_MODE ? blobPath : `${blobPath}.${modeSuffix(mode)}`;
-    return fileModeSync(path) === mode ? path : undefined;
+    const stat = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+    return stat?.isFile() === true && (Number(stat.mode) & 0o777) === mode ? { path, stat } : undefined;
   }
 
   /**

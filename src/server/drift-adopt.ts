@@ -13,7 +13,7 @@ import { requireConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import type { UserPrincipal } from './deployment-service.js';
 import { requireActionableHost } from './drift-service.js';
-import { releaseScopePrefix } from './host-settings.js';
+import { keptReleasePath, releaseScopePrefix } from './host-settings.js';
 import { createRelease, manifestOf } from './release-service.js';
 import type { DriftItemRow } from '../store/store.js';
 
@@ -83,7 +83,9 @@ export async function adoptDrift(
   if (host.current_release_id === null) throw new LockstepError('conflict', `host ${host.name} runs no release; there is nothing to adopt into`);
   const base = await repo.release(host.current_release_id);
   if (!base) throw new Error(`host ${host.name} runs release ${host.current_release_id}, which is not in the store`);
-  const items = (await repo.driftItems({ host: host.name, states: ['open'] })).filter((item) => item.scope === 'release' && only(item));
+  const kept = keptReleasePath(config.deploy_to);
+  // Drift of a kept (not active) release tree is not part of what the host runs: revert it, never adopt it.
+  const items = (await repo.driftItems({ host: host.name, states: ['open'] })).filter((item) => item.scope === 'release' && !kept.test(item.path) && only(item));
   if (items.length === 0) throw new LockstepError('bad-input', `host ${host.name} has no open drift in release files; nothing to adopt (watched paths are accepted instead: lockstep drift accept)`);
   const prefix = releaseScopePrefix(config.deploy_to);
   const repointed = items.find((item) => item.path === prefix.slice(0, -1));

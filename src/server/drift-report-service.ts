@@ -12,27 +12,29 @@ import { requestOf } from './agent-command-service.js';
 import { requireConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { reconcileDrift, storedFields, type CloseCause, type DriftReconciliation } from './drift-reconcile.js';
-import { releaseScopePrefix } from './host-settings.js';
+import { keptReleasePath, releaseScopePrefix } from './host-settings.js';
 import { openFirecallFor } from './firecall-service.js';
 
 /** At most this many paths are named in one audit event or alert; the count is always exact. */
 const LISTED = 100;
 
-/** Every problem of a report's paths: absolute, without `..`, release paths under DEPLOY_TO/current/. */
+/** Every problem of a report's paths: absolute, without `..`, release paths under DEPLOY_TO/current/ or DEPLOY_TO/releases/<id>/. */
 export function driftPathProblems(findings: readonly DriftFinding[], deployTo: string): string[] {
   const prefix = releaseScopePrefix(deployTo);
+  const kept = keptReleasePath(deployTo);
   const problems: string[] = [];
   for (const finding of findings) {
     const path = finding.path;
     if (!path.startsWith('/') || path.includes('\0') || path.split('/').some((segment) => segment === '..' || segment === '.')) {
       problems.push(`${path}: expected an absolute path without "." or ".." segments`);
-    } else if (finding.scope === 'release' && !(path.startsWith(prefix) && path.length > prefix.length) && path !== prefix.slice(0, -1)) {
-      // DEPLOY_TO/current itself is a release-scope item too: `current` re-pointed by hand.
-      problems.push(`${path}: a release-scope path must be DEPLOY_TO/current or under ${prefix}`);
+    } else if (finding.scope === 'release' && !(path.startsWith(prefix) && path.length > prefix.length) && path !== prefix.slice(0, -1) && !kept.test(path)) {
+      // DEPLOY_TO/current itself is a release-scope item too: `current` re-pointed by hand; a kept release's file is drift of that release.
+      problems.push(`${path}: a release-scope path must be DEPLOY_TO/current, under ${prefix} or under DEPLOY_TO/releases/<release id>/`);
     }
   }
   return problems;
 }
+
 
 /** Records a host's complete findings after a scan. */
 export async function recordDriftReport(context: ServerContext, host: string, env: string, report: DriftReport): Promise<void> {

@@ -30,3 +30,9 @@ export function hostSettingsOf(config: Config | undefined, env: string): HostSet
 export function releaseScopePrefix(deployTo: string): string {
   return `${deployTo === '/' ? '' : deployTo}/current/`;
 }
+
+/** Matches a path in a kept release tree: DEPLOY_TO/releases/<release id>/<path>. */
+export function keptReleasePath(deployTo: string): RegExp {
+  const base = (deployTo === '/' ? '' : deployTo).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^${base}/releases/[0-9a-f]{64}/.+`);
+}

@@ -126,6 +126,14 @@ describe('drift on the server', () => {
     assert.equal((await post(other, report('prod-1', []))).status, 403, 'a report for another host');
   });
 
+  it('records drift of a kept release tree, named DEPLOY_TO/releases/<release id>/PATH', async () => {
+    const path = `/srv/shop/releases/${'a'.repeat(64)}/public/index.html`;
+    const answer = await post(prod, report('prod-1', [{ scope: 'release', path, kinds: ['content'], expected: file('old'), actual: file('new') }]));
+    assert.equal(answer.status, 200, JSON.stringify(answer.json));
+    assert.deepEqual((await items('prod-1')).map((item: any) => [item.scope, item.path, item.kinds]), [['release', path, ['content']]]);
+    assert.equal((await post(prod, report('prod-1', []))).status, 200);
+  });
+
   it('hands a command to its host through the work poll, woken at once, and takes the answer only from that host', { timeout: 15_000 }, async () => {
     const polling = server.call('GET', '/api/v1/agent/work?host=prod-1&wait=30', prod);
     await new Promise((done) => setTimeout(done, 100));
