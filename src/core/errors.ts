@@ -70,3 +70,19 @@ export const HTTP_STATUS: Readonly<Record<ErrorKind, number>> = {
   unavailable: 503,
   mismatch: 409,
 };
+
+/**
+ * `await ifMissing(lstat(path))`: the value, or undefined when the path does
+ * not exist (ENOENT, or ENOTDIR for a parent that is not a directory). Every
+ * other error (permission, I/O) is thrown: in a file-integrity tool
+ * "unreadable" must never pass for "absent".
+ */
+export async function ifMissing<T>(pending: Promise<T>): Promise<T | undefined> {
+  try {
+    return await pending;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw error;
+  }
+}

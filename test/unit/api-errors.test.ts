@@ -39,3 +39,15 @@ describe('responseError: the one decoder of API errors (CLI and agent alike)', (
     assert.ok(!isTransient(responseError(500, JSON.stringify({ error: { kind: 'failed', message: 'corrupt' } }), 'x')));
   });
 });
+
+describe('ifMissing', () => {
+  it('turns only "no such file" into undefined; every other filesystem error is thrown', async () => {
+    const { ifMissing } = await import('../../src/core/errors.js');
+    const { lstat, readFile } = await import('node:fs/promises');
+    assert.equal(await ifMissing(lstat('/nonexistent/lockstep-test')), undefined);
+    assert.equal(await ifMissing(lstat('/etc/hostname/child')), undefined, 'ENOTDIR: a parent is a file');
+    assert.ok((await ifMissing(lstat('/')))?.isDirectory());
+    await assert.rejects(ifMissing(readFile('/')), (error: NodeJS.ErrnoException) => error.code === 'EISDIR');
+    await assert.rejects(ifMissing(Promise.reject(Object.assign(new Error('denied'), { code: 'EACCES' }))), /denied/);
+  });
+});
