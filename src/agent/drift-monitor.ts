@@ -18,6 +18,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { join, posix } from 'node:path';
+import { atomicTmpPrefix } from '../content/atomic-file.js';
 import type { Logger } from 'pino';
 import type { AgentCommand, CommandResult, DriftFinding, DriftReport, HostSettings } from '../api/schemas.js';
 import type { BlobCache } from '../content/blob-cache.js';
@@ -862,7 +863,9 @@ export class DriftMonitor {
       // A directory Lockstep had to create for them (not in the baseline) is its own change too, with what is in it.
       const parts = relative.split('/');
       const added = parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/')).find((ancestor) => !state.baseline.entries.some((entry) => entry.path === ancestor));
-      addAll(byScope, state.scope.spec.path, [added ?? relative]);
+      // The temporary sibling the atomic write went through, if a scan saw it meanwhile: read back too (it is gone now).
+      const siblings = state.snapshot.filter((entry) => isAtomicTmpOf(entry.path, relative)).map((entry) => entry.path);
+      addAll(byScope, state.scope.spec.path, [added ?? relative, ...siblings]);
     }
     const written = new Map<string, ScanResult>();
     for (const [path, relatives] of byScope) {
@@ -874,7 +877,7 @@ export class DriftMonitor {
 
   /** Whether a watched host path is (or is a directory above) a path Lockstep is changing right now. */
   #heldBack(hostPath: string): boolean {
-    for (const path of this.#ownPending.keys()) if (path === hostPath || path.startsWith(`${hostPath}/`)) return true;
+    for (const path of this.#ownPending.keys()) if (path === hostPath || path.startsWith(`${hostPath}/`) || isAtomicTmpOf(hostPath, path)) return true;
     return false;
   }
 
@@ -945,4 +948,9 @@ function count(stats: { entries: number; hashedFiles: number }, scan: ScanResult
 
 async function isDirectory(path: string): Promise<boolean> {
   return (await lstat(path).catch(() => undefined))?.isDirectory() === true;
+}
+
+/** Whether `path` is a temporary sibling writeFileAtomic writes `target` through (`dir/.name.tmp-…`). */
+function isAtomicTmpOf(path: string, target: string): boolean {
+  return posix.dirname(path) === posix.dirname(target) && posix.basename(path).startsWith(atomicTmpPrefix(posix.basename(target)));
 }

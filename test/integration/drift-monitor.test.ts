@@ -337,6 +337,22 @@ describe('drift monitor', () => {
     assert.equal(await readFile(host('etc/shop/lockstep.pub'), 'utf8'), 'ssh-ed25519 AAAA ca\n');
   });
 
+  it("an own change written atomically (a temporary sibling, then rename) is never reported, not even its temporary file (5 times)", async () => {
+    for (let round = 0; round < 5; round++) {
+      await monitor.ownChange(['/etc/shop/lockstep.krl'], async () => {
+        // What writeFileAtomic does, slowed down so that the watcher's re-scan sees the temporary sibling.
+        const tmp = host(`etc/shop/.lockstep.krl.tmp-${round}abcdef`);
+        await writeFile(tmp, `krl ${round}\n`, { mode: 0o644 });
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await rename(tmp, host('etc/shop/lockstep.krl'));
+      });
+      await monitor.idle();
+    }
+    await command({ kind: 'drift-scan', full: false });
+    assert.deepEqual(findingsOf(latest()), {});
+    assert.ok(collector.reports.every((report) => report.findings.length === 0), `no report ever named the own change: ${JSON.stringify(collector.reports.map((report) => report.findings.map((finding) => finding.path)))}`);
+  });
+
   it('reports `current` re-pointed by hand, also while the agent was down, and revert points it back', async () => {
     const repoint = async (target: string): Promise<void> => {
       await symlink(target, host('srv/app/current.by-hand'));
