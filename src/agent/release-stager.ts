@@ -28,7 +28,7 @@ import { copyWithMode } from '../content/copy-with-mode.js';
 import { fsyncDirectory } from '../content/atomic-file.js';
 import { removeTree } from '../content/remove-tree.js';
 import { releaseDir, type DeployLayout } from './deploy-layout.js';
-import { forEachBounded } from './for-each-bounded.js';
+import { forEachBounded } from '../core/for-each-bounded.js';
 import type { ManifestStore } from './manifest-store.js';
 import type { StagedLink, StagedTree } from './release-verifier.js';
 import { retry } from './retry.js';

@@ -3,7 +3,8 @@ import { stat } from 'node:fs/promises';
 import type { LockstepClient } from '../client/lockstep-client.js';
 import { LockstepError } from '../core/errors.js';
 import { manifestProblems, type ManifestEntry } from '../core/manifest.js';
-import { buildEntries, mapConcurrent } from '../content/manifest-builder.js';
+import { forEachBounded } from '../core/for-each-bounded.js';
+import { buildEntries } from '../content/manifest-builder.js';
 
 /** What `uploadRelease` did. */
 export interface UploadedRelease {
@@ -34,7 +35,7 @@ export async function uploadRelease(client: LockstepClient, dir: string, version
   const { missing } = await client.missingBlobs([...sources.keys()]);
   let blobs = 0;
   let bytes = 0;
-  await mapConcurrent(missing, 4, async (hash) => {
+  await forEachBounded(missing, 4, async (hash) => {
     const blob = sources.get(hash);
     if (!blob) return;
     await client.uploadBlob(hash, blob.source, blob.size);

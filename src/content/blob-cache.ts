@@ -10,6 +10,7 @@ import { constants, lstatSync, readdirSync, unlinkSync, type BigIntStats } from 
 import { chmod, copyFile, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LockstepError } from '../core/errors.js';
+import { forEachBounded } from '../core/for-each-bounded.js';
 import { fsyncDirectory } from './atomic-file.js';
 import { copyWithMode } from './copy-with-mode.js';
 
@@ -133,7 +134,7 @@ export class BlobCache {
    */
   async commit(received: readonly ReceivedBlob[]): Promise<boolean[]> {
     try {
-      await eachBounded(received, SYNC_CONCURRENCY, async (blob) => {
+      await forEachBounded(received, SYNC_CONCURRENCY, async (blob) => {
         await fsyncFile(blob.tmpPath);
         await chmod(blob.tmpPath, BLOB_MODE);
       });
@@ -150,7 +151,7 @@ export class BlobCache {
         shards.add(dirname(finalPath));
         created.push(true);
       }
-      await eachBounded([...shards], SYNC_CONCURRENCY, fsyncDirectory);
+      await forEachBounded([...shards], SYNC_CONCURRENCY, fsyncDirectory);
       if (shards.size > 0) await fsyncDirectory(this.root);
       return created;
     } finally {
@@ -160,7 +161,7 @@ export class BlobCache {
 
   /** Removes the tmp files of received blobs that will not be committed. */
   async discard(received: readonly ReceivedBlob[]): Promise<void> {
-    await eachBounded(received, SYNC_CONCURRENCY, (blob) => rm(blob.tmpPath, { force: true }));
+    await forEachBounded(received, SYNC_CONCURRENCY, (blob) => rm(blob.tmpPath, { force: true }));
   }
 
   /**
@@ -247,7 +248,7 @@ export class BlobCache {
     }
     const items = [...todo];
     try {
-      await eachBounded(items, SYNC_CONCURRENCY, async ([, item]) => {
+      await forEachBounded(items, SYNC_CONCURRENCY, async ([, item]) => {
         await copyFile(item.blobPath, item.tmpPath, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
         // Readable for the fsync before narrowing to the wanted mode, which may deny even the owner.
         await chmod(item.tmpPath, 0o600);
@@ -259,9 +260,9 @@ export class BlobCache {
         await rename(item.tmpPath, variantPath);
         shards.add(dirname(variantPath));
       }
-      await eachBounded([...shards], SYNC_CONCURRENCY, fsyncDirectory);
+      await forEachBounded([...shards], SYNC_CONCURRENCY, fsyncDirectory);
     } finally {
-      await eachBounded(items, SYNC_CONCURRENCY, ([, item]) => rm(item.tmpPath, { force: true }));
+      await forEachBounded(items, SYNC_CONCURRENCY, ([, item]) => rm(item.tmpPath, { force: true }));
     }
   }
 
@@ -317,24 +318,6 @@ async function fsyncFile(path: string): Promise<void> {
 
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
-}
-
-/** Runs `work` over `items` with at most `limit` in flight; rethrows the first failure once all settled. */
-async function eachBounded<T>(items: readonly T[], limit: number, work: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await work(item);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure !== undefined) throw failure.error;
 }
 
 /** Permission bits of a regular file, or undefined when nothing (or not a regular file) is there. */
