@@ -126,8 +126,16 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   monitor.start();
   void settings.refresh(signal);
 
-  const currentReleaseId = async (): Promise<string | null> =>
-    deployTo === null ? null : readCurrentReleaseId(deployLayout(root, deployTo)).catch(() => null);
+  // What heartbeats name; a `current` that cannot be read is logged and named as none, so the host stays online.
+  const currentReleaseId = async (): Promise<string | null> => {
+    if (deployTo === null) return null;
+    try {
+      return await readCurrentReleaseId(deployLayout(root, deployTo));
+    } catch (error) {
+      log.warn({ err: error, deployTo }, 'cannot read the current release; the heartbeat names none');
+      return null;
+    }
+  };
   // Heartbeats stop with the agent, and also when the work loop ends with an error.
   const stopHeartbeats = new AbortController();
   const healthNow = async (): Promise<{ healthy: boolean; detail: string } | undefined> => {

@@ -72,7 +72,7 @@ function trustLoop(options: FirecallAgentOptions, transcripts: string, onInstall
 
 async function collectLoop(options: FirecallAgentOptions, transcripts: string, closedKeyIds: () => readonly string[], intervalMs: () => number, signal: AbortSignal): Promise<void> {
   const collector = new FirecallCollector(join(options.root, options.sshdLog), transcripts, options.stateDir);
-  await collector.open().catch((error: unknown) => options.logger.warn({ err: error }, 'cannot read remembered fire-call offsets'));
+  await collector.open().catch((error: unknown) => options.logger.warn({ err: error }, 'cannot read the remembered fire-call offsets or the sshd log; collecting from the start'));
   await longPoll({
     signal,
     backoff: AGENT_BACKOFF,

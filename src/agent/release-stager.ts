@@ -11,7 +11,7 @@ import { linkSync, symlinkSync, type BigIntStats } from 'node:fs';
 import { link, lstat, mkdir, rename } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
-import { LockstepError } from '../core/errors.js';
+import { ifMissing, LockstepError } from '../core/errors.js';
 import {
   manifestProblems,
   releaseIdOf,
@@ -372,12 +372,8 @@ function inside(staging: string, path: string): string {
 }
 
 async function isDirectory(path: string): Promise<boolean> {
-  try {
-    const info = await lstat(path);
-    if (info.isDirectory()) return true;
-    throw new LockstepError('failed', `${path} exists but is not a directory; refusing to touch it`);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
+  const info = await ifMissing(lstat(path));
+  if (info === undefined) return false;
+  if (info.isDirectory()) return true;
+  throw new LockstepError('failed', `${path} exists but is not a directory; refusing to touch it`);
 }

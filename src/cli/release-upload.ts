@@ -1,7 +1,7 @@
 /** Making a release from a directory: hash the tree, upload only the blobs the server lacks, register the manifest. */
 import { stat } from 'node:fs/promises';
 import type { LockstepClient } from '../client/lockstep-client.js';
-import { LockstepError } from '../core/errors.js';
+import { cannotRead, ifMissing, LockstepError } from '../core/errors.js';
 import { manifestProblems, type ManifestEntry } from '../core/manifest.js';
 import { forEachBounded } from '../core/for-each-bounded.js';
 import { buildEntries } from '../content/manifest-builder.js';
@@ -22,7 +22,9 @@ export interface UploadedRelease {
  * server's own rules first, so a bad tree uploads nothing.
  */
 export async function uploadRelease(client: LockstepClient, dir: string, version: string, app: string | undefined, onProgress?: (text: string) => void): Promise<UploadedRelease> {
-  const info = await stat(dir).catch(() => undefined);
+  const info = await ifMissing(stat(dir)).catch((error: unknown) => {
+    throw cannotRead(dir, error);
+  });
   if (!info?.isDirectory()) throw new LockstepError('bad-input', `${dir} is not a directory`);
   const walked = await buildEntries(dir, ({ files, bytes }) => onProgress?.(`hashing: ${files} files, ${bytes} bytes`));
   const problems = manifestProblems(walked);

@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants, lstatSync, readdirSync, unlinkSync, type BigIntStats } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { LockstepError } from '../core/errors.js';
+import { ifMissing, ifMissingSync, LockstepError } from '../core/errors.js';
 import { forEachBounded } from '../core/for-each-bounded.js';
 import { fsyncDirectory } from './atomic-file.js';
 import { copyWithMode } from './copy-with-mode.js';
@@ -175,27 +175,18 @@ export class BlobCache {
   async prune(keep: (hash: string) => boolean, signal?: AbortSignal): Promise<{ readonly removedFiles: number; readonly removedBytes: number }> {
     let removedFiles = 0;
     let removedBytes = 0;
-    let shards: string[];
-    try {
-      shards = readdirSync(this.root).filter((name) => /^[0-9a-f]{2}$/.test(name));
-    } catch {
-      return { removedFiles, removedBytes };
-    }
+    const shards = readdirIfExists(this.root).filter((name) => /^[0-9a-f]{2}$/.test(name));
     for (const shard of shards) {
       signal?.throwIfAborted();
       await yieldToEventLoop();
       const dir = join(this.root, shard);
       const byHash = new Map<string, { name: string; links: number; size: number }[]>();
-      for (const name of readdirSafe(dir)) {
+      for (const name of readdirIfExists(dir)) {
         const hash = name.slice(0, 64);
         if (!HEX64.test(hash)) continue;
-        let info;
-        try {
-          info = lstatSync(join(dir, name));
-        } catch {
-          continue;
-        }
-        if (!info.isFile()) continue;
+        // Gone meanwhile (another prune, a commit's rename): nothing to judge.
+        const info = ifMissingSync(() => lstatSync(join(dir, name)));
+        if (info?.isFile() !== true) continue;
         const files = byHash.get(hash) ?? [];
         files.push({ name, links: info.nlink, size: info.size });
         byHash.set(hash, files);
@@ -203,13 +194,9 @@ export class BlobCache {
       for (const [hash, files] of byHash) {
         if (files.some((file) => file.links > 1) || keep(hash)) continue;
         for (const file of files) {
-          try {
-            unlinkSync(join(dir, file.name));
-            removedFiles += 1;
-            removedBytes += file.size;
-          } catch {
-            // gone already
-          }
+          if (!unlinkIfExists(join(dir, file.name))) continue; // gone already
+          removedFiles += 1;
+          removedBytes += file.size;
         }
       }
     }
@@ -322,19 +309,20 @@ function yieldToEventLoop(): Promise<void> {
 
 /** Permission bits of a regular file, or undefined when nothing (or not a regular file) is there. */
 async function fileMode(path: string): Promise<number | undefined> {
-  try {
-    const info = await lstat(path);
-    return info.isFile() ? info.mode & 0o777 : undefined;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
+  const info = await ifMissing(lstat(path));
+  return info?.isFile() === true ? info.mode & 0o777 : undefined;
 }
 
-function readdirSafe(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
+function readdirIfExists(dir: string): string[] {
+  return ifMissingSync(() => readdirSync(dir)) ?? [];
+}
+
+/** Removes a file; false when it was not there. */
+function unlinkIfExists(path: string): boolean {
+  return (
+    ifMissingSync(() => {
+      unlinkSync(path);
+      return true;
+    }) ?? false
+  );
 }
