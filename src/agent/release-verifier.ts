@@ -28,6 +28,7 @@ import type { DriftFinding } from '../api/schemas.js';
 import type { BlobCache } from '../content/blob-cache.js';
 import { diffAgainstManifest, type Finding, type SnapshotEntry } from '../core/drift.js';
 import { ifMissing, ifMissingSync, LockstepError } from '../core/errors.js';
+import { SerialQueue } from '../core/serial-queue.js';
 import { shortId, type Manifest, type ManifestEntry } from '../core/manifest.js';
 import { scanTree } from '../fim/scanner.js';
 import { FimWorkerPool } from '../fim/worker-pool.js';
@@ -127,7 +128,7 @@ export class ReleaseVerifier {
   readonly #options: ReleaseVerifierOptions;
   readonly #pool: FimWorkerPool;
   readonly #ownPool: boolean;
-  #chain: Promise<unknown> = Promise.resolve();
+  readonly #queue = new SerialQueue();
 
   constructor(options: ReleaseVerifierOptions) {
     this.#options = options;
@@ -138,7 +139,7 @@ export class ReleaseVerifier {
 
   /** Stops the hashing threads (when the verifier made them). */
   async close(): Promise<void> {
-    await this.#chain.catch(() => undefined);
+    await this.#queue.idle();
     if (this.#ownPool) await this.#pool.close();
   }
 
@@ -550,9 +551,7 @@ export class ReleaseVerifier {
 
   /** Runs `work` after everything queued before it; one at a time. */
   #exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.#chain.catch(() => undefined).then(work);
-    this.#chain = run;
-    return run;
+    return this.#queue.run(work);
   }
 }
 

@@ -6,12 +6,12 @@
  * (hash, mode) pair needs its own inode.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, lstatSync, readdirSync, unlinkSync, type BigIntStats } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
+import { lstatSync, readdirSync, unlinkSync, type BigIntStats } from 'node:fs';
+import { chmod, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ifMissing, ifMissingSync, LockstepError } from '../core/errors.js';
 import { forEachBounded } from '../core/for-each-bounded.js';
-import { fsyncDirectory } from './atomic-file.js';
+import { fsyncDirectory, fsyncFile } from './atomic-file.js';
 import { copyWithMode } from './copy-with-mode.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -235,13 +235,7 @@ export class BlobCache {
     }
     const items = [...todo];
     try {
-      await forEachBounded(items, SYNC_CONCURRENCY, async ([, item]) => {
-        await copyFile(item.blobPath, item.tmpPath, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
-        // Readable for the fsync before narrowing to the wanted mode, which may deny even the owner.
-        await chmod(item.tmpPath, 0o600);
-        await fsyncFile(item.tmpPath);
-        await chmod(item.tmpPath, item.mode);
-      });
+      await forEachBounded(items, SYNC_CONCURRENCY, ([, item]) => copyWithMode(item.blobPath, item.tmpPath, item.mode));
       const shards = new Set<string>();
       for (const [variantPath, item] of items) {
         await rename(item.tmpPath, variantPath);
@@ -292,15 +286,6 @@ function modeSuffix(mode: number): string {
 function fileModeSync(path: string): number | undefined {
   const info = lstatSync(path, { throwIfNoEntry: false });
   return info?.isFile() ? info.mode & 0o777 : undefined;
-}
-
-async function fsyncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function yieldToEventLoop(): Promise<void> {
