@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LockstepClient } from './client/lockstep-client.js';
 import * as commands from './cli/commands.js';
-import { EXIT_CODES, LockstepError } from './core/errors.js';
+import { cannotRead, EXIT_CODES, ifMissingSync, LockstepError } from './core/errors.js';
 import { addDriftCommands } from './cli/drift-program.js';
 
 const VERSION = '0.1.0';
@@ -24,10 +24,11 @@ function client(): LockstepClient {
 /** Convenience for the machine running the server: ./lockstep-data/admin.token when LOCKSTEP_SERVER is not set. */
 function readDefaultToken(): string | undefined {
   if (process.env.LOCKSTEP_SERVER) return undefined;
+  const file = join('lockstep-data', 'admin.token');
   try {
-    return readFileSync(join('lockstep-data', 'admin.token'), 'utf8').trim();
-  } catch {
-    return undefined;
+    return ifMissingSync(() => readFileSync(file, 'utf8'))?.trim();
+  } catch (error) {
+    throw cannotRead(file, error, 'fix its permissions or export LOCKSTEP_TOKEN');
   }
 }
 

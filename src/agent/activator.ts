@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readlink, rename, rm, symlink, utimes } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { LockstepError } from '../core/errors.js';
+import { ifMissing, LockstepError } from '../core/errors.js';
 import { shortId } from '../core/manifest.js';
 import { fsyncDirectory, writeFileAtomic } from '../content/atomic-file.js';
 import { isReleaseId, releaseDir, type DeployLayout } from './deploy-layout.js';
@@ -65,7 +65,7 @@ export function currentTarget(releaseId: string): string {
 
 /** Points `current` at a staged release with one rename(2), durably; refuses to replace anything but a symlink. */
 export async function pointCurrent(layout: DeployLayout, releaseId: string): Promise<void> {
-  const current = await lstat(layout.currentLink).catch(() => undefined);
+  const current = await ifMissing(lstat(layout.currentLink));
   if (current !== undefined && !current.isSymbolicLink()) {
     throw new LockstepError('failed', `${layout.currentLink} exists and is not a symlink; refusing to replace it`);
   }
@@ -89,7 +89,7 @@ export async function pointCurrent(layout: DeployLayout, releaseId: string): Pro
  */
 export async function activateRelease(layout: DeployLayout, releaseId: string, vars: Readonly<Record<string, string>>, signal?: AbortSignal): Promise<Activation> {
   const dir = releaseDir(layout, releaseId);
-  const info = await lstat(dir).catch(() => undefined);
+  const info = await ifMissing(lstat(dir));
   if (!info?.isDirectory()) throw new LockstepError('failed', `release ${shortId(releaseId)} is not staged on this host`);
 
   signal?.throwIfAborted();

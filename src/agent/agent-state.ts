@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { healthSpec } from '../api/schemas.js';
-import { LockstepError } from '../core/errors.js';
+import { ifMissing, LockstepError } from '../core/errors.js';
 import { writeFileAtomic } from '../content/atomic-file.js';
 
 const credentialFile = z.object({ server: z.string(), host: z.string(), env: z.string(), credential: z.string().min(1) });
@@ -58,12 +58,7 @@ export async function writeAgentState(stateDir: string, state: AgentState): Prom
 }
 
 async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
+  return ifMissing(readFile(path, 'utf8'));
 }
 
 function parseJson(text: string): unknown {

@@ -19,7 +19,8 @@ import { DriftMonitor } from './drift-monitor.js';
 import { checkCurrentRelease } from './health-checker.js';
 import { removeLeftovers } from './leftover-cleaner.js';
 import { ReleaseVerifier } from './release-verifier.js';
-import { Backoff, isTransient, retry, sleep } from './retry.js';
+import { longPoll } from '../core/long-poll.js';
+import { AGENT_BACKOFF, isTransient, retry } from './retry.js';
 import { ManifestStore } from './manifest-store.js';
 import { reportHostFacts } from './host-facts.js';
 import { SettingsHolder } from './settings-holder.js';
@@ -125,8 +126,16 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   monitor.start();
   void settings.refresh(signal);
 
-  const currentReleaseId = async (): Promise<string | null> =>
-    deployTo === null ? null : readCurrentReleaseId(deployLayout(root, deployTo)).catch(() => null);
+  // What heartbeats name; a `current` that cannot be read is logged and named as none, so the host stays online.
+  const currentReleaseId = async (): Promise<string | null> => {
+    if (deployTo === null) return null;
+    try {
+      return await readCurrentReleaseId(deployLayout(root, deployTo));
+    } catch (error) {
+      log.warn({ err: error, deployTo }, 'cannot read the current release; the heartbeat names none');
+      return null;
+    }
+  };
   // Heartbeats stop with the agent, and also when the work loop ends with an error.
   const stopHeartbeats = new AbortController();
   const healthNow = async (): Promise<{ healthy: boolean; detail: string } | undefined> => {
@@ -153,63 +162,33 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   };
 
   const waitSeconds = Math.min(30, Math.max(0, options.pollWaitSeconds ?? DEFAULT_POLL_WAIT_SECONDS));
-  const backoff = new Backoff();
+  // Until the first answer arrives, the server is told this agent just started (see AgentClient.work).
+  let polledOnce = false;
   try {
-    // Until the first answer arrives, the server is told this agent just started (see AgentClient.work).
-    let polledOnce = false;
-    while (!signal.aborted) {
-      let task: AgentTask | null;
-      let command: AgentCommand | null;
-      try {
-        const answer = await client.work(waitSeconds, signal, !polledOnce);
-        polledOnce = true;
-        ({ task, command } = answer);
-        if (settings.isStale(answer.settingsRevision)) void settings.refresh(signal);
-        backoff.reset();
-      } catch (error) {
-        if (signal.aborted) break;
-        if (isCredentialRejected(error)) throw credentialRejected(error, stateDir);
-        const delayMs = backoff.delay();
-        // Transient trouble (a server restart) is routine: warn; anything else is worth an error line.
-        if (isTransient(error)) log.warn({ err: error, delayMs }, 'cannot get work; retrying');
-        else log.error({ err: error, delayMs }, 'cannot get work; retrying');
-        await sleep(delayMs, signal);
-        continue;
-      }
-      if (task === null) {
-        if (command !== null) await runCommand(command);
-        continue;
-      }
-      // The deadline counts from the task's arrival, before anything else takes time.
-      const deadline = taskDeadline(task);
-      await remember({ deployTo: task.deployTo, health: task.health });
-      log.info({ deploymentId: task.deploymentId, kind: task.kind, version: task.version }, 'task received');
-      busy = true;
-      // The monitor's periodic scans wait for the task; its switch moves the baseline (switching, below), nothing else does.
-      await monitor.pause();
-      const taskDeployTo = task.deployTo;
-      const outcome = await runTask(task, {
-        host: identity.host,
-        root,
-        cache,
-        manifests,
-        source: client,
-        report,
-        logger: log,
-        signal,
-        deadline,
-        verify: (releaseId) => monitor.verifyRelease(taskDeployTo, releaseId),
-        switching: (releaseId, switchRelease) => monitor.activation(taskDeployTo, releaseId, switchRelease),
-        verifier,
-      }).finally(() => {
-        busy = false;
-      });
-      // Not awaited: the next poll need not wait for the scan (a next task's pause() does).
-      if (outcome.kind === 'succeeded' && outcome.pruned.length > 0) monitor.cachePruneDue();
-      void monitor.resume(task.deploymentId, POST_TASK_REPORT_DELAY_MS).catch((error: unknown) => log.error({ err: error }, 'could not scan for drift after a task'));
-      if (outcome.kind === 'failed') log.warn({ deploymentId: task.deploymentId, error: outcome.error }, 'task failed');
-      if (outcome.kind === 'cancelled') log.warn({ deploymentId: task.deploymentId, reason: outcome.reason }, 'task dropped at its deadline');
-    }
+    await longPoll({
+      signal,
+      backoff: AGENT_BACKOFF,
+      poll: async (pollSignal) => {
+        try {
+          const answer = await client.work(waitSeconds, pollSignal, !polledOnce);
+          polledOnce = true;
+          return answer;
+        } catch (error) {
+          throw isCredentialRejected(error) ? credentialRejected(error, stateDir) : error;
+        }
+      },
+      isPermanent: isCredentialRejected,
+      // Transient trouble (a server restart) is routine: warn; anything else is worth an error line.
+      onError: (error, delayMs) => (isTransient(error) ? log.warn({ err: error, delayMs }, 'cannot get work; retrying') : log.error({ err: error, delayMs }, 'cannot get work; retrying')),
+      handle: async ({ task, command, settingsRevision }) => {
+        if (settings.isStale(settingsRevision)) void settings.refresh(signal);
+        if (task === null) {
+          if (command !== null) await runCommand(command);
+          return;
+        }
+        await runOneTask(task);
+      },
+    });
   } finally {
     stopHeartbeats.abort();
     await heartbeats;
@@ -217,6 +196,39 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     await facts;
     await monitor.close();
     await verifier.close();
+  }
+
+  /** Runs one deployment task with the drift monitor's periodic scans paused, then has the monitor re-scan and report. */
+  async function runOneTask(task: AgentTask): Promise<void> {
+    // The deadline counts from the task's arrival, before anything else takes time.
+    const deadline = taskDeadline(task);
+    await remember({ deployTo: task.deployTo, health: task.health });
+    log.info({ deploymentId: task.deploymentId, kind: task.kind, version: task.version }, 'task received');
+    busy = true;
+    // The monitor's periodic scans wait for the task; its switch moves the baseline (switching, below), nothing else does.
+    await monitor.pause();
+    const taskDeployTo = task.deployTo;
+    const outcome = await runTask(task, {
+      host: identity.host,
+      root,
+      cache,
+      manifests,
+      source: client,
+      report,
+      logger: log,
+      signal,
+      deadline,
+      verify: (releaseId) => monitor.verifyRelease(taskDeployTo, releaseId),
+      switching: (releaseId, switchRelease) => monitor.activation(taskDeployTo, releaseId, switchRelease),
+      verifier,
+    }).finally(() => {
+      busy = false;
+    });
+    // Not awaited: the next poll need not wait for the scan (a next task's pause() does).
+    if (outcome.kind === 'succeeded' && outcome.pruned.length > 0) monitor.cachePruneDue();
+    void monitor.resume(task.deploymentId, POST_TASK_REPORT_DELAY_MS).catch((error: unknown) => log.error({ err: error }, 'could not scan for drift after a task'));
+    if (outcome.kind === 'failed') log.warn({ deploymentId: task.deploymentId, error: outcome.error }, 'task failed');
+    if (outcome.kind === 'cancelled') log.warn({ deploymentId: task.deploymentId, reason: outcome.reason }, 'task dropped at its deadline');
   }
 
   /** Runs a drift command and answers it; the answer is retried like a report. */
@@ -271,7 +283,7 @@ async function loadOrEnroll(options: AgentOptions, signal: AbortSignal): Promise
  * watch_interval when there are checks) with the result of a round of
  * health checks, until the signal aborts; never throws.
  */
-async function heartbeatLoop(
+function heartbeatLoop(
   client: AgentClient,
   currentReleaseId: () => Promise<string | null>,
   healthNow: () => Promise<{ healthy: boolean; detail: string } | undefined>,
@@ -279,19 +291,15 @@ async function heartbeatLoop(
   log: Logger,
   signal: AbortSignal,
 ): Promise<void> {
-  const backoff = new Backoff();
-  while (!signal.aborted) {
-    try {
-      await client.heartbeat(await currentReleaseId(), undefined, signal, await healthNow());
-      backoff.reset();
-      await sleep(intervalMs(), signal);
-    } catch (error) {
-      if (signal.aborted) return;
-      const delayMs = isTransient(error) ? backoff.delay() : HEARTBEAT_INTERVAL_MS;
-      log.warn({ err: error, delayMs }, 'heartbeat failed');
-      await sleep(delayMs, signal).catch(() => undefined);
-    }
-  }
+  return longPoll({
+    signal,
+    poll: async (pollSignal) => client.heartbeat(await currentReleaseId(), undefined, pollSignal, await healthNow()),
+    pauseMs: intervalMs,
+    backoff: AGENT_BACKOFF,
+    // A refused heartbeat is not fixed by asking again soon: it waits for the next round.
+    backsOffOn: isTransient,
+    onError: (error, delayMs) => log.warn({ err: error, delayMs }, 'heartbeat failed'),
+  });
 }
 
 function isCredentialRejected(error: unknown): boolean {

@@ -4,7 +4,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { LockstepError } from '../core/errors.js';
+import { ifMissing, LockstepError } from '../core/errors.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -57,10 +57,5 @@ export function isReleaseId(name: string): boolean {
 
 /** The ids of the release dirs in releases/ (none when it does not exist yet). */
 export async function releasesOnDisk(layout: DeployLayout): Promise<string[]> {
-  try {
-    return (await readdir(layout.releasesDir)).filter(isReleaseId);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw error;
-  }
+  return ((await ifMissing(readdir(layout.releasesDir))) ?? []).filter(isReleaseId);
 }

@@ -7,10 +7,11 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { FirecallTrust } from '../api/schemas.js';
+import { longPoll } from '../core/long-poll.js';
 import type { AgentClient } from './agent-client.js';
 import { FirecallCollector } from './firecall-collector.js';
 import { endSessions } from './firecall-sessions.js';
-import { Backoff, sleep } from './retry.js';
+import { AGENT_BACKOFF } from './retry.js';
 import { installSshdTrust, SSHD_TRUST_PATHS } from './sshd-trust.js';
 
 /** The sshd log the agent reads when `--sshd-log` is not given (Debian, Ubuntu). */
@@ -46,46 +47,45 @@ export async function runFirecallDuties(options: FirecallAgentOptions, signal: A
   ]);
 }
 
-async function trustLoop(options: FirecallAgentOptions, transcripts: string, onInstalled: (trust: FirecallTrust) => void, signal: AbortSignal): Promise<void> {
+function trustLoop(options: FirecallAgentOptions, transcripts: string, onInstalled: (trust: FirecallTrust) => void, signal: AbortSignal): Promise<void> {
   const { client, logger } = options;
-  const backoff = new Backoff();
   let installed: string | undefined;
-  while (!signal.aborted) {
-    try {
-      const trust: FirecallTrust = await client.firecallTrust(installed, POLL_WAIT_SECONDS, signal);
-      backoff.reset();
-      if (trust.revision === installed) continue;
+  // The whole round is retried: a trust that could not be installed is asked for (and answered) again at once.
+  return longPoll({
+    signal,
+    backoff: AGENT_BACKOFF,
+    poll: async (pollSignal) => {
+      const trust: FirecallTrust = await client.firecallTrust(installed, POLL_WAIT_SECONDS, pollSignal);
+      if (trust.revision === installed) return;
       const outcome = await options.ownChange(Object.values(SSHD_TRUST_PATHS), () => installSshdTrust(options.root, trust));
       onInstalled(trust);
       // Revocation first, then the sessions: a session ended cannot log in again.
       const ended = await endSessions(transcripts, trust.endSessions);
       if (outcome.changed || ended > 0) logger.info({ revision: trust.revision, enabled: trust.enabled, endedSessions: ended }, 'fire-call trust installed');
       if (outcome.error) logger.error({ error: outcome.error }, 'fire-call trust installed, but sshd was not reloaded');
-      await client.firecallReport({ revision: trust.revision, ...(outcome.error ? { error: outcome.error } : {}), records: [] }, signal);
+      await client.firecallReport({ revision: trust.revision, ...(outcome.error ? { error: outcome.error } : {}), records: [] }, pollSignal);
       installed = trust.revision;
-    } catch (error) {
-      if (signal.aborted) return;
-      const delayMs = backoff.delay();
-      logger.warn({ err: error, delayMs }, 'cannot install fire-call trust; retrying');
-      await sleep(delayMs, signal).catch(() => undefined);
-    }
-  }
+    },
+    onError: (error, delayMs) => logger.warn({ err: error, delayMs }, 'cannot install fire-call trust; retrying'),
+  });
 }
 
 async function collectLoop(options: FirecallAgentOptions, transcripts: string, closedKeyIds: () => readonly string[], intervalMs: () => number, signal: AbortSignal): Promise<void> {
   const collector = new FirecallCollector(join(options.root, options.sshdLog), transcripts, options.stateDir);
-  await collector.open().catch((error: unknown) => options.logger.warn({ err: error }, 'cannot read remembered fire-call offsets'));
-  while (!signal.aborted) {
-    try {
+  await collector.open().catch((error: unknown) => options.logger.warn({ err: error }, 'cannot read the remembered fire-call offsets or the sshd log; collecting from the start'));
+  await longPoll({
+    signal,
+    backoff: AGENT_BACKOFF,
+    poll: async (pollSignal) => {
       // A session that logged in just before the revocation arrived is ended on the next round.
       await endSessions(transcripts, closedKeyIds());
       const collection = await collector.collect();
-      if (collection.records.length > 0) await options.client.firecallReport({ records: collection.records }, signal);
+      if (collection.records.length > 0) await options.client.firecallReport({ records: collection.records }, pollSignal);
       await collector.commit(collection);
-    } catch (error) {
-      if (signal.aborted) return;
-      options.logger.warn({ err: error }, 'cannot ship fire-call records; retrying');
-    }
-    await sleep(intervalMs(), signal).catch(() => undefined);
-  }
+    },
+    pauseMs: intervalMs,
+    // Shipping is retried on the next round, which comes every interval anyway.
+    backsOffOn: () => false,
+    onError: (error) => options.logger.warn({ err: error }, 'cannot ship fire-call records; retrying'),
+  });
 }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { FirecallRecord } from '../api/schemas.js';
 import { writeFileAtomic } from '../content/atomic-file.js';
 import { transcriptNameParts } from './firecall-sessions.js';
+import { ifMissing } from '../core/errors.js';
 
 /** The most one piece carries; the API allows 64 KiB of text. */
 const PIECE_BYTES = 32 * 1024;
@@ -43,10 +44,11 @@ export class FirecallCollector {
 
   /** Loads the remembered offsets; a new host starts at the log's end (old lines predate its fire calls). */
   async open(): Promise<void> {
-    const saved = await readFile(this.file, 'utf8').then((text) => JSON.parse(text) as Offsets, () => undefined);
+    const text = await ifMissing(readFile(this.file, 'utf8'));
+    const saved = text === undefined ? undefined : (JSON.parse(text) as Offsets);
     if (saved) this.offsets = saved;
     else {
-      const info = await stat(this.sshdLog).catch(() => undefined);
+      const info = await ifMissing(stat(this.sshdLog));
       this.offsets = { log: info ? { ino: info.ino, offset: info.size } : null, transcripts: {} };
     }
   }
@@ -56,12 +58,12 @@ export class FirecallCollector {
     const records: FirecallRecord[] = [];
     const offsets: Offsets = { log: this.offsets.log, transcripts: { ...this.offsets.transcripts } };
     offsets.log = await this.collectLog(records);
-    for (const name of (await readdir(this.transcriptDir).catch(() => [] as string[])).sort()) {
+    for (const name of ((await ifMissing(readdir(this.transcriptDir))) ?? []).sort()) {
       const parts = transcriptNameParts(name);
       const firecallId = parts ? Number(/^firecall-(\d+)-/.exec(parts.keyId)?.[1]) : NaN;
       if (!parts || !Number.isInteger(firecallId)) continue;
       let offset = offsets.transcripts[name] ?? 0;
-      const size = (await stat(join(this.transcriptDir, name)).catch(() => undefined))?.size ?? 0;
+      const size = (await ifMissing(stat(join(this.transcriptDir, name))))?.size ?? 0;
       while (offset < size && records.length < MAX_RECORDS) {
         const bytes = await readRange(join(this.transcriptDir, name), offset, Math.min(PIECE_BYTES, size - offset));
         if (bytes.length === 0) break;
@@ -81,7 +83,7 @@ export class FirecallCollector {
   }
 
   private async collectLog(records: FirecallRecord[]): Promise<Offsets['log']> {
-    const info = await stat(this.sshdLog).catch(() => undefined);
+    const info = await ifMissing(stat(this.sshdLog));
     if (!info) return this.offsets.log;
     // A rotated or truncated log starts again from its beginning.
     let offset = this.offsets.log && this.offsets.log.ino === info.ino && this.offsets.log.offset <= info.size ? this.offsets.log.offset : 0;

@@ -7,6 +7,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ifMissing } from '../core/errors.js';
 
 /** Parses a transcript's file name. */
 export function transcriptNameParts(name: string): { keyId: string; pid: number } | undefined {
@@ -18,13 +19,13 @@ export function transcriptNameParts(name: string): { keyId: string; pid: number 
 export async function endSessions(transcriptDir: string, keyIds: readonly string[]): Promise<number> {
   if (keyIds.length === 0) return 0;
   const wanted = new Set(keyIds);
-  const names = await readdir(transcriptDir).catch(() => [] as string[]);
+  const names = (await ifMissing(readdir(transcriptDir))) ?? [];
   let ended = 0;
   for (const name of names) {
     const parts = transcriptNameParts(name);
     if (!parts || !wanted.has(parts.keyId)) continue;
     // The pid must still be the recorder writing this very file (pids are reused).
-    const cmdline = await readFile(`/proc/${parts.pid}/cmdline`, 'utf8').catch(() => '');
+    const cmdline = (await ifMissing(readFile(`/proc/${parts.pid}/cmdline`, 'utf8'))) ?? '';
     if (!cmdline.includes(join(transcriptDir, name))) continue;
     const session = await sshdAncestor(parts.pid);
     if (session !== undefined) signal(session, 'SIGTERM');
@@ -38,11 +39,11 @@ export async function endSessions(transcriptDir: string, keyIds: readonly string
 async function sshdAncestor(pid: number): Promise<number | undefined> {
   let current = pid;
   for (let depth = 0; depth < 4; depth++) {
-    const stat = await readFile(`/proc/${current}/stat`, 'utf8').catch(() => '');
+    const stat = (await ifMissing(readFile(`/proc/${current}/stat`, 'utf8'))) ?? '';
     // Fields after the parenthesised name: state, ppid, …; the name itself may contain spaces.
     const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
     if (!Number.isInteger(parent) || parent <= 1) return undefined;
-    const comm = (await readFile(`/proc/${parent}/comm`, 'utf8').catch(() => '')).trim();
+    const comm = ((await ifMissing(readFile(`/proc/${parent}/comm`, 'utf8'))) ?? '').trim();
     if (comm === 'sshd' || comm === 'sshd-session') return parent;
     current = parent;
   }

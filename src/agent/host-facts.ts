@@ -12,6 +12,7 @@ import type { HostSettings } from '../api/schemas.js';
 import { canonicalJson } from '../core/manifest.js';
 import type { HostFacts } from '../core/parity.js';
 import { isTransient, retry, sleep } from './retry.js';
+import { ifMissing } from '../core/errors.js';
 
 /** How often facts are re-read; reading is cheap (a stat of the package database decides whether to parse it). */
 export const FACTS_CHECK_MS = 60_000;
@@ -94,7 +95,7 @@ export class HostFactsReader {
     const candidates = [join(this.root, 'etc/os-release'), join(this.root, 'usr/lib/os-release')];
     if (this.root !== '/') candidates.push('/etc/os-release', '/usr/lib/os-release');
     for (const file of candidates) {
-      const text = await readFile(file, 'utf8').catch(() => undefined);
+      const text = await ifMissing(readFile(file, 'utf8'));
       if (text !== undefined) return parseOsRelease(text);
     }
     return { id: '', version: '' };
@@ -123,12 +124,8 @@ export class HostFactsReader {
 
 /** Size, mtime and inode: what changes when a package manager rewrites its database. */
 async function signatureOf(path: string): Promise<string | undefined> {
-  try {
-    const info = await stat(path, { bigint: true });
-    return `${info.size}:${info.mtimeNs}:${info.ino}`;
-  } catch {
-    return undefined;
-  }
+  const info = await ifMissing(stat(path, { bigint: true }));
+  return info === undefined ? undefined : `${info.size}:${info.mtimeNs}:${info.ino}`;
 }
 
 /** `rpm -qa` under the root; undefined when there is no rpm program. */

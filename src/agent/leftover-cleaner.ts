@@ -10,6 +10,7 @@ import { removeTree } from '../content/remove-tree.js';
 import { CURRENT_TMP_PREFIX, ENV_FILE } from './activator.js';
 import type { DeployLayout } from './deploy-layout.js';
 import { STAGING_PREFIX } from './release-stager.js';
+import { ifMissing } from '../core/errors.js';
 
 /** Removes DEPLOY_TO/releases/.staging-*, DEPLOY_TO/current.tmp-* and DEPLOY_TO/shared/.lockstep.env.tmp-*; returns the paths removed. */
 export async function removeLeftovers(layout: DeployLayout): Promise<string[]> {
@@ -30,10 +31,5 @@ export async function removeLeftovers(layout: DeployLayout): Promise<string[]> {
 }
 
 async function namesIn(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw error;
-  }
+  return (await ifMissing(readdir(dir))) ?? [];
 }

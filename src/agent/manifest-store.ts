@@ -11,6 +11,7 @@ import { writeFileAtomic } from '../content/atomic-file.js';
 import type { Manifest } from '../core/manifest.js';
 import { isReleaseId } from './deploy-layout.js';
 import type { UntrustedManifest } from './release-stager.js';
+import { ifMissing } from '../core/errors.js';
 
 export class ManifestStore {
   constructor(readonly dir: string) {}
@@ -22,12 +23,8 @@ export class ManifestStore {
 
   /** The stored manifest of a release, or undefined when there is none or it cannot be read as one. */
   async read(releaseId: string): Promise<UntrustedManifest | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.pathOf(releaseId), 'utf8');
-    } catch {
-      return undefined;
-    }
+    const text = await ifMissing(readFile(this.pathOf(releaseId), 'utf8'));
+    if (text === undefined) return undefined;
     try {
       const value = JSON.parse(text) as Partial<UntrustedManifest> | null;
       if (value === null || typeof value !== 'object' || typeof value.app !== 'string' || typeof value.version !== 'string' || !Array.isArray(value.entries)) return undefined;
@@ -46,7 +43,7 @@ export class ManifestStore {
   /** Deletes every stored manifest (and tmp leftover) but those of `keep`: called after pruning with the releases still on disk. */
   async retain(keep: Iterable<string>): Promise<string[]> {
     const wanted = new Set([...keep].map((id) => `${id}.json`));
-    const names = await readdir(this.dir).catch(() => [] as string[]);
+    const names = (await ifMissing(readdir(this.dir))) ?? [];
     const removed: string[] = [];
     for (const name of names) {
       if (wanted.has(name)) continue;

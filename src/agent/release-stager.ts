@@ -11,7 +11,7 @@ import { linkSync, symlinkSync, type BigIntStats } from 'node:fs';
 import { link, lstat, mkdir, rename } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
-import { LockstepError } from '../core/errors.js';
+import { ifMissing, LockstepError } from '../core/errors.js';
 import {
   manifestProblems,
   releaseIdOf,
@@ -28,7 +28,7 @@ import { copyWithMode } from '../content/copy-with-mode.js';
 import { fsyncDirectory } from '../content/atomic-file.js';
 import { removeTree } from '../content/remove-tree.js';
 import { releaseDir, type DeployLayout } from './deploy-layout.js';
-import { forEachBounded } from './for-each-bounded.js';
+import { forEachBounded } from '../core/for-each-bounded.js';
 import type { ManifestStore } from './manifest-store.js';
 import type { StagedLink, StagedTree } from './release-verifier.js';
 import { retry } from './retry.js';
@@ -372,12 +372,8 @@ function inside(staging: string, path: string): string {
 }
 
 async function isDirectory(path: string): Promise<boolean> {
-  try {
-    const info = await lstat(path);
-    if (info.isDirectory()) return true;
-    throw new LockstepError('failed', `${path} exists but is not a directory; refusing to touch it`);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
+  const info = await ifMissing(lstat(path));
+  if (info === undefined) return false;
+  if (info.isDirectory()) return true;
+  throw new LockstepError('failed', `${path} exists but is not a directory; refusing to touch it`);
 }

@@ -27,7 +27,8 @@ import type { Logger } from 'pino';
 import type { DriftFinding } from '../api/schemas.js';
 import type { BlobCache } from '../content/blob-cache.js';
 import { diffAgainstManifest, type Finding, type SnapshotEntry } from '../core/drift.js';
-import { LockstepError } from '../core/errors.js';
+import { ifMissing, ifMissingSync, LockstepError } from '../core/errors.js';
+import { SerialQueue } from '../core/serial-queue.js';
 import { shortId, type Manifest, type ManifestEntry } from '../core/manifest.js';
 import { scanTree } from '../fim/scanner.js';
 import { FimWorkerPool } from '../fim/worker-pool.js';
@@ -127,7 +128,7 @@ export class ReleaseVerifier {
   readonly #options: ReleaseVerifierOptions;
   readonly #pool: FimWorkerPool;
   readonly #ownPool: boolean;
-  #chain: Promise<unknown> = Promise.resolve();
+  readonly #queue = new SerialQueue();
 
   constructor(options: ReleaseVerifierOptions) {
     this.#options = options;
@@ -138,7 +139,7 @@ export class ReleaseVerifier {
 
   /** Stops the hashing threads (when the verifier made them). */
   async close(): Promise<void> {
-    await this.#chain.catch(() => undefined);
+    await this.#queue.idle();
     if (this.#ownPool) await this.#pool.close();
   }
 
@@ -404,10 +405,7 @@ export class ReleaseVerifier {
   /** The stat walk of a tree against its record: what differs, without hashing anything. */
   async #walk(layout: DeployLayout, releaseId: string, forced: ReadonlySet<string> | undefined, signal: AbortSignal): Promise<Walk> {
     const dir = releaseDir(layout, releaseId);
-    const root = await lstat(dir).catch((error: unknown) => {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
-    });
+    const root = await ifMissing(lstat(dir));
     if (root === undefined || !root.isDirectory()) throw new LockstepError('failed', `release ${shortId(releaseId)} is not staged on this host`);
     const record = (await this.#records.read(releaseId)) ?? (await this.#recordFromManifest(releaseId, signal));
     const manifest = new Map(record.manifest.entries.map((entry) => [entry.path, entry]));
@@ -444,14 +442,8 @@ export class ReleaseVerifier {
     // Entries added to a directory changed its ctime (the root's changes at every activation: always listed).
     const extraDirs = new Set<string>();
     for (const path of listed) {
-      let names: string[];
-      try {
-        names = readdirSync(path === '' ? dir : join(dir, path));
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' || code === 'ENOTDIR') continue;
-        throw error;
-      }
+      const names = ifMissingSync(() => readdirSync(path === '' ? dir : join(dir, path)));
+      if (names === undefined) continue;
       for (const name of names) {
         const child = path === '' ? name : `${path}/${name}`;
         if (!manifest.has(child)) {
@@ -559,9 +551,7 @@ export class ReleaseVerifier {
 
   /** Runs `work` after everything queued before it; one at a time. */
   #exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.#chain.catch(() => undefined).then(work);
-    this.#chain = run;
-    return run;
+    return this.#queue.run(work);
   }
 }
 

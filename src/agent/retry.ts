@@ -1,52 +1,20 @@
 /**
- * Waiting and retrying for the agent: exponential backoff (250 ms doubling to
- * 5 s) for as long as a failure is transient and the agent is not stopping.
+ * The agent's retry policy against its server: exponential backoff (250 ms
+ * doubling to 5 s) for as long as a failure is transient and the agent is
+ * not stopping. The mechanism is `core/retry.ts`; this file only says which
+ * pauses and which failures.
  */
 import { LockstepError } from '../core/errors.js';
+import { retry as retryWithPolicy, type RetryPolicy } from '../core/retry.js';
 
-/** First and largest pause between attempts, in milliseconds. */
-export const BACKOFF_START_MS = 250;
-export const BACKOFF_MAX_MS = 5_000;
+export { sleep } from '../core/retry.js';
 
-/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
+/** The agent's pauses: 250, 500, 1000 … capped at 5000 ms, with no limit on attempts. */
+export const AGENT_BACKOFF: RetryPolicy = { firstDelayMs: 250, maxDelayMs: 5_000 };
 
 /** Whether an error is worth another attempt: the server could not be reached, answered 5xx, or asked to slow down (429). */
 export function isTransient(error: unknown): boolean {
   return error instanceof LockstepError && (error.kind === 'unavailable' || error.kind === 'rate-limited');
-}
-
-/** A doubling delay: 250, 500, 1000 … capped at 5000 ms. */
-export class Backoff {
-  private next = BACKOFF_START_MS;
-
-  /** The pause before the next attempt; doubles each time. */
-  delay(): number {
-    const current = this.next;
-    this.next = Math.min(this.next * 2, BACKOFF_MAX_MS);
-    return current;
-  }
-
-  /** Back to the shortest pause after a success. */
-  reset(): void {
-    this.next = BACKOFF_START_MS;
-  }
 }
 
 /** Options of `retry`. */
@@ -58,18 +26,7 @@ export interface RetryOptions {
   readonly onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
 }
 
-/** Runs `attempt` until it succeeds; transient failures are retried with backoff, others thrown at once. */
-export async function retry<T>(attempt: () => Promise<T>, options: RetryOptions): Promise<T> {
-  const backoff = new Backoff();
-  for (let count = 1; ; count++) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (options.signal.aborted || !isTransient(error)) throw error;
-      if (options.maxAttempts !== undefined && count >= options.maxAttempts) throw error;
-      const delay = backoff.delay();
-      options.onRetry?.(error, count, delay);
-      await sleep(delay, options.signal);
-    }
-  }
+/** Runs `attempt` until it succeeds; transient failures are retried with the agent's backoff, others thrown at once. */
+export function retry<T>(attempt: () => Promise<T>, options: RetryOptions): Promise<T> {
+  return retryWithPolicy(attempt, { policy: { ...AGENT_BACKOFF, attempts: options.maxAttempts }, signal: options.signal, retryable: isTransient, onRetry: options.onRetry });
 }

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { FirecallTrust } from '../api/schemas.js';
 import { writeFileAtomic } from '../content/atomic-file.js';
+import { ifMissing } from '../core/errors.js';
 
 const run = promisify(execFile);
 
@@ -57,7 +58,7 @@ export async function installSshdTrust(root: string, trust: FirecallTrust): Prom
       [SSHD_TRUST_PATHS.dropIn, Buffer.from(dropIn(root, trust.principals)), 0o644],
     ];
     for (const [path, content, mode] of files) {
-      const current = await readFile(at(path)).catch(() => undefined);
+      const current = await ifMissing(readFile(at(path)));
       if (current?.equals(content)) continue;
       await mkdir(dirname(at(path)), { recursive: true, mode: 0o755 });
       await writeFileAtomic(at(path), content, mode);

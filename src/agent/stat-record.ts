@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../content/atomic-file.js';
 import { releaseIdOf, type Manifest, type ManifestEntry } from '../core/manifest.js';
 import { isReleaseId } from './deploy-layout.js';
+import { ifMissing } from '../core/errors.js';
 
 /** "ino:size:mtimeNs:ctimeNs:st_mode:uid:gid:nlink" of one lstat; equal signatures mean an untouched entry. */
 export type StatSignature = string;
@@ -74,13 +75,8 @@ export class StatRecordStore {
   async read(releaseId: string): Promise<StatRecord | undefined> {
     const known = this.#loaded.get(releaseId);
     if (known !== undefined) return known ?? undefined;
-    let text: string;
-    try {
-      text = await readFile(this.#pathOf(releaseId), 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
-    }
+    const text = await ifMissing(readFile(this.#pathOf(releaseId), 'utf8'));
+    if (text === undefined) return undefined;
     const record = parseRecord(releaseId, text);
     this.#loaded.set(releaseId, record ?? null);
     return record;
@@ -103,13 +99,8 @@ export class StatRecordStore {
   /** Removes the records of releases not in `keep` (and leftovers of interrupted writes). */
   async retain(keep: Iterable<string>): Promise<void> {
     const wanted = new Set([...keep].map((id) => `${id}.json`));
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw error;
-    }
+    const names = await ifMissing(readdir(this.dir));
+    if (names === undefined) return;
     for (const name of names) {
       if (wanted.has(name)) continue;
       if (isReleaseId(name.slice(0, 64))) this.#loaded.delete(name.slice(0, 64));

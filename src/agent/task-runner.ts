@@ -224,7 +224,14 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     return { kind: 'succeeded', staging, previousReleaseId, pruned };
   } catch (error) {
     if (signal.aborted) throw error;
-    const currentReleaseId = layout === undefined ? null : await readCurrentReleaseId(layout).catch(() => null);
+    // The failure is what gets reported; a `current` that cannot be read as well is logged and reported as none.
+    const currentReleaseId =
+      layout === undefined
+        ? null
+        : await readCurrentReleaseId(layout).catch((readError: unknown) => {
+            log.warn({ err: readError }, 'cannot read the current release after the task failed; reporting none');
+            return null;
+          });
     if (deadline.aborted) {
       // The server decides from `currentReleaseId` whether this host must come back.
       const reason = `the deadline passed during ${phase}${switched ? ' (after the switch)' : '; current was not switched'}`;

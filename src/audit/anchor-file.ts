@@ -6,6 +6,7 @@
 import { open, readFile } from 'node:fs/promises';
 import { checkpointLine } from './audit-record.js';
 import type { CheckpointRecord } from './checkpoint.js';
+import { ifMissing } from '../core/errors.js';
 
 /** Appends checkpoints to the anchor file and waits until they are on disk. */
 export async function appendToAnchorFile(file: string, checkpoints: readonly CheckpointRecord[]): Promise<void> {
@@ -21,8 +22,5 @@ export async function appendToAnchorFile(file: string, checkpoints: readonly Che
 
 /** The anchor file's text, or '' when it does not exist yet. */
 export async function readAnchorFile(file: string): Promise<string> {
-  return readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return '';
-    throw error;
-  });
+  return (await ifMissing(readFile(file, 'utf8'))) ?? '';
 }

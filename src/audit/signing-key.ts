@@ -2,6 +2,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { chmod, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ifMissing } from '../core/errors.js';
 
 /** The key pair that signs checkpoints. */
 export interface SigningKey {
@@ -15,10 +16,7 @@ export const SIGNING_KEY_FILE = 'audit-signing.key';
 /** Loads the signing key from `dataDir`, creating it (mode 0600, exclusively) when absent. */
 export async function loadOrCreateSigningKey(dataDir: string): Promise<SigningKey> {
   const file = join(dataDir, SIGNING_KEY_FILE);
-  const existing = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined;
-    throw error;
-  });
+  const existing = await ifMissing(readFile(file, 'utf8'));
   if (existing !== undefined) {
     const privateKey = createPrivateKey(existing);
     if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error(`${file} is not an Ed25519 private key`);

@@ -6,7 +6,7 @@ import { formatPublicKey, parsePublicKey } from '../audit/checkpoint.js';
 import { verifyAuditLog, type VerifyResult } from '../audit/verify-log.js';
 import type { LockstepClient } from '../client/lockstep-client.js';
 import { formatDuration, parseDuration } from '../core/duration.js';
-import { LockstepError } from '../core/errors.js';
+import { cannotRead, ifMissing, LockstepError } from '../core/errors.js';
 import { json, line } from './output.js';
 
 interface OutputOptions {
@@ -83,7 +83,9 @@ function report(result: VerifyResult, key: string, options: OutputOptions): void
 async function readPublicKey(value: string): Promise<KeyObject> {
   const inline = parsePublicKey(value);
   if (inline) return inline;
-  const text = await readFile(value, 'utf8').catch(() => undefined);
+  const text = await ifMissing(readFile(value, 'utf8')).catch((error: unknown) => {
+    throw cannotRead(`the --pubkey file ${value}`, error);
+  });
   const fromFile = text === undefined ? undefined : parsePublicKey(text);
   if (fromFile) return fromFile;
   throw new LockstepError('bad-input', `--pubkey "${value}" is neither a public key (ed25519:…, from \`lockstep audit pubkey\`) nor a file holding one`);
@@ -94,7 +96,7 @@ async function readInput(file: string, what: string): Promise<string> {
     if (file === '-') return await streamText(process.stdin);
     return await readFile(file, 'utf8');
   } catch (error) {
-    throw new LockstepError('bad-input', `cannot read ${what} ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw cannotRead(`${what} ${file}`, error);
   }
 }
 

@@ -7,7 +7,7 @@ import { access, readFile, writeFile } from 'node:fs/promises';
 import type { DeploymentView, StatusResponse } from '../api/schemas.js';
 import type { LockstepClient } from '../client/lockstep-client.js';
 import { formatDuration } from '../core/duration.js';
-import { LockstepError } from '../core/errors.js';
+import { cannotRead, LockstepError } from '../core/errors.js';
 import { shortId } from '../core/manifest.js';
 import { ago, color, formatBytes, json, line, progress, progressDone, table } from './output.js';
 import { DeploymentProgress, progressMode } from './deployment-progress.js';
@@ -37,7 +37,7 @@ export async function apply(client: LockstepClient, file: string, options: Outpu
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    throw new LockstepError('bad-input', `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw cannotRead(file, error);
   }
   // Loaded here only: the config schema pulls in the YAML and schema libraries.
   const { parseConfig } = await import('../core/config.js');

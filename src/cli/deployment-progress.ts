@@ -98,10 +98,7 @@ export class DeploymentProgress {
       const hosts = view.hosts.filter((host) => host.batch === view.currentBatch).map((host) => host.host);
       line(`  ${batchLabel(view, view.currentBatch)}: ${hosts.join(', ')}`);
     }
-    for (const host of view.hosts) {
-      const key = `${host.state}:${host.error ?? ''}`;
-      if (this.seen.get(host.host) === key) continue;
-      this.seen.set(host.host, key);
+    for (const host of this.changedHosts(view)) {
       if (host.state === 'pending' || host.state === 'waiting') continue;
       line(`  ${host.host}: ${MARK[host.state](host.state === 'succeeded' ? 'ok' : host.state.replace('_', ' '))}${host.error ? ` ${host.error}` : ''}`);
     }
@@ -110,15 +107,22 @@ export class DeploymentProgress {
     this.lastState = view.state;
   }
 
+  /** The hosts whose state or error differs from the last view shown; remembers them as shown. */
+  private changedHosts(view: DeploymentView): DeploymentView['hosts'] {
+    return view.hosts.filter((host) => {
+      const key = `${host.state}:${host.error ?? ''}`;
+      if (this.seen.get(host.host) === key) return false;
+      this.seen.set(host.host, key);
+      return true;
+    });
+  }
+
   private events(view: DeploymentView): void {
     if (view.state !== this.lastState) {
       this.lastState = view.state;
       process.stdout.write(`${JSON.stringify({ event: 'deployment', id: view.id, kind: view.kind, env: view.env, releaseId: view.releaseId, version: view.version, state: view.state, currentBatch: view.currentBatch, batches: view.batches })}\n`);
     }
-    for (const host of view.hosts) {
-      const key = `${host.state}:${host.error ?? ''}`;
-      if (this.seen.get(host.host) === key) continue;
-      this.seen.set(host.host, key);
+    for (const host of this.changedHosts(view)) {
       process.stdout.write(`${JSON.stringify({ event: 'host', id: view.id, host: host.host, batch: host.batch, state: host.state, error: host.error, at: host.updatedAt })}\n`);
     }
   }

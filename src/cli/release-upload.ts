@@ -1,9 +1,10 @@
 /** Making a release from a directory: hash the tree, upload only the blobs the server lacks, register the manifest. */
 import { stat } from 'node:fs/promises';
 import type { LockstepClient } from '../client/lockstep-client.js';
-import { LockstepError } from '../core/errors.js';
+import { cannotRead, ifMissing, LockstepError } from '../core/errors.js';
 import { manifestProblems, type ManifestEntry } from '../core/manifest.js';
-import { buildEntries, mapConcurrent } from '../content/manifest-builder.js';
+import { forEachBounded } from '../core/for-each-bounded.js';
+import { buildEntries } from '../content/manifest-builder.js';
 
 /** What `uploadRelease` did. */
 export interface UploadedRelease {
@@ -21,7 +22,9 @@ export interface UploadedRelease {
  * server's own rules first, so a bad tree uploads nothing.
  */
 export async function uploadRelease(client: LockstepClient, dir: string, version: string, app: string | undefined, onProgress?: (text: string) => void): Promise<UploadedRelease> {
-  const info = await stat(dir).catch(() => undefined);
+  const info = await ifMissing(stat(dir)).catch((error: unknown) => {
+    throw cannotRead(dir, error);
+  });
   if (!info?.isDirectory()) throw new LockstepError('bad-input', `${dir} is not a directory`);
   const walked = await buildEntries(dir, ({ files, bytes }) => onProgress?.(`hashing: ${files} files, ${bytes} bytes`));
   const problems = manifestProblems(walked);
@@ -34,7 +37,7 @@ export async function uploadRelease(client: LockstepClient, dir: string, version
   const { missing } = await client.missingBlobs([...sources.keys()]);
   let blobs = 0;
   let bytes = 0;
-  await mapConcurrent(missing, 4, async (hash) => {
+  await forEachBounded(missing, 4, async (hash) => {
     const blob = sources.get(hash);
     if (!blob) return;
     await client.uploadBlob(hash, blob.source, blob.size);

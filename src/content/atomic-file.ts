@@ -39,15 +39,19 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
 
 /** fsyncs a directory so that entries created or renamed in it are durable. */
 export async function fsyncDirectory(path: string): Promise<void> {
-  let handle;
   try {
-    handle = await open(path, 'r');
+    await fsyncFile(path);
   } catch (error) {
     // A directory without read permission for us cannot be opened; its
     // entries then ride on the filesystem's journal ordering instead.
     if ((error as NodeJS.ErrnoException).code === 'EACCES') return;
     throw error;
   }
+}
+
+/** fsyncs a file (opened read-only, so it must be readable) so that its content is durable. */
+export async function fsyncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
   try {
     await handle.sync();
   } finally {

@@ -6,11 +6,12 @@
  * (hash, mode) pair needs its own inode.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, lstatSync, readdirSync, unlinkSync, type BigIntStats } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
+import { lstatSync, readdirSync, unlinkSync, type BigIntStats } from 'node:fs';
+import { chmod, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { LockstepError } from '../core/errors.js';
-import { fsyncDirectory } from './atomic-file.js';
+import { ifMissing, ifMissingSync, LockstepError } from '../core/errors.js';
+import { forEachBounded } from '../core/for-each-bounded.js';
+import { fsyncDirectory, fsyncFile } from './atomic-file.js';
 import { copyWithMode } from './copy-with-mode.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -133,7 +134,7 @@ export class BlobCache {
    */
   async commit(received: readonly ReceivedBlob[]): Promise<boolean[]> {
     try {
-      await eachBounded(received, SYNC_CONCURRENCY, async (blob) => {
+      await forEachBounded(received, SYNC_CONCURRENCY, async (blob) => {
         await fsyncFile(blob.tmpPath);
         await chmod(blob.tmpPath, BLOB_MODE);
       });
@@ -150,7 +151,7 @@ export class BlobCache {
         shards.add(dirname(finalPath));
         created.push(true);
       }
-      await eachBounded([...shards], SYNC_CONCURRENCY, fsyncDirectory);
+      await forEachBounded([...shards], SYNC_CONCURRENCY, fsyncDirectory);
       if (shards.size > 0) await fsyncDirectory(this.root);
       return created;
     } finally {
@@ -160,7 +161,7 @@ export class BlobCache {
 
   /** Removes the tmp files of received blobs that will not be committed. */
   async discard(received: readonly ReceivedBlob[]): Promise<void> {
-    await eachBounded(received, SYNC_CONCURRENCY, (blob) => rm(blob.tmpPath, { force: true }));
+    await forEachBounded(received, SYNC_CONCURRENCY, (blob) => rm(blob.tmpPath, { force: true }));
   }
 
   /**
@@ -174,27 +175,18 @@ export class BlobCache {
   async prune(keep: (hash: string) => boolean, signal?: AbortSignal): Promise<{ readonly removedFiles: number; readonly removedBytes: number }> {
     let removedFiles = 0;
     let removedBytes = 0;
-    let shards: string[];
-    try {
-      shards = readdirSync(this.root).filter((name) => /^[0-9a-f]{2}$/.test(name));
-    } catch {
-      return { removedFiles, removedBytes };
-    }
+    const shards = readdirIfExists(this.root).filter((name) => /^[0-9a-f]{2}$/.test(name));
     for (const shard of shards) {
       signal?.throwIfAborted();
       await yieldToEventLoop();
       const dir = join(this.root, shard);
       const byHash = new Map<string, { name: string; links: number; size: number }[]>();
-      for (const name of readdirSafe(dir)) {
+      for (const name of readdirIfExists(dir)) {
         const hash = name.slice(0, 64);
         if (!HEX64.test(hash)) continue;
-        let info;
-        try {
-          info = lstatSync(join(dir, name));
-        } catch {
-          continue;
-        }
-        if (!info.isFile()) continue;
+        // Gone meanwhile (another prune, a commit's rename): nothing to judge.
+        const info = ifMissingSync(() => lstatSync(join(dir, name)));
+        if (info?.isFile() !== true) continue;
         const files = byHash.get(hash) ?? [];
         files.push({ name, links: info.nlink, size: info.size });
         byHash.set(hash, files);
@@ -202,13 +194,9 @@ export class BlobCache {
       for (const [hash, files] of byHash) {
         if (files.some((file) => file.links > 1) || keep(hash)) continue;
         for (const file of files) {
-          try {
-            unlinkSync(join(dir, file.name));
-            removedFiles += 1;
-            removedBytes += file.size;
-          } catch {
-            // gone already
-          }
+          if (!unlinkIfExists(join(dir, file.name))) continue; // gone already
+          removedFiles += 1;
+          removedBytes += file.size;
         }
       }
     }
@@ -247,21 +235,15 @@ export class BlobCache {
     }
     const items = [...todo];
     try {
-      await eachBounded(items, SYNC_CONCURRENCY, async ([, item]) => {
-        await copyFile(item.blobPath, item.tmpPath, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
-        // Readable for the fsync before narrowing to the wanted mode, which may deny even the owner.
-        await chmod(item.tmpPath, 0o600);
-        await fsyncFile(item.tmpPath);
-        await chmod(item.tmpPath, item.mode);
-      });
+      await forEachBounded(items, SYNC_CONCURRENCY, ([, item]) => copyWithMode(item.blobPath, item.tmpPath, item.mode));
       const shards = new Set<string>();
       for (const [variantPath, item] of items) {
         await rename(item.tmpPath, variantPath);
         shards.add(dirname(variantPath));
       }
-      await eachBounded([...shards], SYNC_CONCURRENCY, fsyncDirectory);
+      await forEachBounded([...shards], SYNC_CONCURRENCY, fsyncDirectory);
     } finally {
-      await eachBounded(items, SYNC_CONCURRENCY, ([, item]) => rm(item.tmpPath, { force: true }));
+      await forEachBounded(items, SYNC_CONCURRENCY, ([, item]) => rm(item.tmpPath, { force: true }));
     }
   }
 
@@ -306,52 +288,26 @@ function fileModeSync(path: string): number | undefined {
   return info?.isFile() ? info.mode & 0o777 : undefined;
 }
 
-async function fsyncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Runs `work` over `items` with at most `limit` in flight; rethrows the first failure once all settled. */
-async function eachBounded<T>(items: readonly T[], limit: number, work: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await work(item);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure !== undefined) throw failure.error;
-}
-
 /** Permission bits of a regular file, or undefined when nothing (or not a regular file) is there. */
 async function fileMode(path: string): Promise<number | undefined> {
-  try {
-    const info = await lstat(path);
-    return info.isFile() ? info.mode & 0o777 : undefined;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
+  const info = await ifMissing(lstat(path));
+  return info?.isFile() === true ? info.mode & 0o777 : undefined;
 }
 
-function readdirSafe(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
+function readdirIfExists(dir: string): string[] {
+  return ifMissingSync(() => readdirSync(dir)) ?? [];
+}
+
+/** Removes a file; false when it was not there. */
+function unlinkIfExists(path: string): boolean {
+  return (
+    ifMissingSync(() => {
+      unlinkSync(path);
+      return true;
+    }) ?? false
+  );
 }

@@ -13,7 +13,7 @@ import { lstat, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, pipeline as pipeStreams, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { LockstepError } from '../core/errors.js';
+import { ifMissing, LockstepError } from '../core/errors.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -64,12 +64,7 @@ export class BlobStore {
 
   /** Size of a stored blob, or undefined when absent. */
   async sizeOf(hash: string): Promise<number | undefined> {
-    try {
-      return (await stat(this.pathOf(hash))).size;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
-    }
+    return (await ifMissing(stat(this.pathOf(hash))))?.size;
   }
 
   /** The hashes among `hashes` that the store lacks. */
@@ -119,13 +114,8 @@ export class BlobStore {
    */
   async openVerified(hash: string, onCorrupt: (corrupt: CorruptBlob) => void): Promise<VerifiedBlobStream | undefined> {
     const path = this.pathOf(hash);
-    let handle;
-    try {
-      handle = await open(path, 'r');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
-    }
+    const handle = await ifMissing(open(path, 'r'));
+    if (handle === undefined) return undefined;
     const opened = await handle.stat().catch(async (error: unknown) => {
       await handle.close();
       throw error;
@@ -161,13 +151,7 @@ export class BlobStore {
   /** Whether a copy of `hash` was found corrupt and moved aside (and no good copy stored since). */
   async isQuarantined(hash: string): Promise<boolean> {
     this.pathOf(hash);
-    try {
-      await lstat(join(this.quarantineDir, hash));
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw error;
-    }
+    return (await ifMissing(lstat(join(this.quarantineDir, hash)))) !== undefined;
   }
 
   /**

@@ -4,7 +4,8 @@
  * count limit) and the way blob-cache variants are made.
  */
 import { constants } from 'node:fs';
-import { chmod, copyFile, open } from 'node:fs/promises';
+import { chmod, copyFile } from 'node:fs/promises';
+import { fsyncFile } from './atomic-file.js';
 
 /** Copies `source` to `destination` (which must not exist; never followed if it is a link), fsyncs it and sets `mode`. */
 export async function copyWithMode(source: string, destination: string, mode: number): Promise<void> {
@@ -13,11 +14,6 @@ export async function copyWithMode(source: string, destination: string, mode: nu
   // The copy took the source's mode (0444); make it readable for the fsync
   // before narrowing it to the wanted mode, which may deny even the owner.
   await chmod(destination, 0o600);
-  const handle = await open(destination, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await fsyncFile(destination);
   await chmod(destination, mode);
 }

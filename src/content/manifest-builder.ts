@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { mapBounded } from '../core/for-each-bounded.js';
 import type { ForbiddenEntry, ManifestEntry } from '../core/manifest.js';
 
 /** A walked entry plus, for files, where its content is on disk. */
@@ -46,7 +47,7 @@ export async function buildEntries(root: string, onProgress?: WalkProgress): Pro
   await walk(root, '');
   let hashedFiles = 0;
   let hashedBytes = 0;
-  const hashed = await mapConcurrent(files, 8, async (file) => {
+  const hashed = await mapBounded(files, 8, async (file) => {
     const sha256 = await hashFile(file.source);
     hashedFiles += 1;
     hashedBytes += file.size;
@@ -61,18 +62,4 @@ export async function hashFile(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
-}
-
-/** Maps with at most `limit` calls in flight; results keep the input order. */
-export async function mapConcurrent<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  async function worker(): Promise<void> {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index] as T);
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }

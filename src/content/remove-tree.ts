@@ -4,16 +4,12 @@
  */
 import { chmod, lstat, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ifMissing } from '../core/errors.js';
 
 /** Deletes `path` and everything below it; directories are made writable first. Absent paths are fine. */
 export async function removeTree(path: string): Promise<void> {
-  let info;
-  try {
-    info = await lstat(path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw error;
-  }
+  const info = await ifMissing(lstat(path));
+  if (info === undefined) return;
   if (!info.isDirectory()) {
     await unlink(path);
     return;

@@ -81,8 +81,29 @@ export async function ifMissing<T>(pending: Promise<T>): Promise<T | undefined> 
   try {
     return await pending;
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException | undefined)?.code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (isMissing(error)) return undefined;
     throw error;
   }
+}
+
+/** `ifMissing` for synchronous calls: `ifMissingSync(() => readdirSync(dir))`. */
+export function ifMissingSync<T>(call: () => T): T | undefined {
+  try {
+    return call();
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw error;
+  }
+}
+
+/** The bad-input error for a file the user named that exists but cannot be read: `cannot read WHAT: EACCES[; HINT]`. */
+export function cannotRead(what: string, error: unknown, hint?: string): LockstepError {
+  const why = (error as NodeJS.ErrnoException | undefined)?.code ?? (error instanceof Error ? error.message : String(error));
+  return badInput(`cannot read ${what}: ${why}${hint === undefined ? '' : `; ${hint}`}`);
+}
+
+/** Whether a filesystem error says the path does not exist (ENOENT, or ENOTDIR for a parent that is not a directory). */
+export function isMissing(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
 }

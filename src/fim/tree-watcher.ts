@@ -18,6 +18,7 @@ import type { FSWatcher } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { compileGlobs } from './glob.js';
+import { ifMissing } from '../core/errors.js';
 
 /** How to watch. */
 export interface WatchOptions {
@@ -109,8 +110,10 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
     watchers.set(dir, watcher);
     let names: string[];
     try {
-      names = (await readdir(absolute, { withFileTypes: true })).filter((entry) => entry.isDirectory()).map((entry) => entry.name);
-    } catch {
+      names = ((await ifMissing(readdir(absolute, { withFileTypes: true }))) ?? []).filter((entry) => entry.isDirectory()).map((entry) => entry.name);
+    } catch (error) {
+      // Watched, but what is below cannot be listed: said, since changes down there go unseen until it can.
+      options.onWatchError?.(dir, errorCode(error));
       return;
     }
     await Promise.all(names.map((name) => (dir === '' ? name : `${dir}/${name}`)).filter((path) => !excluded(path)).map(watchDirectory));
@@ -119,14 +122,16 @@ export function watchTree(root: string, options: WatchOptions): TreeWatcher {
   /** A new directory gets watched (and its existing content is reported via the directory itself); a gone one is unwatched. */
   const onChild = async (path: string): Promise<void> => {
     if (excluded(path)) return;
+    let info;
     try {
-      const info = await lstat(`${absoluteRoot}/${path}`);
-      if (info.isDirectory()) {
-        if (!watchers.has(path)) await watchDirectory(path);
-      } else {
-        unwatchUnder(path);
-      }
-    } catch {
+      info = await ifMissing(lstat(`${absoluteRoot}/${path}`));
+    } catch (error) {
+      options.onWatchError?.(path, errorCode(error));
+      info = undefined;
+    }
+    if (info?.isDirectory() === true) {
+      if (!watchers.has(path)) await watchDirectory(path);
+    } else {
       unwatchUnder(path);
     }
   };

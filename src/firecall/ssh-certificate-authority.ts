@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { LockstepError } from '../core/errors.js';
+import { ifMissing, LockstepError } from '../core/errors.js';
 
 const run = promisify(execFile);
 
@@ -34,7 +34,8 @@ export class SshCertificateAuthority {
   /** The CA's public key line; the key pair is created on first use. */
   async publicKey(env: string): Promise<{ publicKey: string; created: boolean }> {
     const file = `${this.keyFile(env)}.pub`;
-    const existing = await readFile(file, 'utf8').catch(() => undefined);
+    // An unreadable key is an error, never a reason to make a new CA.
+    const existing = await ifMissing(readFile(file, 'utf8'));
     if (existing !== undefined) return { publicKey: existing.trim(), created: false };
     // Two first requests at once must not each generate (and overwrite) a key.
     let pending = this.creating.get(env);

@@ -6,6 +6,7 @@
  * It never signs a chain that does not verify since the last checkpoint.
  */
 import { auditHash, GENESIS_HASH } from '../core/audit-hash.js';
+import { SerialQueue } from '../core/serial-queue.js';
 import { CLOCK_SLACK_MS } from '../audit/verify-log.js';
 import { appendToAnchorFile } from '../audit/anchor-file.js';
 import { signCheckpoint, type CheckpointClaim, type CheckpointRecord } from '../audit/checkpoint.js';
@@ -34,7 +35,7 @@ export function checkpointRecordOf(row: AuditCheckpointRow): CheckpointRecord {
 
 /** Creates the checkpoints that are due. */
 export class AuditCheckpointer {
-  private running: Promise<CheckpointRecord[]> | undefined;
+  private readonly queue = new SerialQueue();
 
   constructor(
     private readonly context: ServerContext,
@@ -46,10 +47,7 @@ export class AuditCheckpointer {
    * shutdown). Calls never overlap; returns the checkpoints this server stored.
    */
   run(flush = false): Promise<CheckpointRecord[]> {
-    const previous = this.running ?? Promise.resolve([]);
-    const next = previous.catch(() => []).then(() => this.checkpointDue(flush));
-    this.running = next;
-    return next;
+    return this.queue.run(() => this.checkpointDue(flush));
   }
 
   private async checkpointDue(flush: boolean): Promise<CheckpointRecord[]> {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { arch, release } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -81,6 +81,18 @@ describe('HostFactsReader', () => {
       const facts = await new HostFactsReader(root).read({});
       assert.equal(facts.packages, null);
     }));
+
+  it('an os-release or package database that is there but cannot be read is an error, not an absent file', () =>
+    withTempDir(async (root) => {
+      // A directory where the file should be (EISDIR) and a symlink loop (ELOOP) stand for any read error, also as root.
+      await mkdir(join(root, 'etc/os-release'), { recursive: true });
+      await assert.rejects(new HostFactsReader(root).read({}), { code: 'EISDIR' });
+      await rm(join(root, 'etc/os-release'), { recursive: true });
+      await writeFile(join(root, 'etc/os-release'), 'ID=debian\nVERSION_ID="12"\n');
+      await mkdir(join(root, 'var/lib/dpkg'), { recursive: true });
+      await symlink('status', join(root, 'var/lib/dpkg/status'));
+      await assert.rejects(new HostFactsReader(root).read({}), { code: 'ELOOP' });
+    }));
 });
 
 describe('reportHostFacts', () => {
@@ -125,5 +137,22 @@ describe('reportHostFacts', () => {
       assert.equal(sent.length, 2);
       stop.abort();
       await loop;
+    }));
+
+  it('facts that cannot be read are logged as a problem and nothing is sent in their place', () =>
+    withTempDir(async (root) => {
+      await mkdir(join(root, 'etc/os-release'), { recursive: true });
+      const sent: HostFacts[] = [];
+      const warnings: string[] = [];
+      const stop = new AbortController();
+      const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+      const loop = reportHostFacts({ root, settings: () => null, send: async (facts) => void sent.push(facts), logger, checkMs: 600_000 }, stop.signal);
+      for (let attempt = 0; attempt < 200 && warnings.length === 0; attempt++) await new Promise((done) => setTimeout(done, 50));
+      stop.abort();
+      await loop;
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0] ?? '', /cannot report host facts/);
+      assert.match(warnings[0] ?? '', /EISDIR/);
+      assert.deepEqual(sent, []);
     }));
 });

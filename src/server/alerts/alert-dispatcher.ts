@@ -4,7 +4,11 @@
  * exponential backoff (1 s, 2 s, 4 s … up to `attempts`).
  */
 import type { Logger } from 'pino';
+import { retry, type RetryPolicy } from '../../core/retry.js';
 import type { Alert, AlertChannel } from './alert-channel.js';
+
+/** Six attempts, pausing 1 s, 2 s, 4 s, 8 s and 16 s between them (docs/deployments.md). */
+export const ALERT_RETRY: RetryPolicy = { attempts: 6, firstDelayMs: 1000 };
 
 /** Fire-and-forget delivery with retries. */
 export class AlertDispatcher {
@@ -12,7 +16,7 @@ export class AlertDispatcher {
 
   constructor(
     private readonly logger: Logger,
-    private readonly options: { attempts: number; firstDelayMs: number } = { attempts: 6, firstDelayMs: 1000 },
+    private readonly policy: RetryPolicy = ALERT_RETRY,
   ) {}
 
   /** Queues `alert` for every channel and returns at once. */
@@ -29,18 +33,17 @@ export class AlertDispatcher {
   }
 
   private async deliver(alert: Alert, channel: AlertChannel): Promise<void> {
-    let delay = this.options.firstDelayMs;
-    for (let attempt = 1; attempt <= this.options.attempts; attempt++) {
-      try {
-        await channel.send(alert);
-        this.logger.info({ channel: channel.name, alert: alert.kind, env: alert.env }, 'alert delivered');
-        return;
-      } catch (error) {
-        this.logger.warn({ err: error, channel: channel.name, alert: alert.kind, attempt }, 'alert delivery failed');
-        if (attempt === this.options.attempts) return;
-        await new Promise((resolve) => setTimeout(resolve, delay).unref());
-        delay *= 2;
-      }
+    const where = { channel: channel.name, alert: alert.kind };
+    try {
+      // Pauses do not keep the process alive: a stopping server does not wait out a failing channel's schedule.
+      await retry(() => channel.send(alert), {
+        policy: this.policy,
+        keepAlive: false,
+        onRetry: (error, attempt) => this.logger.warn({ err: error, ...where, attempt }, 'alert delivery failed'),
+      });
+      this.logger.info({ ...where, env: alert.env }, 'alert delivered');
+    } catch (error) {
+      this.logger.warn({ err: error, ...where, attempt: this.policy.attempts }, 'alert delivery failed; giving up');
     }
   }
 }
