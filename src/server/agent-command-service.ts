@@ -53,7 +53,7 @@ export function commandView(row: AgentCommandRow): CommandView {
     id: Number(row.id),
     host: row.host,
     kind: request.kind,
-    state: row.state as CommandView['state'],
+    state: row.state,
     paths: request.kind === 'drift-scan' || request.paths === null ? null : [...request.paths],
     createdBy: row.created_by,
     createdAt: row.created_at,

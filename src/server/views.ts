@@ -4,7 +4,7 @@ import { promotionOrder, type Config } from '../core/config.js';
 import { seenWithin } from '../core/host-presence.js';
 import type { AuditEventRow, HostRow, ReadRepo } from '../store/store.js';
 import { isDiverged } from '../core/host-divergence.js';
-import { ACTIVE_DEPLOYMENTS, type DeploymentState } from '../core/report-decision.js';
+import { ACTIVE_DEPLOYMENTS } from '../core/report-decision.js';
 import { currentConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { viewOf } from './deployment-service.js';
@@ -31,7 +31,7 @@ export interface PlacementOverview {
 export async function placementOverview(repo: ReadRepo, config: Config | undefined): Promise<PlacementOverview> {
   const current = new Map<string, string | null>();
   for (const env of Object.keys(config?.environments ?? {})) current.set(env, (await repo.environmentCurrent(env)) ?? null);
-  const moving = new Set((await repo.activeDeployments()).filter((deployment) => ACTIVE_DEPLOYMENTS.includes(deployment.state as DeploymentState)).map((deployment) => deployment.env));
+  const moving = new Set((await repo.activeDeployments()).filter((deployment) => ACTIVE_DEPLOYMENTS.includes(deployment.state)).map((deployment) => deployment.env));
   return { current, moving };
 }
 

@@ -8,7 +8,9 @@ import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { auditHash, GENESIS_HASH } from '../../src/core/audit-hash.js';
-import type { AuditEventRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, TokenRow } from '../../src/store/store.js';
+import type { StepState } from '../../src/core/deployment-states.js';
+import type { HostAlertState } from '../../src/core/host-presence.js';
+import type { AuditEventRow, DeploymentHostRow, DeploymentRow, FirecallRecordRow, HostAlertStateRow, HostRow, ReleaseRow, Store, TokenRow } from '../../src/store/store.js';
 import { storeBackends, type StoreBackend, withStore as withBackendStore } from '../helpers/store-backends.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
@@ -71,7 +73,7 @@ function deploymentRow(id: number, releaseId: string, overrides: Partial<Deploym
   };
 }
 
-function stepRow(deploymentId: number, host: string, state: string): DeploymentHostRow {
+function stepRow(deploymentId: number, host: string, state: StepState): DeploymentHostRow {
   return { deployment_id: deploymentId, host, from_release_id: null, state, error: null, updated_at: at(deploymentId), batch: 0, deadline_at: null };
 }
 
@@ -150,7 +152,7 @@ function contract(backend: StoreBackend): void {
 
     it('host alert states: inserted once, then swapped only from the state the writer saw', () =>
       withStore(async (store) => {
-        const row = (host: string, presence: string, minute: number, drift = 'reporting') => ({ host, presence, presence_at: at(minute), drift, drift_at: at(0) });
+        const row = (host: string, presence: HostAlertState['presence'], minute: number, drift: HostAlertState['drift'] = 'reporting'): HostAlertStateRow => ({ host, presence, presence_at: at(minute), drift, drift_at: at(0) });
         assert.deepEqual(await store.read.hostAlertStates(), new Map());
         assert.equal(await store.transaction((repo) => repo.swapHostAlertState(undefined, row('web1', 'offline', 1))), true);
         assert.equal(await store.transaction((repo) => repo.swapHostAlertState(undefined, row('web1', 'offline', 2))), false, 'a second first insert is refused');
@@ -168,7 +170,7 @@ function contract(backend: StoreBackend): void {
 
     it('host alert states: of concurrent swaps from one state, exactly one wins', () =>
       withStore(async (store) => {
-        const row = (presence: string, minute: number) => ({ host: 'web1', presence, presence_at: at(minute), drift: 'reporting', drift_at: at(0) });
+        const row = (presence: HostAlertState['presence'], minute: number): HostAlertStateRow => ({ host: 'web1', presence, presence_at: at(minute), drift: 'reporting', drift_at: at(0) });
         await store.transaction((repo) => repo.swapHostAlertState(undefined, row('online', 0)));
         const arrive = rendezvous(4);
         const wins = await Promise.all(
@@ -382,7 +384,7 @@ function contract(backend: StoreBackend): void {
           assert.equal(await store.read.releaseEnvironment(release.id, 'development'), undefined);
         }));
 
-      it('known-good releases are the succeeded, not rolled back ones, newest success first', () =>
+      it('succeeded releases are listed newest success first, rolled back or not (known-good is decided in core)', () =>
         withStore(async (store) => {
           const [a, b, c, d, e] = ['1', '2', '3', '4', '5'].map((version) => releaseRow(version));
           await store.transaction(async (repo) => {
@@ -395,13 +397,13 @@ function contract(backend: StoreBackend): void {
             await repo.upsertReleaseEnvironment(e!.id, 'production', { succeeded_at: at(60) }, at(59));
           });
           await store.transaction((repo) => repo.upsertReleaseEnvironment(e!.id, 'test', { rolled_back_at: at(55) }, at(55)));
-          const good = await store.read.knownGoodReleases('test');
+          const succeeded = await store.read.succeededReleases('test');
           assert.deepEqual(
-            good.map((row) => row.release_id),
-            [b!.id, c!.id, a!.id],
+            succeeded.map((row) => [row.release_id, row.rolled_back_at]),
+            [[e!.id, at(55)], [b!.id, null], [c!.id, null], [a!.id, null]],
           );
           assert.deepEqual(
-            (await store.read.knownGoodReleases('production')).map((row) => row.release_id),
+            (await store.read.succeededReleases('production')).map((row) => row.release_id),
             [e!.id],
           );
         }));
@@ -475,7 +477,7 @@ function contract(backend: StoreBackend): void {
           assert.equal(await store.read.unreconciledFirecall('production'), undefined);
           assert.deepEqual(await store.read.firecall(2), { ...firecall(2, 'production'), closed_at: at(20), closed_by: 'bob', close_note: 'done', reconciled_at: at(21), reconciled_by: 'bob', reconcile_mode: 'revert' });
 
-          const piece = { firecall_id: 1, host: 'web-1', kind: 'transcript', name: 'a.typescript', byte_offset: 0, at: at(2), text: 'hello ' };
+          const piece: FirecallRecordRow = { firecall_id: 1, host: 'web-1', kind: 'transcript', name: 'a.typescript', byte_offset: 0, at: at(2), text: 'hello ' };
           await store.transaction((repo) => repo.appendFirecallRecords([piece, { ...piece, byte_offset: 6, text: 'world' }]));
           await store.transaction((repo) => repo.appendFirecallRecords([piece]));
           assert.deepEqual((await store.read.firecallRecords(1)).map((row) => [row.byte_offset, row.text]), [[0, 'hello '], [6, 'world']]);
@@ -592,7 +594,7 @@ function contract(backend: StoreBackend): void {
             (await store.read.deploymentHosts(3)).find((step) => step.host === 'web-1'),
             { ...stepRow(3, 'web-1', 'succeeded'), updated_at: at(7) },
           );
-          await store.transaction((repo) => repo.updateDeployment(2, { state: 'cancelled' }));
+          await store.transaction((repo) => repo.updateDeployment(2, { state: 'failed' }));
           assert.equal((await store.read.pendingStep('web-2'))?.deployment.id, 3);
         }));
     });
