@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { auditHash, GENESIS_HASH } from '../../src/core/audit-hash.js';
-import type { StepState } from '../../src/core/deployment-states.js';
+import { DEPLOYMENT_STATES, IN_FLIGHT_DEPLOYMENT_STATES, type StepState } from '../../src/core/deployment-states.js';
+import { TOKEN_ROLES, USER_ROLES } from '../../src/core/token-roles.js';
 import type { HostAlertState } from '../../src/core/host-presence.js';
 import type { AuditEventRow, DeploymentHostRow, DeploymentRow, FirecallRecordRow, HostAlertStateRow, HostRow, ReleaseRow, Store, TokenRow } from '../../src/store/store.js';
 import { storeBackends, type StoreBackend, withStore as withBackendStore } from '../helpers/store-backends.js';
@@ -284,6 +285,17 @@ function contract(backend: StoreBackend): void {
           assert.equal((await store.read.tokenByName('agent-web-1'))?.revoked_at, null, 'another token changed');
         }));
 
+      it('user tokens are those with a user role (core/token-roles.ts), by name', () =>
+        withStore(async (store) => {
+          await store.transaction(async (repo) => {
+            for (const [index, role] of TOKEN_ROLES.entries()) await repo.insertToken(tokenRow(`t-${role}`, { role, token_hash: hexId(`token-${index}`) }));
+          });
+          assert.deepEqual(
+            (await store.read.listUserTokens()).map((row) => row.role),
+            [...USER_ROLES].sort((a, b) => a.localeCompare(b)),
+          );
+        }));
+
       it('reject a second token with the same hash', () =>
         withStore(async (store) => {
           await store.transaction((repo) => repo.insertToken(tokenRow('a', { token_hash: hexId('same') })));
@@ -529,6 +541,24 @@ function contract(backend: StoreBackend): void {
           await assert.rejects(
             store.transaction((repo) => repo.insertDeployment(deploymentRow(4, hexId('no such release')))),
             'a deployment must name a stored release',
+          );
+        }));
+
+      it('active deployments are those in IN_FLIGHT_DEPLOYMENT_STATES (core), oldest first, optionally per environment', () =>
+        withStore(async (store) => {
+          const release = releaseRow('1.0.0');
+          await store.transaction(async (repo) => {
+            await repo.insertRelease(release);
+            for (const [index, state] of DEPLOYMENT_STATES.entries()) await repo.insertDeployment(deploymentRow(index + 1, release.id, { state, env: index % 2 === 0 ? 'test' : 'production' }));
+          });
+          const inFlight = DEPLOYMENT_STATES.flatMap((state, index) => (IN_FLIGHT_DEPLOYMENT_STATES.includes(state) ? [{ id: index + 1, state }] : []));
+          assert.deepEqual(
+            (await store.read.activeDeployments()).map((row) => ({ id: row.id, state: row.state })),
+            inFlight,
+          );
+          assert.deepEqual(
+            (await store.read.activeDeployments('production')).map((row) => row.id),
+            inFlight.filter((row) => row.id % 2 === 0).map((row) => row.id),
           );
         }));
 
