@@ -2,7 +2,7 @@
 import { sql } from 'kysely';
 import { ACTIVE_DEPLOYMENTS, IN_FLIGHT_DEPLOYMENT_STATES, IN_FLIGHT_STEPS } from '../../core/deployment-states.js';
 import type { DeploymentWriteRepo } from '../deployment-repo.js';
-import type { Executor } from './executor.js';
+import { inChunks, type Executor } from './executor.js';
 
 /** Deployments over `db`. */
 export function kyselyDeploymentRepo(db: Executor): DeploymentWriteRepo {
@@ -73,10 +73,7 @@ export function kyselyDeploymentRepo(db: Executor): DeploymentWriteRepo {
       await db.updateTable('deployment_hosts').set(patch).where('deployment_id', '=', id).where('host', '=', host).execute();
     },
     async appendDeploymentLogs(rows) {
-      // Chunked: SQLite limits the number of bound parameters per statement.
-      for (let start = 0; start < rows.length; start += 100) {
-        await db.insertInto('deployment_logs').values(rows.slice(start, start + 100)).execute();
-      }
+      await inChunks(rows, (chunk) => db.insertInto('deployment_logs').values(chunk).execute());
     },
     async insertApproval(row) {
       await db.insertInto('approvals').values(row).execute();

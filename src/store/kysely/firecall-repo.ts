@@ -1,6 +1,6 @@
 /** Fire calls, their records and hosts' trust over Kysely. */
 import type { FirecallRow, FirecallWriteRepo } from '../firecall-repo.js';
-import type { Executor } from './executor.js';
+import { inChunks, type Executor } from './executor.js';
 
 /** Fire calls over `db`. */
 export function kyselyFirecallRepo(db: Executor): FirecallWriteRepo {
@@ -44,14 +44,13 @@ export function kyselyFirecallRepo(db: Executor): FirecallWriteRepo {
       await db.updateTable('firecalls').set(patch).where('id', '=', id).execute();
     },
     async appendFirecallRecords(rows) {
-      // Chunked: SQLite limits the number of bound parameters per statement.
-      for (let start = 0; start < rows.length; start += 100) {
-        await db
+      await inChunks(rows, (chunk) =>
+        db
           .insertInto('firecall_records')
-          .values(rows.slice(start, start + 100))
+          .values(chunk)
           .onConflict((conflict) => conflict.columns(['firecall_id', 'host', 'kind', 'name', 'byte_offset']).doNothing())
-          .execute();
-      }
+          .execute(),
+      );
     },
     async setFirecallHost(row) {
       await db
