@@ -4,6 +4,10 @@
  * client and the dashboard. Types are inferred from the schemas.
  */
 import { z } from 'zod';
+import { APPROVAL_DECISIONS, DEPLOYMENT_KINDS, DEPLOYMENT_STATES, STEP_STATES } from '../core/deployment-states.js';
+import { AGENT_COMMAND_KINDS, AGENT_COMMAND_STATES, DRIFT_ITEM_STATES, DRIFT_SCOPES } from '../core/drift-items.js';
+import { FIRECALL_RECORD_KINDS, RECONCILE_MODES } from '../core/firecall-kinds.js';
+import { USER_ROLES } from '../core/token-roles.js';
 
 export { API_PREFIX } from './paths.js';
 
@@ -69,17 +73,17 @@ export const rollbackRequest = z.strictObject({
  * reverted | revert_failed when a stopped rollout returns the host to the
  * release it had.
  */
-export const hostStepState = z.enum(['waiting', 'pending', 'staging', 'activated', 'succeeded', 'failed', 'skipped', 'reverting', 'reverted', 'revert_failed']);
+export const hostStepState = z.enum(STEP_STATES);
 export type HostStepState = z.infer<typeof hostStepState>;
 /** awaiting_approval → running → rolling_back? → succeeded | failed; or awaiting_approval → rejected | expired. */
-export const deploymentState = z.enum(['awaiting_approval', 'running', 'rolling_back', 'succeeded', 'failed', 'rejected', 'expired']);
+export const deploymentState = z.enum(DEPLOYMENT_STATES);
 export type DeploymentState = z.infer<typeof deploymentState>;
 
 export const deploymentView = z.object({
   id: z.number(),
   env: z.string(),
   /** `return`: one host brought back to its environment's release after it switched late (see docs/concepts.md). */
-  kind: z.enum(['deploy', 'rollback', 'return']),
+  kind: z.enum(DEPLOYMENT_KINDS),
   releaseId: z.string(),
   version: z.string(),
   fromReleaseId: z.string().nullable(),
@@ -100,7 +104,7 @@ export const deploymentView = z.object({
   batches: z.number(),
   /** Set when an admin overrode refused rules. */
   overrideReason: z.string().nullable(),
-  approvals: z.array(z.object({ actor: z.string(), decision: z.enum(['approve', 'reject']), comment: z.string().nullable(), at: z.string() })),
+  approvals: z.array(z.object({ actor: z.string(), decision: z.enum(APPROVAL_DECISIONS), comment: z.string().nullable(), at: z.string() })),
   hosts: z.array(
     z.object({ host: z.string(), batch: z.number(), state: hostStepState, fromReleaseId: z.string().nullable(), error: z.string().nullable(), updatedAt: z.string() }),
   ),
@@ -291,7 +295,7 @@ export type DriftEntryAttrs = z.infer<typeof driftEntryAttrs>;
  * `kinds` are the finding kinds of src/core/drift.ts (added, removed, type, target, content, mode, owner, group, unreadable, …).
  */
 export const driftFinding = z.strictObject({
-  scope: z.enum(['release', 'watch']),
+  scope: z.enum(DRIFT_SCOPES),
   path: z.string().min(1).max(4096),
   kinds: z.array(z.string().max(32)).min(1).max(16),
   expected: driftEntryAttrs.nullable(),
@@ -330,12 +334,12 @@ export const driftItemView = z.object({
   id: z.number(),
   host: z.string(),
   env: z.string(),
-  scope: z.enum(['release', 'watch']),
+  scope: z.enum(DRIFT_SCOPES),
   path: z.string(),
   kinds: z.array(z.string()),
   expected: driftEntryAttrs.nullable(),
   actual: driftEntryAttrs.nullable(),
-  state: z.enum(['open', 'reverted', 'accepted', 'adopted', 'resolved']),
+  state: z.enum(DRIFT_ITEM_STATES),
   firstSeenAt: z.string(),
   lastSeenAt: z.string(),
   closedAt: z.string().nullable(),
@@ -355,8 +359,8 @@ export type DriftListResponse = z.infer<typeof driftListResponse>;
 export const commandView = z.object({
   id: z.number(),
   host: z.string(),
-  kind: z.enum(['drift-scan', 'drift-revert', 'drift-accept']),
-  state: z.enum(['pending', 'sent', 'done', 'failed']),
+  kind: z.enum(AGENT_COMMAND_KINDS),
+  state: z.enum(AGENT_COMMAND_STATES),
   paths: z.array(z.string()).nullable(),
   createdBy: z.string(),
   createdAt: z.string(),
@@ -463,7 +467,7 @@ export type FirecallTrust = z.infer<typeof firecallTrust>;
 /** One piece an agent ships: an sshd log line naming a fire call's key id, or a piece of a session transcript. */
 export const firecallRecord = z.strictObject({
   firecallId: z.number().int().positive(),
-  kind: z.enum(['sshd', 'transcript']),
+  kind: z.enum(FIRECALL_RECORD_KINDS),
   /** The transcript's file name, or the identity of the sshd log file. */
   name: z.string().min(1).max(255),
   /** Byte offset in that file; a piece sent twice is stored once. */
@@ -528,7 +532,7 @@ export const closeFirecallResponse = z.object({
 export type CloseFirecallResponse = z.infer<typeof closeFirecallResponse>;
 export const reconcileFirecallRequest = z
   .strictObject({
-    mode: z.enum(['revert', 'adopt']),
+    mode: z.enum(RECONCILE_MODES),
     /** With adopt: the version of the release made from the changes. */
     version: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/, 'expected a version of letters, digits, ., _, + and - (at most 64)').optional(),
   })
@@ -605,7 +609,7 @@ export type LogsResponse = z.infer<typeof logsResponse>;
 
 export const createTokenRequest = z.strictObject({
   name: z.string().regex(/^[a-z][a-z0-9._-]{0,63}$/, 'expected a token name of lowercase letters, digits, ., _ and - (at most 64)'),
-  role: z.enum(['viewer', 'deployer', 'approver', 'admin']),
+  role: z.enum(USER_ROLES),
   /** Environments the token may act on; absent or empty: all. */
   envs: z.array(name).max(64).optional(),
 });

@@ -5,6 +5,9 @@
  * change of either is alerted once, and the return too.
  */
 
+/** What a host's health checks last said (stored per host; null there until a check reported). */
+export type HostHealth = 'healthy' | 'unhealthy';
+
 /** What was last alerted about a host (stored per host; absent means online and reporting since enrollment). */
 export interface HostAlertState {
   readonly presence: 'online' | 'offline';

@@ -8,23 +8,14 @@
  * join this module as a state machine.
  */
 
-/** How a deployment is meant: a rollout, an environment rollback, or one host returning to its environment's release. */
-export type DeploymentKind = 'deploy' | 'rollback' | 'return';
-/** A deployment's life: awaiting_approval → running → rolling_back? → succeeded | failed; or rejected | expired. */
-export type DeploymentState = 'awaiting_approval' | 'running' | 'rolling_back' | 'succeeded' | 'failed' | 'rejected' | 'expired';
-/** One host's step of a deployment. */
-export type StepState = 'waiting' | 'pending' | 'staging' | 'activated' | 'succeeded' | 'failed' | 'skipped' | 'reverting' | 'reverted' | 'revert_failed';
+import { ACTIVE_DEPLOYMENTS, FINISHED_STEPS, type DeploymentKind, type DeploymentState, type StepState } from './deployment-states.js';
+
+// The unions and state lists live in deployment-states.ts (the store's rows use them too); re-exported for this module's callers.
+export { ACTIVE_DEPLOYMENTS, FINISHED_STEPS, IN_FLIGHT_STEPS, type DeploymentKind, type DeploymentState, type StepState } from './deployment-states.js';
 /** What a host says about its task; `cancelled`: it dropped the task at its deadline. */
 export type ReportState = 'staging' | 'activated' | 'succeeded' | 'failed' | 'cancelled';
 /** The kind of task a report is about (absent from agents before deadlines). */
 export type TaskKind = 'deploy' | 'rollback' | 'revert';
-
-/** Steps whose host still has work to do (or may be doing it). */
-export const IN_FLIGHT_STEPS: readonly StepState[] = ['pending', 'staging', 'activated', 'reverting'];
-/** Steps that are over, whatever the host reports later. */
-export const FINISHED_STEPS: readonly StepState[] = ['succeeded', 'failed', 'skipped', 'reverted', 'revert_failed'];
-/** Deployments that still move hosts. */
-export const ACTIVE_DEPLOYMENTS: readonly DeploymentState[] = ['running', 'rolling_back'];
 
 /**
  * Whether a deployment's tasks must switch by their step's deadline. A task

@@ -7,9 +7,10 @@
 /** Access levels a route can declare. */
 export type Access = 'public' | 'enroll' | 'agent' | 'viewer' | 'deployer' | 'approver' | 'admin';
 
-/** The roles of tokens people and scripts use. */
-export const USER_ROLES = ['viewer', 'deployer', 'approver', 'admin'] as const;
-export type UserRole = (typeof USER_ROLES)[number];
+import type { UserRole } from '../core/token-roles.js';
+
+// The roles are defined in core (the store's token rows use them too); re-exported for this module's callers.
+export { USER_ROLES, type UserRole } from '../core/token-roles.js';
 
 const ALLOWED: Readonly<Record<Exclude<Access, 'public' | 'enroll' | 'agent'>, readonly UserRole[]>> = {
   viewer: ['viewer', 'deployer', 'approver', 'admin'],

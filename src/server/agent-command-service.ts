@@ -5,7 +5,7 @@
  */
 import type { AgentCommand, CommandResult, CommandView } from '../api/schemas.js';
 import { LockstepError, notFound } from '../core/errors.js';
-import type { AgentCommandRow, WriteRepo } from '../store/store.js';
+import type { AgentCommandRow, AgentCommandWriteRepo } from '../store/agent-command-repo.js';
 import type { ServerContext } from './context.js';
 import { keys } from './notifier.js';
 
@@ -21,7 +21,7 @@ export function requestOf(row: AgentCommandRow): CommandRequest {
 }
 
 /** Inserts a command for `host` inside the caller's transaction; the caller wakes the host after commit (wakeHost). */
-export async function insertCommand(repo: WriteRepo, host: string, request: CommandRequest, actor: string, at: string): Promise<number> {
+export async function insertCommand(repo: AgentCommandWriteRepo, host: string, request: CommandRequest, actor: string, at: string): Promise<number> {
   const { kind, ...payload } = request;
   return repo.insertAgentCommand({ host, kind, payload: JSON.stringify(payload), state: 'pending', created_by: actor, created_at: at, sent_at: null, finished_at: null, result: null });
 }
@@ -53,7 +53,7 @@ export function commandView(row: AgentCommandRow): CommandView {
     id: Number(row.id),
     host: row.host,
     kind: request.kind,
-    state: row.state as CommandView['state'],
+    state: row.state,
     paths: request.kind === 'drift-scan' || request.paths === null ? null : [...request.paths],
     createdBy: row.created_by,
     createdAt: row.created_at,

@@ -11,7 +11,7 @@ import { readAnchorFile } from '../audit/anchor-file.js';
 import { checkpointLine, eventLine, type ExportHeader } from '../audit/audit-record.js';
 import { formatPublicKey, keyIdOf } from '../audit/checkpoint.js';
 import { LockstepError } from '../core/errors.js';
-import type { ReadRepo } from '../store/store.js';
+import type { AuditReadRepo } from '../store/audit-repo.js';
 import { checkpointRecordOf, type AuditTrailOptions } from './audit-checkpointer.js';
 import type { ServerContext } from './context.js';
 
@@ -38,7 +38,7 @@ export function registerAuditRoutes(app: FastifyInstance, context: ServerContext
  * to the head in seq order. With `since`, it starts at the last checkpoint
  * before the first event dated at or after `since`, so the first event is anchored.
  */
-async function* exportLines(repo: ReadRepo, since: string | null, now: Date): AsyncGenerator<string> {
+async function* exportLines(repo: AuditReadRepo, since: string | null, now: Date): AsyncGenerator<string> {
   const head = await repo.auditHead();
   const header: ExportHeader = { type: 'export', version: 1, exportedAt: now.toISOString(), since, head };
   yield `${JSON.stringify(header)}\n`;

@@ -1,18 +1,18 @@
 /** Applying and reading lockstep.yaml on the server. */
 import { parseConfig, type Config } from '../core/config.js';
 import { LockstepError } from '../core/errors.js';
-import type { ReadRepo } from '../store/store.js';
+import type { ConfigReadRepo } from '../store/config-repo.js';
 import type { ServerContext } from './context.js';
 
 /** The applied configuration, or a clear error when none was applied yet. */
-export async function requireConfig(repo: ReadRepo): Promise<Config> {
+export async function requireConfig(repo: ConfigReadRepo): Promise<Config> {
   const config = await currentConfig(repo);
   if (!config) throw new LockstepError('bad-input', 'no lockstep.yaml has been applied yet; run: lockstep init && lockstep apply -f lockstep.yaml');
   return config;
 }
 
 /** The applied configuration, if any. */
-export async function currentConfig(repo: ReadRepo): Promise<Config | undefined> {
+export async function currentConfig(repo: ConfigReadRepo): Promise<Config | undefined> {
   const row = await repo.latestConfig();
   return row ? (JSON.parse(row.parsed) as Config) : undefined;
 }

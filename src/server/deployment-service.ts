@@ -14,7 +14,7 @@ import { type ReleaseInEnvironment } from '../core/gate.js';
 import { evaluatePolicy, type PolicyVerdict } from '../core/policy.js';
 import { isKnownGood, knownGoodSoak } from '../core/known-good.js';
 import { shortId } from '../core/manifest.js';
-import { decideObservation, decideReport, FINISHED_STEPS, IN_FLIGHT_STEPS, type DeploymentKind, type DeploymentState, type ReportDecision, type StepState } from '../core/report-decision.js';
+import { decideObservation, decideReport, FINISHED_STEPS, IN_FLIGHT_STEPS, type DeploymentKind, type ReportDecision, type StepState } from '../core/report-decision.js';
 import { failureBudget, planBatches } from '../core/rollout-plan.js';
 import type { DeploymentHostRow, DeploymentRow, HostRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteRepo } from '../store/store.js';
 import type { Alert } from './alerts/alert-channel.js';
@@ -145,7 +145,7 @@ export async function startRollback(context: ServerContext, principal: UserPrinc
   const soak = knownGoodSoak(config, env);
   const unhealthy = hostsOfEnv.some((host) => host.health === 'unhealthy');
   // Known-good: succeeded, not rolled back, and soaked (see core/known-good.ts).
-  const knownGood = (await repo.knownGoodReleases(env)).filter((row) => isKnownGood(row, soak, context.now(), unhealthy));
+  const knownGood = (await repo.succeededReleases(env)).filter((row) => isKnownGood(row, soak, context.now(), unhealthy));
   let target: ReleaseRow;
   if (request.to !== undefined) {
     target = await resolveRelease(repo, request.to);
@@ -236,8 +236,8 @@ export async function recordReport(context: ServerContext, host: string, report:
       await repo.appendDeploymentLogs(report.logs.map((log, line) => ({ deployment_id: deployment.id, host, at: iso, line, source: log.source, text: log.text })));
     }
     const decision = decideReport({
-      deployment: { kind: deployment.kind as DeploymentKind, state: deployment.state as DeploymentState, releaseId: deployment.release_id },
-      step: { state: step.state as StepState, fromReleaseId: step.from_release_id, deadlineAt: step.deadline_at },
+      deployment: { kind: deployment.kind, state: deployment.state, releaseId: deployment.release_id },
+      step: { state: step.state, fromReleaseId: step.from_release_id, deadlineAt: step.deadline_at },
       report: { state: report.state, currentReleaseId: report.currentReleaseId, taskKind: report.taskKind },
       environmentCurrent: (await repo.environmentCurrent(deployment.env)) ?? null,
       now: at,
@@ -350,8 +350,8 @@ async function observeRelease(repo: WriteRepo, config: Config, host: HostRow, cu
     // Lock the deployment's row, as a report would.
     const deployment = await repo.updateDeployment(candidate.id, {});
     const decision = decideObservation({
-      deployment: { kind: deployment.kind as DeploymentKind, state: deployment.state as DeploymentState, releaseId: deployment.release_id },
-      step: { state: step.state as StepState, fromReleaseId: step.from_release_id, deadlineAt: step.deadline_at },
+      deployment: { kind: deployment.kind, state: deployment.state, releaseId: deployment.release_id },
+      step: { state: step.state, fromReleaseId: step.from_release_id, deadlineAt: step.deadline_at },
       currentReleaseId,
       environmentCurrent: (await repo.environmentCurrent(deployment.env)) ?? null,
     });
@@ -371,7 +371,7 @@ async function startReturn(repo: WriteRepo, config: Config, late: DeploymentRow,
   for (const active of await repo.activeDeployments(late.env)) {
     if (active.id === late.id) continue;
     const step = (await repo.deploymentHosts(active.id)).find((candidate) => candidate.host === host);
-    if (step !== undefined && !FINISHED_STEPS.includes(step.state as StepState)) return undefined;
+    if (step !== undefined && !FINISHED_STEPS.includes(step.state)) return undefined;
   }
   const id = await repo.next('deployment');
   const reason = `${host} switched to ${shortId(switchedTo ?? '')} after deployment #${late.id} ended; returning it to ${shortId(to)}`;
@@ -412,14 +412,14 @@ async function advance(repo: WriteRepo, config: Config, deployment: DeploymentRo
 
   // A host that has not finished by its deadline (offline, hung) fails its step.
   for (const step of steps) {
-    if (!IN_FLIGHT_STEPS.includes(step.state as StepState) || !step.deadline_at || step.deadline_at > iso) continue;
+    if (!IN_FLIGHT_STEPS.includes(step.state) || !step.deadline_at || step.deadline_at > iso) continue;
     const host = await repo.host(step.host);
     const seen = host?.last_seen_at ? `last seen ${host.last_seen_at}` : 'never seen';
     const state: StepState = step.state === 'reverting' ? 'revert_failed' : 'failed';
     await repo.updateDeploymentHost(deployment.id, step.host, { state, error: `did not finish within ${formatDuration(env?.host_timeout ?? 0)} (offline? ${seen})`, updated_at: iso });
   }
   steps = await repo.deploymentHosts(deployment.id);
-  const count = (...states: StepState[]) => steps.filter((step) => states.includes(step.state as StepState)).length;
+  const count = (...states: StepState[]) => steps.filter((step) => states.includes(step.state)).length;
   const failed = steps.filter((step) => step.state === 'failed');
   const describeFailures = () => failed.map((step) => `${step.host}: ${step.error ?? 'failed'}`).join('; ');
 
@@ -428,7 +428,7 @@ async function advance(repo: WriteRepo, config: Config, deployment: DeploymentRo
     const budget = deployment.kind !== 'deploy' ? Number.POSITIVE_INFINITY : failureBudget(env?.rollout ?? { canary: 1, batch: '25%', pause: 0, max_failures: 0 }, steps.length);
     if (failed.length > budget) return stopRollout(repo, deployment, steps, describeFailures(), iso);
     const batch = steps.filter((step) => step.batch === deployment.current_batch);
-    if (batch.some((step) => IN_FLIGHT_STEPS.includes(step.state as StepState))) return { ...base, wake: [] };
+    if (batch.some((step) => IN_FLIGHT_STEPS.includes(step.state))) return { ...base, wake: [] };
     if (deployment.current_batch + 1 < deployment.batches) {
       const pause = env?.rollout.pause ?? 0;
       if (pause > 0 && deployment.next_batch_at === null) {
@@ -646,17 +646,17 @@ export async function deploymentView(context: ServerContext, id: number): Promis
 export async function viewOf(repo: ReadRepo, row: DeploymentRow): Promise<DeploymentView> {
   const release = await repo.release(row.release_id);
   const steps = await repo.deploymentHosts(row.id);
-  const approvals = (await repo.approvals(row.id)).map((approval) => ({ actor: approval.actor, decision: approval.decision as 'approve' | 'reject', comment: approval.comment, at: approval.at }));
+  const approvals = (await repo.approvals(row.id)).map((approval) => ({ actor: approval.actor, decision: approval.decision, comment: approval.comment, at: approval.at }));
   // It ran from the approval that let it run (the last one), else from its creation.
   const startedAt = approvals.filter((approval) => approval.decision === 'approve').reduce((latest, approval) => (approval.at > latest ? approval.at : latest), row.created_at);
   return {
     id: Number(row.id),
     env: row.env,
-    kind: row.kind as DeploymentView['kind'],
+    kind: row.kind,
     releaseId: row.release_id,
     version: release?.version ?? '?',
     fromReleaseId: row.from_release_id,
-    state: row.state as DeploymentView['state'],
+    state: row.state,
     requestedBy: row.requested_by,
     reason: row.reason,
     createdAt: row.created_at,
@@ -670,7 +670,7 @@ export async function viewOf(repo: ReadRepo, row: DeploymentRow): Promise<Deploy
     overrideReason: row.override_reason,
     approvals,
     hosts: steps
-      .map((step) => ({ host: step.host, batch: Number(step.batch), state: step.state as StepState, fromReleaseId: step.from_release_id, error: step.error, updatedAt: step.updated_at }))
+      .map((step) => ({ host: step.host, batch: Number(step.batch), state: step.state, fromReleaseId: step.from_release_id, error: step.error, updatedAt: step.updated_at }))
       .sort((a, b) => a.batch - b.batch || (a.host < b.host ? -1 : 1)),
   };
 }

@@ -16,6 +16,7 @@ import { requireActionableHost } from './drift-service.js';
 import { keptReleasePath, releaseScopePrefix } from './host-settings.js';
 import { createRelease, manifestOf } from './release-service.js';
 import type { DriftItemRow } from '../store/store.js';
+import { OPEN_DRIFT_STATES } from '../core/drift-items.js';
 
 /** One drifted release path, relative to the release root. */
 export interface AdoptedChange {
@@ -85,7 +86,7 @@ export async function adoptDrift(
   if (!base) throw new Error(`host ${host.name} runs release ${host.current_release_id}, which is not in the store`);
   const kept = keptReleasePath(config.deploy_to);
   // Drift of a kept (not active) release tree is not part of what the host runs: revert it, never adopt it.
-  const items = (await repo.driftItems({ host: host.name, states: ['open'] })).filter((item) => item.scope === 'release' && !kept.test(item.path) && only(item));
+  const items = (await repo.driftItems({ host: host.name, states: OPEN_DRIFT_STATES })).filter((item) => item.scope === 'release' && !kept.test(item.path) && only(item));
   if (items.length === 0) throw new LockstepError('bad-input', `host ${host.name} has no open drift in release files; nothing to adopt (watched paths are accepted instead: lockstep drift accept)`);
   const prefix = releaseScopePrefix(config.deploy_to);
   const repointed = items.find((item) => item.path === prefix.slice(0, -1));

@@ -14,6 +14,7 @@ import type { ServerContext } from './context.js';
 import { reconcileDrift, storedFields, type CloseCause, type DriftReconciliation } from './drift-reconcile.js';
 import { keptReleasePath, releaseScopePrefix } from './host-settings.js';
 import { openFirecallFor } from './firecall-service.js';
+import { OPEN_DRIFT_STATES } from '../core/drift-items.js';
 
 /** At most this many paths are named in one audit event or alert; the count is always exact. */
 const LISTED = 100;
@@ -43,7 +44,7 @@ export async function recordDriftReport(context: ServerContext, host: string, en
   if (problems.length > 0) throw new LockstepError('bad-input', `invalid drift report: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`, { problems });
   const at = context.now().toISOString();
   const outcome = await context.store.transaction(async (repo) => {
-    const open = await repo.driftItems({ host, states: ['open'] });
+    const open = await repo.driftItems({ host, states: OPEN_DRIFT_STATES });
     const command = report.cause.kind === 'command' ? await repo.agentCommand(report.cause.commandId) : undefined;
     const cause = closeCauseOf(report, command?.host === host ? command : undefined);
     const plan = reconcileDrift(

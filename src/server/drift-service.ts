@@ -5,12 +5,14 @@
 import type { CommandView, DriftEntryAttrs, DriftItemView, DriftListResponse, DriftRevertResponse } from '../api/schemas.js';
 import type { Config } from '../core/config.js';
 import { LockstepError, notFound } from '../core/errors.js';
-import type { AgentCommandRow, DriftItemRow, HostRow, ReadRepo } from '../store/store.js';
+import type { HostReadRepo } from '../store/host-repo.js';
+import type { AgentCommandRow, DriftItemRow, HostRow } from '../store/store.js';
 import { commandView, insertCommand, wakeHost, type CommandRequest } from './agent-command-service.js';
 import { requireConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { requireEnvironmentScope, type UserPrincipal } from './deployment-service.js';
 import { releaseScopePrefix } from './host-settings.js';
+import { OPEN_DRIFT_STATES } from '../core/drift-items.js';
 
 /** The items of every host, an environment or a host (an environment's name wins over a host's); open ones unless `all`. */
 export async function listDrift(context: ServerContext, target: string | undefined, all: boolean): Promise<DriftListResponse> {
@@ -22,7 +24,7 @@ export async function listDrift(context: ServerContext, target: string | undefin
     else if (await repo.host(target)) filter = { host: target };
     else throw notFound(`no environment or host named "${target}" (environments: ${Object.keys(config.environments).join(', ')}; hosts: lockstep host list)`);
   }
-  const rows = await repo.driftItems({ ...filter, states: all ? undefined : ['open'] });
+  const rows = await repo.driftItems({ ...filter, states: all ? undefined : OPEN_DRIFT_STATES });
   const versions = new Map<string, string>();
   for (const id of new Set(rows.map((row) => row.adopted_into).filter((id): id is string => id !== null))) {
     versions.set(id, (await repo.release(id))?.version ?? '?');
@@ -35,12 +37,12 @@ function itemView(row: DriftItemRow, versions: ReadonlyMap<string, string>): Dri
     id: row.id,
     host: row.host,
     env: row.env,
-    scope: row.scope as DriftItemView['scope'],
+    scope: row.scope,
     path: row.path,
     kinds: JSON.parse(row.kinds) as string[],
     expected: row.expected ? (JSON.parse(row.expected) as DriftEntryAttrs) : null,
     actual: row.actual ? (JSON.parse(row.actual) as DriftEntryAttrs) : null,
-    state: row.state as DriftItemView['state'],
+    state: row.state,
     firstSeenAt: row.first_seen_at,
     lastSeenAt: row.last_seen_at,
     closedAt: row.closed_at,
@@ -52,7 +54,7 @@ function itemView(row: DriftItemRow, versions: ReadonlyMap<string, string>): Dri
 }
 
 /** An enrolled host the caller may act on. */
-export async function requireActionableHost(repo: ReadRepo, principal: UserPrincipal, name: string): Promise<HostRow> {
+export async function requireActionableHost(repo: HostReadRepo, principal: UserPrincipal, name: string): Promise<HostRow> {
   const host = await repo.host(name);
   if (!host) throw notFound(`no host named "${name}"; list them with: lockstep host list`);
   requireEnvironmentScope(principal, host.env);
@@ -100,7 +102,7 @@ export async function requestRevert(
   const hosts = config.environments[target] ? (await repo.listHosts(target)).filter((host) => host.enrolled_at !== null) : [await requireActionableHost(repo, principal, target)];
   if (config.environments[target]) requireEnvironmentScope(principal, target);
   const wanted = paths === null ? null : new Set(paths.map(normalizePath));
-  const open = await repo.driftItems({ ...(config.environments[target] ? { env: target } : { host: target }), states: ['open'] });
+  const open = await repo.driftItems({ ...(config.environments[target] ? { env: target } : { host: target }), states: OPEN_DRIFT_STATES });
   if (wanted) {
     const unknown = [...wanted].filter((path) => !open.some((item) => item.path === path));
     if (unknown.length > 0) throw new LockstepError('bad-input', `no open drift at ${unknown.join(', ')} on ${target}; list it with: lockstep drift ${target}`);
@@ -121,7 +123,7 @@ export async function requestAccept(context: ServerContext, principal: UserPrinc
   const config = await requireConfig(repo);
   const host = await requireActionableHost(repo, principal, hostName);
   const normalized = [...new Set(paths.map(normalizePath))];
-  const open = await repo.driftItems({ host: host.name, states: ['open'] });
+  const open = await repo.driftItems({ host: host.name, states: OPEN_DRIFT_STATES });
   for (const path of normalized) {
     if (isReleasePath(config, path) || open.some((item) => item.path === path && item.scope === 'release')) {
       throw new LockstepError('refused', `${path} is a release file: release files cannot be accepted; adopt it instead with \`lockstep drift adopt ${host.name} --version V --reason TEXT\``);

@@ -11,7 +11,8 @@ import { formatDuration } from '../core/duration.js';
 import { LockstepError } from '../core/errors.js';
 import { checkSourceAddress, firecallExpired, firecallKeyId, firecallState, firecallTtl, parsePublicKeyLine, revocationsFor, sshdEventOf, type FirecallFacts } from '../core/firecall.js';
 import type { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.js';
-import type { DriftItemRow, FirecallRow, ReadRepo } from '../store/store.js';
+import type { FirecallReadRepo } from '../store/firecall-repo.js';
+import type { DriftItemRow, FirecallRow } from '../store/store.js';
 import { alertChannelsOf } from './alerts/alert-channels.js';
 import { requireConfig, currentConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
@@ -20,6 +21,7 @@ import { keys } from './notifier.js';
 import { waitForCommand } from './agent-command-service.js';
 import { adoptDrift } from './drift-adopt.js';
 import { createCommands } from './drift-service.js';
+import { OPEN_DRIFT_STATES } from '../core/drift-items.js';
 
 /** How long `firecall close` waits for the hosts to install the revocation. */
 const CLOSE_WAIT_MS = 10_000;
@@ -220,7 +222,7 @@ const RECONCILE_WAIT_MS = 120_000;
  * call unreconciled) when a host could not revert or the changes cannot be adopted.
  */
 async function reconcileChanges(context: FirecallContext, principal: UserPrincipal, firecall: FirecallRow, request: { mode: 'revert' | 'adopt'; version?: string | undefined }): Promise<string> {
-  const items = (await context.store.read.driftItems({ env: firecall.env, states: ['open'] })).filter((item) => item.firecall_id === firecall.id);
+  const items = (await context.store.read.driftItems({ env: firecall.env, states: OPEN_DRIFT_STATES })).filter((item) => item.firecall_id === firecall.id);
   if (items.length === 0) return `no drift was seen under fire call ${firecall.id}`;
   const reason = `fire call ${firecall.id}: ${firecall.reason}`;
   const byHost = new Map<string, DriftItemRow[]>();
@@ -267,7 +269,7 @@ async function reconcileChanges(context: FirecallContext, principal: UserPrincip
 }
 
 /** The fire call open in `env` at `at`, for drift detection to attribute what it finds then. */
-export async function openFirecallFor(repo: ReadRepo, env: string, at: Date): Promise<{ id: number } | null> {
+export async function openFirecallFor(repo: FirecallReadRepo, env: string, at: Date): Promise<{ id: number } | null> {
   const time = at.getTime();
   for (const row of await repo.listFirecalls({ env, limit: 50 })) {
     const end = Math.min(Date.parse(row.expires_at), row.closed_at ? Date.parse(row.closed_at) : Infinity);
@@ -277,7 +279,7 @@ export async function openFirecallFor(repo: ReadRepo, env: string, at: Date): Pr
 }
 
 /** The fire call that keeps an environment from being clean, for `lockstep status`. */
-export async function firecallSummary(repo: ReadRepo, env: string): Promise<FirecallSummary | null> {
+export async function firecallSummary(repo: FirecallReadRepo, env: string): Promise<FirecallSummary | null> {
   const open = (await repo.openFirecalls()).find((row) => row.env === env);
   const row = open ?? (await repo.unreconciledFirecall(env));
   if (!row) return null;
@@ -387,7 +389,7 @@ function firecallView(row: FirecallRow): FirecallView {
   };
 }
 
-async function requireFirecall(repo: ReadRepo, id: number): Promise<FirecallRow> {
+async function requireFirecall(repo: FirecallReadRepo, id: number): Promise<FirecallRow> {
   const row = await repo.firecall(id);
   if (!row) throw new LockstepError('not-found', `fire call ${id} does not exist; list them with: lockstep firecall list`);
   return row;

@@ -40,7 +40,7 @@ export async function sweepHostPresence(context: ServerContext, watchingSince: n
 }
 
 function stateOf(row: HostAlertStateRow): HostAlertState {
-  return { presence: row.presence === 'offline' ? 'offline' : 'online', presenceAt: row.presence_at, drift: row.drift === 'silent' ? 'silent' : 'reporting', driftAt: row.drift_at };
+  return { presence: row.presence, presenceAt: row.presence_at, drift: row.drift, driftAt: row.drift_at };
 }
 
 function rowOf(host: string, state: HostAlertState): HostAlertStateRow {

@@ -2,7 +2,7 @@
 import { environmentOf } from '../core/config.js';
 import type { AgentCommand, AgentTask } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
-import { switchHasDeadline, type DeploymentKind, type StepState } from '../core/report-decision.js';
+import { switchHasDeadline } from '../core/report-decision.js';
 import { blobsOf } from '../core/manifest.js';
 import { currentConfig, requireConfig } from './config-service.js';
 import { observeHostRelease } from './deployment-service.js';
@@ -125,9 +125,9 @@ async function pendingTask(context: ServerContext, host: string): Promise<AgentT
   const releaseId = reverting ? pending.step.from_release_id : pending.deployment.release_id;
   const release = releaseId ? await context.store.read.release(releaseId) : undefined;
   if (!env || !release) throw new Error(`deployment #${pending.deployment.id} refers to a missing environment or release`);
-  const kind = pending.deployment.kind as DeploymentKind;
+  const kind = pending.deployment.kind;
   // The host switches only before its step's deadline; it counts the remaining time on its own clock (skew-proof).
-  const deadlineAt = switchHasDeadline(kind, pending.step.state as StepState) ? pending.step.deadline_at : null;
+  const deadlineAt = switchHasDeadline(kind, pending.step.state) ? pending.step.deadline_at : null;
   return {
     deploymentId: Number(pending.deployment.id),
     // A return brings one host back, like a revert (after_rollback hook).

@@ -4,7 +4,9 @@ import { environmentOf, type EnvironmentConfig } from '../core/config.js';
 import { canonicalJson } from '../core/manifest.js';
 import { LockstepError } from '../core/errors.js';
 import { compareEnvironments, type HostFacts, type ParityEnvironment, type ParityResult } from '../core/parity.js';
-import type { ReadRepo } from '../store/store.js';
+import type { HostFactsReadRepo } from '../store/host-facts-repo.js';
+import type { HostReadRepo } from '../store/host-repo.js';
+import type { ReleaseReadRepo } from '../store/release-repo.js';
 import { requireConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { manifestOf } from './release-service.js';
@@ -39,7 +41,7 @@ export async function parityView(context: ServerContext, a: string, b: string): 
   return { ...compareEnvironments(left.environment, right.environment), hosts: [...left.hosts, ...right.hosts] };
 }
 
-async function environment(repo: ReadRepo, name: string, config: EnvironmentConfig): Promise<{ environment: ParityEnvironment; hosts: FactsAge }> {
+async function environment(repo: HostReadRepo & HostFactsReadRepo & ReleaseReadRepo, name: string, config: EnvironmentConfig): Promise<{ environment: ParityEnvironment; hosts: FactsAge }> {
   const currentId = await repo.environmentCurrent(name);
   const release = currentId ? await repo.release(currentId) : undefined;
   const hostRows = await repo.listHosts(name);

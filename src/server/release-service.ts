@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import type { CreateReleaseRequest, ReleaseSummary, releaseSummary } from '../api/schemas.js';
 import { LockstepError, notFound } from '../core/errors.js';
 import { blobsOf, canonicalManifest, manifestProblems, releaseIdOf, shortId, type Manifest, type ManifestEntry } from '../core/manifest.js';
-import type { ReadRepo, ReleaseRow } from '../store/store.js';
+import type { ReleaseReadRepo, ReleaseRow } from '../store/release-repo.js';
 import { requireConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 
@@ -58,7 +58,7 @@ export async function createRelease(context: ServerContext, actor: string, reque
 }
 
 /** Finds a release by full id, unique id prefix (at least 4 hex digits), or `app@version`. */
-export async function resolveRelease(repo: ReadRepo, ref: string): Promise<ReleaseRow> {
+export async function resolveRelease(repo: ReleaseReadRepo, ref: string): Promise<ReleaseRow> {
   const at = ref.indexOf('@');
   if (at > 0) {
     const found = await repo.releaseByVersion(ref.slice(0, at), ref.slice(at + 1));
@@ -80,7 +80,7 @@ export function manifestOf(row: ReleaseRow): Manifest {
 }
 
 /** A release as the API shows it. */
-export async function summarize(repo: ReadRepo, row: Omit<ReleaseRow, 'manifest'>): Promise<z.infer<typeof releaseSummary>> {
+export async function summarize(repo: ReleaseReadRepo, row: Omit<ReleaseRow, 'manifest'>): Promise<z.infer<typeof releaseSummary>> {
   const environments = await repo.releaseEnvironments(row.id);
   const current = await Promise.all(environments.map(async (env) => (await repo.environmentCurrent(env.env)) === row.id));
   return {

@@ -1,11 +1,12 @@
 /** Tokens of people and scripts: created (shown once, stored hashed), listed, revoked. All audited. */
 import type { CreateTokenResponse, TokenView } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
+import type { UserRole } from '../core/token-roles.js';
 import type { ServerContext } from './context.js';
 import { hashToken, newToken } from './tokens.js';
 
 /** Creates a token; the secret is returned once and only its hash is kept. */
-export async function createToken(context: ServerContext, actor: string, request: { name: string; role: string; envs?: readonly string[] | undefined }): Promise<CreateTokenResponse> {
+export async function createToken(context: ServerContext, actor: string, request: { name: string; role: UserRole; envs?: readonly string[] | undefined }): Promise<CreateTokenResponse> {
   const token = newToken('user');
   const envs = request.envs && request.envs.length > 0 ? [...new Set(request.envs)] : null;
   const at = context.now().toISOString();

@@ -2,9 +2,12 @@
 import type { AuditEventView, DeploymentView, HostView, StatusResponse } from '../api/schemas.js';
 import { promotionOrder, type Config } from '../core/config.js';
 import { seenWithin } from '../core/host-presence.js';
+import type { DeploymentReadRepo } from '../store/deployment-repo.js';
+import type { DriftReadRepo } from '../store/drift-repo.js';
+import type { ReleaseReadRepo } from '../store/release-repo.js';
 import type { AuditEventRow, HostRow, ReadRepo } from '../store/store.js';
 import { isDiverged } from '../core/host-divergence.js';
-import { ACTIVE_DEPLOYMENTS, type DeploymentState } from '../core/report-decision.js';
+import { ACTIVE_DEPLOYMENTS } from '../core/report-decision.js';
 import { currentConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { viewOf } from './deployment-service.js';
@@ -17,7 +20,7 @@ export interface DriftOverview {
 }
 
 /** Reads the drift overview of every host. */
-export async function driftOverview(repo: ReadRepo): Promise<DriftOverview> {
+export async function driftOverview(repo: DriftReadRepo): Promise<DriftOverview> {
   return { open: await repo.openDriftCounts(), reportedAt: await repo.driftReportTimes() };
 }
 
@@ -28,10 +31,10 @@ export interface PlacementOverview {
 }
 
 /** Reads the placement overview of the environments in `config` (none applied: no environment). */
-export async function placementOverview(repo: ReadRepo, config: Config | undefined): Promise<PlacementOverview> {
+export async function placementOverview(repo: ReleaseReadRepo & DeploymentReadRepo, config: Config | undefined): Promise<PlacementOverview> {
   const current = new Map<string, string | null>();
   for (const env of Object.keys(config?.environments ?? {})) current.set(env, (await repo.environmentCurrent(env)) ?? null);
-  const moving = new Set((await repo.activeDeployments()).filter((deployment) => ACTIVE_DEPLOYMENTS.includes(deployment.state as DeploymentState)).map((deployment) => deployment.env));
+  const moving = new Set((await repo.activeDeployments()).filter((deployment) => ACTIVE_DEPLOYMENTS.includes(deployment.state)).map((deployment) => deployment.env));
   return { current, moving };
 }
 

@@ -2,8 +2,14 @@
  * The database schema as Kysely table types. Portable on purpose: text,
  * integer and real columns only; times are ISO-8601 UTC text (sortable);
  * JSON is text. Ids come from the `counters` table, so no dialect-specific
- * auto-increment is needed.
+ * auto-increment is needed. State and kind columns are typed with the unions
+ * of src/core/, so rows need no casts (the database itself stores text).
  */
+import type { ApprovalDecision, DeploymentKind, DeploymentState, StepState } from '../core/deployment-states.js';
+import type { AgentCommandKind, AgentCommandState, DriftItemState, DriftScope } from '../core/drift-items.js';
+import type { FirecallRecordKind, ReconcileMode } from '../core/firecall-kinds.js';
+import type { HostAlertState, HostHealth } from '../core/host-presence.js';
+import type { TokenRole } from '../core/token-roles.js';
 export interface CountersTable {
   name: string;
   value: number;
@@ -22,8 +28,7 @@ export interface TokensTable {
   name: string;
   /** SHA-256 of the secret; the secret itself is never stored. */
   token_hash: string;
-  /** 'admin' | 'deployer' | 'approver' | 'viewer' | 'agent' | 'enroll' */
-  role: string;
+  role: TokenRole;
   /** JSON array of environment names this token may act on; null: all. */
   envs: string | null;
   host: string | null;
@@ -73,8 +78,8 @@ export interface HostsTable {
   last_seen_at: string | null;
   current_release_id: string | null;
   agent_version: string | null;
-  /** 'healthy' | 'unhealthy' | null (no checks reported yet). */
-  health: string | null;
+  /** null: no checks reported yet. */
+  health: HostHealth | null;
   health_detail: string | null;
   health_at: string | null;
 }
@@ -82,10 +87,10 @@ export interface HostsTable {
 export interface DeploymentsTable {
   id: number;
   env: string;
-  kind: string;
+  kind: DeploymentKind;
   release_id: string;
   from_release_id: string | null;
-  state: string;
+  state: DeploymentState;
   requested_by: string;
   reason: string | null;
   created_at: string;
@@ -105,8 +110,7 @@ export interface ApprovalsTable {
   deployment_id: number;
   /** The token name that decided. */
   actor: string;
-  /** 'approve' | 'reject' */
-  decision: string;
+  decision: ApprovalDecision;
   comment: string | null;
   at: string;
 }
@@ -115,7 +119,7 @@ export interface DeploymentHostsTable {
   deployment_id: number;
   host: string;
   from_release_id: string | null;
-  state: string;
+  state: StepState;
   error: string | null;
   updated_at: string;
   batch: number;
@@ -186,8 +190,7 @@ export interface FirecallsTable {
   /** Set when its changes were reverted or adopted; until then deployments to the environment are refused. */
   reconciled_at: string | null;
   reconciled_by: string | null;
-  /** 'revert' | 'adopt' */
-  reconcile_mode: string | null;
+  reconcile_mode: ReconcileMode | null;
   /** The release version the changes were adopted into. */
   reconcile_version: string | null;
 }
@@ -196,8 +199,7 @@ export interface FirecallsTable {
 export interface FirecallRecordsTable {
   firecall_id: number;
   host: string;
-  /** 'sshd' | 'transcript' */
-  kind: string;
+  kind: FirecallRecordKind;
   /** The transcript file (one per session), or the log file's identity for sshd lines. */
   name: string;
   /** Byte offset in that file: with `name`, makes a resent piece a no-op. */
@@ -221,8 +223,7 @@ export interface DriftItemsTable {
   id: number;
   host: string;
   env: string;
-  /** 'release' | 'watch' */
-  scope: string;
+  scope: DriftScope;
   /** Absolute host path. */
   path: string;
   /** JSON array of finding kinds (added, content, mode…). */
@@ -230,8 +231,7 @@ export interface DriftItemsTable {
   /** JSON driftEntryAttrs or null. */
   expected: string | null;
   actual: string | null;
-  /** 'open' | 'reverted' | 'accepted' | 'adopted' | 'resolved' */
-  state: string;
+  state: DriftItemState;
   first_seen_at: string;
   last_seen_at: string;
   closed_at: string | null;
@@ -248,12 +248,10 @@ export interface DriftItemsTable {
 export interface AgentCommandsTable {
   id: number;
   host: string;
-  /** 'drift-scan' | 'drift-revert' | 'drift-accept' */
-  kind: string;
+  kind: AgentCommandKind;
   /** JSON of the command's fields besides id and kind. */
   payload: string;
-  /** 'pending' | 'sent' | 'done' | 'failed' */
-  state: string;
+  state: AgentCommandState;
   created_by: string;
   created_at: string;
   sent_at: string | null;
@@ -319,11 +317,11 @@ export interface Database {
 
 export interface HostAlertStatesTable {
   host: string;
-  /** 'online' | 'offline', as last alerted. */
-  presence: string;
+  /** As last alerted. */
+  presence: HostAlertState['presence'];
   presence_at: string;
-  /** 'reporting' | 'silent': whether the agent's drift reports arrive, as last alerted. */
-  drift: string;
+  /** Whether the agent's drift reports arrive, as last alerted. */
+  drift: HostAlertState['drift'];
   drift_at: string;
 }
 

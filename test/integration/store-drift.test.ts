@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { AgentCommandKind } from '../../src/core/drift-items.js';
 import type { AgentCommandRow, DriftItemRow, Store } from '../../src/store/store.js';
 import { storeBackends, type StoreBackend, withStore as withBackendStore } from '../helpers/store-backends.js';
 
@@ -32,7 +33,7 @@ function item(host: string, path: string, overrides: Partial<DriftItemRow> = {})
   };
 }
 
-function command(host: string, kind: string, minute: number): Omit<AgentCommandRow, 'id'> {
+function command(host: string, kind: AgentCommandKind, minute: number): Omit<AgentCommandRow, 'id'> {
   return { host, kind, payload: JSON.stringify({ full: false }), state: 'pending', created_by: 'alice', created_at: at(minute), sent_at: null, finished_at: null, result: null };
 }
 

@@ -8,7 +8,10 @@ import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { auditHash, GENESIS_HASH } from '../../src/core/audit-hash.js';
-import type { AuditEventRow, DeploymentHostRow, DeploymentRow, HostRow, ReleaseRow, Store, TokenRow } from '../../src/store/store.js';
+import { DEPLOYMENT_STATES, IN_FLIGHT_DEPLOYMENT_STATES, type StepState } from '../../src/core/deployment-states.js';
+import { TOKEN_ROLES, USER_ROLES } from '../../src/core/token-roles.js';
+import type { HostAlertState } from '../../src/core/host-presence.js';
+import type { AuditEventRow, DeploymentHostRow, DeploymentRow, FirecallRecordRow, HostAlertStateRow, HostRow, ReleaseRow, Store, TokenRow } from '../../src/store/store.js';
 import { storeBackends, type StoreBackend, withStore as withBackendStore } from '../helpers/store-backends.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
@@ -71,7 +74,7 @@ function deploymentRow(id: number, releaseId: string, overrides: Partial<Deploym
   };
 }
 
-function stepRow(deploymentId: number, host: string, state: string): DeploymentHostRow {
+function stepRow(deploymentId: number, host: string, state: StepState): DeploymentHostRow {
   return { deployment_id: deploymentId, host, from_release_id: null, state, error: null, updated_at: at(deploymentId), batch: 0, deadline_at: null };
 }
 
@@ -150,7 +153,7 @@ function contract(backend: StoreBackend): void {
 
     it('host alert states: inserted once, then swapped only from the state the writer saw', () =>
       withStore(async (store) => {
-        const row = (host: string, presence: string, minute: number, drift = 'reporting') => ({ host, presence, presence_at: at(minute), drift, drift_at: at(0) });
+        const row = (host: string, presence: HostAlertState['presence'], minute: number, drift: HostAlertState['drift'] = 'reporting'): HostAlertStateRow => ({ host, presence, presence_at: at(minute), drift, drift_at: at(0) });
         assert.deepEqual(await store.read.hostAlertStates(), new Map());
         assert.equal(await store.transaction((repo) => repo.swapHostAlertState(undefined, row('web1', 'offline', 1))), true);
         assert.equal(await store.transaction((repo) => repo.swapHostAlertState(undefined, row('web1', 'offline', 2))), false, 'a second first insert is refused');
@@ -168,7 +171,7 @@ function contract(backend: StoreBackend): void {
 
     it('host alert states: of concurrent swaps from one state, exactly one wins', () =>
       withStore(async (store) => {
-        const row = (presence: string, minute: number) => ({ host: 'web1', presence, presence_at: at(minute), drift: 'reporting', drift_at: at(0) });
+        const row = (presence: HostAlertState['presence'], minute: number): HostAlertStateRow => ({ host: 'web1', presence, presence_at: at(minute), drift: 'reporting', drift_at: at(0) });
         await store.transaction((repo) => repo.swapHostAlertState(undefined, row('online', 0)));
         const arrive = rendezvous(4);
         const wins = await Promise.all(
@@ -282,6 +285,17 @@ function contract(backend: StoreBackend): void {
           assert.equal((await store.read.tokenByName('agent-web-1'))?.revoked_at, null, 'another token changed');
         }));
 
+      it('user tokens are those with a user role (core/token-roles.ts), by name', () =>
+        withStore(async (store) => {
+          await store.transaction(async (repo) => {
+            for (const [index, role] of TOKEN_ROLES.entries()) await repo.insertToken(tokenRow(`t-${role}`, { role, token_hash: hexId(`token-${index}`) }));
+          });
+          assert.deepEqual(
+            (await store.read.listUserTokens()).map((row) => row.role),
+            [...USER_ROLES].sort((a, b) => a.localeCompare(b)),
+          );
+        }));
+
       it('reject a second token with the same hash', () =>
         withStore(async (store) => {
           await store.transaction((repo) => repo.insertToken(tokenRow('a', { token_hash: hexId('same') })));
@@ -382,7 +396,7 @@ function contract(backend: StoreBackend): void {
           assert.equal(await store.read.releaseEnvironment(release.id, 'development'), undefined);
         }));
 
-      it('known-good releases are the succeeded, not rolled back ones, newest success first', () =>
+      it('succeeded releases are listed newest success first, rolled back or not (known-good is decided in core)', () =>
         withStore(async (store) => {
           const [a, b, c, d, e] = ['1', '2', '3', '4', '5'].map((version) => releaseRow(version));
           await store.transaction(async (repo) => {
@@ -395,13 +409,13 @@ function contract(backend: StoreBackend): void {
             await repo.upsertReleaseEnvironment(e!.id, 'production', { succeeded_at: at(60) }, at(59));
           });
           await store.transaction((repo) => repo.upsertReleaseEnvironment(e!.id, 'test', { rolled_back_at: at(55) }, at(55)));
-          const good = await store.read.knownGoodReleases('test');
+          const succeeded = await store.read.succeededReleases('test');
           assert.deepEqual(
-            good.map((row) => row.release_id),
-            [b!.id, c!.id, a!.id],
+            succeeded.map((row) => [row.release_id, row.rolled_back_at]),
+            [[e!.id, at(55)], [b!.id, null], [c!.id, null], [a!.id, null]],
           );
           assert.deepEqual(
-            (await store.read.knownGoodReleases('production')).map((row) => row.release_id),
+            (await store.read.succeededReleases('production')).map((row) => row.release_id),
             [e!.id],
           );
         }));
@@ -475,7 +489,7 @@ function contract(backend: StoreBackend): void {
           assert.equal(await store.read.unreconciledFirecall('production'), undefined);
           assert.deepEqual(await store.read.firecall(2), { ...firecall(2, 'production'), closed_at: at(20), closed_by: 'bob', close_note: 'done', reconciled_at: at(21), reconciled_by: 'bob', reconcile_mode: 'revert' });
 
-          const piece = { firecall_id: 1, host: 'web-1', kind: 'transcript', name: 'a.typescript', byte_offset: 0, at: at(2), text: 'hello ' };
+          const piece: FirecallRecordRow = { firecall_id: 1, host: 'web-1', kind: 'transcript', name: 'a.typescript', byte_offset: 0, at: at(2), text: 'hello ' };
           await store.transaction((repo) => repo.appendFirecallRecords([piece, { ...piece, byte_offset: 6, text: 'world' }]));
           await store.transaction((repo) => repo.appendFirecallRecords([piece]));
           assert.deepEqual((await store.read.firecallRecords(1)).map((row) => [row.byte_offset, row.text]), [[0, 'hello '], [6, 'world']]);
@@ -527,6 +541,24 @@ function contract(backend: StoreBackend): void {
           await assert.rejects(
             store.transaction((repo) => repo.insertDeployment(deploymentRow(4, hexId('no such release')))),
             'a deployment must name a stored release',
+          );
+        }));
+
+      it('active deployments are those in IN_FLIGHT_DEPLOYMENT_STATES (core), oldest first, optionally per environment', () =>
+        withStore(async (store) => {
+          const release = releaseRow('1.0.0');
+          await store.transaction(async (repo) => {
+            await repo.insertRelease(release);
+            for (const [index, state] of DEPLOYMENT_STATES.entries()) await repo.insertDeployment(deploymentRow(index + 1, release.id, { state, env: index % 2 === 0 ? 'test' : 'production' }));
+          });
+          const inFlight = DEPLOYMENT_STATES.flatMap((state, index) => (IN_FLIGHT_DEPLOYMENT_STATES.includes(state) ? [{ id: index + 1, state }] : []));
+          assert.deepEqual(
+            (await store.read.activeDeployments()).map((row) => ({ id: row.id, state: row.state })),
+            inFlight,
+          );
+          assert.deepEqual(
+            (await store.read.activeDeployments('production')).map((row) => row.id),
+            inFlight.filter((row) => row.id % 2 === 0).map((row) => row.id),
           );
         }));
 
@@ -592,7 +624,7 @@ function contract(backend: StoreBackend): void {
             (await store.read.deploymentHosts(3)).find((step) => step.host === 'web-1'),
             { ...stepRow(3, 'web-1', 'succeeded'), updated_at: at(7) },
           );
-          await store.transaction((repo) => repo.updateDeployment(2, { state: 'cancelled' }));
+          await store.transaction((repo) => repo.updateDeployment(2, { state: 'failed' }));
           assert.equal((await store.read.pendingStep('web-2'))?.deployment.id, 3);
         }));
     });

@@ -2,7 +2,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Database } from '../schema.js';
-import { createKyselyStore } from '../kysely-store.js';
+import { createKyselyStore } from '../kysely/kysely-store.js';
 import type { Store } from '../store.js';
 
 const INT8_OID = 20;

@@ -2,7 +2,7 @@
 import Sqlite from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
 import type { Database } from '../schema.js';
-import { createKyselyStore } from '../kysely-store.js';
+import { createKyselyStore } from '../kysely/kysely-store.js';
 import type { Store } from '../store.js';
 
 /** Opens (creating if needed) a SQLite database file as a store. */
