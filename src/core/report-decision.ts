@@ -4,8 +4,8 @@
  * `now`. The server decides who switched from what the hosts report: a host
  * that missed its step's deadline fails it, and a host found on the
  * deployment's release after its step ended (a late switch) must return to
- * the release the environment runs. The rollout's other transitions will
- * join this module as a state machine.
+ * the release the environment runs. The rollout machine
+ * (rollout-machine.ts) moves the whole deployment on from this decision.
  */
 
 /** How a deployment is meant: a rollout, an environment rollback, or one host returning to its environment's release. */
@@ -25,6 +25,8 @@ export const IN_FLIGHT_STEPS: readonly StepState[] = ['pending', 'staging', 'act
 export const FINISHED_STEPS: readonly StepState[] = ['succeeded', 'failed', 'skipped', 'reverted', 'revert_failed'];
 /** Deployments that still move hosts. */
 export const ACTIVE_DEPLOYMENTS: readonly DeploymentState[] = ['running', 'rolling_back'];
+/** Deployments that are not over: awaiting approval or moving hosts (what the store's `activeDeployments` lists; one per environment at a time). */
+export const IN_FLIGHT_DEPLOYMENT_STATES: readonly DeploymentState[] = ['awaiting_approval', ...ACTIVE_DEPLOYMENTS];
 
 /**
  * Whether a deployment's tasks must switch by their step's deadline. A task

@@ -28,9 +28,6 @@ import {
 } from './report-decision.js';
 import { failureBudget, planBatches, type RolloutPolicy } from './rollout-plan.js';
 
-/** Deployments that are not over yet: awaiting approval, or moving hosts (the store lists these as active). */
-export const IN_FLIGHT_DEPLOYMENT_STATES: readonly DeploymentState[] = ['awaiting_approval', ...ACTIVE_DEPLOYMENTS];
-
 /** A deployment as the machine sees it. */
 export interface DeploymentFacts {
   readonly id: number;
