@@ -19,6 +19,7 @@ import {
   decideObservation,
   decideReport,
   IN_FLIGHT_STEPS,
+  switchHasDeadline,
   type DeploymentKind,
   type DeploymentState,
   type ReportDecision,
@@ -519,6 +520,26 @@ function onDecision(draft: Draft, actor: string, decision: 'approve' | 'reject',
   if (deployment.state !== 'awaiting_approval') return;
   draft.audit(decision === 'approve' ? 'deployment.approved' : 'deployment.rejected', `env:${deployment.env}`, { deployment: deployment.id, release: deployment.releaseId, comment }, actor);
   if (decision === 'reject') draft.setDeployment({ state: 'rejected', finishedAt: iso, error: `rejected by ${actor}${comment ? `: ${comment}` : ''}` });
+}
+
+/** What a host's unfinished step hands out to its agent. */
+export interface TaskPlan {
+  /** A revert and a return bring a host back (their after_rollback hook runs). */
+  readonly kind: TaskKind;
+  /** The release to switch to (null: the host had none before, and a revert has nothing to restore). */
+  readonly releaseId: string | null;
+  /** The agent switches only before this (null: no deadline). */
+  readonly deadlineAt: string | null;
+}
+
+/** The task of an unfinished step: a reverting step returns the host to the release it had before the deployment. */
+export function taskOf(deployment: Pick<DeploymentFacts, 'kind' | 'releaseId'>, step: Pick<StepFacts, 'state' | 'fromReleaseId' | 'deadlineAt'>): TaskPlan {
+  const reverting = step.state === 'reverting';
+  return {
+    kind: reverting || deployment.kind === 'return' ? 'revert' : deployment.kind,
+    releaseId: reverting ? step.fromReleaseId : deployment.releaseId,
+    deadlineAt: switchHasDeadline(deployment.kind, step.state) ? step.deadlineAt : null,
+  };
 }
 
 /** A deployment about to be created, with its steps and what to do once it is. */

@@ -232,7 +232,7 @@ export async function recordReport(context: ServerContext, host: string, report:
       report: { state: report.state, currentReleaseId: report.currentReleaseId, taskKind: report.taskKind, error: report.error },
       history: await historyOf(repo, state.deployment, host),
     };
-    return applyOutcome(repo, config, state.deployment, decideRollout(state, event, config.environments[state.deployment.env], at), at);
+    return decideAndApply(repo, config, state, event, at);
   });
   afterCommit(context, config, applied);
 }
@@ -255,7 +255,7 @@ export async function observeHostRelease(context: ServerContext, host: string, c
       if (!(await repo.deploymentHosts(candidate.id)).some((step) => step.host === host)) continue;
       const { state } = await loadRollout(repo, candidate.id);
       const event: RolloutEvent = { kind: 'observation', host, currentReleaseId, history: await historyOf(repo, state.deployment, host) };
-      return applyOutcome(repo, config, state.deployment, decideRollout(state, event, config.environments[state.deployment.env], at), at);
+      return decideAndApply(repo, config, state, event, at);
     }
     return [];
   });
@@ -304,6 +304,11 @@ async function historyOf(repo: WriteRepo, deployment: DeploymentFacts, host: str
     lateSwitchAudited: recorded.some((event) => event.action === 'deployment.late_switch'),
     movedByAnother,
   };
+}
+
+/** Asks the machine what `event` does to the deployment and applies it in the caller's transaction. */
+function decideAndApply(repo: WriteRepo, config: Config, state: RolloutState, event: RolloutEvent, at: Date): Promise<Applied[]> {
+  return applyOutcome(repo, config, state.deployment, decideRollout(state, event, config.environments[state.deployment.env], at), at);
 }
 
 /** What a transaction decided for one deployment, for the notifications and alerts sent after it commits. */
@@ -425,7 +430,7 @@ async function tick(context: ServerContext, id: number, config?: Config): Promis
   const at = context.now();
   const applied = await context.store.transaction(async (repo) => {
     const { state } = await loadRollout(repo, id);
-    return applyOutcome(repo, current, state.deployment, decideRollout(state, { kind: 'tick' }, current.environments[state.deployment.env], at), at);
+    return decideAndApply(repo, current, state, { kind: 'tick' }, at);
   });
   afterCommit(context, current, applied);
 }
@@ -460,7 +465,7 @@ async function settleApproval(context: ServerContext, config: Config, id: number
     const verdict: PolicyVerdict = config.environments[row.env] !== undefined
       ? await planDeployment(repo, config, release, row.env, now, { requester: row.requested_by, deployment: row })
       : { kind: 'waiting', rules: [], reason: `${row.env} is not in the configuration` };
-    return applyOutcome(repo, config, state.deployment, decideRollout(state, { kind: 'approval-check', verdict }, config.environments[row.env], now), now);
+    return decideAndApply(repo, config, state, { kind: 'approval-check', verdict }, now);
   });
   afterCommit(context, config, applied);
   // Watchers re-read it either way (a follower waits for any change).
@@ -490,7 +495,7 @@ export async function decideDeployment(context: ServerContext, principal: UserPr
     if ((await repo.approvals(id)).some((row) => row.actor === principal.name)) throw new LockstepError('conflict', `${principal.name} already decided on deployment #${id}`);
     await repo.insertApproval({ deployment_id: id, actor: principal.name, decision, comment: comment ?? null, at });
     const event: RolloutEvent = { kind: 'decision', actor: principal.name, decision, comment: comment ?? null };
-    return applyOutcome(repo, config, state.deployment, decideRollout(state, event, config.environments[deployment.env], now), now);
+    return decideAndApply(repo, config, state, event, now);
   });
   if (decision === 'approve') await settleApproval(context, config, id);
   else afterCommit(context, config, applied);

@@ -6,6 +6,7 @@ import {
   decideRollout,
   openDeployment,
   openReturn,
+  taskOf,
   type DeploymentFacts,
   type HostHistory,
   type RolloutConfig,
@@ -532,4 +533,18 @@ describe('openDeployment and openReturn: how a deployment starts', () => {
     const withoutAudit = openReturn(12, { env: 'test', host: 'h1', switchedTo: NEW, to: OLD, after: 7, auditLateSwitch: false }, config, now);
     assert.deepEqual(withoutAudit.effects.map(describeEffect), ['audit return.started', 'alert host.late_switch', 'wake h1']);
   });
+});
+
+describe('taskOf: the task an unfinished step hands out', () => {
+  const taskRows: readonly { name: string; kind: DeploymentKind; state: StepState; from?: string | null; expect: ReturnType<typeof taskOf> }[] = [
+    { name: 'a rollout step switches to the new release by its deadline', kind: 'deploy', state: 'pending', expect: { kind: 'deploy', releaseId: NEW, deadlineAt: FUTURE } },
+    { name: 'a rollback step too', kind: 'rollback', state: 'staging', expect: { kind: 'rollback', releaseId: NEW, deadlineAt: FUTURE } },
+    { name: 'a reverting step returns to the host\'s earlier release, late rather than never', kind: 'deploy', state: 'reverting', expect: { kind: 'revert', releaseId: OLD, deadlineAt: null } },
+    { name: 'a return is a revert without a deadline', kind: 'return', state: 'pending', expect: { kind: 'revert', releaseId: NEW, deadlineAt: null } },
+  ];
+  for (const row of taskRows) {
+    it(row.name, () => {
+      assert.deepEqual(taskOf({ kind: row.kind, releaseId: NEW }, { state: row.state, fromReleaseId: row.from === undefined ? OLD : row.from, deadlineAt: FUTURE }), row.expect);
+    });
+  }
 });
