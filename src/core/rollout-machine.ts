@@ -23,6 +23,7 @@ import {
   type DeploymentKind,
   type DeploymentState,
   type ReportDecision,
+  type ReportFacts,
   type ReportState,
   type StepState,
   type TaskKind,
@@ -275,7 +276,7 @@ export function decideRollout(state: RolloutState, event: RolloutEvent, config: 
   return draft.outcome();
 }
 
-function reportFacts(draft: Draft, step: StepFacts): Pick<Parameters<typeof decideReport>[0], 'deployment' | 'step' | 'environmentCurrent'> {
+function reportFacts(draft: Draft, step: StepFacts): Pick<ReportFacts, 'deployment' | 'step' | 'environmentCurrent'> {
   const { deployment } = draft;
   return {
     deployment: { kind: deployment.kind, state: deployment.state, releaseId: deployment.releaseId },
