@@ -8,12 +8,18 @@
  * (rollout-machine.ts) moves the whole deployment on from this decision.
  */
 
+/** Every deployment kind (for schemas: `z.enum(DEPLOYMENT_KINDS)`). */
+export const DEPLOYMENT_KINDS = ['deploy', 'rollback', 'return'] as const;
 /** How a deployment is meant: a rollout, an environment rollback, or one host returning to its environment's release. */
-export type DeploymentKind = 'deploy' | 'rollback' | 'return';
+export type DeploymentKind = (typeof DEPLOYMENT_KINDS)[number];
+/** Every deployment state (for schemas and store rows). */
+export const DEPLOYMENT_STATES = ['awaiting_approval', 'running', 'rolling_back', 'succeeded', 'failed', 'rejected', 'expired'] as const;
 /** A deployment's life: awaiting_approval → running → rolling_back? → succeeded | failed; or rejected | expired. */
-export type DeploymentState = 'awaiting_approval' | 'running' | 'rolling_back' | 'succeeded' | 'failed' | 'rejected' | 'expired';
+export type DeploymentState = (typeof DEPLOYMENT_STATES)[number];
+/** Every step state (for schemas and store rows). */
+export const STEP_STATES = ['waiting', 'pending', 'staging', 'activated', 'succeeded', 'failed', 'skipped', 'reverting', 'reverted', 'revert_failed'] as const;
 /** One host's step of a deployment. */
-export type StepState = 'waiting' | 'pending' | 'staging' | 'activated' | 'succeeded' | 'failed' | 'skipped' | 'reverting' | 'reverted' | 'revert_failed';
+export type StepState = (typeof STEP_STATES)[number];
 /** What a host says about its task; `cancelled`: it dropped the task at its deadline. */
 export type ReportState = 'staging' | 'activated' | 'succeeded' | 'failed' | 'cancelled';
 /** The kind of task a report is about (absent from agents before deadlines). */
