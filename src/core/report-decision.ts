@@ -4,14 +4,14 @@
  * `now`. The server decides who switched from what the hosts report: a host
  * that missed its step's deadline fails it, and a host found on the
  * deployment's release after its step ended (a late switch) must return to
- * the release the environment runs. The rollout's other transitions will
- * join this module as a state machine.
+ * the release the environment runs. The rollout machine
+ * (rollout-machine.ts) moves the whole deployment on from this decision.
  */
 
 import { ACTIVE_DEPLOYMENTS, FINISHED_STEPS, type DeploymentKind, type DeploymentState, type StepState } from './deployment-states.js';
 
 // The unions and state lists live in deployment-states.ts (the store's rows use them too); re-exported for this module's callers.
-export { ACTIVE_DEPLOYMENTS, FINISHED_STEPS, IN_FLIGHT_STEPS, type DeploymentKind, type DeploymentState, type StepState } from './deployment-states.js';
+export { ACTIVE_DEPLOYMENTS, DEPLOYMENT_KINDS, DEPLOYMENT_STATES, FINISHED_STEPS, IN_FLIGHT_DEPLOYMENT_STATES, IN_FLIGHT_STEPS, STEP_STATES, type DeploymentKind, type DeploymentState, type StepState } from './deployment-states.js';
 /** What a host says about its task; `cancelled`: it dropped the task at its deadline. */
 export type ReportState = 'staging' | 'activated' | 'succeeded' | 'failed' | 'cancelled';
 /** The kind of task a report is about (absent from agents before deadlines). */

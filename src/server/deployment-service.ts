@@ -4,20 +4,35 @@
  * (and after the configured pause). A failed host beyond `max_failures`
  * stops the rollout: hosts that had switched are returned to the release
  * they had, and the release is marked rolled back in the environment.
- * An environment rollback goes to every host at once.
+ * An environment rollback goes to every host at once. What each event does
+ * is decided by the pure rollout machine (core/rollout-machine.ts); this file
+ * loads its state, applies its transitions and effects in one transaction,
+ * and notifies and alerts after commit.
  */
 import type { AgentReport, DeploymentView } from '../api/schemas.js';
 import { environmentOf, type Config, type EnvironmentConfig } from '../core/config.js';
-import { formatDuration } from '../core/duration.js';
 import { LockstepError, notFound } from '../core/errors.js';
 import { type ReleaseInEnvironment } from '../core/gate.js';
 import { evaluatePolicy, type PolicyVerdict } from '../core/policy.js';
 import { isKnownGood, knownGoodSoak } from '../core/known-good.js';
 import { shortId } from '../core/manifest.js';
-import { decideObservation, decideReport, FINISHED_STEPS, IN_FLIGHT_STEPS, type DeploymentKind, type ReportDecision, type StepState } from '../core/report-decision.js';
-import { failureBudget, planBatches } from '../core/rollout-plan.js';
-import type { DeploymentHostRow, DeploymentRow, HostRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteRepo } from '../store/store.js';
-import type { Alert } from './alerts/alert-channel.js';
+import { FINISHED_STEPS, type DeploymentKind, type DeploymentState, type StepState } from '../core/report-decision.js';
+import {
+  decideRollout,
+  openDeployment,
+  openReturn,
+  type DeploymentFacts,
+  type DeploymentPatch,
+  type HostHistory,
+  type OpenedDeployment,
+  type RolloutAlert,
+  type RolloutEffect,
+  type RolloutEvent,
+  type RolloutOutcome,
+  type RolloutState,
+  type StepPatch,
+} from '../core/rollout-machine.js';
+import type { DeploymentRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteRepo } from '../store/store.js';
 import { alertChannelsOf } from './alerts/alert-channels.js';
 import { currentConfig, requireConfig } from './config-service.js';
 import type { Principal, ServerContext } from './context.js';
@@ -176,9 +191,7 @@ async function begin(
   overrideReason: string | null,
 ): Promise<DeploymentView> {
   const at = context.now();
-  const iso = at.toISOString();
-  const environment = config.environments[env] as EnvironmentConfig;
-  const { id, dispatched } = await context.store.transaction(async (repo) => {
+  const { id, applied } = await context.store.transaction(async (repo) => {
     const running = await repo.activeDeployments(env);
     const first = running[0];
     if (first) {
@@ -186,143 +199,42 @@ async function begin(
     }
     const hosts = (await repo.listHosts(env)).filter((host) => host.enrolled_at !== null);
     if (hosts.length === 0) throw new LockstepError('refused', `${env} has no enrolled hosts; add one with: lockstep host add NAME --env ${env}`);
-    // A rollback restores a known-good state as fast as possible: every host at once.
-    const batches = kind === 'rollback' ? [hosts.map((host) => host.name).sort()] : planBatches(hosts.map((host) => host.name), environment.rollout);
-    const batchOf = new Map(batches.flatMap((names, index) => names.map((name) => [name, index] as const)));
     const id = await repo.next('deployment');
     const from = (await repo.environmentCurrent(env)) ?? null;
-    await repo.insertDeployment({
-      id, env, kind, release_id: release.id, from_release_id: from, state: initial, requested_by: actor, reason,
-      created_at: iso, finished_at: null, error: null, revision: 1, current_batch: 0, batches: batches.length, next_batch_at: null,
-      override_reason: overrideReason,
-    });
-    const deadline = new Date(at.getTime() + environment.host_timeout).toISOString();
-    for (const host of hosts) {
-      const batch = batchOf.get(host.name) ?? 0;
-      const dispatch = batch === 0 && initial === 'running';
-      await repo.insertDeploymentHost({
-        deployment_id: id, host: host.name, from_release_id: host.current_release_id, state: dispatch ? 'pending' : 'waiting',
-        error: null, updated_at: iso, batch, deadline_at: dispatch ? deadline : null,
-      });
-    }
-    await repo.upsertReleaseEnvironment(release.id, env, {}, iso);
-    await repo.appendAudit({
-      at: iso,
-      actor,
-      action: kind === 'rollback' ? 'rollback.started' : initial === 'awaiting_approval' ? 'deployment.requested' : 'deployment.started',
-      target: `env:${env}`,
-      details: { deployment: id, release: release.id, version: release.version, from, batches, reason, ...(overrideReason ? { override: overrideReason } : {}) },
-    });
-    return { id, dispatched: initial === 'running' ? (batches[0] ?? []) : [] };
+    const opened = openDeployment(
+      { id, env, kind, release, from, hosts: hosts.map((host) => ({ name: host.name, currentReleaseId: host.current_release_id })), actor, reason, initial, overrideReason },
+      config.environments[env],
+      at,
+    );
+    return { id, applied: await insertOpened(repo, config, opened, at) };
   });
-  for (const host of dispatched) context.notifier.notify(keys.host(host));
+  afterCommit(context, config, applied);
   return deploymentView(context, id);
 }
 
-/** Records one host's report and moves the deployment on (the decision: core/report-decision.ts). */
+/** Records one host's report and moves the deployment on (the decision: core/rollout-machine.ts). */
 export async function recordReport(context: ServerContext, host: string, report: AgentReport): Promise<void> {
   const at = context.now();
   const iso = at.toISOString();
   const config = await requireConfig(context.store.read);
-  const outcomes = await context.store.transaction(async (repo) => {
+  const applied = await context.store.transaction(async (repo) => {
     await repo.updateHost(host, { last_seen_at: iso, current_release_id: report.currentReleaseId });
-    const steps = await repo.deploymentHosts(report.deploymentId);
-    const step = steps.find((candidate) => candidate.host === host);
-    if (!step) throw new LockstepError('forbidden', `deployment #${report.deploymentId} has no step for host ${host}`);
-    // Bumping the revision first locks the deployment's row (PostgreSQL), so
-    // concurrent reports of one deployment are evaluated one after the other.
-    const deployment = await repo.updateDeployment(report.deploymentId, {});
+    if (!(await repo.deploymentHosts(report.deploymentId)).some((candidate) => candidate.host === host)) {
+      throw new LockstepError('forbidden', `deployment #${report.deploymentId} has no step for host ${host}`);
+    }
+    const { state } = await loadRollout(repo, report.deploymentId);
     if (report.logs && report.logs.length > 0) {
-      await repo.appendDeploymentLogs(report.logs.map((log, line) => ({ deployment_id: deployment.id, host, at: iso, line, source: log.source, text: log.text })));
+      await repo.appendDeploymentLogs(report.logs.map((log, line) => ({ deployment_id: state.deployment.id, host, at: iso, line, source: log.source, text: log.text })));
     }
-    const decision = decideReport({
-      deployment: { kind: deployment.kind, state: deployment.state, releaseId: deployment.release_id },
-      step: { state: step.state, fromReleaseId: step.from_release_id, deadlineAt: step.deadline_at },
-      report: { state: report.state, currentReleaseId: report.currentReleaseId, taskKind: report.taskKind },
-      environmentCurrent: (await repo.environmentCurrent(deployment.env)) ?? null,
-      now: at,
-    });
-    const timeoutError = `did not finish within ${formatDuration(config.environments[deployment.env]?.host_timeout ?? 0)}`;
-    const dropNote = `the agent dropped the task at its deadline${report.error ? ` (${report.error})` : ''}`;
-    const setStep = async (next: StepState, error: string | null): Promise<void> => {
-      await repo.updateDeploymentHost(deployment.id, host, { state: next, error, updated_at: iso, ...(next === 'reverting' ? { deadline_at: deadlineFor(config, deployment.env, at) } : {}) });
+    const event: RolloutEvent = {
+      kind: 'report',
+      host,
+      report: { state: report.state, currentReleaseId: report.currentReleaseId, taskKind: report.taskKind, error: report.error },
+      history: await historyOf(repo, state.deployment, host),
     };
-    switch (decision.kind) {
-      case 'ignore':
-        break;
-      case 'advance': {
-        if (decision.step === step.state) break;
-        // A host that failed and was then returned keeps why it failed.
-        const next = decision.step;
-        const error = next === 'failed' || next === 'revert_failed' ? (report.error ?? 'failed') : next === 'reverting' || next === 'reverted' ? step.error : null;
-        await setStep(next, error);
-        break;
-      }
-      case 'missed-deadline':
-        await setStep('failed', decision.acknowledged ? `${timeoutError}; ${dropNote}` : `${timeoutError} (reported ${report.state})`);
-        if (decision.acknowledged) await auditOnce(repo, deployment, host, 'deployment.task_dropped', { release: deployment.release_id, currentReleaseId: report.currentReleaseId, error: report.error ?? null }, iso);
-        break;
-      case 'dropped':
-        if (await auditOnce(repo, deployment, host, 'deployment.task_dropped', { release: deployment.release_id, currentReleaseId: report.currentReleaseId, error: report.error ?? null }, iso)) {
-          await repo.updateDeploymentHost(deployment.id, host, { error: `${step.error ?? (step.state === 'skipped' ? 'skipped' : timeoutError)}; ${dropNote}`, updated_at: iso });
-        }
-        break;
-      case 'late-switch':
-        // A host still busy with its task says its last word later, when its way back is known.
-        return settleLateSwitch(repo, config, deployment, step, decision, report.currentReleaseId, report.state !== 'activated', at);
-    }
-    return [await advance(repo, config, deployment, at)];
+    return decideAndApply(repo, config, state, event, at);
   });
-  for (const outcome of outcomes) afterAdvance(context, config, outcome);
-}
-
-/**
- * Appends an audit event about one host's step unless one of that action was
- * already recorded for it: reports are retried, facts are recorded once.
- * Returns whether it appended.
- */
-async function auditOnce(repo: WriteRepo, deployment: DeploymentRow, host: string, action: string, details: Record<string, unknown>, at: string): Promise<boolean> {
-  const target = `host:${host}`;
-  const earlier = await repo.auditSince(deployment.created_at, [action]);
-  if (earlier.some((event) => event.target === target && (JSON.parse(event.details) as { deployment?: number }).deployment === Number(deployment.id))) return false;
-  await repo.appendAudit({ at, actor: 'lockstep', action, target, details: { deployment: Number(deployment.id), env: deployment.env, host, ...details } });
-  return true;
-}
-
-/**
- * Acts on a late switch of `step`'s host to `switchedTo`: the step's new
- * state within a deployment that still runs, or a return once it is over;
- * then moves the deployment on and audits the switch once, with the release
- * the host returns to (`settled`: false while the host's task still runs and
- * that is not known yet).
- */
-async function settleLateSwitch(
-  repo: WriteRepo,
-  config: Config,
-  deployment: DeploymentRow,
-  step: DeploymentHostRow,
-  decision: Extract<ReportDecision, { kind: 'late-switch' }>,
-  switchedTo: string | null,
-  settled: boolean,
-  at: Date,
-): Promise<Advanced[]> {
-  const iso = at.toISOString();
-  const host = step.host;
-  if (decision.step !== null && decision.step !== step.state) {
-    const timeoutError = `did not finish within ${formatDuration(config.environments[deployment.env]?.host_timeout ?? 0)}`;
-    const error = decision.step === 'revert_failed' ? `${timeoutError}; switched late, and there is no earlier release on this host to return to` : (step.error ?? `${timeoutError}; switched after its deadline`);
-    await repo.updateDeploymentHost(deployment.id, host, { state: decision.step, error, updated_at: iso, ...(decision.step === 'reverting' ? { deadline_at: deadlineFor(config, deployment.env, at) } : {}) });
-  }
-  const returned = decision.returnTo !== null ? await startReturn(repo, config, deployment, host, switchedTo, decision.returnTo, at) : undefined;
-  const advanced = await advance(repo, config, deployment, at);
-  // After advance: a running rollout may just have stopped and decided to revert this host.
-  const after = (await repo.deploymentHosts(deployment.id)).find((candidate) => candidate.host === host);
-  const returnTo = returned !== undefined ? decision.returnTo : after?.state === 'reverting' ? after.from_release_id : null;
-  if (returnTo !== null || settled) {
-    const by = returned !== undefined ? `return #${returned.deploymentId}` : returnTo !== null ? `deployment #${deployment.id}` : null;
-    await auditOnce(repo, deployment, host, 'deployment.late_switch', { release: switchedTo, returnTo, by }, iso);
-  }
-  return returned === undefined ? [advanced] : [advanced, returned];
+  afterCommit(context, config, applied);
 }
 
 /**
@@ -334,222 +246,193 @@ async function settleLateSwitch(
 export async function observeHostRelease(context: ServerContext, host: string, currentReleaseId: string | null): Promise<void> {
   const config = await currentConfig(context.store.read);
   if (config === undefined) return;
-  const outcomes = await context.store.transaction(async (repo) => {
+  const at = context.now();
+  const applied = await context.store.transaction(async (repo) => {
     const row = await repo.host(host);
     // A later report or heartbeat already said something else.
     if (row === undefined || row.current_release_id !== currentReleaseId) return [];
-    return observeRelease(repo, config, row, currentReleaseId, context.now());
+    for (const candidate of await repo.listDeployments({ env: row.env, limit: 5 })) {
+      if (!(await repo.deploymentHosts(candidate.id)).some((step) => step.host === host)) continue;
+      const { state } = await loadRollout(repo, candidate.id);
+      const event: RolloutEvent = { kind: 'observation', host, currentReleaseId, history: await historyOf(repo, state.deployment, host) };
+      return decideAndApply(repo, config, state, event, at);
+    }
+    return [];
   });
-  for (const outcome of outcomes) afterAdvance(context, config, outcome);
-}
-
-async function observeRelease(repo: WriteRepo, config: Config, host: HostRow, currentReleaseId: string | null, at: Date): Promise<Advanced[]> {
-  for (const candidate of await repo.listDeployments({ env: host.env, limit: 5 })) {
-    const step = (await repo.deploymentHosts(candidate.id)).find((row) => row.host === host.name);
-    if (step === undefined) continue;
-    // Lock the deployment's row, as a report would.
-    const deployment = await repo.updateDeployment(candidate.id, {});
-    const decision = decideObservation({
-      deployment: { kind: deployment.kind, state: deployment.state, releaseId: deployment.release_id },
-      step: { state: step.state, fromReleaseId: step.from_release_id, deadlineAt: step.deadline_at },
-      currentReleaseId,
-      environmentCurrent: (await repo.environmentCurrent(deployment.env)) ?? null,
-    });
-    return decision.kind === 'late-switch' ? settleLateSwitch(repo, config, deployment, step, decision, currentReleaseId, true, at) : [];
-  }
-  return [];
+  afterCommit(context, config, applied);
 }
 
 /**
- * Starts a return: one host goes back to `to` (its environment's release)
- * after it switched to `switchedTo` late. Nothing starts while another
- * deployment of the environment will still move this host, or a return of it
- * runs already; that one brings it where it belongs.
+ * Loads what the rollout machine looks at, locking the deployment's row
+ * first (bumping its revision: PostgreSQL then evaluates concurrent events of
+ * one deployment one after the other).
  */
-async function startReturn(repo: WriteRepo, config: Config, late: DeploymentRow, host: string, switchedTo: string | null, to: string, at: Date): Promise<Advanced | undefined> {
-  const iso = at.toISOString();
-  for (const active of await repo.activeDeployments(late.env)) {
-    if (active.id === late.id) continue;
-    const step = (await repo.deploymentHosts(active.id)).find((candidate) => candidate.host === host);
-    if (step !== undefined && !FINISHED_STEPS.includes(step.state)) return undefined;
-  }
-  const id = await repo.next('deployment');
-  const reason = `${host} switched to ${shortId(switchedTo ?? '')} after deployment #${late.id} ended; returning it to ${shortId(to)}`;
-  await repo.insertDeployment({
-    id, env: late.env, kind: 'return', release_id: to, from_release_id: switchedTo, state: 'running', requested_by: 'lockstep', reason,
-    created_at: iso, finished_at: null, error: null, revision: 1, current_batch: 0, batches: 1, next_batch_at: null, override_reason: null,
-  });
-  await repo.insertDeploymentHost({ deployment_id: id, host, from_release_id: switchedTo, state: 'pending', error: null, updated_at: iso, batch: 0, deadline_at: deadlineFor(config, late.env, at) });
-  await repo.appendAudit({ at: iso, actor: 'lockstep', action: 'return.started', target: `env:${late.env}`, details: { deployment: id, release: to, from: switchedTo, host, after: Number(late.id), reason } });
-  return { deploymentId: id, env: late.env, wake: [host], alert: { kind: 'host.late_switch', summary: `${reason} (return #${id})`, details: { host, deployment: Number(late.id), release: switchedTo, returnTo: to, return: id } } };
-}
-
-function deadlineFor(config: Config, env: string, at: Date): string {
-  return new Date(at.getTime() + (config.environments[env]?.host_timeout ?? 120_000)).toISOString();
-}
-
-/** What a transaction decided, for the notifications and alerts sent after it commits. */
-interface Advanced {
-  readonly deploymentId: number;
-  readonly env: string;
-  readonly wake: readonly string[];
-  /** When the deployment should be looked at again (a pause ends). */
-  readonly recheckAt?: string;
-  readonly alert?: Omit<Alert, 'env' | 'at'>;
-}
-
-/**
- * Moves a deployment on from its steps' states: fails overdue steps, stops
- * the rollout when failures exceed the budget, opens the next batch, or
- * finishes. Runs in the caller's transaction with the deployment row locked.
- */
-async function advance(repo: WriteRepo, config: Config, deployment: DeploymentRow, at: Date): Promise<Advanced> {
-  const iso = at.toISOString();
-  const env = config.environments[deployment.env];
-  const base = { deploymentId: deployment.id, env: deployment.env };
-  if (deployment.state !== 'running' && deployment.state !== 'rolling_back') return { ...base, wake: [] };
-  let steps = await repo.deploymentHosts(deployment.id);
-
-  // A host that has not finished by its deadline (offline, hung) fails its step.
-  for (const step of steps) {
-    if (!IN_FLIGHT_STEPS.includes(step.state) || !step.deadline_at || step.deadline_at > iso) continue;
-    const host = await repo.host(step.host);
-    const seen = host?.last_seen_at ? `last seen ${host.last_seen_at}` : 'never seen';
-    const state: StepState = step.state === 'reverting' ? 'revert_failed' : 'failed';
-    await repo.updateDeploymentHost(deployment.id, step.host, { state, error: `did not finish within ${formatDuration(env?.host_timeout ?? 0)} (offline? ${seen})`, updated_at: iso });
-  }
-  steps = await repo.deploymentHosts(deployment.id);
-  const count = (...states: StepState[]) => steps.filter((step) => states.includes(step.state)).length;
-  const failed = steps.filter((step) => step.state === 'failed');
-  const describeFailures = () => failed.map((step) => `${step.host}: ${step.error ?? 'failed'}`).join('; ');
-
-  if (deployment.state === 'running') {
-    // Only a rollout stops and goes back; a rollback or a return has nowhere better to go.
-    const budget = deployment.kind !== 'deploy' ? Number.POSITIVE_INFINITY : failureBudget(env?.rollout ?? { canary: 1, batch: '25%', pause: 0, max_failures: 0 }, steps.length);
-    if (failed.length > budget) return stopRollout(repo, deployment, steps, describeFailures(), iso);
-    const batch = steps.filter((step) => step.batch === deployment.current_batch);
-    if (batch.some((step) => IN_FLIGHT_STEPS.includes(step.state))) return { ...base, wake: [] };
-    if (deployment.current_batch + 1 < deployment.batches) {
-      const pause = env?.rollout.pause ?? 0;
-      if (pause > 0 && deployment.next_batch_at === null) {
-        const recheckAt = new Date(at.getTime() + pause).toISOString();
-        await repo.updateDeployment(deployment.id, { next_batch_at: recheckAt });
-        return { ...base, wake: [], recheckAt };
-      }
-      if (deployment.next_batch_at !== null && deployment.next_batch_at > iso) return { ...base, wake: [], recheckAt: deployment.next_batch_at };
-      const nextBatch = deployment.current_batch + 1;
-      const deadline = deadlineFor(config, deployment.env, at);
-      const wake = steps.filter((step) => step.batch === nextBatch).map((step) => step.host);
-      for (const host of wake) await repo.updateDeploymentHost(deployment.id, host, { state: 'pending', updated_at: iso, deadline_at: deadline });
-      await repo.updateDeployment(deployment.id, { current_batch: nextBatch, next_batch_at: null });
-      return { ...base, wake };
-    }
-    if (failed.length > 0 && deployment.kind !== 'deploy') return finishFailed(repo, deployment, describeFailures(), iso);
-    return finishSucceeded(repo, deployment, steps, failed.length > 0 ? `tolerated failures: ${describeFailures()}` : null, iso);
-  }
-
-  // rolling_back: done when no host has work left.
-  if (count(...IN_FLIGHT_STEPS) > 0) return { ...base, wake: [] };
-  const revertFailed = steps.filter((step) => step.state === 'revert_failed');
-  const error = `${deployment.error ?? 'rollout stopped'}${revertFailed.length ? `; could not return ${revertFailed.map((step) => `${step.host} (${step.error ?? 'failed'})`).join(', ')}` : ''}`;
-  return finishFailed(repo, deployment, error, iso);
-}
-
-/** Stops a rollout: unstarted hosts are skipped, switched hosts return to the release they had. */
-async function stopRollout(repo: WriteRepo, deployment: DeploymentRow, steps: readonly DeploymentHostRow[], cause: string, iso: string): Promise<Advanced> {
-  const config = await requireConfig(repo);
-  const deadline = deadlineFor(config, deployment.env, new Date(iso));
-  const wake: string[] = [];
-  for (const step of steps) {
-    const host = await repo.host(step.host);
-    const switched = host?.current_release_id === deployment.release_id && step.from_release_id !== deployment.release_id;
-    if (step.state === 'waiting' || step.state === 'pending') {
-      await repo.updateDeploymentHost(deployment.id, step.host, { state: 'skipped', updated_at: iso, deadline_at: null });
-    } else if ((step.state === 'succeeded' || step.state === 'failed') && switched) {
-      if (step.from_release_id === null) {
-        await repo.updateDeploymentHost(deployment.id, step.host, { state: 'revert_failed', error: `${step.error ? `${step.error}; ` : ''}no earlier release on this host to return to`, updated_at: iso });
-      } else {
-        await repo.updateDeploymentHost(deployment.id, step.host, { state: 'reverting', updated_at: iso, deadline_at: deadline });
-        wake.push(step.host);
-      }
-    }
-  }
-  const updated = await repo.updateDeployment(deployment.id, { state: 'rolling_back', error: cause });
-  await repo.appendAudit({ at: iso, actor: 'lockstep', action: 'deployment.rolling_back', target: `env:${deployment.env}`, details: { deployment: deployment.id, release: deployment.release_id, cause, reverting: wake } });
-  const next = await advance(repo, config, updated, new Date(iso));
-  return { ...next, wake: [...wake, ...next.wake] };
-}
-
-/** The first word of a deployment's audit actions and alerts. */
-function actionOf(deployment: DeploymentRow): string {
-  return deployment.kind === 'deploy' ? 'deployment' : deployment.kind;
-}
-
-async function finishSucceeded(repo: WriteRepo, deployment: DeploymentRow, steps: readonly DeploymentHostRow[], note: string | null, at: string): Promise<Advanced> {
-  const action = actionOf(deployment);
-  await repo.updateDeployment(deployment.id, { state: 'succeeded', finished_at: at, error: note });
-  if (deployment.kind === 'return') {
-    // A return restores the environment's release on one host: the environment's records stay as they are.
-    await repo.appendAudit({ at, actor: 'lockstep', action: 'return.succeeded', target: `env:${deployment.env}`, details: { deployment: deployment.id, release: deployment.release_id, hosts: steps.map((step) => step.host) } });
-    return { deploymentId: deployment.id, env: deployment.env, wake: [] };
-  }
-  const replaced = await repo.environmentCurrent(deployment.env);
-  if (replaced !== undefined && replaced !== deployment.release_id) await repo.upsertReleaseEnvironment(replaced, deployment.env, { superseded_at: at }, at);
-  await repo.setEnvironmentCurrent(deployment.env, deployment.release_id, at);
-  await repo.upsertReleaseEnvironment(deployment.release_id, deployment.env, { succeeded_at: at, rolled_back_at: null, rolled_back_reason: null, superseded_at: null }, at);
-  if (deployment.kind === 'rollback' && deployment.from_release_id && deployment.from_release_id !== deployment.release_id) {
-    await repo.upsertReleaseEnvironment(deployment.from_release_id, deployment.env, { rolled_back_at: at, rolled_back_reason: `rolled back by ${deployment.requested_by} (#${deployment.id})` }, at);
-  }
-  await repo.appendAudit({ at, actor: 'lockstep', action: `${action}.succeeded`, target: `env:${deployment.env}`, details: { deployment: deployment.id, release: deployment.release_id, hosts: steps.length, note } });
-  return { deploymentId: deployment.id, env: deployment.env, wake: [] };
-}
-
-async function finishFailed(repo: WriteRepo, deployment: DeploymentRow, error: string, at: string): Promise<Advanced> {
-  const action = actionOf(deployment);
-  await repo.updateDeployment(deployment.id, { state: 'failed', finished_at: at, error });
-  if (deployment.kind === 'deploy') {
-    // A release that failed in an environment must not be promoted onward from it.
-    await repo.upsertReleaseEnvironment(deployment.release_id, deployment.env, { rolled_back_at: at, rolled_back_reason: `deployment #${deployment.id} failed` }, at);
-  }
-  const steps = await repo.deploymentHosts(deployment.id);
-  // A host that failed its step and was then returned to its release still failed.
-  const failedHosts = steps.filter((step) => step.state === 'failed' || step.state === 'revert_failed' || (step.state === 'reverted' && step.error !== null)).map((step) => step.host);
-  await repo.appendAudit({ at, actor: 'lockstep', action: `${action}.failed`, target: `env:${deployment.env}`, details: { deployment: deployment.id, release: deployment.release_id, failedHosts, error } });
-  const release = await repo.release(deployment.release_id);
+async function loadRollout(repo: WriteRepo, id: number): Promise<{ row: DeploymentRow; state: RolloutState }> {
+  const row = await repo.updateDeployment(id, {});
+  const steps = await repo.deploymentHosts(id);
+  const hosts = new Map((await repo.listHosts(row.env)).map((host) => [host.name, { lastSeenAt: host.last_seen_at, currentReleaseId: host.current_release_id }] as const));
+  const release = await repo.release(row.release_id);
   return {
-    deploymentId: deployment.id,
-    env: deployment.env,
-    wake: [],
-    alert: {
-      kind: `${action}.failed`,
-      summary: `${action} #${deployment.id} of ${release?.app ?? ''}@${release?.version ?? shortId(deployment.release_id)} to ${deployment.env} failed: ${error}`,
-      details: { deployment: deployment.id, release: deployment.release_id, version: release?.version ?? null, failedHosts, error },
+    row,
+    state: {
+      deployment: {
+        id: Number(row.id), env: row.env, kind: row.kind as DeploymentKind, state: row.state as DeploymentState, releaseId: row.release_id, fromReleaseId: row.from_release_id,
+        requestedBy: row.requested_by, createdAt: row.created_at, error: row.error, currentBatch: Number(row.current_batch), batches: Number(row.batches), nextBatchAt: row.next_batch_at,
+      },
+      steps: steps.map((step) => ({ host: step.host, batch: Number(step.batch), state: step.state as StepState, fromReleaseId: step.from_release_id, error: step.error, deadlineAt: step.deadline_at })),
+      hosts,
+      environmentCurrent: (await repo.environmentCurrent(row.env)) ?? null,
+      release: release === undefined ? undefined : { app: release.app, version: release.version },
     },
   };
 }
 
-function afterAdvance(context: ServerContext, config: Config, outcome: Advanced): void {
-  if (outcome.recheckAt !== undefined) {
-    // Open the next batch when the pause ends, not at the next periodic sweep
-    // (measured: waiting for the 1 s sweep added ~575 ms per pause).
-    const delay = Math.max(0, Date.parse(outcome.recheckAt) - context.now().getTime());
-    setTimeout(() => {
-      if (context.shutdown.aborted) return;
-      advanceDeployment(context, outcome.deploymentId).catch((error: unknown) => context.logger.error({ err: error, deployment: outcome.deploymentId }, 'advancing a deployment failed'));
-    }, delay + 5).unref();
+/** What is recorded about `host` beyond the deployment's rows: its events recorded once, and other deployments that will move it. */
+async function historyOf(repo: WriteRepo, deployment: DeploymentFacts, host: string): Promise<HostHistory> {
+  const target = `host:${host}`;
+  const recorded = (await repo.auditSince(deployment.createdAt, ['deployment.task_dropped', 'deployment.late_switch'])).filter(
+    (event) => event.target === target && (JSON.parse(event.details) as { deployment?: number }).deployment === deployment.id,
+  );
+  let movedByAnother = false;
+  for (const active of await repo.activeDeployments(deployment.env)) {
+    if (Number(active.id) === deployment.id) continue;
+    const step = (await repo.deploymentHosts(active.id)).find((candidate) => candidate.host === host);
+    if (step !== undefined && !FINISHED_STEPS.includes(step.state as StepState)) movedByAnother = true;
   }
-  for (const host of outcome.wake) context.notifier.notify(keys.host(host));
-  context.notifier.notify(keys.deployment(outcome.deploymentId));
-  if (outcome.alert) {
-    context.alerts.dispatch({ ...outcome.alert, env: outcome.env, at: context.now().toISOString() }, alertChannelsOf(config.environments[outcome.env]));
+  return {
+    dropAudited: recorded.some((event) => event.action === 'deployment.task_dropped'),
+    lateSwitchAudited: recorded.some((event) => event.action === 'deployment.late_switch'),
+    movedByAnother,
+  };
+}
+
+/** Asks the machine what `event` does to the deployment and applies it in the caller's transaction. */
+function decideAndApply(repo: WriteRepo, config: Config, state: RolloutState, event: RolloutEvent, at: Date): Promise<Applied[]> {
+  return applyOutcome(repo, config, state.deployment, decideRollout(state, event, config.environments[state.deployment.env], at), at);
+}
+
+/** What a transaction decided for one deployment, for the notifications and alerts sent after it commits. */
+interface Applied {
+  readonly deploymentId: number;
+  readonly env: string;
+  readonly wake: readonly string[];
+  /** When the deployment should be looked at again (a pause ends). */
+  readonly recheckAt: string | undefined;
+  readonly alerts: readonly RolloutAlert[];
+}
+
+/**
+ * Applies the machine's outcome in the caller's transaction: the row
+ * updates, then audit events, release records and new return deployments, in
+ * order. Returns what to do after commit, for this deployment and any return
+ * it started.
+ */
+async function applyOutcome(repo: WriteRepo, config: Config, deployment: DeploymentFacts, outcome: RolloutOutcome, at: Date): Promise<Applied[]> {
+  const iso = at.toISOString();
+  let patch: DeploymentPatch = {};
+  for (const transition of outcome.transitions) {
+    if (transition.kind === 'deployment') patch = { ...patch, ...transition.patch };
+    else await repo.updateDeploymentHost(deployment.id, transition.host, stepColumns(transition.patch));
+  }
+  if (Object.keys(patch).length > 0) {
+    await repo.updateDeployment(deployment.id, {
+      ...(patch.state !== undefined ? { state: patch.state } : {}),
+      ...(patch.finishedAt !== undefined ? { finished_at: patch.finishedAt } : {}),
+      ...(patch.error !== undefined ? { error: patch.error } : {}),
+      ...(patch.currentBatch !== undefined ? { current_batch: patch.currentBatch } : {}),
+      ...(patch.nextBatchAt !== undefined ? { next_batch_at: patch.nextBatchAt } : {}),
+    });
+  }
+  return applyEffects(repo, config, deployment, outcome.effects, at, iso);
+}
+
+function stepColumns(patch: StepPatch): Parameters<WriteRepo['updateDeploymentHost']>[2] {
+  return {
+    updated_at: patch.updatedAt,
+    ...(patch.state !== undefined ? { state: patch.state } : {}),
+    ...(patch.error !== undefined ? { error: patch.error } : {}),
+    ...(patch.deadlineAt !== undefined ? { deadline_at: patch.deadlineAt } : {}),
+  };
+}
+
+async function applyEffects(repo: WriteRepo, config: Config, deployment: Pick<DeploymentFacts, 'id' | 'env'>, effects: readonly RolloutEffect[], at: Date, iso: string): Promise<Applied[]> {
+  const wake: string[] = [];
+  const alerts: RolloutAlert[] = [];
+  const returns: Applied[] = [];
+  let recheckAt: string | undefined;
+  for (const effect of effects) {
+    switch (effect.kind) {
+      case 'audit':
+        await repo.appendAudit({ at: iso, actor: effect.actor, action: effect.action, target: effect.target, details: effect.details });
+        break;
+      case 'release-record':
+        await repo.upsertReleaseEnvironment(effect.releaseId, effect.env, effect.patch, iso);
+        break;
+      case 'environment-current':
+        await repo.setEnvironmentCurrent(effect.env, effect.releaseId, iso);
+        break;
+      case 'start-return': {
+        const opened = openReturn(await repo.next('deployment'), effect.request, config.environments[effect.request.env], at);
+        returns.push(...(await insertOpened(repo, config, opened, at)));
+        break;
+      }
+      case 'alert':
+        alerts.push(effect.alert);
+        break;
+      case 'wake':
+        wake.push(effect.host);
+        break;
+      case 'recheck':
+        recheckAt = effect.at;
+        break;
+    }
+  }
+  return [{ deploymentId: deployment.id, env: deployment.env, wake, recheckAt, alerts }, ...returns];
+}
+
+/** Inserts a deployment the machine opened, with its steps, and applies its effects. */
+async function insertOpened(repo: WriteRepo, config: Config, opened: OpenedDeployment, at: Date): Promise<Applied[]> {
+  const iso = at.toISOString();
+  const { deployment } = opened;
+  await repo.insertDeployment({
+    id: deployment.id, env: deployment.env, kind: deployment.kind, release_id: deployment.releaseId, from_release_id: deployment.fromReleaseId, state: deployment.state,
+    requested_by: deployment.requestedBy, reason: deployment.reason, created_at: deployment.createdAt, finished_at: null, error: deployment.error, revision: 1,
+    current_batch: deployment.currentBatch, batches: deployment.batches, next_batch_at: deployment.nextBatchAt, override_reason: deployment.overrideReason,
+  });
+  for (const step of opened.steps) {
+    await repo.insertDeploymentHost({ deployment_id: deployment.id, host: step.host, from_release_id: step.fromReleaseId, state: step.state, error: step.error, updated_at: iso, batch: step.batch, deadline_at: step.deadlineAt });
+  }
+  return applyEffects(repo, config, deployment, opened.effects, at, iso);
+}
+
+/** After commit: re-checks, agent wake-ups, deployment watchers, alerts. */
+function afterCommit(context: ServerContext, config: Config, applied: readonly Applied[]): void {
+  for (const outcome of applied) {
+    if (outcome.recheckAt !== undefined) {
+      // Open the next batch when the pause ends, not at the next periodic sweep
+      // (measured: waiting for the 1 s sweep added ~575 ms per pause).
+      const delay = Math.max(0, Date.parse(outcome.recheckAt) - context.now().getTime());
+      setTimeout(() => {
+        if (context.shutdown.aborted) return;
+        tick(context, outcome.deploymentId).catch((error: unknown) => context.logger.error({ err: error, deployment: outcome.deploymentId }, 'advancing a deployment failed'));
+      }, delay + 5).unref();
+    }
+    for (const host of outcome.wake) context.notifier.notify(keys.host(host));
+    context.notifier.notify(keys.deployment(outcome.deploymentId));
+    const at = context.now().toISOString();
+    for (const alert of outcome.alerts) context.alerts.dispatch({ ...alert, env: outcome.env, at }, alertChannelsOf(config.environments[outcome.env]));
   }
 }
 
-/** Moves one deployment on now (after a pause ends). */
-async function advanceDeployment(context: ServerContext, id: number): Promise<void> {
-  const config = await requireConfig(context.store.read);
-  const outcome = await context.store.transaction(async (repo) => advance(repo, config, await repo.updateDeployment(id, {}), context.now()));
-  afterAdvance(context, config, outcome);
+/** Moves one deployment on at `now`: deadlines, batches and pauses (a sweep tick). */
+async function tick(context: ServerContext, id: number, config?: Config): Promise<void> {
+  const current = config ?? (await requireConfig(context.store.read));
+  const at = context.now();
+  const applied = await context.store.transaction(async (repo) => {
+    const { state } = await loadRollout(repo, id);
+    return decideAndApply(repo, current, state, { kind: 'tick' }, at);
+  });
+  afterCommit(context, current, applied);
 }
 
 /**
@@ -561,14 +444,9 @@ export async function advanceDeployments(context: ServerContext): Promise<void> 
   const active = await context.store.read.activeDeployments();
   if (active.length === 0) return;
   const config = await requireConfig(context.store.read);
-  const at = context.now();
   for (const deployment of active) {
-    if (deployment.state === 'awaiting_approval') {
-      await settleApproval(context, config, deployment.id);
-      continue;
-    }
-    const outcome = await context.store.transaction(async (repo) => advance(repo, config, await repo.updateDeployment(deployment.id, {}), at));
-    afterAdvance(context, config, outcome);
+    if (deployment.state === 'awaiting_approval') await settleApproval(context, config, deployment.id);
+    else await tick(context, deployment.id, config);
   }
 }
 
@@ -579,30 +457,19 @@ export async function advanceDeployments(context: ServerContext): Promise<void> 
  */
 async function settleApproval(context: ServerContext, config: Config, id: number): Promise<void> {
   const now = context.now();
-  const iso = now.toISOString();
-  const started = await context.store.transaction(async (repo) => {
-    const deployment = await repo.updateDeployment(id, {});
-    if (deployment.state !== 'awaiting_approval') return [];
-    const environment = config.environments[deployment.env];
-    const expiry = Date.parse(deployment.created_at) + (environment?.approvals.expire_after ?? 86_400_000);
-    if (now.getTime() >= expiry) {
-      await repo.updateDeployment(id, { state: 'expired', finished_at: iso, error: `not approved within ${formatDuration(environment?.approvals.expire_after ?? 0)}` });
-      await repo.appendAudit({ at: iso, actor: 'lockstep', action: 'deployment.expired', target: `env:${deployment.env}`, details: { deployment: id } });
-      return [];
-    }
-    const release = (await repo.release(deployment.release_id)) as ReleaseRow;
-    const verdict = await planDeployment(repo, config, release, deployment.env, now, { requester: deployment.requested_by, deployment });
-    if (verdict.kind !== 'allowed') return [];
-    const deadline = deadlineFor(config, deployment.env, now);
-    const steps = await repo.deploymentHosts(id);
-    const wake = steps.filter((step) => step.batch === 0).map((step) => step.host);
-    for (const host of wake) await repo.updateDeploymentHost(id, host, { state: 'pending', updated_at: iso, deadline_at: deadline });
-    await repo.updateDeployment(id, { state: 'running' });
-    await repo.appendAudit({ at: iso, actor: 'lockstep', action: 'deployment.started', target: `env:${deployment.env}`, details: { deployment: id, release: deployment.release_id, approvals: verdict.rules.find((rule) => rule.rule === 'approvals')?.detail ?? null } });
-    return wake;
+  const applied = await context.store.transaction(async (repo) => {
+    const { row, state } = await loadRollout(repo, id);
+    if (row.state !== 'awaiting_approval') return [];
+    const release = (await repo.release(row.release_id)) as ReleaseRow;
+    // An environment that left the config cannot be allowed into; it only expires.
+    const verdict: PolicyVerdict = config.environments[row.env] !== undefined
+      ? await planDeployment(repo, config, release, row.env, now, { requester: row.requested_by, deployment: row })
+      : { kind: 'waiting', rules: [], reason: `${row.env} is not in the configuration` };
+    return decideAndApply(repo, config, state, { kind: 'approval-check', verdict }, now);
   });
-  for (const host of started) context.notifier.notify(keys.host(host));
-  context.notifier.notify(keys.deployment(id));
+  afterCommit(context, config, applied);
+  // Watchers re-read it either way (a follower waits for any change).
+  if (applied.length === 0) context.notifier.notify(keys.deployment(id));
 }
 
 /**
@@ -612,10 +479,11 @@ async function settleApproval(context: ServerContext, config: Config, id: number
  */
 export async function decideDeployment(context: ServerContext, principal: UserPrincipal, id: number, decision: 'approve' | 'reject', comment: string | undefined): Promise<DeploymentView> {
   const config = await requireConfig(context.store.read);
-  const at = context.now().toISOString();
-  await context.store.transaction(async (repo) => {
+  const now = context.now();
+  const at = now.toISOString();
+  const applied = await context.store.transaction(async (repo) => {
     if (!(await repo.deployment(id))) throw notFound(`no deployment #${id}; list them with: lockstep history`);
-    const deployment = await repo.updateDeployment(id, {});
+    const { row: deployment, state } = await loadRollout(repo, id);
     requireEnvironmentScope(principal, deployment.env);
     if (deployment.state !== 'awaiting_approval') throw new LockstepError('conflict', `deployment #${id} is not waiting for approval (it is ${deployment.state.replace(/_/g, ' ')})`);
     const release = (await repo.release(deployment.release_id)) as ReleaseRow;
@@ -626,11 +494,11 @@ export async function decideDeployment(context: ServerContext, principal: UserPr
     }
     if ((await repo.approvals(id)).some((row) => row.actor === principal.name)) throw new LockstepError('conflict', `${principal.name} already decided on deployment #${id}`);
     await repo.insertApproval({ deployment_id: id, actor: principal.name, decision, comment: comment ?? null, at });
-    await repo.appendAudit({ at, actor: principal.name, action: decision === 'approve' ? 'deployment.approved' : 'deployment.rejected', target: `env:${deployment.env}`, details: { deployment: id, release: deployment.release_id, comment: comment ?? null } });
-    if (decision === 'reject') await repo.updateDeployment(id, { state: 'rejected', finished_at: at, error: `rejected by ${principal.name}${comment ? `: ${comment}` : ''}` });
+    const event: RolloutEvent = { kind: 'decision', actor: principal.name, decision, comment: comment ?? null };
+    return decideAndApply(repo, config, state, event, now);
   });
   if (decision === 'approve') await settleApproval(context, config, id);
-  else context.notifier.notify(keys.deployment(id));
+  else afterCommit(context, config, applied);
   return deploymentView(context, id);
 }
 

@@ -2,7 +2,7 @@
 import { environmentOf } from '../core/config.js';
 import type { AgentCommand, AgentTask } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
-import { switchHasDeadline } from '../core/report-decision.js';
+import { taskOf } from '../core/rollout-machine.js';
 import { blobsOf } from '../core/manifest.js';
 import { currentConfig, requireConfig } from './config-service.js';
 import { observeHostRelease } from './deployment-service.js';
@@ -120,18 +120,17 @@ async function pendingTask(context: ServerContext, host: string): Promise<AgentT
   if (!pending) return null;
   const config = await requireConfig(context.store.read);
   const env = config.environments[pending.deployment.env];
-  // A reverting step returns the host to the release it had before this deployment.
-  const reverting = pending.step.state === 'reverting';
-  const releaseId = reverting ? pending.step.from_release_id : pending.deployment.release_id;
-  const release = releaseId ? await context.store.read.release(releaseId) : undefined;
+  const task = taskOf(
+    { kind: pending.deployment.kind, releaseId: pending.deployment.release_id },
+    { state: pending.step.state, fromReleaseId: pending.step.from_release_id, deadlineAt: pending.step.deadline_at },
+  );
+  const release = task.releaseId ? await context.store.read.release(task.releaseId) : undefined;
   if (!env || !release) throw new Error(`deployment #${pending.deployment.id} refers to a missing environment or release`);
-  const kind = pending.deployment.kind;
   // The host switches only before its step's deadline; it counts the remaining time on its own clock (skew-proof).
-  const deadlineAt = switchHasDeadline(kind, pending.step.state) ? pending.step.deadline_at : null;
+  const deadlineAt = task.deadlineAt;
   return {
     deploymentId: Number(pending.deployment.id),
-    // A return brings one host back, like a revert (after_rollback hook).
-    kind: reverting || kind === 'return' ? 'revert' : kind,
+    kind: task.kind,
     deadlineAt,
     remainingMs: deadlineAt === null ? null : Math.max(0, Date.parse(deadlineAt) - context.now().getTime()),
     env: pending.deployment.env,
