@@ -15,7 +15,7 @@ import { readCurrentReleaseId } from './activator.js';
 import { AgentClient, enroll } from './agent-client.js';
 import { readAgentState, readCredential, writeAgentState, writeCredential, type AgentCredential } from './agent-state.js';
 import { deployLayout } from './deploy-layout.js';
-import { DriftMonitor } from './drift-monitor.js';
+import { DriftMonitor } from './drift/drift-monitor.js';
 import { checkCurrentRelease } from './health-checker.js';
 import { removeLeftovers } from './leftover-cleaner.js';
 import { ReleaseVerifier } from './release-verifier.js';

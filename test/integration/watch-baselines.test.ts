@@ -12,8 +12,8 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { BlobCache } from '../../src/content/blob-cache.js';
 import type { SnapshotEntry } from '../../src/core/drift.js';
-import { DriftStateDir } from '../../src/agent/drift-state.js';
-import { WatchBaselines } from '../../src/agent/watch-baselines.js';
+import { DriftStateDir } from '../../src/agent/drift/drift-state.js';
+import { WatchBaselines } from '../../src/agent/drift/watch-baselines.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 
 const logger = pino({ level: 'silent' });

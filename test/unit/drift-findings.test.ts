@@ -4,8 +4,8 @@ import { describe, it } from 'node:test';
 import { diffAgainstManifest, diffSnapshot, type SnapshotEntry } from '../../src/core/drift.js';
 import type { ManifestEntry } from '../../src/core/manifest.js';
 import { compileGlobs } from '../../src/fim/glob.js';
-import { cappedFindings, entryDigest, groupFindings, MAX_REPORTED_FINDINGS, ownedByRelease, releaseFindings, watchFindings } from '../../src/agent/drift-findings.js';
-import { scopeHostPath, scopeRelative, watchScope } from '../../src/agent/watch-scope.js';
+import { cappedFindings, entryDigest, groupFindings, MAX_REPORTED_FINDINGS, ownedByRelease, releaseFindings, watchFindings } from '../../src/agent/drift/drift-findings.js';
+import { scopeHostPath, scopeRelative, watchScope } from '../../src/agent/drift/watch-scope.js';
 
 const hash = (char: string) => char.repeat(64);
 const file = (path: string, extra: Partial<SnapshotEntry> = {}): SnapshotEntry => ({ path, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 3, sha256: hash('a'), ...extra });

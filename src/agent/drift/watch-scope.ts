@@ -10,9 +10,9 @@
 import { watch } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { posix } from 'node:path';
-import type { WatchSpec } from '../api/schemas.js';
-import { watchTree, type TreeWatcher } from '../fim/tree-watcher.js';
-import { hostPath } from './deploy-layout.js';
+import type { WatchSpec } from '../../api/schemas.js';
+import { watchTree, type TreeWatcher } from '../../fim/tree-watcher.js';
+import { hostPath } from '../deploy-layout.js';
 
 /** A watch path resolved against the agent's root. */
 export interface WatchScope {

@@ -9,8 +9,8 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../content/atomic-file.js';
-import type { SnapshotEntry } from '../core/drift.js';
+import { writeFileAtomic } from '../../content/atomic-file.js';
+import type { SnapshotEntry } from '../../core/drift.js';
 
 const FORMAT = 1;
 

@@ -14,10 +14,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { chmod, copyFile, lchown, link, lstat, mkdir, rename, rm, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { BlobCache } from '../content/blob-cache.js';
-import { removeTree } from '../content/remove-tree.js';
-import type { SnapshotEntry } from '../core/drift.js';
-import type { ManifestEntry } from '../core/manifest.js';
+import type { BlobCache } from '../../content/blob-cache.js';
+import { removeTree } from '../../content/remove-tree.js';
+import type { SnapshotEntry } from '../../core/drift.js';
+import type { ManifestEntry } from '../../core/manifest.js';
 
 /** What restoring needs: the blob cache and, for blobs it lacks or holds corrupted, a way to fetch them. */
 export interface RestoreContext {

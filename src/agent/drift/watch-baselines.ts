@@ -12,9 +12,9 @@
  * restore it.
  */
 import type { Logger } from 'pino';
-import type { WatchSpec } from '../api/schemas.js';
-import type { BlobCache } from '../content/blob-cache.js';
-import type { SnapshotEntry } from '../core/drift.js';
+import type { WatchSpec } from '../../api/schemas.js';
+import type { BlobCache } from '../../content/blob-cache.js';
+import type { SnapshotEntry } from '../../core/drift.js';
 import type { DriftStateDir, WatchBaseline } from './drift-state.js';
 import { storeBaselineContent } from './watch-content.js';
 
