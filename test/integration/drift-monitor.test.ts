@@ -16,7 +16,8 @@ import { pino } from 'pino';
 import type { AgentCommand, DriftFinding, DriftReport, HostSettings } from '../../src/api/schemas.js';
 import { BlobCache } from '../../src/content/blob-cache.js';
 import { releaseIdOf, type Manifest } from '../../src/core/manifest.js';
-import { DriftMonitor } from '../../src/agent/drift/drift-monitor.js';
+import { createDriftMonitor } from '../../src/agent/drift/create-drift-monitor.js';
+import type { DriftMonitor } from '../../src/agent/drift/drift-monitor.js';
 import type { DriftSink } from '../../src/agent/drift/drift-reporter.js';
 import { ManifestStore } from '../../src/agent/manifest-store.js';
 import type { ReleaseSource, UntrustedManifest } from '../../src/agent/release-stager.js';
@@ -128,7 +129,7 @@ describe('drift monitor', () => {
     waitForReport((report) => JSON.stringify(findingsOf(report)[path]) === JSON.stringify(kinds), `with ${path}: ${kinds.join(',')}`);
 
   async function startMonitor(): Promise<void> {
-    monitor = new DriftMonitor({
+    monitor = createDriftMonitor({
       host: 'web1',
       root,
       stateDir: host('var/lib/lockstep-agent'),
