@@ -165,7 +165,7 @@ export class DriftScopes {
       state.pointerWatcher = watch(layout.deployTo, { persistent: false }, (_event, name) => {
         if (name === 'current') this.#options.onChange(() => undefined);
       });
-      state.pointerWatcher.on('error', () => undefined);
+      state.pointerWatcher.on('error', (error) => this.#log.warn({ err: error, path: deployTo }, 'the watch on the deploy directory failed; the periodic scan still checks current'));
     } catch (error) {
       this.#log.warn({ err: error, path: deployTo }, 'cannot watch the deploy directory; the periodic scan still checks current');
     }
