@@ -338,6 +338,27 @@ describe('drift monitor', () => {
     assert.equal(await readFile(host('etc/shop/lockstep.pub'), 'utf8'), 'ssh-ed25519 AAAA ca\n');
   });
 
+  it('holds back the temporary file Lockstep writes a watched file through, and reports one left behind after the change', async () => {
+    const tmp = '/etc/shop/.lockstep.pub.tmp-0a1b2c3d4e5f';
+    await monitor.ownChange(['/etc/shop/lockstep.pub'], async () => {
+      await writeFile(host(tmp), 'ssh-ed25519 AAAA ca\n');
+      // A scan while the temporary file exists (a watcher's re-scan or the periodic one can run then).
+      assert.equal((await command({ kind: 'drift-scan', full: false })).ok, true);
+      await rename(host(tmp), host('etc/shop/lockstep.pub'));
+    });
+    await command({ kind: 'drift-scan', full: true });
+    assert.deepEqual(findingsOf(latest()), {});
+    assert.ok(collector.reports.every((report) => report.findings.length === 0), 'no report ever named the temporary file');
+
+    // One still there when the change returned is not Lockstep's write: drift like any other file.
+    await monitor.ownChange(['/etc/shop/lockstep.pub'], async () => {
+      await writeFile(host(tmp), 'planted\n');
+      assert.equal((await command({ kind: 'drift-scan', full: false })).ok, true);
+    });
+    await command({ kind: 'drift-scan', full: false });
+    assert.deepEqual(findingsOf(latest()), { [tmp]: ['added'] });
+  });
+
   it('reports `current` re-pointed by hand, also while the agent was down, and revert points it back', async () => {
     const repoint = async (target: string): Promise<void> => {
       await symlink(target, host('srv/app/current.by-hand'));

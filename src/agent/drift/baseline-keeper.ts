@@ -12,6 +12,7 @@ import { posix } from 'node:path';
 import { lstat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { HostSettings, WatchSpec } from '../../api/schemas.js';
+import { atomicTmpPrefix } from '../../content/atomic-file.js';
 import { ifMissing } from '../../core/errors.js';
 import type { ScanResult } from '../../fim/scanner.js';
 import { ENV_FILE, readCurrentReleaseId } from '../activator.js';
@@ -20,7 +21,7 @@ import { addPaths, type DriftScopes, type ScanStats } from './drift-scopes.js';
 import type { ActiveRelease, DriftStateDir, WatchBaseline } from './drift-state.js';
 import type { SerialQueue } from './serial-queue.js';
 import type { WatchBaselines } from './watch-baselines.js';
-import { scopeRelative, watchScope } from './watch-scope.js';
+import { scopeHostPath, scopeRelative, watchScope } from './watch-scope.js';
 
 /** What the baseline keeper needs. */
 export interface BaselineKeeperOptions {
@@ -136,11 +137,11 @@ export class BaselineKeeper {
     return this.#options.baselines.contentHashes();
   }
 
-  /** While Lockstep changes watched paths: whether a host path is (or is above) one of them; findings there wait. */
+  /** While Lockstep changes watched paths: whether a host path is one of them, above one, or the temporary file one is written through; findings there wait. */
   heldBack(): ((hostPath: string) => boolean) | undefined {
     if (this.#ownPending.size === 0) return undefined;
     return (hostPath) => {
-      for (const path of this.#ownPending.keys()) if (path === hostPath || path.startsWith(`${hostPath}/`)) return true;
+      for (const path of this.#ownPending.keys()) if (path === hostPath || path.startsWith(`${hostPath}/`) || isTemporarySibling(path, hostPath)) return true;
       return false;
     };
   }
@@ -252,7 +253,24 @@ export class BaselineKeeper {
         this.#options.scopes.mergeWatched(path, scan);
         await this.#options.baselines.replace(path, watched.scope.root, new Set(scan.scannedPaths), scan.entries, 'own-write');
       }
+      await this.#rereadTemporarySiblings(paths);
     });
+  }
+
+  /**
+   * The temporary files the writes went through (writeFileAtomic), if a scan saw them meanwhile, are read again
+   * into the snapshot only, never into the baseline: gone, they leave it; still there, they are drift like any
+   * file Lockstep did not write.
+   */
+  async #rereadTemporarySiblings(paths: readonly string[]): Promise<void> {
+    const siblings = new Map<string, Set<string>>();
+    for (const watched of this.#options.scopes.watched.values()) {
+      for (const entry of watched.snapshot) {
+        const hostPath = scopeHostPath(watched.scope, entry.path);
+        if (paths.some((path) => isTemporarySibling(path, hostPath))) addPaths(siblings, watched.scope.spec.path, [entry.path]);
+      }
+    }
+    if (siblings.size > 0) await this.#options.scopes.rescan(new Set(), siblings);
   }
 
   /** Scans what is at `paths` now, per watch path (those `wanted`), hashing every file whatever its stat says. */
@@ -275,6 +293,11 @@ export class BaselineKeeper {
     }
     return written;
   }
+}
+
+/** Whether `hostPath` is a temporary file `written` is written through (see writeFileAtomic). */
+function isTemporarySibling(written: string, hostPath: string): boolean {
+  return posix.dirname(hostPath) === posix.dirname(written) && posix.basename(hostPath).startsWith(atomicTmpPrefix(posix.basename(written)));
 }
 
 async function isDirectory(path: string): Promise<boolean> {

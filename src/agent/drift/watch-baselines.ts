@@ -4,7 +4,7 @@
  * newly configured watch path (what is on disk when the path is first
  * watched), `lockstep drift accept` (what is on disk when the command runs),
  * and Lockstep's own writes (recorded as they are written, see
- * DriftMonitor.ownChange). Nothing else re-takes a baseline from disk: an edit
+ * BaselineKeeper.ownChange). Nothing else re-takes a baseline from disk: an edit
  * at any other moment, during a task or right after one, stays drift against
  * the content it replaced. Every change is persisted at once
  * (STATE_DIR/drift/watch-baseline.json), and the content of every watched
