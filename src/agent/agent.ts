@@ -15,7 +15,7 @@ import { readCurrentReleaseId } from './activator.js';
 import { AgentClient, enroll } from './agent-client.js';
 import { readAgentState, readCredential, writeAgentState, writeCredential, type AgentCredential } from './agent-state.js';
 import { deployLayout } from './deploy-layout.js';
-import { DriftMonitor } from './drift-monitor.js';
+import { createDriftMonitor } from './drift/create-drift-monitor.js';
 import { checkCurrentRelease } from './health-checker.js';
 import { removeLeftovers } from './leftover-cleaner.js';
 import { ReleaseVerifier } from './release-verifier.js';
@@ -101,7 +101,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   // Settings (deploy_to, watch paths, scan intervals) arrive at start and whenever their revision changes.
   // Other parts of the agent read them through `settings.get` (a `() => HostSettings | null`).
   const settings = new SettingsHolder(client, log);
-  const monitor = new DriftMonitor({
+  const monitor = createDriftMonitor({
     host: identity.host,
     root,
     stateDir,

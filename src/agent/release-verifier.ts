@@ -33,8 +33,8 @@ import { shortId, type Manifest, type ManifestEntry } from '../core/manifest.js'
 import { scanTree } from '../fim/scanner.js';
 import { FimWorkerPool } from '../fim/worker-pool.js';
 import { releaseDir, releasesOnDisk, type DeployLayout } from './deploy-layout.js';
-import { groupFindings } from './drift-findings.js';
-import { dropEditedCacheCopies, restoreReleaseEntry, type RestoreContext } from './drift-revert.js';
+import { groupFindings } from './drift/drift-findings.js';
+import { dropEditedCacheCopies, restoreReleaseEntry, type RestoreContext } from './drift/drift-revert.js';
 import type { ManifestStore } from './manifest-store.js';
 import { loadReleaseManifest, type ManifestFetcher } from './release-baseline.js';
 import { sameButLinks, signatureInode, signatureLinks, statSignature, StatRecordStore, type StatRecord, type StatSignature } from './stat-record.js';

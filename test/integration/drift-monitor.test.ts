@@ -16,8 +16,9 @@ import { pino } from 'pino';
 import type { AgentCommand, DriftFinding, DriftReport, HostSettings } from '../../src/api/schemas.js';
 import { BlobCache } from '../../src/content/blob-cache.js';
 import { releaseIdOf, type Manifest } from '../../src/core/manifest.js';
-import { DriftMonitor } from '../../src/agent/drift-monitor.js';
-import type { DriftSink } from '../../src/agent/drift-reporter.js';
+import { createDriftMonitor } from '../../src/agent/drift/create-drift-monitor.js';
+import type { DriftMonitor } from '../../src/agent/drift/drift-monitor.js';
+import type { DriftSink } from '../../src/agent/drift/drift-reporter.js';
 import { ManifestStore } from '../../src/agent/manifest-store.js';
 import type { ReleaseSource, UntrustedManifest } from '../../src/agent/release-stager.js';
 import { runTask, type TaskContext } from '../../src/agent/task-runner.js';
@@ -128,7 +129,7 @@ describe('drift monitor', () => {
     waitForReport((report) => JSON.stringify(findingsOf(report)[path]) === JSON.stringify(kinds), `with ${path}: ${kinds.join(',')}`);
 
   async function startMonitor(): Promise<void> {
-    monitor = new DriftMonitor({
+    monitor = createDriftMonitor({
       host: 'web1',
       root,
       stateDir: host('var/lib/lockstep-agent'),
@@ -351,6 +352,27 @@ describe('drift monitor', () => {
     await command({ kind: 'drift-scan', full: false });
     assert.deepEqual(findingsOf(latest()), {});
     assert.ok(collector.reports.every((report) => report.findings.length === 0), `no report ever named the own change: ${JSON.stringify(collector.reports.map((report) => report.findings.map((finding) => finding.path)))}`);
+  });
+
+  it('holds back the temporary file Lockstep writes a watched file through, and reports one left behind after the change', async () => {
+    const tmp = '/etc/shop/.lockstep.pub.tmp-0a1b2c3d4e5f';
+    await monitor.ownChange(['/etc/shop/lockstep.pub'], async () => {
+      await writeFile(host(tmp), 'ssh-ed25519 AAAA ca\n');
+      // A scan while the temporary file exists (a watcher's re-scan or the periodic one can run then).
+      assert.equal((await command({ kind: 'drift-scan', full: false })).ok, true);
+      await rename(host(tmp), host('etc/shop/lockstep.pub'));
+    });
+    await command({ kind: 'drift-scan', full: true });
+    assert.deepEqual(findingsOf(latest()), {});
+    assert.ok(collector.reports.every((report) => report.findings.length === 0), 'no report ever named the temporary file');
+
+    // One still there when the change returned is not Lockstep's write: drift like any other file.
+    await monitor.ownChange(['/etc/shop/lockstep.pub'], async () => {
+      await writeFile(host(tmp), 'planted\n');
+      assert.equal((await command({ kind: 'drift-scan', full: false })).ok, true);
+    });
+    await command({ kind: 'drift-scan', full: false });
+    assert.deepEqual(findingsOf(latest()), { [tmp]: ['added'] });
   });
 
   it('reports `current` re-pointed by hand, also while the agent was down, and revert points it back', async () => {

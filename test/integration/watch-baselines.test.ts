@@ -3,17 +3,18 @@
  * first baseline, a replacement at some paths (accept, Lockstep's own write)
  * and forgetting a watch path are persisted at once and survive a reload;
  * the content of what enters a baseline is copied into the cache for revert.
+ * A stored baseline that cannot be read is an error, never "no baseline yet".
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { BlobCache } from '../../src/content/blob-cache.js';
 import type { SnapshotEntry } from '../../src/core/drift.js';
-import { DriftStateDir } from '../../src/agent/drift-state.js';
-import { WatchBaselines } from '../../src/agent/watch-baselines.js';
+import { DriftStateDir } from '../../src/agent/drift/drift-state.js';
+import { WatchBaselines } from '../../src/agent/drift/watch-baselines.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 
 const logger = pino({ level: 'silent' });
@@ -72,5 +73,17 @@ describe('watched baselines', () => {
     assert.equal((await reloaded()).get({ ...spec, exclude: ['*.tmp'] }), undefined, 'a baseline taken with other globs is not this one');
     await baselines.retain(new Set());
     assert.equal((await reloaded()).get(spec), undefined);
+  });
+
+  it('refuses a baseline file it cannot read instead of starting without baselines (which would absorb drift), and takes a torn one as absent', async () => {
+    await (await reloaded()).takeFirst(spec, root(), [dir('shop'), file('shop/a.conf', 'a=1\n')]);
+    const stored = join(temp.path, 'state/drift/watch-baseline.json');
+    // An I/O error that even root gets: the file is a directory. Permission errors take the same path.
+    await rm(stored);
+    await mkdir(stored);
+    await assert.rejects(reloaded(), { code: 'EISDIR' });
+    await rm(stored, { recursive: true });
+    await writeFile(stored, '{"format":1,"paths":{"/etc/sh');
+    assert.equal((await reloaded()).get(spec), undefined, 'a torn file (a crash mid-write of an older version) counts as no baseline');
   });
 });

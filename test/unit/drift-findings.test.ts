@@ -4,8 +4,8 @@ import { describe, it } from 'node:test';
 import { diffAgainstManifest, diffSnapshot, type SnapshotEntry } from '../../src/core/drift.js';
 import type { ManifestEntry } from '../../src/core/manifest.js';
 import { compileGlobs } from '../../src/fim/glob.js';
-import { cappedFindings, entryDigest, groupFindings, MAX_REPORTED_FINDINGS, ownedByRelease, releaseFindings, watchFindings } from '../../src/agent/drift-findings.js';
-import { scopeHostPath, scopeRelative, watchScope } from '../../src/agent/watch-scope.js';
+import { cappedFindings, entryDigest, groupFindings, keptRelative, MAX_REPORTED_FINDINGS, ownedByRelease, releaseFindings, releaseRelative, watchFindings } from '../../src/agent/drift/drift-findings.js';
+import { scopeHostPath, scopeRelative, watchScope } from '../../src/agent/drift/watch-scope.js';
 
 const hash = (char: string) => char.repeat(64);
 const file = (path: string, extra: Partial<SnapshotEntry> = {}): SnapshotEntry => ({ path, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 3, sha256: hash('a'), ...extra });
@@ -142,5 +142,17 @@ describe('scope findings', () => {
     assert.equal(ownedByRelease('/srv/app', '/srv/app/shared/lockstep.env'), false);
     assert.equal(ownedByRelease('/srv/app', '/srv/app'), false);
     assert.equal(ownedByRelease('/srv/app', '/srv/other/current'), false);
+  });
+
+  it('maps a host path to the active release or a kept release tree, for revert', () => {
+    const id = 'c'.repeat(64);
+    assert.equal(releaseRelative('/srv/app', '/srv/app/current/conf/app.conf'), 'conf/app.conf');
+    assert.equal(releaseRelative('/srv/app', '/srv/app/current/./conf//app.conf'), 'conf/app.conf');
+    assert.equal(releaseRelative('/srv/app', '/srv/app/current'), undefined, '`current` itself is the link, not a file of the release');
+    assert.equal(releaseRelative('/srv/app', '/srv/app/current-notes/a'), undefined);
+    assert.deepEqual(keptRelative('/srv/app', `/srv/app/releases/${id}/conf/app.conf`), { releaseId: id, relative: 'conf/app.conf' });
+    assert.equal(keptRelative('/srv/app', `/srv/app/releases/${id}`), undefined, 'a whole tree is not a path in it');
+    assert.equal(keptRelative('/srv/app', '/srv/app/releases/not-a-release-id/a'), undefined);
+    assert.equal(keptRelative('/srv/app', '/srv/app/shared/a'), undefined);
   });
 });

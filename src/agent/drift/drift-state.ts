@@ -3,14 +3,16 @@
  * baseline snapshot of each watch path (watch-baseline.json), when the last
  * scans ran (scans.json), the release Lockstep made current (activated.json),
  * and one stat cache file per scanned root. Every
- * file is written atomically; an unreadable one counts as absent (a baseline
- * is then taken again, which is logged, never reported as drift).
+ * file is written atomically; a missing or corrupt one counts as absent (a
+ * baseline is then taken again, which is logged, never reported as drift),
+ * while one that cannot be read (permission, I/O) is an error.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../content/atomic-file.js';
-import type { SnapshotEntry } from '../core/drift.js';
+import { writeFileAtomic } from '../../content/atomic-file.js';
+import { ifMissing } from '../../core/errors.js';
+import type { SnapshotEntry } from '../../core/drift.js';
 
 const FORMAT = 1;
 
@@ -20,6 +22,13 @@ export interface WatchBaseline {
   readonly exclude: readonly string[];
   readonly takenAt: string;
   readonly entries: readonly SnapshotEntry[];
+}
+
+/** The release Lockstep last activated: the release half of the baseline. */
+export interface ActiveRelease {
+  /** DEPLOY_TO as in the config: host paths are `${deployTo}/current/${path}`. */
+  readonly deployTo: string;
+  readonly releaseId: string;
 }
 
 /** When the last scans finished (epoch ms), remembered so a restart does not re-hash everything at once. */
@@ -64,12 +73,12 @@ export class DriftStateDir {
   }
 
   /** The release Lockstep last made current under `deployTo` (so a hand re-pointed `current` shows after a restart too). */
-  async readActivated(): Promise<{ deployTo: string; releaseId: string } | undefined> {
+  async readActivated(): Promise<ActiveRelease | undefined> {
     const value = await this.#readJson('activated.json');
     return isRecord(value) && typeof value.deployTo === 'string' && typeof value.releaseId === 'string' ? { deployTo: value.deployTo, releaseId: value.releaseId } : undefined;
   }
 
-  async writeActivated(activated: { deployTo: string; releaseId: string }): Promise<void> {
+  async writeActivated(activated: ActiveRelease): Promise<void> {
     await writeFileAtomic(join(this.dir, 'activated.json'), JSON.stringify(activated), 0o600);
   }
 
@@ -79,10 +88,12 @@ export class DriftStateDir {
   }
 
   async #readJson(name: string): Promise<unknown> {
+    const text = await ifMissing(readFile(join(this.dir, name), 'utf8'));
+    if (text === undefined) return undefined;
     try {
-      return JSON.parse(await readFile(join(this.dir, name), 'utf8')) as unknown;
+      return JSON.parse(text) as unknown;
     } catch {
-      return undefined;
+      return undefined; // a torn or corrupt file: as if absent (see above)
     }
   }
 }

@@ -10,9 +10,10 @@
 import { watch } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { posix } from 'node:path';
-import type { WatchSpec } from '../api/schemas.js';
-import { watchTree, type TreeWatcher } from '../fim/tree-watcher.js';
-import { hostPath } from './deploy-layout.js';
+import type { WatchSpec } from '../../api/schemas.js';
+import { ifMissing } from '../../core/errors.js';
+import { watchTree, type TreeWatcher } from '../../fim/tree-watcher.js';
+import { hostPath } from '../deploy-layout.js';
 
 /** A watch path resolved against the agent's root. */
 export interface WatchScope {
@@ -67,7 +68,7 @@ export async function watchScopeChanges(
   onWatchError: (path: string, code: string) => void,
 ): Promise<TreeWatcher | undefined> {
   const watchedPath = scope.base === '' ? scope.root : `${scope.root}/${scope.base}`;
-  const info = await lstat(watchedPath).catch(() => undefined);
+  const info = await ifMissing(lstat(watchedPath));
   if (info?.isDirectory()) {
     const watcher = watchTree(watchedPath, {
       exclude: scope.spec.exclude,

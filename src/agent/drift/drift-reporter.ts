@@ -8,8 +8,8 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { DriftReport } from '../api/schemas.js';
-import { retry } from './retry.js';
+import type { DriftReport } from '../../api/schemas.js';
+import { retry } from '../retry.js';
 
 /** Largest drifted file whose content is uploaded (the server's cap). */
 export const MAX_UPLOAD_BYTES = 64 * 1024 * 1024;

@@ -7,8 +7,8 @@
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { BlobCache } from '../content/blob-cache.js';
-import type { SnapshotEntry } from '../core/drift.js';
+import type { BlobCache } from '../../content/blob-cache.js';
+import type { SnapshotEntry } from '../../core/drift.js';
 
 /** Largest watched file whose content is kept for revert; a larger one can be detected, not restored. */
 export const MAX_BASELINE_COPY_BYTES = 64 * 1024 * 1024;

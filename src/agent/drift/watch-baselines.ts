@@ -4,7 +4,7 @@
  * newly configured watch path (what is on disk when the path is first
  * watched), `lockstep drift accept` (what is on disk when the command runs),
  * and Lockstep's own writes (recorded as they are written, see
- * DriftMonitor.ownChange). Nothing else re-takes a baseline from disk: an edit
+ * BaselineKeeper.ownChange). Nothing else re-takes a baseline from disk: an edit
  * at any other moment, during a task or right after one, stays drift against
  * the content it replaced. Every change is persisted at once
  * (STATE_DIR/drift/watch-baseline.json), and the content of every watched
@@ -12,9 +12,9 @@
  * restore it.
  */
 import type { Logger } from 'pino';
-import type { WatchSpec } from '../api/schemas.js';
-import type { BlobCache } from '../content/blob-cache.js';
-import type { SnapshotEntry } from '../core/drift.js';
+import type { WatchSpec } from '../../api/schemas.js';
+import type { BlobCache } from '../../content/blob-cache.js';
+import type { SnapshotEntry } from '../../core/drift.js';
 import type { DriftStateDir, WatchBaseline } from './drift-state.js';
 import { storeBaselineContent } from './watch-content.js';
 

@@ -5,10 +5,11 @@
  * function of its baseline and its snapshot.
  */
 import { join, posix } from 'node:path';
-import type { DriftEntryAttrs, DriftFinding } from '../api/schemas.js';
-import { diffAgainstManifest, diffSnapshot, type ExpectedEntry, type Finding, type SnapshotEntry } from '../core/drift.js';
-import type { ManifestEntry } from '../core/manifest.js';
-import { CURRENT_TMP_PREFIX, currentTarget } from './activator.js';
+import type { DriftEntryAttrs, DriftFinding } from '../../api/schemas.js';
+import { diffAgainstManifest, diffSnapshot, type ExpectedEntry, type Finding, type SnapshotEntry } from '../../core/drift.js';
+import type { ManifestEntry } from '../../core/manifest.js';
+import { CURRENT_TMP_PREFIX, currentTarget } from '../activator.js';
+import { isReleaseId } from '../deploy-layout.js';
 
 /** At most this many findings go into one report (the schema's limit). */
 export const MAX_REPORTED_FINDINGS = 10_000;
@@ -116,6 +117,22 @@ export interface ReleaseUpload {
 /** `${deployTo}/current/${path}`: how the server names a release file on this host. */
 export function releaseHostPath(deployTo: string, path: string): string {
   return posix.join(deployTo, 'current', path);
+}
+
+/** The release-relative path of a host path under DEPLOY_TO/current/, else undefined. */
+export function releaseRelative(deployTo: string, path: string): string | undefined {
+  const prefix = `${posix.join(deployTo, 'current')}/`;
+  const normalized = posix.normalize(path);
+  return normalized.startsWith(prefix) && normalized.length > prefix.length ? normalized.slice(prefix.length) : undefined;
+}
+
+/** The release id and release-relative path of a host path under DEPLOY_TO/releases/<id>/ (a kept release), else undefined. */
+export function keptRelative(deployTo: string, path: string): { releaseId: string; relative: string } | undefined {
+  const prefix = `${posix.join(deployTo, 'releases')}/`;
+  const normalized = posix.normalize(path);
+  if (!normalized.startsWith(prefix)) return undefined;
+  const [releaseId, ...rest] = normalized.slice(prefix.length).split('/');
+  return releaseId !== undefined && isReleaseId(releaseId) && rest.length > 0 ? { releaseId, relative: rest.join('/') } : undefined;
 }
 
 /**

@@ -14,10 +14,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { chmod, copyFile, lchown, link, lstat, mkdir, rename, rm, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { BlobCache } from '../content/blob-cache.js';
-import { removeTree } from '../content/remove-tree.js';
-import type { SnapshotEntry } from '../core/drift.js';
-import type { ManifestEntry } from '../core/manifest.js';
+import type { BlobCache } from '../../content/blob-cache.js';
+import { removeTree } from '../../content/remove-tree.js';
+import type { SnapshotEntry } from '../../core/drift.js';
+import { ifMissing } from '../../core/errors.js';
+import type { ManifestEntry } from '../../core/manifest.js';
 
 /** What restoring needs: the blob cache and, for blobs it lacks or holds corrupted, a way to fetch them. */
 export interface RestoreContext {
@@ -80,7 +81,7 @@ async function restoreEntry(absolute: string, wanted: Wanted | null, context: Re
     return;
   }
   await mkdir(parent, { recursive: true });
-  const existing = await lstat(absolute).catch(() => undefined);
+  const existing = await ifMissing(lstat(absolute));
   await withWritableDirectory(parent, async () => {
     if (wanted.type === 'dir') {
       if (existing !== undefined && !existing.isDirectory()) await removeTree(absolute);
@@ -133,12 +134,12 @@ async function verifiedBlob(context: RestoreContext, hash: string): Promise<stri
  * so that no later deployment links the edited content; a revert fetches the blob again.
  */
 export async function dropEditedCacheCopies(cache: BlobCache, hash: string, mode: number | undefined, file: string): Promise<number> {
-  const edited = await lstat(file).catch(() => undefined);
+  const edited = await ifMissing(lstat(file));
   if (edited === undefined || !edited.isFile()) return 0;
   const candidates = new Set([cache.pathOf(hash), ...(mode === undefined ? [] : [cache.readyFileWithMode(hash, mode)].filter((path): path is string => path !== undefined))]);
   let dropped = 0;
   for (const candidate of candidates) {
-    const copy = await lstat(candidate).catch(() => undefined);
+    const copy = await ifMissing(lstat(candidate));
     if (copy === undefined || copy.ino !== edited.ino || copy.dev !== edited.dev) continue;
     await rm(candidate, { force: true });
     dropped++;
@@ -153,19 +154,20 @@ async function dropCorruptVariant(cache: BlobCache, hash: string, mode: number):
   if ((await hashOfFile(variant)) !== hash) await rm(variant, { force: true });
 }
 
+/** The SHA-256 of a file, or undefined when it does not exist. */
 async function hashOfFile(path: string): Promise<string | undefined> {
-  try {
-    const hasher = createHash('sha256');
-    for await (const chunk of createReadStream(path)) hasher.update(chunk as Buffer);
-    return hasher.digest('hex');
-  } catch {
-    return undefined;
-  }
+  return ifMissing(
+    (async () => {
+      const hasher = createHash('sha256');
+      for await (const chunk of createReadStream(path)) hasher.update(chunk as Buffer);
+      return hasher.digest('hex');
+    })(),
+  );
 }
 
 /** Runs `work` with write permission on `dir` (release trees are read-only), restoring its mode afterwards. */
 async function withWritableDirectory<T>(dir: string, work: () => Promise<T>): Promise<T> {
-  const info = await lstat(dir).catch(() => undefined);
+  const info = await ifMissing(lstat(dir));
   if (info === undefined || !info.isDirectory() || (info.mode & 0o300) === 0o300) return work();
   await chmod(dir, (info.mode & 0o7777) | 0o300);
   try {
