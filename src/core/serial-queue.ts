@@ -16,11 +16,18 @@ export class SerialQueue {
     return result;
   }
 
-  /** Resolves once everything queued so far has settled (never rejects). */
-  async idle(): Promise<void> {
-    await this.#tail.then(
-      () => undefined,
-      () => undefined,
-    );
+  /**
+   * Resolves once everything queued so far has settled (never rejects); with `busy`, once nothing is running or
+   * queued any more and `busy()` says nothing is about to be queued either.
+   */
+  async idle(busy: () => boolean = () => false): Promise<void> {
+    for (;;) {
+      const tail = this.#tail;
+      await tail.then(
+        () => undefined,
+        () => undefined,
+      );
+      if (tail === this.#tail && !busy()) return;
+    }
   }
 }

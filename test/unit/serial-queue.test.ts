@@ -42,4 +42,22 @@ describe('SerialQueue', () => {
     assert.equal(finished, true);
     await assert.rejects(failing);
   });
+
+  it('idle(busy) also waits for work queued while it waits, and for busy() to say nothing more is coming', async () => {
+    const queue = new SerialQueue();
+    const log: string[] = [];
+    let pending = true;
+    void queue.run(async () => {
+      await turn();
+      log.push('first');
+      // Queued while idle() already waits: it must wait for this one too.
+      void queue.run(async () => {
+        await turn();
+        log.push('second');
+        pending = false;
+      });
+    });
+    await queue.idle(() => pending);
+    assert.deepEqual(log, ['first', 'second']);
+  });
 });

@@ -19,7 +19,7 @@ import { ENV_FILE, readCurrentReleaseId } from '../activator.js';
 import { deployLayout, isReleaseId, releaseDir } from '../deploy-layout.js';
 import { addPaths, type DriftScopes, type ScanStats } from './drift-scopes.js';
 import type { ActiveRelease, DriftStateDir, WatchBaseline } from './drift-state.js';
-import type { SerialQueue } from './serial-queue.js';
+import type { SerialQueue } from '../../core/serial-queue.js';
 import type { WatchBaselines } from './watch-baselines.js';
 import { scopeHostPath, scopeRelative, watchScope } from './watch-scope.js';
 

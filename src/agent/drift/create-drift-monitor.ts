@@ -23,7 +23,7 @@ import { DriftScopes } from './drift-scopes.js';
 import { DriftStateDir, type ActiveRelease } from './drift-state.js';
 import { FindingsPublisher } from './findings-publisher.js';
 import { ScanScheduler } from './scan-scheduler.js';
-import { SerialQueue } from './serial-queue.js';
+import { SerialQueue } from '../../core/serial-queue.js';
 import { WatchBaselines } from './watch-baselines.js';
 
 /** What the monitor needs from the agent. */

@@ -17,7 +17,7 @@ import type { CommandOutcome, DriftCommandHandler } from './drift-command-handle
 import type { DriftScopes, ScanStats } from './drift-scopes.js';
 import type { DriftStateDir, ScanTimes } from './drift-state.js';
 import type { FindingsPublisher } from './findings-publisher.js';
-import type { SerialQueue } from './serial-queue.js';
+import type { SerialQueue } from '../../core/serial-queue.js';
 
 /** What the scheduler needs. */
 export interface ScanSchedulerOptions {
@@ -95,7 +95,7 @@ export class ScanScheduler {
     this.#taskRunning = true;
     this.#options.scopes.abortScans();
     this.#cancelResume();
-    await this.#options.queue.drained();
+    await this.#options.queue.idle();
   }
 
   /**
@@ -189,7 +189,7 @@ export class ScanScheduler {
   async close(): Promise<void> {
     this.#cancelResume();
     this.#closed.abort();
-    await this.#options.queue.drained();
+    await this.#options.queue.idle();
     await this.#loop;
   }
 
