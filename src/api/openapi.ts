@@ -9,19 +9,67 @@ import { HTTP_STATUS } from '../core/errors.js';
 import { API_PREFIX } from './paths.js';
 import { ROUTE_SCHEMAS, type RouteSchemaSet } from './route-schemas.js';
 import { ROUTE_NAMES, ROUTES, type RouteSpec } from './routes.js';
+import * as api from './schemas.js';
 
 type JsonSchema = Record<string, unknown>;
 
-/** A schema as JSON Schema, as a request (`input`: defaults optional) or a response (`output`) carries it. */
-function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
-  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as JsonSchema;
-  return rest;
+/** Schemas that many routes share, named once under components.schemas instead of repeated inline. */
+const NAMED: Readonly<Record<string, z.ZodType>> = {
+  DeploymentView: api.deploymentView,
+  HostView: api.hostView,
+  ReleaseSummary: api.releaseSummary,
+  WireEntry: api.wireEntry,
+  FirecallView: api.firecallView,
+  FirecallSummary: api.firecallSummary,
+  CommandView: api.commandView,
+  DriftItemView: api.driftItemView,
+  DriftEntryAttrs: api.driftEntryAttrs,
+  AuditEventView: api.auditEventView,
+  AgentTask: api.agentTask,
+  AgentCommand: api.agentCommand,
+  ManifestDelta: api.manifestDelta,
+};
+
+/**
+ * Turns schemas into JSON Schema and collects the named ones they use as
+ * components; a named schema whose request form differs from its response
+ * form (defaults make fields optional) gets a second component, `…Input`.
+ */
+class SchemaCollector {
+  readonly components: Record<string, JsonSchema> = {};
+  /** Each component as first converted (its references still local), to tell a differing form. */
+  private readonly raw = new Map<string, string>();
+  private readonly registry = z.registry<{ id: string }>();
+
+  constructor() {
+    for (const [id, schema] of Object.entries(NAMED)) this.registry.add(schema, { id });
+  }
+
+  /** A schema as JSON Schema, as a request (`input`: defaults optional) or a response (`output`) carries it. */
+  convert(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
+    const { $schema: _dialect, $defs: defs, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any', metadata: this.registry }) as JsonSchema & { $defs?: Record<string, JsonSchema> };
+    const names = new Map<string, string>();
+    const bodies = new Map<string, string>();
+    for (const [id, def] of Object.entries(defs ?? {})) {
+      const { id: _id, ...body } = def;
+      const text = JSON.stringify(body);
+      const seen = this.raw.get(id);
+      const name = seen === undefined || seen === text ? id : `${id}Input`;
+      if (!this.raw.has(name)) this.raw.set(name, text);
+      names.set(id, name);
+      bodies.set(name, text);
+    }
+    const resolve = (text: string): JsonSchema =>
+      JSON.parse(text.replace(/"#\/\$defs\/([A-Za-z]+)"/g, (_match, id: string) => JSON.stringify(`#/components/schemas/${names.get(id) ?? id}`))) as JsonSchema;
+    for (const [name, text] of bodies) this.components[name] ??= resolve(text);
+    return resolve(JSON.stringify(rest));
+  }
 }
 
 /** The parameters of one location (path or query) from an object schema's properties. */
-function parameters(schema: z.ZodType | undefined, location: 'path' | 'query'): JsonSchema[] {
+function parameters(schemas: SchemaCollector, schema: z.ZodType | undefined, location: 'path' | 'query'): JsonSchema[] {
   if (schema === undefined) return [];
-  const object = jsonSchema(schema, 'input') as { properties?: Record<string, JsonSchema>; required?: string[] };
+  const object = schemas.convert(schema, 'input') as { properties?: Record<string, JsonSchema>; required?: string[] };
   return Object.entries(object.properties ?? {}).map(([name, property]) => ({
     name,
     in: location,
@@ -42,16 +90,16 @@ const ERROR_BODY: JsonSchema = {
   },
 };
 
-function operation(name: string, spec: RouteSpec, schemas: RouteSchemaSet): JsonSchema {
+function operation(collector: SchemaCollector, name: string, spec: RouteSpec, schemas: RouteSchemaSet): JsonSchema {
   const open = spec.access === 'public' || spec.access === 'enroll';
   const requestBody =
     spec.request === 'stream' ? { required: true, content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } }
-    : schemas.body ? { required: spec.request !== 'optional-json', content: { 'application/json': { schema: jsonSchema(schemas.body, 'input') } } }
+    : schemas.body ? { required: spec.request !== 'optional-json', content: { 'application/json': { schema: collector.convert(schemas.body, 'input') } } }
     : undefined;
   const content =
     spec.response === 'stream' ? { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } }
     : spec.response === 'ndjson' ? { 'application/x-ndjson': { schema: { type: 'string' } } }
-    : { 'application/json': { schema: schemas.response ? jsonSchema(schemas.response, 'output') : {} } };
+    : { 'application/json': { schema: schemas.response ? collector.convert(schemas.response, 'output') : {} } };
   return {
     operationId: name,
     summary: spec.summary,
@@ -60,7 +108,7 @@ function operation(name: string, spec: RouteSpec, schemas: RouteSchemaSet): Json
     ...(spec.scope ? { 'x-lockstep-scope': spec.scope } : {}),
     ...(spec.longPoll ? { 'x-lockstep-long-poll': true } : {}),
     ...(spec.maxBytes !== undefined ? { 'x-lockstep-max-bytes': spec.maxBytes } : {}),
-    parameters: [...parameters(schemas.params, 'path'), ...parameters(schemas.query, 'query')],
+    parameters: [...parameters(collector, schemas.params, 'path'), ...parameters(collector, schemas.query, 'query')],
     ...(requestBody ? { requestBody } : {}),
     responses: {
       [String(spec.status ?? 200)]: { description: 'success', content },
@@ -71,11 +119,12 @@ function operation(name: string, spec: RouteSpec, schemas: RouteSchemaSet): Json
 
 /** Builds the OpenAPI 3.1 document of every route in the table. */
 export function openApiDocument(): JsonSchema {
+  const collector = new SchemaCollector();
   const paths: Record<string, Record<string, JsonSchema>> = {};
   for (const name of ROUTE_NAMES) {
     const spec: RouteSpec = ROUTES[name];
     const path = spec.path.replace(/:([A-Za-z]+)/g, '{$1}');
-    (paths[path] ??= {})[spec.method.toLowerCase()] = operation(name, spec, ROUTE_SCHEMAS[name]);
+    (paths[path] ??= {})[spec.method.toLowerCase()] = operation(collector, name, spec, ROUTE_SCHEMAS[name]);
   }
   return {
     openapi: '3.1.0',
@@ -89,7 +138,7 @@ export function openApiDocument(): JsonSchema {
     paths,
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A user token (LOCKSTEP_TOKEN) or an agent credential' } },
-      schemas: { Error: ERROR_BODY },
+      schemas: { Error: ERROR_BODY, ...Object.fromEntries(Object.entries(collector.components).sort(([a], [b]) => a.localeCompare(b))) },
     },
   };
 }
