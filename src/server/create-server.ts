@@ -1,7 +1,8 @@
 /**
  * The server's one composition root: from its parts (a store, a blob store,
  * the audit signing key, the fire-call CA, a logger, a clock) it builds the
- * context every service shares, the alert dispatcher, the audit checkpointer
+ * context every service shares, the alert dispatcher (the one place alert
+ * channels are built), the audit checkpointer
  * and the HTTP application with every route of the contract bound. Used by
  * `startServer` (the process), the demo (through it) and the tests.
  */
@@ -12,6 +13,7 @@ import type { BlobStore } from '../content/blob-store.js';
 import type { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.js';
 import type { Store } from '../store/store.js';
 import { FailedAuthLimiter } from './access.js';
+import { alertChannelsOf } from './alerts/alert-channels.js';
 import { AlertDispatcher } from './alerts/alert-dispatcher.js';
 import { buildApp, coreRouteHandlers } from './app.js';
 import { AuditCheckpointer, type AuditTrailOptions } from './audit-checkpointer.js';
@@ -56,7 +58,7 @@ export const DEFAULT_OFFLINE_AFTER_MS = 40_000;
 /** Builds the server from its parts, with every route of the table bound (fails if one has no handler). */
 export async function createServer(parts: ServerParts): Promise<LockstepServer> {
   const shutdown = new AbortController();
-  const alerts = new AlertDispatcher(parts.logger, parts.alertRetry);
+  const alerts = new AlertDispatcher(parts.logger, parts.alertRetry, alertChannelsOf);
   const context: ServerContext = {
     store: parts.store,
     blobs: parts.blobs,

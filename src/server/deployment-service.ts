@@ -18,7 +18,6 @@ import { decideObservation, decideReport, FINISHED_STEPS, IN_FLIGHT_STEPS, type 
 import { failureBudget, planBatches } from '../core/rollout-plan.js';
 import type { DeploymentHostRow, DeploymentRow, HostRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteRepo } from '../store/store.js';
 import type { Alert } from './alerts/alert-channel.js';
-import { alertChannelsOf } from './alerts/alert-channels.js';
 import { currentConfig, requireConfig } from './config-service.js';
 import type { Principal, ServerContext } from './context.js';
 import { keys } from './notifier.js';
@@ -112,7 +111,7 @@ export async function startDeployment(
       );
       context.alerts.dispatch(
         { kind: 'deployment.override', env: request.env, at, summary: `${actor} overrode policy to deploy ${release.app}@${release.version} to ${request.env}: ${request.reason}`, details: { deployment: view.id, overridden } },
-        alertChannelsOf(environment),
+        environment.alerts,
       );
     }
     return view;
@@ -541,7 +540,7 @@ function afterAdvance(context: ServerContext, config: Config, outcome: Advanced)
   for (const host of outcome.wake) context.notifier.notify(keys.host(host));
   context.notifier.notify(keys.deployment(outcome.deploymentId));
   if (outcome.alert) {
-    context.alerts.dispatch({ ...outcome.alert, env: outcome.env, at: context.now().toISOString() }, alertChannelsOf(config.environments[outcome.env]));
+    context.alerts.dispatch({ ...outcome.alert, env: outcome.env, at: context.now().toISOString() }, config.environments[outcome.env]?.alerts);
   }
 }
 
