@@ -18,8 +18,9 @@ export type Access = 'public' | 'enroll' | 'agent' | 'viewer' | 'deployer' | 'ap
 
 /**
  * Where a route's environment comes from, for tokens limited to some
- * environments (`--env` on a token): a field of the body or path, or the
- * environment of the deployment, host, drift target or fire call it names.
+ * environments (`--env` on a token): a field of the body or path (checked by
+ * the server before the handler runs), or the environment of the deployment,
+ * host, drift target or fire call it names (checked where that is looked up).
  */
 export type EnvironmentScope = 'body.env' | 'params.env' | 'deployment' | 'host' | 'drift-target' | 'firecall';
 

@@ -16,7 +16,7 @@ import { applyConfig, currentConfig } from './config-service.js';
 import type { Principal, ServerContext } from './context.js';
 import { roleAllows, type Access, type FailedAuthLimiter } from './access.js';
 import { listChanges } from './changes-service.js';
-import { decideDeployment, deploymentView, recordReport, rejectRelease, startDeployment, startRollback, unrejectRelease, waitForDeployment, requireEnvironmentScope } from './deployment-service.js';
+import { decideDeployment, deploymentView, recordReport, rejectRelease, startDeployment, startRollback, unrejectRelease, waitForDeployment } from './deployment-service.js';
 import { createToken, listTokens, revokeToken } from './token-service.js';
 import { planRollout } from './plan-service.js';
 import { addHost, enroll, FetchScope, pollWork, recordHeartbeat } from './host-service.js';
@@ -145,21 +145,16 @@ export function coreRouteHandlers(context: ServerContext, limiter: FailedAuthLim
       return { release: await summarize(context.store.read, row), manifest: manifestOf(row) };
     },
     rejectRelease: async ({ params, body }, request) => {
-      requireEnvironmentScope(userOf(request), body.env);
       await rejectRelease(context, actorOf(request), params.ref, body.env, body.reason);
       return { ok: true };
     },
     unrejectRelease: async ({ params, body }, request) => {
-      requireEnvironmentScope(userOf(request), body.env);
       await unrejectRelease(context, actorOf(request), params.ref, body.env, body.reason);
       return { ok: true };
     },
 
     // ---- hosts ----
-    addHost: async ({ body }, request) => {
-      requireEnvironmentScope(userOf(request), body.env);
-      return addHost(context, actorOf(request), body.name, body.env);
-    },
+    addHost: async ({ body }, request) => addHost(context, actorOf(request), body.name, body.env),
     listHosts: async () => {
       const drift = await driftOverview(context.store.read);
       const config = await currentConfig(context.store.read);

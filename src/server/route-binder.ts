@@ -2,15 +2,16 @@
  * Binds handlers to the routes of the wire contract (src/api/routes.ts):
  * each route is registered with the method, path, access level and body
  * limit the table gives it, its parameters, query and body are validated with
- * its schemas before the handler runs, and its success status comes from the
- * table. Handlers live in their service's route module and only say what to do.
+ * its schemas and its environment scope checked before the handler runs, and
+ * its success status comes from the table. Handlers live in their service's route module and only say what to do.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import { API_PREFIX } from '../api/paths.js';
 import { ROUTE_SCHEMAS, type RouteOutput, type RouteSchemaSet } from '../api/route-schemas.js';
 import { ROUTE_NAMES, ROUTES, type RouteName, type RouteSpec } from '../api/routes.js';
-import { parse } from './route-helpers.js';
+import { requireEnvironmentScope } from './deployment-service.js';
+import { parse, userOf } from './route-helpers.js';
 
 /** A route's validated request: params, query and JSON body parsed by its schemas, or the raw stream of a `stream` body. */
 export interface RouteRequest<N extends RouteName> {
@@ -57,15 +58,18 @@ export function bindRoutes(app: FastifyInstance, groups: readonly RouteHandlers[
       ...(spec.access === 'agent' ? { logLevel: 'warn' as const } : {}),
       ...(spec.maxBytes === undefined ? {} : { bodyLimit: spec.maxBytes }),
       handler: async (request, reply) => {
-        const input = {
+        const input: { readonly params: unknown; readonly query: unknown; readonly body: unknown } = {
           params: schemas.params ? parse(schemas.params, request.params) : undefined,
           query: schemas.query ? parse(schemas.query, request.query) : undefined,
           body:
             spec.request === 'stream' ? request.body
             : schemas.body ? parse(schemas.body, spec.request === 'optional-json' ? (request.body ?? {}) : request.body)
             : undefined,
-        } as RouteRequest<RouteName>;
-        const result = await handler(input, request, reply);
+        };
+        // A scope the request names itself is checked here; one reached through a deployment, host or fire call by the service that looks it up.
+        if (spec.scope === 'body.env') requireEnvironmentScope(userOf(request), (input.body as { env: string }).env);
+        if (spec.scope === 'params.env') requireEnvironmentScope(userOf(request), (input.params as { env: string }).env);
+        const result = await handler(input as RouteRequest<RouteName>, request, reply);
         if (result === reply) return reply;
         return reply.status(spec.status ?? 200).send(result);
       },

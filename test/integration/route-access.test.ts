@@ -235,6 +235,15 @@ describe('route access', () => {
     // In its own environments the scope passes (and the missing release is the only problem).
     const inScope = await call('POST', '/api/v1/deployments', scoped, { release: 'app@9.9.9', env: 'test' });
     assert.equal(inScope.status, 404, JSON.stringify(inScope.json));
+
+    // Scopes the route table names by a body field, checked before the handler: an admin for development only.
+    const admin = await call('POST', '/api/v1/tokens', tokens.admin, { name: 'dev-admin', role: 'admin', envs: ['development'] });
+    const devAdmin = (admin.json as { token: string }).token;
+    const addHost = await call('POST', '/api/v1/hosts', devAdmin, { name: 'prod-9', env: 'production' });
+    assert.equal(addHost.status, 403);
+    assert.equal(addHost.json.error?.message, 'token dev-admin may not act on production (its environments: development)');
+    assert.equal((await call('POST', '/api/v1/releases/no-such-release/unreject', devAdmin, { env: 'production' })).status, 403);
+    assert.equal((await call('POST', '/api/v1/hosts', devAdmin, { name: 'dev-9', env: 'development' })).status, 200);
   });
 
   it('approving or rejecting a deployment that does not exist is 404, not an internal error', async () => {
