@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { loadOrCreateSigningKey } from '../../src/audit/signing-key.js';
 import { BlobStore } from '../../src/content/blob-store.js';
+import { openApiDocument } from '../../src/api/openapi.js';
 import type { Access } from '../../src/server/access.js';
 import { createServer, type LockstepServer } from '../../src/server/create-server.js';
 import { SshCertificateAuthority } from '../../src/firecall/ssh-certificate-authority.js';
@@ -244,6 +245,12 @@ describe('route access', () => {
     assert.equal(addHost.json.error?.message, 'token dev-admin may not act on production (its environments: development)');
     assert.equal((await call('POST', '/api/v1/releases/no-such-release/unreject', devAdmin, { env: 'production' })).status, 403);
     assert.equal((await call('POST', '/api/v1/hosts', devAdmin, { name: 'dev-9', env: 'development' })).status, 200);
+  });
+
+  it('serves the OpenAPI document generated from the route table to anyone', async () => {
+    const response = await app.inject({ method: 'GET', url: '/api/v1/openapi.json' });
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(JSON.parse(response.body), openApiDocument());
   });
 
   it('approving or rejecting a deployment that does not exist is 404, not an internal error', async () => {
