@@ -70,14 +70,14 @@ export class ApiClient {
     const request = this.request(name, input);
     const response = await this.transport.send(request);
     const text = await response.text();
-    if (response.status < 200 || response.status >= 300) throw responseError(response.status, text, `${request.method} ${request.path}`);
+    if (response.status < 200 || response.status >= 300) throw responseError(response.status, text, what(request));
     let json: unknown;
     try {
       json = text === '' ? undefined : JSON.parse(text);
     } catch {
       throw new LockstepError('unavailable', `the server answered ${response.status} with a body that is not JSON`);
     }
-    if (json === null || typeof json !== 'object') throw new LockstepError('unavailable', `the server's answer to ${request.method} ${request.path} is not a JSON object`);
+    if (json === null || typeof json !== 'object') throw new LockstepError('unavailable', `the server's answer to ${what(request)} is not a JSON object`);
     return (this.validate ? this.validate(name, json) : json) as CallOutput<N>;
   }
 
@@ -86,7 +86,7 @@ export class ApiClient {
     const request = this.request(name, input);
     const response = await this.transport.send(request);
     if (response.status >= 200 && response.status < 300) return response.stream;
-    throw responseError(response.status, await response.text(), `${request.method} ${request.path}`);
+    throw responseError(response.status, await response.text(), what(request));
   }
 
   /** The request for a route: method and path from the table, the query string, the credential and the body. */
@@ -108,4 +108,9 @@ export class ApiClient {
     }
     return { method: spec.method, path: `${API_PREFIX}${routePath(name, input.params)}${search}`, headers, body, signal: input.signal, timeoutMs: input.timeoutMs };
   }
+}
+
+/** A request in one line for error messages: method and path, without the query. */
+function what(request: WireRequest): string {
+  return `${request.method} ${request.path.split('?')[0] ?? ''}`;
 }

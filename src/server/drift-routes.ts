@@ -16,8 +16,6 @@ import { hostSettingsOf } from './host-settings.js';
 import type { RouteHandlers } from './route-binder.js';
 import { abortOnClose, agentOf, userOf } from './route-helpers.js';
 
-export { DRIFT_BLOB_MAX_BYTES } from '../api/routes.js';
-
 /** The handlers of the drift routes. */
 export function driftRouteHandlers(context: ServerContext): RouteHandlers {
   return {
