@@ -8,6 +8,7 @@ import { APPROVAL_DECISIONS, DEPLOYMENT_KINDS, DEPLOYMENT_STATES, STEP_STATES } 
 import { AGENT_COMMAND_KINDS, AGENT_COMMAND_STATES, DRIFT_ITEM_STATES, DRIFT_SCOPES } from '../core/drift-items.js';
 import { FIRECALL_RECORD_KINDS, RECONCILE_MODES } from '../core/firecall-kinds.js';
 import { USER_ROLES } from '../core/token-roles.js';
+import { FORBIDDEN_ENTRY_TYPES } from '../core/manifest.js';
 
 export { API_PREFIX } from './paths.js';
 
@@ -21,7 +22,7 @@ export const wireEntry = z.discriminatedUnion('type', [
   z.strictObject({ path: z.string(), type: z.literal('file'), mode: z.number().int(), size: z.number().int(), sha256: z.string() }),
   z.strictObject({ path: z.string(), type: z.literal('dir'), mode: z.number().int() }),
   z.strictObject({ path: z.string(), type: z.literal('symlink'), target: z.string() }),
-  z.strictObject({ path: z.string(), type: z.enum(['fifo', 'socket', 'char-device', 'block-device']) }),
+  z.strictObject({ path: z.string(), type: z.enum(FORBIDDEN_ENTRY_TYPES) }),
 ]);
 
 export const createReleaseRequest = z.strictObject({
@@ -400,49 +401,6 @@ export const heartbeatRequest = z.strictObject({
   /** The latest round of continuous health checks (absent: none configured yet). */
   health: z.strictObject({ healthy: z.boolean(), detail: z.string().max(4000) }).optional(),
 });
-
-/** Agent routes (all under API_PREFIX). Every one but enroll needs the agent's credential as a bearer token. */
-export const AGENT_ROUTES = {
-  /** POST enrollRequest → enrollResponse. No bearer token: the one-time enrollment token is in the body. */
-  enroll: '/agent/enroll',
-  /**
-   * GET ?host=NAME&wait=SECONDS (0..30)[&started=1] → workResponse; long-polls until a task or command exists or `wait`
-   * passes. `started=1` on an agent's first poll re-queues the commands its previous run was given and never answered.
-   */
-  work: '/agent/work',
-  /**
-   * GET /agent/releases/:id?host=NAME[&base=ID] → { manifest } (canonical manifest), only for releases deployed to the
-   * agent's environment. With `base` (a release the agent has on disk) that was also deployed there, the answer is
-   * { delta } instead: the entries added or changed since `base` and the paths removed. The agent rebuilds the manifest
-   * and checks its release id, so a wrong delta can only fail, never stage something else.
-   */
-  release: '/agent/releases/:id',
-  /** GET /agent/blobs/:hash?host=NAME → the blob's bytes, only for blobs of releases deployed to the agent's environment. */
-  blob: '/agent/blobs/:hash',
-  /** POST agentReport → { ok: true }. */
-  report: '/agent/report',
-  /** POST heartbeatRequest → { ok: true }. */
-  heartbeat: '/agent/heartbeat',
-  /** GET ?host=NAME → hostSettings. */
-  settings: '/agent/settings',
-  /** POST driftReport → { ok: true }. */
-  drift: '/agent/drift',
-  /** POST commandResult → { ok: true }. */
-  commandResult: '/agent/commands/:id',
-  /**
-   * PUT /agent/blobs/:hash?host=NAME with the bytes → blobPutResponse. The agent uploads the content of drifted
-   * release files (added or changed, at most 64 MiB each) before reporting them, so that `drift adopt` can build a
-   * release from them. The server checks the hash.
-   */
-  blobUpload: '/agent/blobs/:hash',
-  /**
-   * GET ?host=NAME&since=REVISION&wait=SECONDS (0..30) → firecallTrust; answers at once when the host's
-   * trust differs from `since`, else long-polls up to `wait`. POST firecallAgentReport → { ok: true }.
-   */
-  firecall: '/agent/firecall',
-  /** POST factsReport → { ok: true }. Sent at start and whenever the host's facts change. */
-  facts: '/agent/facts',
-} as const;
 
 // ---- fire call (issue 5) ----
 

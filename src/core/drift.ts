@@ -3,13 +3,13 @@
  * comparison of a snapshot with a baseline snapshot or a release manifest.
  * No I/O here; the scanner in src/fim/ produces snapshots.
  */
-import type { ManifestEntry } from './manifest.js';
+import type { ForbiddenEntryType, ManifestEntry } from './manifest.js';
 
 /** The kind of an entry as the scanner sees it (lstat; symlinks never followed). */
 export type SnapshotEntryType = 'file' | 'dir' | 'symlink' | 'other';
 
 /** What an `other` entry is: a release never contains these, a host may. */
-export type SpecialKind = 'fifo' | 'socket' | 'char-device' | 'block-device' | 'unknown';
+export type SpecialKind = ForbiddenEntryType | 'unknown';
 
 /**
  * Why an entry could not be fully verified: `unreadable` (open/read failed),

@@ -31,12 +31,20 @@ export interface SymlinkEntry {
   readonly target: string;
 }
 /**
- * Kinds a tree walk can meet that a release may never contain. They exist in
- * the type so that a walker can report them and the validator can name them.
+ * The kinds of entries a tree walk can meet that a release may never contain
+ * (FIFOs, sockets, devices): the one list the wire schema, the validator and
+ * drift's special kinds use.
+ */
+export const FORBIDDEN_ENTRY_TYPES = ['fifo', 'socket', 'char-device', 'block-device'] as const;
+/** One of FORBIDDEN_ENTRY_TYPES. */
+export type ForbiddenEntryType = (typeof FORBIDDEN_ENTRY_TYPES)[number];
+/**
+ * An entry of a kind a release may never contain. It exists in the type so
+ * that a walker can report it and the validator can name it.
  */
 export interface ForbiddenEntry {
   readonly path: string;
-  readonly type: 'fifo' | 'socket' | 'char-device' | 'block-device';
+  readonly type: ForbiddenEntryType;
 }
 export type ManifestEntry = FileEntry | DirEntry | SymlinkEntry;
 

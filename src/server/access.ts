@@ -1,11 +1,12 @@
 /**
- * Who may call what. Every route declares one access level; this table says
- * which token roles satisfy it. Environment scopes (`--env` on a token) are
+ * Who may call what. Every route has one access level in the route table
+ * (src/api/routes.ts); this table says which token roles satisfy it. Environment scopes (`--env` on a token) are
  * checked where a route names an environment.
  */
 
-/** Access levels a route can declare. */
-export type Access = 'public' | 'enroll' | 'agent' | 'viewer' | 'deployer' | 'approver' | 'admin';
+import type { Access } from '../api/routes.js';
+
+export type { Access } from '../api/routes.js';
 
 import type { UserRole } from '../core/token-roles.js';
 

@@ -1,22 +1,22 @@
 /**
- * The HTTP API under /api/v1. Every route declares who may call it in one
- * table (`access`); the authentication hook enforces it before any handler
- * runs, so a route without a rule cannot exist.
+ * The HTTP application under /api/v1: authentication and the access check of
+ * every route (its level comes from the route table, src/api/routes.ts), the
+ * error format, and the handlers of the core routes. The composition root
+ * (create-server.ts) binds these and the other route modules' handlers.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import { z } from 'zod';
-import * as api from '../api/schemas.js';
+import { API_PREFIX } from '../api/paths.js';
+import { ROUTES, type RouteName } from '../api/routes.js';
 import { HTTP_STATUS, LockstepError } from '../core/errors.js';
 import { canonicalManifest } from '../core/manifest.js';
 import { environmentOf } from '../core/config.js';
 import { applyConfig, currentConfig } from './config-service.js';
 import type { Principal, ServerContext } from './context.js';
-import { FailedAuthLimiter, roleAllows, type Access } from './access.js';
+import { roleAllows, type Access, type FailedAuthLimiter } from './access.js';
 import { listChanges } from './changes-service.js';
-import { decideDeployment, deploymentView, recordReport, rejectRelease, startDeployment, startRollback, unrejectRelease, waitForDeployment, requireEnvironmentScope } from './deployment-service.js';
+import { decideDeployment, deploymentView, recordReport, rejectRelease, startDeployment, startRollback, unrejectRelease, waitForDeployment } from './deployment-service.js';
 import { createToken, listTokens, revokeToken } from './token-service.js';
 import { planRollout } from './plan-service.js';
 import { addHost, enroll, FetchScope, pollWork, recordHeartbeat } from './host-service.js';
@@ -25,8 +25,8 @@ import { manifestDeltaOf } from './manifest-delta.js';
 import { hashToken } from './tokens.js';
 import { auditView, driftOverview, history, hostView, placementOverview, status } from './views.js';
 import { parityView, recordFacts } from './parity-service.js';
-import { abortOnClose, actorOf, agentOf, parse, userOf } from './route-helpers.js';
-import { registerDriftRoutes } from './drift-routes.js';
+import { abortOnClose, actorOf, agentOf, userOf } from './route-helpers.js';
+import type { RouteHandlers } from './route-binder.js';
 import { reportCorruptBlob } from './blob-integrity.js';
 import { corruptBlobError } from '../content/blob-store.js';
 
@@ -34,35 +34,37 @@ export type { Access } from './access.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    access?: Access;
+    /** The route's name in the route table, which says who may call it. */
+    route?: RouteName;
   }
   interface FastifyRequest {
     principal?: Principal;
   }
 }
 
-const hostQuery = z.object({ host: z.string().max(63) });
-const idParam = z.object({ id: z.coerce.number().int().positive() });
-
-/** Builds the Fastify application (not yet listening). */
-export async function buildApp(context: ServerContext): Promise<FastifyInstance> {
+/**
+ * Builds the Fastify application without routes (not yet listening): the
+ * authentication hook, which enforces each route's access level, and the
+ * error format. `limiter` counts failed authentications (enrollment too).
+ */
+export function buildApp(context: ServerContext, limiter: FailedAuthLimiter): FastifyInstance {
   const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: 256 * 1024 * 1024 });
-  const scope = new FetchScope(context);
 
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
 
   const routes: { method: string; url: string; access: Access }[] = [];
   app.decorate('lockstepRoutes', routes);
   app.addHook('onRoute', (route) => {
-    if (!route.url.startsWith(api.API_PREFIX)) return;
-    const access = route.config?.access;
-    if (!access) throw new Error(`route ${route.method} ${route.url} declares no access rule`);
+    if (!route.url.startsWith(API_PREFIX)) return;
+    const name = route.config?.route;
+    if (name === undefined) throw new Error(`route ${route.method} ${route.url} is not in the route table (src/api/routes.ts)`);
+    const access = ROUTES[name].access;
     for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push({ method, url: route.url, access });
   });
 
-  const limiter = new FailedAuthLimiter();
   app.addHook('onRequest', async (request) => {
-    const access = request.routeOptions.config.access;
+    const name = request.routeOptions.config.route;
+    const access = name === undefined ? undefined : ROUTES[name].access;
     if (access === undefined || access === 'public') return;
     if (limiter.blocked(request.ip, Date.now())) throw new LockstepError('rate-limited', 'too many failed authentications from this address; wait a minute');
     if (access === 'enroll') return;
@@ -103,123 +105,12 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
 
   app.setNotFoundHandler((request, reply) => reply.status(404).send({ error: { kind: 'not-found', message: `no route ${request.method} ${request.url}` } }));
 
-  const p = api.API_PREFIX;
-  const access = (level: Access) => ({ config: { access: level } });
-  // Agents poll and fetch blobs all day; their successful requests are not worth a log line each.
-  const quiet = (level: Access) => ({ config: { access: level }, logLevel: 'warn' as const });
+  return app;
+}
 
-  app.get(`${p}/health`, access('public'), async () => ({ ok: true }));
-
-  // ---- configuration ----
-  app.post(`${p}/config`, access('admin'), async (request) => {
-    const body = parse(api.applyConfigRequest, request.body);
-    return applyConfig(context, actorOf(request), body.yaml, body.file);
-  });
-  app.get(`${p}/config`, access('viewer'), async () => {
-    const row = await context.store.read.latestConfig();
-    if (!row) throw new LockstepError('not-found', 'no lockstep.yaml has been applied yet');
-    return { version: row.version, yaml: row.yaml, appliedBy: row.applied_by, appliedAt: row.applied_at };
-  });
-
-  // ---- blobs and releases ----
-  app.post(`${p}/blobs/missing`, access('deployer'), async (request) => {
-    const body = parse(api.missingBlobsRequest, request.body);
-    return { missing: await context.blobs.missing(body.hashes) };
-  });
-  app.put(`${p}/blobs/:hash`, { ...access('deployer'), bodyLimit: 16 * 1024 * 1024 * 1024 }, async (request) => {
-    const { hash } = parse(z.object({ hash: z.string().regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 hex digest') }), request.params);
-    if (!(request.body && typeof (request.body as Readable).pipe === 'function')) throw new LockstepError('bad-input', 'send the blob as application/octet-stream');
-    return context.blobs.put(hash, request.body as Readable);
-  });
-  app.post(`${p}/releases`, access('deployer'), async (request) => createRelease(context, actorOf(request), parse(api.createReleaseRequest, request.body)));
-  app.get(`${p}/releases`, access('viewer'), async (request) => {
-    const { limit } = parse(z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }), request.query);
-    const rows = await context.store.read.listReleases(limit);
-    return { releases: await Promise.all(rows.map((row) => summarize(context.store.read, row))) };
-  });
-  app.get(`${p}/releases/:ref`, access('viewer'), async (request) => {
-    const { ref } = parse(z.object({ ref: z.string().min(1).max(200) }), request.params);
-    const row = await resolveRelease(context.store.read, ref);
-    return { release: await summarize(context.store.read, row), manifest: manifestOf(row) };
-  });
-
-  // ---- hosts ----
-  app.post(`${p}/hosts`, access('admin'), async (request) => {
-    const body = parse(api.addHostRequest, request.body);
-    requireEnvironmentScope(userOf(request), body.env);
-    return addHost(context, actorOf(request), body.name, body.env);
-  });
-  app.get(`${p}/hosts`, access('viewer'), async () => {
-    const drift = await driftOverview(context.store.read);
-    const config = await currentConfig(context.store.read);
-    const placement = await placementOverview(context.store.read, config);
-    return { hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row, drift, config, placement))) };
-  });
-
-  // ---- deployments ----
-  app.post(`${p}/plan`, access('viewer'), async (request) => planRollout(context, actorOf(request), parse(api.deployRequest, request.body)));
-  app.post(`${p}/deployments/:id/approve`, access('approver'), async (request) => {
-    const { id } = parse(idParam, request.params);
-    const body = parse(z.strictObject({ comment: z.string().max(2000).optional() }), request.body ?? {});
-    return decideDeployment(context, userOf(request), id, 'approve', body.comment);
-  });
-  app.post(`${p}/deployments/:id/reject`, access('approver'), async (request) => {
-    const { id } = parse(idParam, request.params);
-    const body = parse(z.strictObject({ reason: z.string().min(1, 'a reason is required').max(2000) }), request.body);
-    return decideDeployment(context, userOf(request), id, 'reject', body.reason);
-  });
-
-  // ---- tokens ----
-  app.post(`${p}/tokens`, access('admin'), async (request, reply) => {
-    const body = parse(api.createTokenRequest, request.body);
-    return reply.status(201).send(await createToken(context, actorOf(request), body));
-  });
-  app.get(`${p}/tokens`, access('admin'), async () => ({ tokens: await listTokens(context) }));
-  app.delete(`${p}/tokens/:name`, access('admin'), async (request) => {
-    const { name } = parse(z.object({ name: z.string().max(64) }), request.params);
-    await revokeToken(context, actorOf(request), name);
-    return { ok: true };
-  });
-  app.get(`${p}/changes`, access('viewer'), async (request) => {
-    const query = parse(z.object({ env: z.string().max(32).optional(), since: z.string().max(40).default('24h') }), request.query);
-    return listChanges(context, query.env, query.since);
-  });
-  app.post(`${p}/deployments`, access('deployer'), async (request, reply) => {
-    const body = parse(api.deployRequest, request.body);
-    return reply.status(201).send(await startDeployment(context, userOf(request), body));
-  });
-  app.get(`${p}/deployments/:id`, access('viewer'), async (request) => {
-    const { id } = parse(idParam, request.params);
-    const query = parse(z.object({ since: z.coerce.number().int().min(0).optional(), wait: z.coerce.number().min(0).max(30).default(0) }), request.query);
-    if (query.since === undefined || query.wait === 0) return deploymentView(context, id);
-    return waitForDeployment(context, id, query.since, query.wait * 1000, abortOnClose(request, context.shutdown));
-  });
-  app.get(`${p}/deployments/:id/logs`, access('viewer'), async (request) => {
-    const { id } = parse(idParam, request.params);
-    const { host } = parse(z.object({ host: z.string().max(63).optional() }), request.query);
-    await deploymentView(context, id);
-    const rows = await context.store.read.deploymentLogs(id, host);
-    return { logs: rows.map((row) => ({ host: row.host, at: row.at, source: row.source, text: row.text })) };
-  });
-  app.post(`${p}/releases/:ref/reject`, access('deployer'), async (request) => {
-    const { ref } = parse(z.object({ ref: z.string().min(1).max(200) }), request.params);
-    const body = parse(z.strictObject({ env: z.string().max(32), reason: z.string().min(1, 'a reason is required').max(2000) }), request.body);
-    requireEnvironmentScope(userOf(request), body.env);
-    await rejectRelease(context, actorOf(request), ref, body.env, body.reason);
-    return { ok: true };
-  });
-  app.post(`${p}/releases/:ref/unreject`, access('admin'), async (request) => {
-    const { ref } = parse(z.object({ ref: z.string().min(1).max(200) }), request.params);
-    const body = parse(z.strictObject({ env: z.string().max(32), reason: z.string().max(2000).optional() }), request.body);
-    requireEnvironmentScope(userOf(request), body.env);
-    await unrejectRelease(context, actorOf(request), ref, body.env, body.reason);
-    return { ok: true };
-  });
-  app.post(`${p}/environments/:env/rollback`, access('deployer'), async (request, reply) => {
-    const { env } = parse(z.object({ env: z.string().max(32) }), request.params);
-    const body = parse(api.rollbackRequest, request.body ?? {});
-    return reply.status(201).send(await startRollback(context, userOf(request), env, body));
-  });
+/** The handlers of the routes served here (configuration, releases, hosts, deployments, tokens, agents, parity); the other route modules add theirs. */
+export function coreRouteHandlers(context: ServerContext, limiter: FailedAuthLimiter): RouteHandlers {
+  const scope = new FetchScope(context);
   /** A filter naming an environment must name one in the applied config (`status UNKNOWN` and `history UNKNOWN` exit 2 alike). */
   const knownEnvironment = async (env: string | undefined): Promise<void> => {
     if (env === undefined) return;
@@ -227,93 +118,144 @@ export async function buildApp(context: ServerContext): Promise<FastifyInstance>
     if (config !== undefined) environmentOf(config, env);
     else throw new LockstepError('not-found', `environment "${env}" is not in lockstep.yaml (none has been applied yet)`);
   };
-  app.get(`${p}/status`, access('viewer'), async (request) => {
-    const { env } = parse(z.object({ env: z.string().max(32).optional() }), request.query);
-    await knownEnvironment(env);
-    return status(context, env);
-  });
-  app.get(`${p}/history`, access('viewer'), async (request) => {
-    const query = parse(z.object({ env: z.string().max(32).optional(), limit: z.coerce.number().int().min(1).max(1000).default(50) }), request.query);
-    await knownEnvironment(query.env);
-    return { deployments: await history(context.store.read, query.env, query.limit) };
-  });
-  app.get(`${p}/audit`, access('viewer'), async (request) => {
-    const query = parse(z.object({ after: z.coerce.number().int().min(0).default(0), limit: z.coerce.number().int().min(1).max(10000).default(1000) }), request.query);
-    return { events: (await context.store.read.listAudit({ afterSeq: query.after, limit: query.limit })).map(auditView) };
-  });
+  return {
+    health: async () => ({ ok: true }),
 
-  // ---- agents ----
-  app.post(`${p}${api.AGENT_ROUTES.enroll}`, access('enroll'), async (request) => {
-    const body = parse(api.enrollRequest, request.body);
-    try {
-      return await enroll(context, body.token, body.agentVersion);
-    } catch (error) {
-      // A bad enrollment token counts like a bad bearer token.
-      if (error instanceof LockstepError && error.kind === 'unauthorized') limiter.fail(request.ip, Date.now());
-      throw error;
-    }
-  });
-  app.get(`${p}${api.AGENT_ROUTES.work}`, quiet('agent'), async (request) => {
-    const query = parse(hostQuery.extend({ wait: z.coerce.number().min(0).max(30).default(25), started: z.enum(['1']).optional() }), request.query);
-    const agent = agentOf(request, query.host);
-    // The first poll of a (re)started agent: commands it was given before and never answered died with its predecessor.
-    if (query.started === '1') await context.store.transaction((repo) => repo.requeueSentCommands(agent.host));
-    return pollWork(context, agent.host, agent.env, query.wait * 1000, abortOnClose(request, context.shutdown));
-  });
-  app.get(`${p}${api.AGENT_ROUTES.release}`, quiet('agent'), async (request, reply) => {
-    const { id } = parse(z.object({ id: z.string().regex(/^[0-9a-f]{64}$/, 'expected a release id') }), request.params);
-    const query = parse(hostQuery.extend({ base: z.string().regex(/^[0-9a-f]{64}$/, 'expected a release id').optional() }), request.query);
-    const agent = agentOf(request, query.host);
-    const row = await context.store.read.release(id);
-    if (!row || !(await scope.releaseAllowed(agent.env, id))) throw new LockstepError('forbidden', `release ${id} was never deployed to ${agent.env}`);
-    // A delta only against a base this environment may see (the same rule as
-    // for fetching it); an unknown or foreign base gets the full manifest.
-    const base = query.base !== undefined && query.base !== id ? await context.store.read.release(query.base) : undefined;
-    const body =
-      base && (await scope.releaseAllowed(agent.env, base.id))
-        ? { delta: manifestDeltaOf(base.id, manifestOf(base), manifestOf(row)) }
-        : { manifest: canonicalManifest(manifestOf(row)) };
-    return sendJson(request, reply, body);
-  });
-  app.get(`${p}${api.AGENT_ROUTES.blob}`, quiet('agent'), async (request, reply) => {
-    const { hash } = parse(z.object({ hash: z.string().regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 hex digest') }), request.params);
-    const agent = agentOf(request, parse(hostQuery, request.query).host);
-    if (!(await scope.blobAllowed(agent.env, hash))) throw new LockstepError('forbidden', `blob ${hash} belongs to no release deployed to ${agent.env}`);
-    const blob = await context.blobs.openVerified(hash, (corrupt) => reportCorruptBlob(context, corrupt, agent.host));
-    if (blob === undefined) {
-      if (await context.blobs.isQuarantined(hash)) throw corruptBlobError(hash);
-      throw new LockstepError('not-found', `blob ${hash} is missing from the server's store`);
-    }
-    return reply.header('content-type', 'application/octet-stream').header('content-length', blob.size).send(blob.stream);
-  });
-  app.post(`${p}${api.AGENT_ROUTES.report}`, quiet('agent'), async (request) => {
-    const body = parse(api.agentReport, request.body);
-    const agent = agentOf(request, body.host);
-    await recordReport(context, agent.host, body);
-    return { ok: true };
-  });
-  app.post(`${p}${api.AGENT_ROUTES.heartbeat}`, quiet('agent'), async (request) => {
-    const body = parse(api.heartbeatRequest, request.body);
-    const agent = agentOf(request, body.host);
-    await recordHeartbeat(context, agent.host, body);
-    return { ok: true };
-  });
+    // ---- configuration ----
+    applyConfig: async ({ body }, request) => applyConfig(context, actorOf(request), body.yaml, body.file),
+    getConfig: async () => {
+      const row = await context.store.read.latestConfig();
+      if (!row) throw new LockstepError('not-found', 'no lockstep.yaml has been applied yet');
+      return { version: row.version, yaml: row.yaml, appliedBy: row.applied_by, appliedAt: row.applied_at };
+    },
 
-  registerDriftRoutes(app, context);
+    // ---- blobs and releases ----
+    missingBlobs: async ({ body }) => ({ missing: await context.blobs.missing(body.hashes) }),
+    uploadBlob: async ({ params, body }) => {
+      if (!(body && typeof body.pipe === 'function')) throw new LockstepError('bad-input', 'send the blob as application/octet-stream');
+      return context.blobs.put(params.hash, body);
+    },
+    createRelease: async ({ body }, request) => createRelease(context, actorOf(request), body),
+    listReleases: async ({ query }) => {
+      const rows = await context.store.read.listReleases(query.limit);
+      return { releases: await Promise.all(rows.map((row) => summarize(context.store.read, row))) };
+    },
+    showRelease: async ({ params }) => {
+      const row = await resolveRelease(context.store.read, params.ref);
+      return { release: await summarize(context.store.read, row), manifest: manifestOf(row) };
+    },
+    rejectRelease: async ({ params, body }, request) => {
+      await rejectRelease(context, actorOf(request), params.ref, body.env, body.reason);
+      return { ok: true };
+    },
+    unrejectRelease: async ({ params, body }, request) => {
+      await unrejectRelease(context, actorOf(request), params.ref, body.env, body.reason);
+      return { ok: true };
+    },
 
-  // ---- host facts and parity (parity-service.ts) ----
-  app.post(`${p}${api.AGENT_ROUTES.facts}`, quiet('agent'), async (request) => {
-    const body = parse(api.factsReport, request.body);
-    const agent = agentOf(request, body.host);
-    await recordFacts(context, agent.host, body);
-    return { ok: true };
-  });
-  app.get(`${p}/parity`, access('viewer'), async (request) => {
-    const query = parse(z.object({ a: z.string().min(1).max(32), b: z.string().min(1).max(32) }), request.query);
-    return parityView(context, query.a, query.b);
-  });
+    // ---- hosts ----
+    addHost: async ({ body }, request) => addHost(context, actorOf(request), body.name, body.env),
+    listHosts: async () => {
+      const drift = await driftOverview(context.store.read);
+      const config = await currentConfig(context.store.read);
+      const placement = await placementOverview(context.store.read, config);
+      return { hosts: await Promise.all((await context.store.read.listHosts()).map((row) => hostView(context, row, drift, config, placement))) };
+    },
 
-  return app;
+    // ---- deployments ----
+    plan: async ({ body }, request) => planRollout(context, actorOf(request), body),
+    deploy: async ({ body }, request) => startDeployment(context, userOf(request), body),
+    deployment: async ({ params, query }, request) => {
+      if (query.since === undefined || query.wait === 0) return deploymentView(context, params.id);
+      return waitForDeployment(context, params.id, query.since, query.wait * 1000, abortOnClose(request, context.shutdown));
+    },
+    deploymentLogs: async ({ params, query }) => {
+      await deploymentView(context, params.id);
+      const rows = await context.store.read.deploymentLogs(params.id, query.host);
+      return { logs: rows.map((row) => ({ host: row.host, at: row.at, source: row.source, text: row.text })) };
+    },
+    approveDeployment: async ({ params, body }, request) => decideDeployment(context, userOf(request), params.id, 'approve', body.comment),
+    rejectDeployment: async ({ params, body }, request) => decideDeployment(context, userOf(request), params.id, 'reject', body.reason),
+    rollback: async ({ params, body }, request) => startRollback(context, userOf(request), params.env, body),
+    status: async ({ query }) => {
+      await knownEnvironment(query.env);
+      return status(context, query.env);
+    },
+    history: async ({ query }) => {
+      await knownEnvironment(query.env);
+      return { deployments: await history(context.store.read, query.env, query.limit) };
+    },
+    changes: async ({ query }) => listChanges(context, query.env, query.since),
+
+    // ---- tokens and the audit log ----
+    createToken: async ({ body }, request) => createToken(context, actorOf(request), body),
+    listTokens: async () => ({ tokens: await listTokens(context) }),
+    revokeToken: async ({ params }, request) => {
+      await revokeToken(context, actorOf(request), params.name);
+      return { ok: true };
+    },
+    audit: async ({ query }) => ({ events: (await context.store.read.listAudit({ afterSeq: query.after, limit: query.limit })).map(auditView) }),
+
+    // ---- agents ----
+    agentEnroll: async ({ body }, request) => {
+      try {
+        return await enroll(context, body.token, body.agentVersion);
+      } catch (error) {
+        // A bad enrollment token counts like a bad bearer token.
+        if (error instanceof LockstepError && error.kind === 'unauthorized') limiter.fail(request.ip, Date.now());
+        throw error;
+      }
+    },
+    agentWork: async ({ query }, request) => {
+      const agent = agentOf(request, query.host);
+      // The first poll of a (re)started agent: commands it was given before and never answered died with its predecessor.
+      if (query.started === '1') await context.store.transaction((repo) => repo.requeueSentCommands(agent.host));
+      return pollWork(context, agent.host, agent.env, query.wait * 1000, abortOnClose(request, context.shutdown));
+    },
+    agentRelease: async ({ params, query }, request, reply) => {
+      const { id } = params;
+      const agent = agentOf(request, query.host);
+      const row = await context.store.read.release(id);
+      if (!row || !(await scope.releaseAllowed(agent.env, id))) throw new LockstepError('forbidden', `release ${id} was never deployed to ${agent.env}`);
+      // A delta only against a base this environment may see (the same rule as
+      // for fetching it); an unknown or foreign base gets the full manifest.
+      const base = query.base !== undefined && query.base !== id ? await context.store.read.release(query.base) : undefined;
+      const body =
+        base && (await scope.releaseAllowed(agent.env, base.id))
+          ? { delta: manifestDeltaOf(base.id, manifestOf(base), manifestOf(row)) }
+          : { manifest: canonicalManifest(manifestOf(row)) };
+      return sendJson(request, reply, body);
+    },
+    agentBlob: async ({ params, query }, request, reply) => {
+      const { hash } = params;
+      const agent = agentOf(request, query.host);
+      if (!(await scope.blobAllowed(agent.env, hash))) throw new LockstepError('forbidden', `blob ${hash} belongs to no release deployed to ${agent.env}`);
+      const blob = await context.blobs.openVerified(hash, (corrupt) => reportCorruptBlob(context, corrupt, agent.host));
+      if (blob === undefined) {
+        if (await context.blobs.isQuarantined(hash)) throw corruptBlobError(hash);
+        throw new LockstepError('not-found', `blob ${hash} is missing from the server's store`);
+      }
+      return reply.header('content-type', 'application/octet-stream').header('content-length', blob.size).send(blob.stream);
+    },
+    agentReport: async ({ body }, request) => {
+      const agent = agentOf(request, body.host);
+      await recordReport(context, agent.host, body);
+      return { ok: true };
+    },
+    agentHeartbeat: async ({ body }, request) => {
+      const agent = agentOf(request, body.host);
+      await recordHeartbeat(context, agent.host, body);
+      return { ok: true };
+    },
+
+    // ---- host facts and parity (parity-service.ts) ----
+    agentFacts: async ({ body }, request) => {
+      const agent = agentOf(request, body.host);
+      await recordFacts(context, agent.host, body);
+      return { ok: true };
+    },
+    parity: async ({ query }) => parityView(context, query.a, query.b),
+  };
 }
 
 const gzipAsync = promisify(gzip);

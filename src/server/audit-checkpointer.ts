@@ -12,8 +12,7 @@ import { appendToAnchorFile } from '../audit/anchor-file.js';
 import { signCheckpoint, type CheckpointClaim, type CheckpointRecord } from '../audit/checkpoint.js';
 import type { SigningKey } from '../audit/signing-key.js';
 import type { AuditCheckpointRow, AuditEventRow } from '../store/store.js';
-import type { AlertChannel } from './alerts/alert-channel.js';
-import { alertChannelsOf } from './alerts/alert-channels.js';
+import type { AlertSettings } from './alerts/alert-channels.js';
 import { currentConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 
@@ -62,7 +61,7 @@ export class AuditCheckpointer {
       logger.error({ seq: broken.seq, problem: broken.problem }, 'audit chain does not verify; no checkpoint signed (run lockstep audit verify)');
       this.context.alerts.dispatch(
         { kind: 'audit.chain_broken', env: '*', summary: `audit chain broken at seq ${broken.seq}: ${broken.problem}`, at: this.context.now().toISOString(), details: { ...broken } },
-        await this.channels(),
+        await this.alertSettings(),
       );
       return [];
     }
@@ -90,7 +89,7 @@ export class AuditCheckpointer {
     logger.info({ seq: newest.seq, checkpoints: stored.length }, 'audit checkpoint signed');
     this.context.alerts.dispatch(
       { kind: 'audit.checkpoint', env: '*', summary: `audit checkpoint at seq ${newest.seq}`, at: newest.at, details: { ...newest } },
-      await this.channels(),
+      await this.alertSettings(),
     );
     return stored;
   }
@@ -107,12 +106,10 @@ export class AuditCheckpointer {
     return events;
   }
 
-  /** Every webhook of every environment of the applied config, each URL once. */
-  private async channels(): Promise<AlertChannel[]> {
+  /** The alert settings of every environment of the applied config (the dispatcher sends to each channel once). */
+  private async alertSettings(): Promise<AlertSettings[]> {
     const config = await currentConfig(this.context.store.read);
-    const byName = new Map<string, AlertChannel>();
-    for (const env of Object.values(config?.environments ?? {})) for (const channel of alertChannelsOf(env)) byName.set(channel.name, channel);
-    return [...byName.values()];
+    return Object.values(config?.environments ?? {}).map((env) => env.alerts);
   }
 }
 

@@ -3,10 +3,7 @@
  * checkpoints in seq order), the public key that verifies checkpoints, and
  * the anchor file. All need the viewer role.
  */
-import type { FastifyInstance } from 'fastify';
 import { Readable } from 'node:stream';
-import { z } from 'zod';
-import { API_PREFIX } from '../api/paths.js';
 import { readAnchorFile } from '../audit/anchor-file.js';
 import { checkpointLine, eventLine, type ExportHeader } from '../audit/audit-record.js';
 import { formatPublicKey, keyIdOf } from '../audit/checkpoint.js';
@@ -14,23 +11,22 @@ import { LockstepError } from '../core/errors.js';
 import type { AuditReadRepo } from '../store/audit-repo.js';
 import { checkpointRecordOf, type AuditTrailOptions } from './audit-checkpointer.js';
 import type { ServerContext } from './context.js';
+import type { RouteHandlers } from './route-binder.js';
 
 const PAGE = 1000;
 
-/** Adds the audit trail routes to the app (before it listens). */
-export function registerAuditRoutes(app: FastifyInstance, context: ServerContext, audit: AuditTrailOptions): void {
-  const p = API_PREFIX;
-  app.get(`${p}/audit/pubkey`, { config: { access: 'viewer' } }, async () => ({ publicKey: formatPublicKey(audit.key.publicKey), keyId: keyIdOf(audit.key.publicKey) }));
-  app.get(`${p}/audit/anchor`, { config: { access: 'viewer' } }, async (_request, reply) =>
-    reply.type('application/x-ndjson').send(await readAnchorFile(audit.anchorFile)),
-  );
-  app.get(`${p}/audit/export`, { config: { access: 'viewer' } }, async (request, reply) => {
-    const query = z.object({ since: z.string().optional() }).safeParse(request.query);
-    const since = query.success ? query.data.since : undefined;
-    if (since !== undefined && Number.isNaN(Date.parse(since))) throw new LockstepError('bad-input', `since "${since}" is not an ISO 8601 time`);
-    const lines = exportLines(context.store.read, since === undefined ? null : new Date(since).toISOString(), context.now());
-    return reply.type('application/x-ndjson').send(Readable.from(lines));
-  });
+/** The handlers of the audit trail routes. */
+export function auditRouteHandlers(context: ServerContext, audit: AuditTrailOptions): RouteHandlers {
+  return {
+    auditPubkey: async () => ({ publicKey: formatPublicKey(audit.key.publicKey), keyId: keyIdOf(audit.key.publicKey) }),
+    auditAnchor: async (_input, _request, reply) => reply.type('application/x-ndjson').send(await readAnchorFile(audit.anchorFile)),
+    auditExport: async ({ query }, _request, reply) => {
+      const { since } = query;
+      if (since !== undefined && Number.isNaN(Date.parse(since))) throw new LockstepError('bad-input', `since "${since}" is not an ISO 8601 time`);
+      const lines = exportLines(context.store.read, since === undefined ? null : new Date(since).toISOString(), context.now());
+      return reply.type('application/x-ndjson').send(Readable.from(lines));
+    },
+  };
 }
 
 /**

@@ -33,7 +33,6 @@ import {
   type StepPatch,
 } from '../core/rollout-machine.js';
 import type { DeploymentRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteRepo } from '../store/store.js';
-import { alertChannelsOf } from './alerts/alert-channels.js';
 import { currentConfig, requireConfig } from './config-service.js';
 import type { Principal, ServerContext } from './context.js';
 import { keys } from './notifier.js';
@@ -127,7 +126,7 @@ export async function startDeployment(
       );
       context.alerts.dispatch(
         { kind: 'deployment.override', env: request.env, at, summary: `${actor} overrode policy to deploy ${release.app}@${release.version} to ${request.env}: ${request.reason}`, details: { deployment: view.id, overridden } },
-        alertChannelsOf(environment),
+        environment.alerts,
       );
     }
     return view;
@@ -420,7 +419,7 @@ function afterCommit(context: ServerContext, config: Config, applied: readonly A
     for (const host of outcome.wake) context.notifier.notify(keys.host(host));
     context.notifier.notify(keys.deployment(outcome.deploymentId));
     const at = context.now().toISOString();
-    for (const alert of outcome.alerts) context.alerts.dispatch({ ...alert, env: outcome.env, at }, alertChannelsOf(config.environments[outcome.env]));
+    for (const alert of outcome.alerts) context.alerts.dispatch({ ...alert, env: outcome.env, at }, config.environments[outcome.env]?.alerts);
   }
 }
 

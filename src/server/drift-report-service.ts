@@ -7,7 +7,6 @@ import type { DriftFinding, DriftReport } from '../api/schemas.js';
 import type { Config } from '../core/config.js';
 import { LockstepError } from '../core/errors.js';
 import type { AgentCommandRow, WriteRepo } from '../store/store.js';
-import { alertChannelsOf } from './alerts/alert-channels.js';
 import { requestOf } from './agent-command-service.js';
 import { requireConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
@@ -141,6 +140,6 @@ function alertNewDrift(context: ServerContext, config: Config, host: string, env
         fix: firecall === null ? `lockstep drift revert ${host}   (or: lockstep drift adopt / accept)` : `after closing it: lockstep firecall reconcile ${firecall} --revert   (or --adopt --version V)`,
       },
     },
-    alertChannelsOf(config.environments[env]),
+    config.environments[env]?.alerts,
   );
 }

@@ -13,7 +13,7 @@ import { checkSourceAddress, firecallExpired, firecallKeyId, firecallState, fire
 import type { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.js';
 import type { FirecallReadRepo } from '../store/firecall-repo.js';
 import type { DriftItemRow, FirecallRow } from '../store/store.js';
-import { alertChannelsOf } from './alerts/alert-channels.js';
+import type { AlertSettings } from './alerts/alert-channels.js';
 import { requireConfig, currentConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { requireEnvironmentScope, type UserPrincipal } from './deployment-service.js';
@@ -40,18 +40,15 @@ function policyOf(config: Config, env: string): NonNullable<EnvironmentConfig['f
   return environment.firecall;
 }
 
-/** The channels of the environment's alerts plus the fire-call policy's extra recipients. */
-function firecallChannels(environment: EnvironmentConfig | undefined) {
-  if (!environment?.firecall) return alertChannelsOf(environment);
+/** The environment's alerts plus the fire-call policy's extra recipients. */
+function firecallAlerts(environment: EnvironmentConfig | undefined): AlertSettings | undefined {
+  if (!environment?.firecall) return environment?.alerts;
   const notify = environment.firecall.notify;
   const email = environment.alerts.email;
-  return alertChannelsOf({
-    ...environment,
-    alerts: {
-      webhooks: [...environment.alerts.webhooks, ...notify.webhooks],
-      ...(email ? { email: { ...email, to: [...email.to, ...notify.email] } } : {}),
-    },
-  });
+  return {
+    webhooks: [...environment.alerts.webhooks, ...notify.webhooks],
+    ...(email ? { email: { ...email, to: [...email.to, ...notify.email] } } : {}),
+  };
 }
 
 /** `lockstep firecall ca ENV`: the environment's CA public key, created on first use. */
@@ -116,7 +113,7 @@ export async function openFirecall(
       summary: `fire call ${view.id} opened on ${request.env} by ${principal.name} for ${formatDuration(ttl)}: ${request.reason}`,
       details: { firecall: view.id, keyId: view.keyId, requestedBy: principal.name, reason: request.reason, expiresAt: view.expiresAt, hosts, from },
     },
-    firecallChannels(config.environments[request.env]),
+    firecallAlerts(config.environments[request.env]),
   );
   wakeAgents(context, envHosts);
   return { firecall: view, certificate, hosts: hosts ?? envHosts };
@@ -163,7 +160,7 @@ async function recordClose(context: FirecallContext, row: FirecallRow, actor: st
       summary: `fire call ${row.id} on ${row.env} closed by ${actor}${note ? ` (${note})` : ''}; reconcile its changes: lockstep firecall reconcile ${row.id} --revert | --adopt --version V`,
       details: { firecall: row.id, keyId: row.key_id, closedBy: actor, note },
     },
-    firecallChannels(config?.environments[row.env]),
+    firecallAlerts(config?.environments[row.env]),
   );
   wakeAgents(context, (await context.store.read.listHosts(row.env)).map((host) => host.name));
   return closed;

@@ -9,7 +9,6 @@ import { formatDuration } from '../core/duration.js';
 import { judgeHostPresence, type HostAlertState, type HostPresenceChange, type HostSightings, type PresenceThresholds } from '../core/host-presence.js';
 import type { HostAlertStateRow, HostRow } from '../store/store.js';
 import type { Alert } from './alerts/alert-channel.js';
-import { alertChannelsOf } from './alerts/alert-channels.js';
 import { currentConfig } from './config-service.js';
 import type { ServerContext } from './context.js';
 import { driftStaleAfterMs } from './views.js';
@@ -35,7 +34,7 @@ export async function sweepHostPresence(context: ServerContext, watchingSince: n
     });
     // Another server stored this change first and alerts it; this one looks again on its next sweep.
     if (!stored) continue;
-    for (const alert of alerts) context.alerts.dispatch(alert, alertChannelsOf(config.environments[host.env]));
+    for (const alert of alerts) context.alerts.dispatch(alert, config.environments[host.env]?.alerts);
   }
 }
 

@@ -9,7 +9,6 @@ import { observeHostRelease } from './deployment-service.js';
 import { agentCommandOf } from './agent-command-service.js';
 import { hostSettingsOf } from './host-settings.js';
 import type { ServerContext } from './context.js';
-import { alertChannelsOf } from './alerts/alert-channels.js';
 import { keys } from './notifier.js';
 import { manifestOf } from './release-service.js';
 import { hashToken, newToken } from './tokens.js';
@@ -79,7 +78,7 @@ export async function recordHeartbeat(
     const config = await requireConfig(context.store.read);
     context.alerts.dispatch(
       { kind: 'host.unhealthy', env: turnedUnhealthy.env, at, summary: `host ${host} in ${turnedUnhealthy.env} is unhealthy: ${health.detail}`, details: { host, detail: health.detail, release: heartbeat.currentReleaseId } },
-      alertChannelsOf(config.environments[turnedUnhealthy.env]),
+      config.environments[turnedUnhealthy.env]?.alerts,
     );
   }
 }

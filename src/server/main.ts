@@ -3,7 +3,7 @@
  * the blob store, creates the admin token on first start, and serves the API.
  */
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createServer as createNetServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { LockstepError } from '../core/errors.js';
@@ -11,22 +11,15 @@ import { BlobStore } from '../content/blob-store.js';
 import { openPostgresStore } from '../store/postgres/postgres-store.js';
 import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { Store } from '../store/store.js';
-import { buildApp } from './app.js';
 import type { ServerContext } from './context.js';
+import { createServer } from './create-server.js';
 import { advanceDeployments } from './deployment-service.js';
-import { AlertDispatcher } from './alerts/alert-dispatcher.js';
-import { Notifier } from './notifier.js';
 import { hashToken, newToken } from './tokens.js';
 import { loadOrCreateSigningKey } from '../audit/signing-key.js';
-import { AuditCheckpointer } from './audit-checkpointer.js';
-import { registerAuditRoutes } from './audit-routes.js';
 import { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.js';
-import { closeExpiredFirecalls, type FirecallContext } from './firecall-service.js';
-import { registerFirecallRoutes } from './firecall-routes.js';
+import { closeExpiredFirecalls } from './firecall-service.js';
 import { sweepHostPresence } from './host-presence-service.js';
 
-/** Agents poll at least every 25 s and heartbeat every 30 s: 40 s of silence is not a slow network. */
-const DEFAULT_OFFLINE_AFTER_MS = 40_000;
 /** Below this, a busy but healthy agent would be judged offline between two requests. */
 const MIN_OFFLINE_AFTER_MS = 2000;
 
@@ -96,7 +89,7 @@ function databaseError(error: unknown): unknown {
 
 /** Fails with a one-line error when HOST:PORT cannot be listened on (in use, not an address here, privileged), before anything is written. */
 async function assertCanListen(host: string, port: number, listen: string): Promise<void> {
-  const probe = createServer();
+  const probe = createNetServer();
   try {
     await new Promise<void>((resolve, reject) => {
       probe.once('error', reject);
@@ -131,21 +124,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = postgresStore ?? (await openMigrated(dataDir, undefined));
   const blobs = new BlobStore(join(dataDir, 'blobs'));
   await blobs.open();
-  const shutdown = new AbortController();
-  const alerts = new AlertDispatcher(options.logger);
-  const context: ServerContext = { store, blobs, notifier: new Notifier(), alerts, logger: options.logger, now: () => new Date(), onlineWindowMs: options.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS, shutdown: shutdown.signal };
-  await ensureAdminToken(context, dataDir, options.onAdminToken);
   const audit = {
     key: await loadOrCreateSigningKey(dataDir),
     every: options.checkpointEvery ?? 100,
     intervalMs: options.checkpointIntervalMs ?? 5 * 60_000,
     anchorFile: resolve(options.auditAnchor ?? join(dataDir, 'audit-anchor.jsonl')),
   };
-  const checkpointer = new AuditCheckpointer(context, audit);
-  const app = await buildApp(context);
-  registerAuditRoutes(app, context, audit);
-  const firecalls: FirecallContext = { ...context, ca: new SshCertificateAuthority(join(dataDir, 'firecall-ca')) };
-  registerFirecallRoutes(app, firecalls);
+  const server = await createServer({
+    store,
+    blobs,
+    logger: options.logger,
+    audit,
+    firecallCa: new SshCertificateAuthority(join(dataDir, 'firecall-ca')),
+    onlineWindowMs: options.offlineAfterMs,
+  });
+  const { app, context, firecalls, checkpointer } = server;
+  await ensureAdminToken(context, dataDir, options.onAdminToken);
   await app.listen({ host, port });
   const address = app.server.address();
   const boundPort = typeof address === 'object' && address ? address.port : port;
@@ -178,8 +172,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       // Sign the tail on the way out, so a stopped server leaves no unsigned events behind.
       await checkpointer.run(true).catch((error: unknown) => options.logger.error({ err: error }, 'signing audit checkpoints failed'));
       clearInterval(sweeper);
-      shutdown.abort();
-      await app.close();
+      await server.close();
       await store.close();
     },
   };

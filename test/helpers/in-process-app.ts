@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { BlobStore } from '../../src/content/blob-store.js';
-import { AlertDispatcher } from '../../src/server/alerts/alert-dispatcher.js';
-import { buildApp } from '../../src/server/app.js';
+import { loadOrCreateSigningKey } from '../../src/audit/signing-key.js';
+import { SshCertificateAuthority } from '../../src/firecall/ssh-certificate-authority.js';
 import type { ServerContext } from '../../src/server/context.js';
-import { Notifier } from '../../src/server/notifier.js';
+import { createServer } from '../../src/server/create-server.js';
 import { hashToken, newToken } from '../../src/server/tokens.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { makeTempDir } from './tmp.js';
@@ -36,11 +36,16 @@ export async function startInProcessApp(configYaml: string, options: { alertDela
   const blobs = new BlobStore(join(temp.path, 'blobs'));
   await blobs.open();
   const logger = pino({ level: 'silent' });
-  const shutdown = new AbortController();
-  const alerts = new AlertDispatcher(logger, { attempts: 4, firstDelayMs: options.alertDelayMs ?? 50 });
-  const context: ServerContext = { store, blobs, notifier: new Notifier(), alerts, logger, now: options.now ?? (() => new Date()), onlineWindowMs: 40_000, shutdown: shutdown.signal };
-  const app = await buildApp(context);
-  await app.ready();
+  const server = await createServer({
+    store,
+    blobs,
+    logger,
+    audit: { key: await loadOrCreateSigningKey(temp.path), every: 100, intervalMs: 300_000, anchorFile: join(temp.path, 'audit-anchor.jsonl') },
+    firecallCa: new SshCertificateAuthority(join(temp.path, 'firecall-ca')),
+    now: options.now,
+    alertRetry: { attempts: 4, firstDelayMs: options.alertDelayMs ?? 50 },
+  });
+  const { app, context } = server;
   const adminToken = newToken('user');
   await store.transaction((repo) =>
     repo.insertToken({ name: 'admin', token_hash: hashToken(adminToken), role: 'admin', envs: null, host: null, created_at: new Date().toISOString(), used_at: null, revoked_at: null }),
@@ -75,9 +80,8 @@ export async function startInProcessApp(configYaml: string, options: { alertDela
       return created.json.token as string;
     },
     async close() {
-      shutdown.abort();
-      await alerts.drain();
-      await app.close();
+      await context.alerts.drain();
+      await server.close();
       await store.close();
       await temp.remove();
     },

@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { Alert, AlertChannel } from '../../src/server/alerts/alert-channel.js';
+import type { Alert } from '../../src/server/alerts/alert-channel.js';
+import type { AlertTarget } from '../../src/server/alerts/alert-dispatcher.js';
 import { startInProcessApp, type InProcessApp } from '../helpers/in-process-app.js';
 
 const CONFIG = (scanInterval: string) => `app: shop
@@ -51,9 +52,9 @@ describe('drift on the server', () => {
     viewer = await server.token('look', 'viewer');
     // Count what the dispatcher is asked to deliver (the channels themselves are tested elsewhere).
     const dispatch = server.context.alerts.dispatch.bind(server.context.alerts);
-    server.context.alerts.dispatch = (alert: Alert, channels: readonly AlertChannel[]) => {
+    server.context.alerts.dispatch = (alert: Alert, to: AlertTarget) => {
       alerts.push(alert);
-      dispatch(alert, channels);
+      dispatch(alert, to);
     };
   });
   after(() => server?.close());

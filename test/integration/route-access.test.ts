@@ -11,14 +11,10 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { loadOrCreateSigningKey } from '../../src/audit/signing-key.js';
 import { BlobStore } from '../../src/content/blob-store.js';
-import { AlertDispatcher } from '../../src/server/alerts/alert-dispatcher.js';
+import { openApiDocument } from '../../src/api/openapi.js';
 import type { Access } from '../../src/server/access.js';
-import { buildApp } from '../../src/server/app.js';
-import { registerAuditRoutes } from '../../src/server/audit-routes.js';
-import { registerFirecallRoutes } from '../../src/server/firecall-routes.js';
+import { createServer, type LockstepServer } from '../../src/server/create-server.js';
 import { SshCertificateAuthority } from '../../src/firecall/ssh-certificate-authority.js';
-import type { ServerContext } from '../../src/server/context.js';
-import { Notifier } from '../../src/server/notifier.js';
 import { hashToken, newToken } from '../../src/server/tokens.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../src/store/store.js';
@@ -27,6 +23,7 @@ import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 /** The rule of every route. Adding a route to the app without adding it here fails the first test. */
 const ROUTES: Readonly<Record<string, Access>> = {
   'GET /api/v1/health': 'public',
+  'GET /api/v1/openapi.json': 'public',
   'POST /api/v1/config': 'admin',
   'GET /api/v1/config': 'viewer',
   'POST /api/v1/blobs/missing': 'deployer',
@@ -126,7 +123,7 @@ describe('route access', () => {
   let temp: TempDir;
   let store: Store;
   let app: FastifyInstance;
-  const shutdown = new AbortController();
+  let server: LockstepServer;
   const tokens: Record<string, string> = {};
 
   async function call(method: string, url: string, token: string | undefined, body?: unknown, remoteAddress = '127.0.0.1') {
@@ -153,11 +150,14 @@ describe('route access', () => {
     const blobs = new BlobStore(join(temp.path, 'blobs'));
     await blobs.open();
     const logger = pino({ level: 'silent' });
-    const context: ServerContext = { store, blobs, notifier: new Notifier(), alerts: new AlertDispatcher(logger), logger, now: () => new Date(), onlineWindowMs: 40_000, shutdown: shutdown.signal };
-    app = await buildApp(context);
-    registerAuditRoutes(app, context, { key: await loadOrCreateSigningKey(join(temp.path)), every: 100, intervalMs: 300_000, anchorFile: join(temp.path, 'anchor.jsonl') });
-    registerFirecallRoutes(app, { ...context, ca: new SshCertificateAuthority(join(temp.path, 'firecall-ca')) });
-    await app.ready();
+    server = await createServer({
+      store,
+      blobs,
+      logger,
+      audit: { key: await loadOrCreateSigningKey(join(temp.path)), every: 100, intervalMs: 300_000, anchorFile: join(temp.path, 'anchor.jsonl') },
+      firecallCa: new SshCertificateAuthority(join(temp.path, 'firecall-ca')),
+    });
+    app = server.app;
 
     // The admin token, as the server creates it on first start.
     tokens.admin = newToken('user');
@@ -178,8 +178,7 @@ describe('route access', () => {
   });
 
   after(async () => {
-    shutdown.abort();
-    await app?.close();
+    await server?.close();
     await store?.close();
     await temp?.remove();
   });
@@ -237,6 +236,21 @@ describe('route access', () => {
     // In its own environments the scope passes (and the missing release is the only problem).
     const inScope = await call('POST', '/api/v1/deployments', scoped, { release: 'app@9.9.9', env: 'test' });
     assert.equal(inScope.status, 404, JSON.stringify(inScope.json));
+
+    // Scopes the route table names by a body field, checked before the handler: an admin for development only.
+    const admin = await call('POST', '/api/v1/tokens', tokens.admin, { name: 'dev-admin', role: 'admin', envs: ['development'] });
+    const devAdmin = (admin.json as { token: string }).token;
+    const addHost = await call('POST', '/api/v1/hosts', devAdmin, { name: 'prod-9', env: 'production' });
+    assert.equal(addHost.status, 403);
+    assert.equal(addHost.json.error?.message, 'token dev-admin may not act on production (its environments: development)');
+    assert.equal((await call('POST', '/api/v1/releases/no-such-release/unreject', devAdmin, { env: 'production' })).status, 403);
+    assert.equal((await call('POST', '/api/v1/hosts', devAdmin, { name: 'dev-9', env: 'development' })).status, 200);
+  });
+
+  it('serves the OpenAPI document generated from the route table to anyone', async () => {
+    const response = await app.inject({ method: 'GET', url: '/api/v1/openapi.json' });
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(JSON.parse(response.body), openApiDocument());
   });
 
   it('approving or rejecting a deployment that does not exist is 404, not an internal error', async () => {

@@ -132,8 +132,8 @@ describe('alert delivery schedule', () => {
       },
     };
     const alert: Alert = { kind: 'drift.detected', env: 'production', summary: 'x', at: new Date(0).toISOString(), details: {} };
-    const dispatcher = new AlertDispatcher(pino({ level: 'silent' }));
-    dispatcher.dispatch(alert, [channel]);
+    const dispatcher = new AlertDispatcher(pino({ level: 'silent' }), ALERT_RETRY, () => [channel]);
+    dispatcher.dispatch(alert, { webhooks: ['http://127.0.0.1:9/unused'] });
     await settle();
     assert.equal(sends, 1);
     for (const pause of [1000, 2000, 4000, 8000, 16000]) {

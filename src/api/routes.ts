@@ -1,0 +1,144 @@
+/**
+ * The wire contract: every route of the API under API_PREFIX, by name, with
+ * its method, path, who may call it, where an environment scope applies and
+ * how its bodies travel. The server registers and authorises routes from this
+ * table, both clients build their requests from it, and docs/openapi.json is
+ * generated from it (with the schemas of route-schemas.ts, joined by name).
+ *
+ * No schema library here: the CLI imports this module on its start-up path,
+ * and loading zod would add ~150 ms to every command (measured).
+ */
+
+/**
+ * Who may call a route: nobody in particular (`public`), the holder of a
+ * one-time enrollment token in the body (`enroll`), an enrolled host's agent
+ * (`agent`), or a user token of at least this role.
+ */
+export type Access = 'public' | 'enroll' | 'agent' | 'viewer' | 'deployer' | 'approver' | 'admin';
+
+/**
+ * Where a route's environment comes from, for tokens limited to some
+ * environments (`--env` on a token): a field of the body or path (checked by
+ * the server before the handler runs), or the environment of the deployment,
+ * host, drift target or fire call it names (checked where that is looked up).
+ */
+export type EnvironmentScope = 'body.env' | 'params.env' | 'deployment' | 'host' | 'drift-target' | 'firecall';
+
+/** One route of the contract. */
+export interface RouteSpec {
+  readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** Relative to API_PREFIX; `:name` segments are path parameters. */
+  readonly path: string;
+  readonly access: Access;
+  /** One line for the API reference. */
+  readonly summary: string;
+  /** `json` (the default when the route has a body schema); `optional-json`: an absent body counts as `{}`; `stream`: raw bytes (application/octet-stream). */
+  readonly request?: 'json' | 'optional-json' | 'stream';
+  /** `json` (the default); `stream`: raw bytes; `ndjson`: JSON lines. */
+  readonly response?: 'json' | 'stream' | 'ndjson';
+  /** The success status (default 200). */
+  readonly status?: 201;
+  readonly scope?: EnvironmentScope;
+  /** The largest request body accepted, in bytes (default: the server's 256 MiB). */
+  readonly maxBytes?: number;
+  /** A long poll: waits on the server up to the `wait` seconds of its query. */
+  readonly longPoll?: true;
+}
+
+/** The largest release blob an upload may carry. */
+const RELEASE_BLOB_MAX_BYTES = 16 * 1024 * 1024 * 1024;
+/** The largest drifted file an agent may upload (the protocol's cap). */
+export const DRIFT_BLOB_MAX_BYTES = 64 * 1024 * 1024;
+
+/** Every route, by name. Adding a route here makes the server refuse to start until a handler is bound to it. */
+export const ROUTES = {
+  health: { method: 'GET', path: '/health', access: 'public', summary: 'Whether the server answers' },
+  openapi: { method: 'GET', path: '/openapi.json', access: 'public', summary: 'This API as an OpenAPI 3.1 document' },
+
+  // ---- configuration ----
+  applyConfig: { method: 'POST', path: '/config', access: 'admin', summary: 'Apply lockstep.yaml' },
+  getConfig: { method: 'GET', path: '/config', access: 'viewer', summary: 'The lockstep.yaml applied last' },
+
+  // ---- blobs and releases ----
+  missingBlobs: { method: 'POST', path: '/blobs/missing', access: 'deployer', summary: 'Which of these blobs the server lacks' },
+  uploadBlob: { method: 'PUT', path: '/blobs/:hash', access: 'deployer', summary: 'Upload one blob; the server checks its hash', request: 'stream', maxBytes: RELEASE_BLOB_MAX_BYTES },
+  createRelease: { method: 'POST', path: '/releases', access: 'deployer', summary: 'Create a release from a manifest whose blobs were uploaded' },
+  listReleases: { method: 'GET', path: '/releases', access: 'viewer', summary: 'Releases, newest first' },
+  showRelease: { method: 'GET', path: '/releases/:ref', access: 'viewer', summary: 'One release (id, id prefix or app@version) with its manifest' },
+  rejectRelease: { method: 'POST', path: '/releases/:ref/reject', access: 'deployer', summary: 'Keep a release out of an environment', scope: 'body.env' },
+  unrejectRelease: { method: 'POST', path: '/releases/:ref/unreject', access: 'admin', summary: 'Lift a rejection', scope: 'body.env' },
+
+  // ---- hosts ----
+  addHost: { method: 'POST', path: '/hosts', access: 'admin', summary: 'Register a host and get its enrollment token', scope: 'body.env' },
+  listHosts: { method: 'GET', path: '/hosts', access: 'viewer', summary: 'Every host with its release, health and drift' },
+
+  // ---- deployments ----
+  plan: { method: 'POST', path: '/plan', access: 'viewer', summary: 'What a deployment would do (changes nothing)' },
+  deploy: { method: 'POST', path: '/deployments', access: 'deployer', summary: 'Deploy a release to an environment', status: 201, scope: 'body.env' },
+  deployment: { method: 'GET', path: '/deployments/:id', access: 'viewer', summary: 'A deployment; with since and wait, long-polls for its next revision', longPoll: true },
+  deploymentLogs: { method: 'GET', path: '/deployments/:id/logs', access: 'viewer', summary: 'Hook and health-check output of a deployment' },
+  approveDeployment: { method: 'POST', path: '/deployments/:id/approve', access: 'approver', summary: 'Approve a deployment awaiting approval', request: 'optional-json', scope: 'deployment' },
+  rejectDeployment: { method: 'POST', path: '/deployments/:id/reject', access: 'approver', summary: 'Reject a deployment awaiting approval', scope: 'deployment' },
+  rollback: { method: 'POST', path: '/environments/:env/rollback', access: 'deployer', summary: 'Roll an environment back to a known-good release', request: 'optional-json', status: 201, scope: 'params.env' },
+  status: { method: 'GET', path: '/status', access: 'viewer', summary: 'Every environment: release, hosts, last deployment, fire call' },
+  history: { method: 'GET', path: '/history', access: 'viewer', summary: 'Deployments, newest first' },
+  changes: { method: 'GET', path: '/changes', access: 'viewer', summary: 'What changed, who, why, and the way back' },
+
+  // ---- tokens and audit ----
+  createToken: { method: 'POST', path: '/tokens', access: 'admin', summary: 'Create a user token', status: 201 },
+  listTokens: { method: 'GET', path: '/tokens', access: 'admin', summary: 'User tokens (never their secrets)' },
+  revokeToken: { method: 'DELETE', path: '/tokens/:name', access: 'admin', summary: 'Revoke a user token' },
+  audit: { method: 'GET', path: '/audit', access: 'viewer', summary: 'Audit events after a sequence number' },
+  auditPubkey: { method: 'GET', path: '/audit/pubkey', access: 'viewer', summary: 'The key that verifies audit checkpoints' },
+  auditAnchor: { method: 'GET', path: '/audit/anchor', access: 'viewer', summary: 'The anchor file of signed checkpoints', response: 'ndjson' },
+  auditExport: { method: 'GET', path: '/audit/export', access: 'viewer', summary: 'The audit trail as JSON lines, for offline verification', response: 'ndjson' },
+
+  // ---- drift ----
+  driftList: { method: 'GET', path: '/drift', access: 'viewer', summary: 'Drift items of every host, an environment or a host' },
+  driftScan: { method: 'POST', path: '/drift/scan', access: 'deployer', summary: 'Ask a host to scan now', status: 201, scope: 'host' },
+  driftRevert: { method: 'POST', path: '/drift/revert', access: 'deployer', summary: 'Put drifted paths back as the baseline says', status: 201, scope: 'drift-target' },
+  driftAccept: { method: 'POST', path: '/drift/accept', access: 'admin', summary: 'Make drifted watched paths the new baseline', status: 201, scope: 'host' },
+  driftAdopt: { method: 'POST', path: '/drift/adopt', access: 'deployer', summary: "Make a release of a host's drifted release files", status: 201, scope: 'host' },
+  command: { method: 'GET', path: '/commands/:id', access: 'viewer', summary: 'An agent command; with wait, long-polls until it finished', longPoll: true },
+
+  // ---- parity ----
+  parity: { method: 'GET', path: '/parity', access: 'viewer', summary: 'How closely two environments match' },
+
+  // ---- fire calls ----
+  firecallCa: { method: 'GET', path: '/firecall/ca/:env', access: 'viewer', summary: "An environment's fire-call CA public key" },
+  openFirecall: { method: 'POST', path: '/firecalls', access: 'deployer', summary: 'Open a fire call: a short-lived SSH certificate', status: 201, scope: 'body.env' },
+  listFirecalls: { method: 'GET', path: '/firecalls', access: 'viewer', summary: 'Fire calls, newest first' },
+  showFirecall: { method: 'GET', path: '/firecalls/:id', access: 'viewer', summary: 'A fire call with its logins and transcripts' },
+  closeFirecall: { method: 'POST', path: '/firecalls/:id/close', access: 'deployer', summary: 'Close a fire call and revoke its certificate', request: 'optional-json', scope: 'firecall' },
+  reconcileFirecall: { method: 'POST', path: '/firecalls/:id/reconcile', access: 'deployer', summary: 'Revert or adopt what changed under a fire call', scope: 'firecall' },
+
+  // ---- agents ----
+  agentEnroll: { method: 'POST', path: '/agent/enroll', access: 'enroll', summary: "Trade a one-time enrollment token for the host's agent credential" },
+  agentWork: { method: 'GET', path: '/agent/work', access: 'agent', summary: 'Long-poll for the next task or command', longPoll: true },
+  agentRelease: { method: 'GET', path: '/agent/releases/:id', access: 'agent', summary: "A release's manifest, or a delta against a base the agent has" },
+  agentBlob: { method: 'GET', path: '/agent/blobs/:hash', access: 'agent', summary: "One blob's bytes", response: 'stream' },
+  agentBlobUpload: { method: 'PUT', path: '/agent/blobs/:hash', access: 'agent', summary: 'Upload the content of a drifted file', request: 'stream', maxBytes: DRIFT_BLOB_MAX_BYTES },
+  agentReport: { method: 'POST', path: '/agent/report', access: 'agent', summary: "Report a deployment step's progress" },
+  agentHeartbeat: { method: 'POST', path: '/agent/heartbeat', access: 'agent', summary: 'Alive, with the current release and health' },
+  agentSettings: { method: 'GET', path: '/agent/settings', access: 'agent', summary: 'What the host watches and how often it scans' },
+  agentDrift: { method: 'POST', path: '/agent/drift', access: 'agent', summary: "The host's complete set of drift findings" },
+  agentCommandResult: { method: 'POST', path: '/agent/commands/:id', access: 'agent', summary: 'Answer a command' },
+  agentFacts: { method: 'POST', path: '/agent/facts', access: 'agent', summary: "The host's facts, for parity" },
+  agentFirecallTrust: { method: 'GET', path: '/agent/firecall', access: 'agent', summary: "Long-poll the host's fire-call sshd trust", longPoll: true },
+  agentFirecallReport: { method: 'POST', path: '/agent/firecall', access: 'agent', summary: 'The trust revision installed, and sshd lines and transcripts recorded' },
+} as const satisfies Readonly<Record<string, RouteSpec>>;
+
+/** The name of a route of the contract. */
+export type RouteName = keyof typeof ROUTES;
+
+/** Every route name, in table order. */
+export const ROUTE_NAMES = Object.keys(ROUTES) as RouteName[];
+
+/** The path of a route with its `:name` parameters filled in (each encoded). */
+export function routePath(name: RouteName, params: Readonly<Record<string, string | number>> = {}): string {
+  return ROUTES[name].path.replace(/:([A-Za-z]+)/g, (_match, key: string) => {
+    const value = params[key];
+    if (value === undefined) throw new Error(`route ${name} needs the path parameter ${key}`);
+    return encodeURIComponent(String(value));
+  });
+}
