@@ -11,7 +11,7 @@ import { ROUTE_SCHEMAS, type RouteSchemaSet } from '../api/route-schemas.js';
 import { ROUTES, type RouteName } from '../api/routes.js';
 import type { enrollResponse, workResponse, AgentReport, BlobPutResponse, CommandResult, DriftReport, FactsReport, FirecallAgentReport, FirecallTrust, HostSettings } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
-import type { ReleaseSource, UntrustedDelta, UntrustedManifest } from './release-stager.js';
+import type { ReleaseSource, UntrustedDelta, UntrustedManifest } from './release/release-stager.js';
 
 /** The answer to an enrollment. */
 export type Enrollment = z.infer<typeof enrollResponse>;

@@ -11,21 +11,21 @@ import type { Logger } from 'pino';
 import type { AgentCommand, AgentReport, AgentTask, HealthSpec } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
 import { BlobCache } from '../content/blob-cache.js';
-import { readCurrentReleaseId } from './activator.js';
+import { readCurrentReleaseId } from './release/activator.js';
 import { AgentClient, enroll } from './agent-client.js';
 import { readAgentState, readCredential, writeAgentState, writeCredential, type AgentCredential } from './agent-state.js';
-import { deployLayout } from './deploy-layout.js';
+import { deployLayout } from './release/deploy-layout.js';
 import { createDriftMonitor } from './drift/create-drift-monitor.js';
-import { checkCurrentRelease } from './health-checker.js';
-import { removeLeftovers } from './leftover-cleaner.js';
-import { ReleaseVerifier } from './release-verifier.js';
+import { checkCurrentRelease } from './health/health-checker.js';
+import { removeLeftovers } from './release/leftover-cleaner.js';
+import { ReleaseVerifier } from './release/release-verifier.js';
 import { longPoll } from '../core/long-poll.js';
 import { AGENT_BACKOFF, isTransient, retry } from './retry.js';
-import { ManifestStore } from './manifest-store.js';
+import { ManifestStore } from './release/manifest-store.js';
 import { reportHostFacts } from './host-facts.js';
 import { SettingsHolder } from './settings-holder.js';
-import { runTask, taskDeadline } from './task-runner.js';
-import { DEFAULT_SSHD_LOG, runFirecallDuties } from './firecall-agent.js';
+import { runTask, taskDeadline } from './release/task-runner.js';
+import { DEFAULT_SSHD_LOG, runFirecallDuties } from './firecall/firecall-agent.js';
 
 /** Options of `runAgent`, as the CLI passes them. */
 export interface AgentOptions {

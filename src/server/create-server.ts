@@ -12,18 +12,18 @@ import { openApiDocument } from '../api/openapi.js';
 import type { BlobStore } from '../content/blob-store.js';
 import type { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.js';
 import type { Store } from '../store/store.js';
-import { FailedAuthLimiter } from './access.js';
+import { FailedAuthLimiter } from './http/access.js';
 import { alertChannelsOf } from './alerts/alert-channels.js';
 import { AlertDispatcher } from './alerts/alert-dispatcher.js';
-import { buildApp, coreRouteHandlers } from './app.js';
-import { AuditCheckpointer, type AuditTrailOptions } from './audit-checkpointer.js';
-import { auditRouteHandlers } from './audit-routes.js';
+import { buildApp, coreRouteHandlers } from './http/app.js';
+import { AuditCheckpointer, type AuditTrailOptions } from './audit/audit-checkpointer.js';
+import { auditRouteHandlers } from './audit/audit-routes.js';
 import type { ServerContext } from './context.js';
-import { driftRouteHandlers } from './drift-routes.js';
-import type { FirecallContext } from './firecall-service.js';
-import { firecallRouteHandlers } from './firecall-routes.js';
+import { driftRouteHandlers } from './drift/drift-routes.js';
+import type { FirecallContext } from './firecall/firecall-service.js';
+import { firecallRouteHandlers } from './firecall/firecall-routes.js';
 import { Notifier } from './notifier.js';
-import { bindRoutes } from './route-binder.js';
+import { bindRoutes } from './http/route-binder.js';
 
 /** What a server is made of; the caller opens and owns the store and the blob store. */
 export interface ServerParts {

@@ -13,12 +13,12 @@ import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { Store } from '../store/store.js';
 import type { ServerContext } from './context.js';
 import { createServer } from './create-server.js';
-import { advanceDeployments } from './deployment-service.js';
-import { hashToken, newToken } from './tokens.js';
+import { advanceDeployments } from './deployments/deployment-service.js';
+import { hashToken, newToken } from './http/tokens.js';
 import { loadOrCreateSigningKey } from '../audit/signing-key.js';
 import { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.js';
-import { closeExpiredFirecalls } from './firecall-service.js';
-import { sweepHostPresence } from './host-presence-service.js';
+import { closeExpiredFirecalls } from './firecall/firecall-service.js';
+import { sweepHostPresence } from './hosts/host-presence-service.js';
 
 /** Below this, a busy but healthy agent would be judged offline between two requests. */
 const MIN_OFFLINE_AFTER_MS = 2000;

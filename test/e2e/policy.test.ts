@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { shortId } from '../../src/core/manifest.js';
-import { hashToken } from '../../src/server/tokens.js';
+import { hashToken } from '../../src/server/http/tokens.js';
 import { startFleet, writeApp, type CliResult, type Fleet } from '../helpers/fleet.js';
 import { assertExit, releaseIdFrom } from './host-tree.js';
 import { until } from '../helpers/until.js';

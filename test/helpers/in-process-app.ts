@@ -11,7 +11,7 @@ import { loadOrCreateSigningKey } from '../../src/audit/signing-key.js';
 import { SshCertificateAuthority } from '../../src/firecall/ssh-certificate-authority.js';
 import type { ServerContext } from '../../src/server/context.js';
 import { createServer } from '../../src/server/create-server.js';
-import { hashToken, newToken } from '../../src/server/tokens.js';
+import { hashToken, newToken } from '../../src/server/http/tokens.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { makeTempDir } from './tmp.js';
 

@@ -4,10 +4,10 @@ import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, readlink, symlink, uti
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { activateRelease, readCurrentReleaseId } from '../../src/agent/activator.js';
-import { deployLayout, hostPath, type DeployLayout } from '../../src/agent/deploy-layout.js';
-import { removeLeftovers } from '../../src/agent/leftover-cleaner.js';
-import { pruneReleases } from '../../src/agent/release-pruner.js';
+import { activateRelease, readCurrentReleaseId } from '../../src/agent/release/activator.js';
+import { deployLayout, hostPath, type DeployLayout } from '../../src/agent/release/deploy-layout.js';
+import { removeLeftovers } from '../../src/agent/release/leftover-cleaner.js';
+import { pruneReleases } from '../../src/agent/release/release-pruner.js';
 import { removeTree } from '../../src/content/remove-tree.js';
 
 const ids = ['a', 'b', 'c', 'd', 'e'].map((letter) => letter.repeat(64));

@@ -9,8 +9,8 @@ import { pino } from 'pino';
 import { BlobCache } from '../../src/content/blob-cache.js';
 import { removeTree } from '../../src/content/remove-tree.js';
 import { releaseIdOf, type Manifest, type ManifestEntry } from '../../src/core/manifest.js';
-import { deployLayout, type DeployLayout } from '../../src/agent/deploy-layout.js';
-import { STAGING_PREFIX, stageRelease, type ReleaseSource, type UntrustedManifest } from '../../src/agent/release-stager.js';
+import { deployLayout, type DeployLayout } from '../../src/agent/release/deploy-layout.js';
+import { STAGING_PREFIX, stageRelease, type ReleaseSource, type UntrustedManifest } from '../../src/agent/release/release-stager.js';
 
 const logger = pino({ level: 'silent' });
 const signal = new AbortController().signal;

@@ -10,8 +10,8 @@ import type { AgentReport, AgentTask } from '../../src/api/schemas.js';
 import { BlobCache } from '../../src/content/blob-cache.js';
 import { removeTree } from '../../src/content/remove-tree.js';
 import { releaseIdOf, type Manifest } from '../../src/core/manifest.js';
-import type { ReleaseSource, UntrustedManifest } from '../../src/agent/release-stager.js';
-import { runTask, taskDeadline, type TaskContext } from '../../src/agent/task-runner.js';
+import type { ReleaseSource, UntrustedManifest } from '../../src/agent/release/release-stager.js';
+import { runTask, taskDeadline, type TaskContext } from '../../src/agent/release/task-runner.js';
 import { createServer, type AddressInfo } from 'node:net';
 
 const logger = pino({ level: 'silent' });

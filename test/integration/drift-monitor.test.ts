@@ -19,9 +19,9 @@ import { releaseIdOf, type Manifest } from '../../src/core/manifest.js';
 import { createDriftMonitor } from '../../src/agent/drift/create-drift-monitor.js';
 import type { DriftMonitor } from '../../src/agent/drift/drift-monitor.js';
 import type { DriftSink } from '../../src/agent/drift/drift-reporter.js';
-import { ManifestStore } from '../../src/agent/manifest-store.js';
-import type { ReleaseSource, UntrustedManifest } from '../../src/agent/release-stager.js';
-import { runTask, type TaskContext } from '../../src/agent/task-runner.js';
+import { ManifestStore } from '../../src/agent/release/manifest-store.js';
+import type { ReleaseSource, UntrustedManifest } from '../../src/agent/release/release-stager.js';
+import { runTask, type TaskContext } from '../../src/agent/release/task-runner.js';
 import type { AgentTask } from '../../src/api/schemas.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 

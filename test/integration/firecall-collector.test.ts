@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { FirecallCollector } from '../../src/agent/firecall-collector.js';
+import { FirecallCollector } from '../../src/agent/firecall/firecall-collector.js';
 import { withTempDir } from '../helpers/tmp.js';
 
 describe('FirecallCollector', () => {

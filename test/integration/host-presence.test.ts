@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { sweepHostPresence } from '../../src/server/host-presence-service.js';
+import { sweepHostPresence } from '../../src/server/hosts/host-presence-service.js';
 import { startInProcessApp, type InProcessApp } from '../helpers/in-process-app.js';
 import { startSmtpReceiver, type SmtpReceiver } from '../helpers/smtp-receiver.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../e2e/rollout-app.js';

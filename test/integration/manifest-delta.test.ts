@@ -15,10 +15,10 @@ import { gunzipSync } from 'node:zlib';
 import { BlobCache } from '../../src/content/blob-cache.js';
 import { removeTree } from '../../src/content/remove-tree.js';
 import { releaseIdOf, type Manifest, type ManifestEntry } from '../../src/core/manifest.js';
-import { deployLayout } from '../../src/agent/deploy-layout.js';
-import { ManifestStore } from '../../src/agent/manifest-store.js';
-import { applyDelta, stageRelease, type ReleaseSource, type UntrustedDelta, type UntrustedManifest } from '../../src/agent/release-stager.js';
-import { manifestDeltaOf } from '../../src/server/manifest-delta.js';
+import { deployLayout } from '../../src/agent/release/deploy-layout.js';
+import { ManifestStore } from '../../src/agent/release/manifest-store.js';
+import { applyDelta, stageRelease, type ReleaseSource, type UntrustedDelta, type UntrustedManifest } from '../../src/agent/release/release-stager.js';
+import { manifestDeltaOf } from '../../src/server/releases/manifest-delta.js';
 import { startFleet, testConfig, writeApp, type Fleet } from '../helpers/fleet.js';
 
 const logger = pino({ level: 'silent' });

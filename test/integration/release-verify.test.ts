@@ -15,11 +15,11 @@ import type { AgentReport, AgentTask } from '../../src/api/schemas.js';
 import { BlobCache } from '../../src/content/blob-cache.js';
 import { removeTree } from '../../src/content/remove-tree.js';
 import { releaseIdOf, type Manifest } from '../../src/core/manifest.js';
-import { deployLayout } from '../../src/agent/deploy-layout.js';
-import { ManifestStore } from '../../src/agent/manifest-store.js';
-import type { ReleaseSource, UntrustedManifest } from '../../src/agent/release-stager.js';
-import { ReleaseVerifier } from '../../src/agent/release-verifier.js';
-import { runTask, type TaskContext } from '../../src/agent/task-runner.js';
+import { deployLayout } from '../../src/agent/release/deploy-layout.js';
+import { ManifestStore } from '../../src/agent/release/manifest-store.js';
+import type { ReleaseSource, UntrustedManifest } from '../../src/agent/release/release-stager.js';
+import { ReleaseVerifier } from '../../src/agent/release/release-verifier.js';
+import { runTask, type TaskContext } from '../../src/agent/release/task-runner.js';
 
 const logger = pino({ level: 'silent' });
 const SHARED = 'shared page\n';

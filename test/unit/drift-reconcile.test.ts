@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { DriftFinding } from '../../src/api/schemas.js';
 import type { Manifest } from '../../src/core/manifest.js';
-import { adoptedEntries } from '../../src/server/drift-adopt.js';
-import { reconcileDrift, storedFields, type OpenDriftItem } from '../../src/server/drift-reconcile.js';
+import { adoptedEntries } from '../../src/server/drift/drift-adopt.js';
+import { reconcileDrift, storedFields, type OpenDriftItem } from '../../src/server/drift/drift-reconcile.js';
 
 const A = 'a'.repeat(64);
 const B = 'b'.repeat(64);

@@ -12,7 +12,7 @@ import Fastify from 'fastify';
 import { openApiText } from '../../src/api/openapi.js';
 import { ROUTE_SCHEMAS, type RouteSchemaSet } from '../../src/api/route-schemas.js';
 import { ROUTE_NAMES, ROUTES, routePath, type RouteSpec } from '../../src/api/routes.js';
-import { bindRoutes, type RouteHandlers } from '../../src/server/route-binder.js';
+import { bindRoutes, type RouteHandlers } from '../../src/server/http/route-binder.js';
 
 /** The repository root (tests run from dist/test/unit/). */
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));

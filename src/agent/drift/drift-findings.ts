@@ -8,8 +8,8 @@ import { join, posix } from 'node:path';
 import type { DriftEntryAttrs, DriftFinding } from '../../api/schemas.js';
 import { diffAgainstManifest, diffSnapshot, type ExpectedEntry, type Finding, type SnapshotEntry } from '../../core/drift.js';
 import type { ManifestEntry } from '../../core/manifest.js';
-import { CURRENT_TMP_PREFIX, currentTarget } from '../activator.js';
-import { isReleaseId } from '../deploy-layout.js';
+import { CURRENT_TMP_PREFIX, currentTarget } from '../release/activator.js';
+import { isReleaseId } from '../release/deploy-layout.js';
 
 /** At most this many findings go into one report (the schema's limit). */
 export const MAX_REPORTED_FINDINGS = 10_000;

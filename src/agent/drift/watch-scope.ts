@@ -13,7 +13,7 @@ import { posix } from 'node:path';
 import type { WatchSpec } from '../../api/schemas.js';
 import { ifMissing } from '../../core/errors.js';
 import { watchTree, type TreeWatcher } from '../../fim/tree-watcher.js';
-import { hostPath } from '../deploy-layout.js';
+import { hostPath } from '../release/deploy-layout.js';
 
 /** A watch path resolved against the agent's root. */
 export interface WatchScope {

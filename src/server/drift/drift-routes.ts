@@ -1,0 +1,65 @@
+/**
+ * The drift routes: what agents send (settings, drift reports, command
+ * results, uploaded content of drifted files) and what people ask (list,
+ * scan, revert, accept, adopt, follow a command).
+ */
+import { Transform } from 'node:stream';
+import { DRIFT_BLOB_MAX_BYTES } from '../../api/routes.js';
+import { LockstepError } from '../../core/errors.js';
+import { recordCommandResult, waitForCommand } from './agent-command-service.js';
+import { currentConfig } from '../config-service.js';
+import type { ServerContext } from '../context.js';
+import { adoptDrift } from './drift-adopt.js';
+import { recordDriftReport } from './drift-report-service.js';
+import { listDrift, requestAccept, requestRevert, requestScan } from './drift-service.js';
+import { hostSettingsOf } from '../hosts/host-settings.js';
+import type { RouteHandlers } from '../http/route-binder.js';
+import { abortOnClose, agentOf, userOf } from '../http/route-helpers.js';
+
+/** The handlers of the drift routes. */
+export function driftRouteHandlers(context: ServerContext): RouteHandlers {
+  return {
+    // ---- agents ----
+    agentSettings: async ({ query }, request) => {
+      const agent = agentOf(request, query.host);
+      return hostSettingsOf(await currentConfig(context.store.read), agent.env);
+    },
+    agentDrift: async ({ body }, request) => {
+      const agent = agentOf(request, body.host);
+      await recordDriftReport(context, agent.host, agent.env, body);
+      return { ok: true };
+    },
+    agentCommandResult: async ({ params, body }, request) => {
+      const agent = agentOf(request, body.host);
+      await recordCommandResult(context, agent.host, params.id, body);
+      return { ok: true };
+    },
+    agentBlobUpload: async ({ params, query, body }, request) => {
+      agentOf(request, query.host);
+      if (!(body && typeof body.pipe === 'function')) throw new LockstepError('bad-input', 'send the blob as application/octet-stream');
+      const length = Number(request.headers['content-length']);
+      if (Number.isFinite(length) && length > DRIFT_BLOB_MAX_BYTES) throw new LockstepError('bad-input', `a drifted file may be at most ${DRIFT_BLOB_MAX_BYTES} bytes; this one has ${length}`);
+      return context.blobs.put(params.hash, body.pipe(capped(DRIFT_BLOB_MAX_BYTES)));
+    },
+
+    // ---- people ----
+    driftList: async ({ query }) => listDrift(context, query.target, query.all === '1' || query.all === 'true'),
+    driftScan: async ({ body }, request) => requestScan(context, userOf(request), body.host, body.full),
+    driftRevert: async ({ body }, request) => requestRevert(context, userOf(request), body.target, body.paths ?? null, body.reason?.trim() || null),
+    driftAccept: async ({ body }, request) => requestAccept(context, userOf(request), body.host, body.paths, body.reason),
+    driftAdopt: async ({ body }, request) => adoptDrift(context, userOf(request), body.host, body.version, body.reason),
+    command: async ({ params, query }, request) => waitForCommand(context, params.id, query.wait * 1000, abortOnClose(request, context.shutdown)),
+  };
+}
+
+/** Passes at most `max` bytes through and fails the stream beyond, whatever the request claimed. */
+function capped(max: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      if (seen > max) return done(new LockstepError('bad-input', `a drifted file may be at most ${max} bytes`));
+      done(null, chunk);
+    },
+  });
+}
