@@ -12,6 +12,8 @@ import { ApiClient } from '../api/api-client.js';
 import type { RouteInput } from '../api/route-schemas.js';
 import type * as api from '../api/schemas.js';
 import { HttpTransport } from './http-transport.js';
+import { IN_FLIGHT_DEPLOYMENT_STATES } from '../core/deployment-states.js';
+import { longPoll } from '../core/long-poll.js';
 
 export interface ClientOptions {
   readonly server: string;
@@ -93,10 +95,20 @@ export class LockstepClient {
   /** Long-polls a deployment until it is no longer running; calls `onChange` with every new revision. */
   async waitForDeployment(first: api.DeploymentView, onChange?: (view: api.DeploymentView) => void): Promise<api.DeploymentView> {
     let view = first;
-    while (view.state === 'running' || view.state === 'rolling_back' || view.state === 'awaiting_approval') {
-      view = await this.deployment(view.id, view.revision, 25);
-      onChange?.(view);
-    }
+    if (!IN_FLIGHT_DEPLOYMENT_STATES.includes(view.state)) return view;
+    const finished = new AbortController();
+    await longPoll({
+      signal: finished.signal,
+      // The server holds each request up to 25 s and answers at the next change.
+      poll: () => this.deployment(view.id, view.revision, 25),
+      handle: (next) => {
+        view = next;
+        onChange?.(next);
+        if (!IN_FLIGHT_DEPLOYMENT_STATES.includes(next.state)) finished.abort();
+      },
+      // A failed request ends the wait with its error (exit 6 when the server is gone; `deploy --follow ID` reattaches).
+      backoff: { attempts: 1, firstDelayMs: 0 },
+    });
     return view;
   }
   logs(id: number, host?: string) {
