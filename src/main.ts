@@ -9,7 +9,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LockstepClient } from './client/lockstep-client.js';
 import * as commands from './cli/commands.js';
-import { cannotRead, EXIT_CODES, ifMissingSync, LockstepError } from './core/errors.js';
+import { errorBody } from './api/errors.js';
+import { cannotRead, EXIT_CODES, ifMissingSync, LockstepError, type ErrorKind } from './core/errors.js';
 import { addDriftCommands } from './cli/drift-program.js';
 
 const VERSION = '0.1.0';
@@ -336,9 +337,9 @@ function positive(text: string, flag: string): number {
 }
 
 /** How an error reaches the person or script: one `lockstep: …` line, or a JSON object on stderr with --json. */
-function printError(argv: readonly string[], kind: string, message: string, exitCode: number, hint?: string): void {
+function printError(argv: readonly string[], kind: ErrorKind | 'internal', message: string, hint?: string): void {
   if (argv.includes('--json')) {
-    process.stderr.write(`${JSON.stringify({ error: { kind, message, ...(hint === undefined ? {} : { hint }), exitCode } })}\n`);
+    process.stderr.write(`${JSON.stringify(errorBody(kind, message, { hint }))}\n`);
     return;
   }
   process.stderr.write(`lockstep: ${message}${hint === undefined ? '' : `; ${hint}`}\n`);
@@ -378,15 +379,15 @@ async function main(argv: string[]): Promise<number> {
     if (error instanceof CommanderError) {
       // Help and version print themselves and exit 0; `lockstep release` without a subcommand printed its help.
       if (error.exitCode === 0 || error.code === 'commander.help' || error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return error.exitCode === 0 ? 0 : EXIT_CODES['bad-input'];
-      printError(argv, 'bad-input', commanderMessage(error), EXIT_CODES['bad-input'], `see \`${commandPath(root, argv)} --help\``);
+      printError(argv, 'bad-input', commanderMessage(error), `see \`${commandPath(root, argv)} --help\``);
       return EXIT_CODES['bad-input'];
     }
     if (error instanceof LockstepError) {
       const quiet = (error.details as { quiet?: boolean } | undefined)?.quiet === true;
-      if (!quiet) printError(argv, error.kind, error.message, EXIT_CODES[error.kind]);
+      if (!quiet) printError(argv, error.kind, error.message);
       return EXIT_CODES[error.kind];
     }
-    printError(argv, 'internal', `internal error: ${(error as Error).message}`, EXIT_CODES.internal);
+    printError(argv, 'internal', `internal error: ${(error as Error).message}`);
     if (process.env.LOCKSTEP_DEBUG) process.stderr.write(`${(error as Error).stack ?? ''}\n`);
     return EXIT_CODES.internal;
   }

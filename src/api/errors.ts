@@ -1,16 +1,22 @@
 /**
  * The API's one error model and its one decoder, shared by every client (the
  * CLI and the agent): an error response is `{ error: { kind, message,
- * details? } }` with the status of HTTP_STATUS[kind]. No schema library here:
- * the CLI imports this on its start-up path.
+ * exitCode, details? } }` with the status of HTTP_STATUS[kind], where
+ * exitCode is what the CLI exits with for it (docs/cli.md). No schema library
+ * here: the CLI imports this on its start-up path.
  */
-import { HTTP_STATUS, LockstepError, type ErrorKind } from '../core/errors.js';
+import { EXIT_CODES, HTTP_STATUS, LockstepError, type ErrorKind } from '../core/errors.js';
 
 const KINDS: ReadonlySet<string> = new Set(Object.keys(HTTP_STATUS));
 
 /** The body the server sends with every error status. */
 export interface ErrorBody {
-  readonly error: { readonly kind: ErrorKind | 'internal'; readonly message: string; readonly details?: unknown };
+  readonly error: { readonly kind: ErrorKind | 'internal'; readonly message: string; readonly hint?: string; readonly exitCode: number; readonly details?: unknown };
+}
+
+/** The one way an error object is made: the server's answers, and the CLI's `--json` errors on stderr. */
+export function errorBody(kind: ErrorKind | 'internal', message: string, extra: { readonly details?: unknown; readonly hint?: string | undefined } = {}): ErrorBody {
+  return { error: { kind, message, ...(extra.hint === undefined ? {} : { hint: extra.hint }), exitCode: EXIT_CODES[kind], ...(extra.details === undefined ? {} : { details: extra.details }) } };
 }
 
 /** The kind an error status means when the body does not say (a proxy's page, an older server). */

@@ -84,8 +84,8 @@ const ERROR_BODY: JsonSchema = {
   properties: {
     error: {
       type: 'object',
-      required: ['kind', 'message'],
-      properties: { kind: { type: 'string', enum: [...Object.keys(HTTP_STATUS), 'internal'] }, message: { type: 'string' }, details: {} },
+      required: ['kind', 'message', 'exitCode'],
+      properties: { kind: { type: 'string', enum: [...Object.keys(HTTP_STATUS), 'internal'] }, message: { type: 'string' }, exitCode: { type: 'integer', description: 'what `lockstep` exits with for this error (docs/cli.md)' }, details: {} },
     },
   },
 };

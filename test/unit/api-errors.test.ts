@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { responseError } from '../../src/api/errors.js';
+import { errorBody, responseError } from '../../src/api/errors.js';
 import { HTTP_STATUS, type ErrorKind } from '../../src/core/errors.js';
 import { isTransient } from '../../src/agent/retry.js';
 
@@ -49,5 +49,15 @@ describe('ifMissing', () => {
     assert.ok((await ifMissing(lstat('/')))?.isDirectory());
     await assert.rejects(ifMissing(readFile('/')), (error: NodeJS.ErrnoException) => error.code === 'EISDIR');
     await assert.rejects(ifMissing(Promise.reject(Object.assign(new Error('denied'), { code: 'EACCES' }))), /denied/);
+  });
+});
+
+describe('errorBody: the one error object (server answers, CLI --json errors)', () => {
+  it('carries the kind, the message, the exit code the CLI uses, and a hint or details only when given', () => {
+    assert.deepEqual(errorBody('refused', 'no'), { error: { kind: 'refused', message: 'no', exitCode: 3 } });
+    assert.deepEqual(errorBody('internal', 'bug'), { error: { kind: 'internal', message: 'bug', exitCode: 1 } });
+    assert.deepEqual(errorBody('bad-input', 'x', { hint: 'see `lockstep --help`', details: [1] }), { error: { kind: 'bad-input', message: 'x', hint: 'see `lockstep --help`', exitCode: 2, details: [1] } });
+    const decoded = responseError(409, JSON.stringify(errorBody('refused', 'no')), 'x');
+    assert.equal(decoded.kind, 'refused');
   });
 });

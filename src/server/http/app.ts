@@ -10,6 +10,7 @@ import { gzip } from 'node:zlib';
 import { API_PREFIX } from '../../api/paths.js';
 import { ROUTES, type RouteName } from '../../api/routes.js';
 import { HTTP_STATUS, LockstepError } from '../../core/errors.js';
+import { errorBody } from '../../api/errors.js';
 import { canonicalManifest } from '../../core/manifest.js';
 import { environmentOf } from '../../core/config.js';
 import { applyConfig, currentConfig } from '../config-service.js';
@@ -94,16 +95,16 @@ export function buildApp(context: ServerContext, limiter: FailedAuthLimiter): Fa
     // leaves the headers of the body it was meant to be: the answer is JSON now.
     reply.removeHeader('content-length').type('application/json; charset=utf-8');
     if (error instanceof LockstepError) {
-      return reply.status(HTTP_STATUS[error.kind]).send({ error: { kind: error.kind, message: error.message, details: error.details } });
+      return reply.status(HTTP_STATUS[error.kind]).send(errorBody(error.kind, error.message, { details: error.details }));
     }
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
-      return reply.status(error.statusCode).send({ error: { kind: 'bad-input', message: error.message } });
+      return reply.status(error.statusCode).send(errorBody('bad-input', error.message));
     }
     request.log.error({ err: error, url: request.url }, 'request failed');
-    return reply.status(500).send({ error: { kind: 'internal', message: 'internal server error (see the server log)' } });
+    return reply.status(500).send(errorBody('internal', 'internal server error (see the server log)'));
   });
 
-  app.setNotFoundHandler((request, reply) => reply.status(404).send({ error: { kind: 'not-found', message: `no route ${request.method} ${request.url}` } }));
+  app.setNotFoundHandler((request, reply) => reply.status(404).send(errorBody('not-found', `no route ${request.method} ${request.url}`)));
 
   return app;
 }
