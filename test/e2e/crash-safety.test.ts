@@ -454,8 +454,14 @@ test(`crash safety: ${TRIALS} trials SIGKILL the agent while it stages and activ
     const strays = (await namesIn(join(deployTo, 'shared'))).filter((name) => name !== 'lockstep.env');
     assert.deepEqual(strays, [], `${label}: stray files in shared/ after the restarted agent ran`);
     assert.deepEqual(await namesIn(join(cacheDir, 'tmp')), [], `${label}: the blob cache's tmp dir is not empty after the restarted agent ran`);
-    const kept = await releaseDirs();
-    // A kill during pruning leaves its remaining doomed releases to the next deployment: one extra at most.
+    // Pruning follows the success report (and the repair of the tree left behind), so it is waited for, not
+    // assumed done. A kill during pruning leaves its remaining doomed releases to the next deployment: one extra at most.
+    const pruneDeadline = Date.now() + 10_000;
+    let kept = await releaseDirs();
+    while (kept.length > KEEP + 1 && Date.now() < pruneDeadline) {
+      await sleep(20);
+      kept = await releaseDirs();
+    }
     mark('done');
     assert.ok(kept.length <= KEEP + 1, `${label}: ${kept.length} releases on disk with keep_releases ${KEEP}`);
     return phase;

@@ -83,6 +83,13 @@ export class ScanScheduler {
       const stats = await this.#scanAll(this.#dueFull());
       this.#options.keeper.becomeReady();
       void this.#options.publisher.publish({ kind: 'scan' }, stats.full, stats, true);
+    }).catch((error: unknown) => {
+      // A deployment started and stopped the scan (see pause): the task's resume() applies the settings.
+      if (error instanceof Error && error.name === 'AbortError' && !this.#options.signal.aborted) {
+        this.#settingsDue = true;
+        return;
+      }
+      throw error;
     });
   }
 
