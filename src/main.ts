@@ -54,7 +54,8 @@ function program(): Command {
     .option('--checkpoint-interval <duration>', '…and once a new audit event is this old', '5m')
     .option('--audit-anchor <file>', 'append every checkpoint to FILE, ideally on another disk or host (default: DATA_DIR/audit-anchor.jsonl)')
     .option('--offline-after <duration>', 'a host whose agent is not heard from this long is offline (status, alerts)', '40s')
-    .action(async (options: { dataDir: string; listen: string; database?: string; checkpointEvery?: string; checkpointInterval?: string; auditAnchor?: string; offlineAfter?: string }) => {
+    .option('--trust-proxy', 'take client addresses from X-Forwarded-For (only behind a reverse proxy that sets it)')
+    .action(async (options: { dataDir: string; listen: string; database?: string; checkpointEvery?: string; checkpointInterval?: string; auditAnchor?: string; offlineAfter?: string; trustProxy?: boolean }) => {
       const { runServerCommand } = await import('./server/command.js');
       await runServerCommand(options);
     });

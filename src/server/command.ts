@@ -13,6 +13,7 @@ export async function runServerCommand(options: {
   checkpointInterval?: string | undefined;
   auditAnchor?: string | undefined;
   offlineAfter?: string | undefined;
+  trustProxy?: boolean | undefined;
 }): Promise<void> {
   const checkpointEvery = options.checkpointEvery === undefined ? undefined : Number(options.checkpointEvery);
   if (checkpointEvery !== undefined && !(Number.isSafeInteger(checkpointEvery) && checkpointEvery > 0)) throw new LockstepError('bad-input', `--checkpoint-every "${options.checkpointEvery}" is not a positive integer`);
@@ -29,6 +30,7 @@ export async function runServerCommand(options: {
     checkpointIntervalMs,
     auditAnchor: options.auditAnchor,
     offlineAfterMs,
+    trustProxy: options.trustProxy,
     logger,
     onAdminToken: (token, file) => process.stderr.write(`lockstep: admin token (shown once; also in ${file}, mode 0600):\n${token}\n`),
   });

@@ -40,6 +40,8 @@ export interface ServerParts {
   readonly onlineWindowMs?: number | undefined;
   /** Alert delivery retries (default: 6 attempts from 1 s, doubling). */
   readonly alertRetry?: { readonly attempts: number; readonly firstDelayMs: number } | undefined;
+  /** Take client addresses from X-Forwarded-For (only behind a reverse proxy that sets it; default off). */
+  readonly trustProxy?: boolean | undefined;
 }
 
 /** A built server: the application (not yet listening) and what the process wires around it. */
@@ -71,7 +73,7 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
   };
   const firecalls: FirecallContext = { ...context, ca: parts.firecallCa };
   const limiter = new FailedAuthLimiter();
-  const app = buildApp(context, limiter);
+  const app = buildApp(context, limiter, { trustProxy: parts.trustProxy });
   let openapi: unknown;
   bindRoutes(app, [
     coreRouteHandlers(context, limiter),

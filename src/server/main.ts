@@ -40,6 +40,8 @@ export interface ServerOptions {
   readonly auditAnchor?: string | undefined;
   /** A host not heard from this long is offline, in status and in alerts (default 40 s). */
   readonly offlineAfterMs?: number | undefined;
+  /** Take client addresses (for the failed-authentication limiter, logs) from X-Forwarded-For: only behind a reverse proxy (default off). */
+  readonly trustProxy?: boolean | undefined;
 }
 
 /** A running server. */
@@ -137,6 +139,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     audit,
     firecallCa: new SshCertificateAuthority(join(dataDir, 'firecall-ca')),
     onlineWindowMs: options.offlineAfterMs,
+    trustProxy: options.trustProxy,
   });
   const { app, context, firecalls, checkpointer } = server;
   await ensureAdminToken(context, dataDir, options.onAdminToken);

@@ -13,7 +13,7 @@ import { loadOrCreateSigningKey } from '../../src/audit/signing-key.js';
 import { BlobStore } from '../../src/content/blob-store.js';
 import { openApiDocument } from '../../src/api/openapi.js';
 import type { Access } from '../../src/server/http/access.js';
-import { createServer, type LockstepServer } from '../../src/server/create-server.js';
+import { createServer, type LockstepServer, type ServerParts } from '../../src/server/create-server.js';
 import { SshCertificateAuthority } from '../../src/firecall/ssh-certificate-authority.js';
 import { hashToken, newToken } from '../../src/server/http/tokens.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -124,6 +124,7 @@ describe('route access', () => {
   let store: Store;
   let app: FastifyInstance;
   let server: LockstepServer;
+  let parts: ServerParts;
   const tokens: Record<string, string> = {};
 
   async function call(method: string, url: string, token: string | undefined, body?: unknown, remoteAddress = '127.0.0.1') {
@@ -150,13 +151,14 @@ describe('route access', () => {
     const blobs = new BlobStore(join(temp.path, 'blobs'));
     await blobs.open();
     const logger = pino({ level: 'silent' });
-    server = await createServer({
+    parts = {
       store,
       blobs,
       logger,
       audit: { key: await loadOrCreateSigningKey(join(temp.path)), every: 100, intervalMs: 300_000, anchorFile: join(temp.path, 'anchor.jsonl') },
       firecallCa: new SshCertificateAuthority(join(temp.path, 'firecall-ca')),
-    });
+    };
+    server = await createServer(parts);
     app = server.app;
 
     // The admin token, as the server creates it on first start.
@@ -277,18 +279,81 @@ describe('route access', () => {
     assert.equal(revoked.json.error?.message, 'invalid or revoked token');
   });
 
-  it('repeated bad tokens from one address are rate-limited with 429, even with a good token; other addresses are not', async () => {
-    const address = '10.0.0.3';
-    let first429 = -1;
-    for (let attempt = 0; attempt < 40 && first429 < 0; attempt++) {
-      const { status } = await call('GET', '/api/v1/status', newToken('user'), undefined, address);
-      if (status === 429) first429 = attempt;
-      else assert.equal(status, 401);
+  /** One authenticated GET as seen from `remoteAddress` (and, if given, through a proxy naming `forwardedFor`). */
+  async function attempt(target: FastifyInstance, url: string, token: string, remoteAddress: string, forwardedFor?: string) {
+    const response = await target.inject({ method: 'GET', url, remoteAddress, headers: { authorization: `Bearer ${token}`, ...(forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor }) } });
+    return { status: response.statusCode, json: JSON.parse(response.body) as { error?: { kind: string; message: string; exitCode: number } }, retryAfter: response.headers['retry-after'] };
+  }
+
+  /** Sends fresh bad tokens until one is answered 429 (each before it 401); returns that answer. */
+  async function exhaust(target: FastifyInstance, remoteAddress: string, forwardedFor?: string) {
+    for (let count = 0; count < 40; count++) {
+      const result = await attempt(target, '/api/v1/status', newToken('user'), remoteAddress, forwardedFor);
+      if (result.status === 429) return { ...result, failuresBefore: count };
+      assert.equal(result.status, 401, JSON.stringify(result.json));
     }
-    assert.ok(first429 > 0, 'some bad tokens are answered 401 before the limit');
-    const blocked = await call('GET', '/api/v1/status', tokens.viewer, undefined, address);
-    assert.equal(blocked.status, 429, 'a good token from a blocked address waits too');
-    assert.match(blocked.json.error?.message ?? '', /too many failed authentications/);
-    assert.equal((await call('GET', '/api/v1/status', tokens.viewer, undefined, '10.0.0.4')).status, 200, 'another address is unaffected');
+    assert.fail(`40 bad tokens from ${forwardedFor ?? remoteAddress} were never rate-limited`);
+  }
+
+  it('bad tokens from one address get 429 (error object, Retry-After); a valid user token and agent credential from there are still served', async () => {
+    const address = '10.0.0.3';
+    const limited = await exhaust(app, address);
+    assert.equal(limited.failuresBefore, 20, 'twenty bad tokens are answered 401 first');
+    assert.equal(limited.json.error?.kind, 'rate-limited');
+    assert.equal(limited.json.error?.exitCode, 5);
+    assert.match(limited.json.error?.message ?? '', /too many failed authentications/);
+    assert.match(String(limited.retryAfter), /^[1-9]\d*$/, 'Retry-After in whole seconds');
+    assert.ok(Number(limited.retryAfter) <= 60);
+    // A missing token from the address waits too; valid credentials do not.
+    assert.equal((await app.inject({ method: 'GET', url: '/api/v1/status', remoteAddress: address })).statusCode, 429);
+    for (let round = 0; round < 3; round++) {
+      assert.equal((await attempt(app, '/api/v1/status', tokens.viewer ?? '', address)).status, 200, 'a valid user token is served');
+      assert.equal((await attempt(app, '/api/v1/agent/work?host=dev-1&wait=0', tokens.agent ?? '', address)).status, 200, 'a valid agent credential is served');
+      assert.equal((await attempt(app, '/api/v1/status', newToken('user'), address)).status, 429, 'bad tokens still wait');
+    }
+    assert.equal((await attempt(app, '/api/v1/status', newToken('user'), '10.0.0.4')).status, 401, 'another address is unaffected');
+  });
+
+  it('one bad token replayed from many addresses is limited by its own key; other tokens from those addresses are not', async () => {
+    const replayed = newToken('agent');
+    for (let count = 0; count < 20; count++) assert.equal((await attempt(app, '/api/v1/status', replayed, `10.1.0.${count}`)).status, 401);
+    const limited = await attempt(app, '/api/v1/status', replayed, '10.1.0.99');
+    assert.equal(limited.status, 429, 'the 21st try of one token, from a fresh address');
+    assert.equal(limited.json.error?.kind, 'rate-limited');
+    assert.equal((await attempt(app, '/api/v1/status', newToken('user'), '10.1.0.99')).status, 401, 'a different bad token from that address is only refused');
+  });
+
+  it('bad enrollment tokens count the same way; a valid enrollment token from the blocked address still enrolls', async () => {
+    const address = '10.2.0.1';
+    const enrollFrom = (token: string) => app.inject({ method: 'POST', url: '/api/v1/agent/enroll', remoteAddress: address, payload: { token } });
+    let limited = -1;
+    for (let count = 0; count < 40 && limited < 0; count++) {
+      const response = await enrollFrom(newToken('enroll'));
+      if (response.statusCode === 429) limited = count;
+      else assert.equal(response.statusCode, 401, response.body);
+    }
+    assert.equal(limited, 20);
+    const host = await call('POST', '/api/v1/hosts', tokens.admin, { name: 'dev-2', env: 'development' });
+    const enrolled = await enrollFrom((host.json as unknown as { enrollToken: string }).enrollToken);
+    assert.equal(enrolled.statusCode, 200, enrolled.body);
+  });
+
+  it('X-Forwarded-For is ignored unless the server trusts a proxy; with trustProxy its addresses are limited separately', async () => {
+    // Without trustProxy: a client naming a new forwarded address per try is still one address.
+    const spoofing = '10.3.0.1';
+    for (let count = 0; count < 20; count++) assert.equal((await attempt(app, '/api/v1/status', newToken('user'), spoofing, `198.51.100.${count}`)).status, 401);
+    assert.equal((await attempt(app, '/api/v1/status', newToken('user'), spoofing, '198.51.100.200')).status, 429);
+
+    const proxied = await createServer({ ...parts, trustProxy: true });
+    try {
+      const proxy = '10.3.0.2';
+      const first = await exhaust(proxied.app, proxy, '203.0.113.7');
+      assert.equal(first.failuresBefore, 20);
+      assert.equal((await attempt(proxied.app, '/api/v1/status', newToken('user'), proxy, '203.0.113.8')).status, 401, 'another client behind the same proxy is not limited');
+      assert.equal((await attempt(proxied.app, '/api/v1/status', newToken('user'), proxy)).status, 401, 'nor is the proxy itself');
+      assert.equal((await attempt(proxied.app, '/api/v1/status', tokens.viewer ?? '', proxy, '203.0.113.7')).status, 200, 'the limited client with a valid token is served');
+    } finally {
+      await proxied.app.close();
+    }
   });
 });

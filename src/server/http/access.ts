@@ -9,6 +9,9 @@ import type { Access } from '../../api/routes.js';
 export type { Access } from '../../api/routes.js';
 
 import type { UserRole } from '../../core/token-roles.js';
+import { authDecision, DEFAULT_FAILURE_RULE, recentFailures, waitFor, type CredentialCheck, type FailureRule } from '../../core/auth-failures.js';
+import { LockstepError } from '../../core/errors.js';
+import { hashToken } from './tokens.js';
 
 // The roles are defined in core (the store's token rows use them too); re-exported for this module's callers.
 export { USER_ROLES, type UserRole } from '../../core/token-roles.js';
@@ -27,28 +30,70 @@ export function roleAllows(role: string, access: Access): boolean {
 }
 
 /**
- * Counts failed authentications per client address in a sliding minute and
- * refuses further attempts past a limit, so tokens cannot be guessed online.
+ * Remembers failed authentications per key (a source address, a presented
+ * token's fingerprint) in a sliding window; the decisions are core's
+ * (core/auth-failures.ts). Memory is bounded: past `maxKeys`, the oldest key is forgotten.
  */
 export class FailedAuthLimiter {
   private readonly failures = new Map<string, number[]>();
 
-  constructor(private readonly limit = 20, private readonly windowMs = 60_000) {}
+  constructor(private readonly rule: FailureRule = DEFAULT_FAILURE_RULE, private readonly maxKeys = 10_000) {}
 
-  /** Whether `client` is currently blocked. */
-  blocked(client: string, now: number): boolean {
-    return this.recent(client, now).length >= this.limit;
+  /** How long the longest-waiting of `keys` must still wait, in ms (0: none is blocked). */
+  waitFor(keys: readonly string[], now: number): number {
+    return Math.max(0, ...keys.map((key) => waitFor(this.failures.get(key) ?? [], now, this.rule)));
   }
 
-  /** Records one failed attempt. */
-  fail(client: string, now: number): void {
-    const recent = this.recent(client, now);
-    recent.push(now);
-    this.failures.set(client, recent);
-    if (this.failures.size > 10_000) this.failures.delete(this.failures.keys().next().value as string);
+  /** Records one failed attempt under each of `keys`. */
+  fail(keys: readonly string[], now: number): void {
+    for (const key of keys) {
+      const recent = recentFailures(this.failures.get(key) ?? [], now, this.rule);
+      recent.push(now);
+      // Re-inserted, so the map's first key is the one failed least recently.
+      this.failures.delete(key);
+      this.failures.set(key, recent);
+      if (this.failures.size > this.maxKeys) this.failures.delete(this.failures.keys().next().value as string);
+    }
   }
+}
 
-  private recent(client: string, now: number): number[] {
-    return (this.failures.get(client) ?? []).filter((at) => now - at < this.windowMs);
-  }
+/** The limiter's key for a source address. */
+export function addressKey(address: string): string {
+  return `address:${address}`;
+}
+
+/**
+ * The limiter's key for a presented token: tokens carry no separate id, so a
+ * fingerprint of the presented value (never the value itself, which the
+ * limiter's memory must not hold). An agent credential belongs to one host,
+ * so its key is that host's: a host's own failures limit it, not its address.
+ */
+export function tokenKey(token: string): string {
+  return `token:${hashToken(token).slice(0, 32)}`;
+}
+
+/**
+ * Refuses an attempt with a bad or missing credential under `keys` (its
+ * address and, when one was presented, its token's key): a 429 (with
+ * Retry-After, see the error handler) while a key must wait, else a 401
+ * with `message`, the failure recorded where it counts. A valid credential
+ * never comes here, so it is never refused for what others did.
+ */
+export function refuseAttempt(limiter: FailedAuthLimiter, keys: readonly string[], check: Exclude<CredentialCheck, 'valid'>, message: string): never {
+  const now = Date.now();
+  const decision = authDecision(check, limiter.waitFor(keys, now));
+  if (decision.kind === 'rate-limited') throw rateLimited(decision.retryAfterSeconds);
+  if (decision.kind === 'unauthorized' && decision.countFailure) limiter.fail(keys, now);
+  throw new LockstepError('unauthorized', message);
+}
+
+/** The 429 error; its details carry the Retry-After seconds the error handler sends as a header. */
+export function rateLimited(retryAfterSeconds: number): LockstepError {
+  return new LockstepError('rate-limited', `too many failed authentications from this address or with this token; retry in ${retryAfterSeconds}s with a valid token`, { retryAfterSeconds });
+}
+
+/** A token that failed past the limit is refused before it costs a database lookup (a valid token never fails, so is never here). */
+export function refuseSpentToken(limiter: FailedAuthLimiter, key: string): void {
+  const waitMs = limiter.waitFor([key], Date.now());
+  if (waitMs > 0) throw rateLimited(Math.ceil(waitMs / 1000));
 }

@@ -15,7 +15,7 @@ import { canonicalManifest } from '../../core/manifest.js';
 import { environmentOf } from '../../core/config.js';
 import { applyConfig, currentConfig } from '../config-service.js';
 import type { Principal, ServerContext } from '../context.js';
-import { roleAllows, type Access, type FailedAuthLimiter } from './access.js';
+import { addressKey, refuseAttempt, refuseSpentToken, roleAllows, tokenKey, type Access, type FailedAuthLimiter } from './access.js';
 import { listChanges } from '../deployments/changes-service.js';
 import { decideDeployment, deploymentView, recordReport, rejectRelease, startDeployment, startRollback, unrejectRelease, waitForDeployment } from '../deployments/deployment-service.js';
 import { createToken, listTokens, revokeToken } from './token-service.js';
@@ -47,9 +47,12 @@ declare module 'fastify' {
  * Builds the Fastify application without routes (not yet listening): the
  * authentication hook, which enforces each route's access level, and the
  * error format. `limiter` counts failed authentications (enrollment too).
+ * With `trustProxy`, a request's address is the one X-Forwarded-For names
+ * (only behind a reverse proxy that sets it: otherwise any client could
+ * pick the address its failures are counted under).
  */
-export function buildApp(context: ServerContext, limiter: FailedAuthLimiter): FastifyInstance {
-  const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: 256 * 1024 * 1024 });
+export function buildApp(context: ServerContext, limiter: FailedAuthLimiter, options: { readonly trustProxy?: boolean | undefined } = {}): FastifyInstance {
+  const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: 256 * 1024 * 1024, trustProxy: options.trustProxy ?? false });
 
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
 
@@ -67,22 +70,22 @@ export function buildApp(context: ServerContext, limiter: FailedAuthLimiter): Fa
     const name = request.routeOptions.config.route;
     const access = name === undefined ? undefined : ROUTES[name].access;
     if (access === undefined || access === 'public') return;
-    if (limiter.blocked(request.ip, Date.now())) throw new LockstepError('rate-limited', 'too many failed authentications from this address; wait a minute');
+    // Enrollment is settled in its handler, where the token (in the body) is.
     if (access === 'enroll') return;
     const header = request.headers.authorization;
     const token = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
-    if (!token) throw new LockstepError('unauthorized', 'missing token; set LOCKSTEP_TOKEN (the admin token is in DATA_DIR/admin.token)');
-    const row = await context.store.read.tokenByHash(hashToken(token));
-    // One message for every bad token: it never tells whether a name exists.
-    if (!row || row.revoked_at !== null || row.role === 'enroll') {
-      limiter.fail(request.ip, Date.now());
-      throw new LockstepError('unauthorized', 'invalid or revoked token');
-    }
+    const address = addressKey(request.ip);
+    if (!token) refuseAttempt(limiter, [address], 'missing', 'missing token; set LOCKSTEP_TOKEN (the admin token is in DATA_DIR/admin.token)');
+    const presented = tokenKey(token);
+    refuseSpentToken(limiter, presented);
+    const found = await context.store.read.tokenByHash(hashToken(token));
+    const row = found && found.revoked_at === null && found.role !== 'enroll' ? found : undefined;
+    const agentHost = row?.role === 'agent' && row.host !== null ? await context.store.read.host(row.host) : undefined;
+    // One message for every bad token: it never tells whether a name exists. A removed host's credential is bad too.
+    if (row === undefined || (row.role === 'agent' && row.host !== null && agentHost === undefined)) refuseAttempt(limiter, [address, presented], 'invalid', 'invalid or revoked token');
     if (row.role === 'agent') {
-      if (access !== 'agent' || row.host === null) throw new LockstepError('forbidden', 'agent credentials may only call agent routes');
-      const host = await context.store.read.host(row.host);
-      if (!host) throw new LockstepError('unauthorized', 'invalid or revoked token');
-      request.principal = { kind: 'agent', name: row.name, host: host.name, env: host.env };
+      if (access !== 'agent' || agentHost === undefined) throw new LockstepError('forbidden', 'agent credentials may only call agent routes');
+      request.principal = { kind: 'agent', name: row.name, host: agentHost.name, env: agentHost.env };
       return;
     }
     if (access === 'agent') throw new LockstepError('forbidden', 'this route is for agents');
@@ -95,6 +98,8 @@ export function buildApp(context: ServerContext, limiter: FailedAuthLimiter): Fa
     // leaves the headers of the body it was meant to be: the answer is JSON now.
     reply.removeHeader('content-length').type('application/json; charset=utf-8');
     if (error instanceof LockstepError) {
+      const retryAfter = (error.details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+      if (error.kind === 'rate-limited' && typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
       return reply.status(HTTP_STATUS[error.kind]).send(errorBody(error.kind, error.message, { details: error.details }));
     }
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
@@ -199,11 +204,13 @@ export function coreRouteHandlers(context: ServerContext, limiter: FailedAuthLim
 
     // ---- agents ----
     agentEnroll: async ({ body }, request) => {
+      const presented = tokenKey(body.token);
+      refuseSpentToken(limiter, presented);
       try {
         return await enroll(context, body.token, body.agentVersion);
       } catch (error) {
-        // A bad enrollment token counts like a bad bearer token.
-        if (error instanceof LockstepError && error.kind === 'unauthorized') limiter.fail(request.ip, Date.now());
+        // A bad enrollment token counts like a bad bearer token; a valid one is served from any address.
+        if (error instanceof LockstepError && error.kind === 'unauthorized') refuseAttempt(limiter, [addressKey(request.ip), presented], 'invalid', error.message);
         throw error;
       }
     },
