@@ -148,3 +148,63 @@ describe('agent credentials and enrollment', () => {
     assert.equal(work.status, 200, JSON.stringify(work.json));
   });
 });
+
+/** The answer to a bearer-token GET of `path`, as from a client behind a proxy that names `forwardedFor`. */
+async function bearerGet(fleet: Fleet, path: string, token: string, forwardedFor?: string): Promise<{ status: number; retryAfter: string | null; json: ErrorJson }> {
+  const response = await fetch(`${fleet.url}${path}`, { headers: { authorization: `Bearer ${token}`, ...(forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor }) } });
+  return { status: response.status, retryAfter: response.headers.get('retry-after'), json: (await response.json()) as ErrorJson };
+}
+
+/** Sends fresh bad tokens until one is answered 429 (each before it 401); returns that answer and how many were 401. */
+async function exhaust(fleet: Fleet, forwardedFor?: string): Promise<{ failuresBefore: number; retryAfter: string | null; json: ErrorJson }> {
+  for (let count = 0; count < 40; count++) {
+    const result = await bearerGet(fleet, '/api/v1/status', `lsu_not-a-real-token-${count}`, forwardedFor);
+    if (result.status === 429) return { failuresBefore: count, retryAfter: result.retryAfter, json: result.json };
+    assert.equal(result.status, 401, JSON.stringify(result.json));
+  }
+  assert.fail('40 bad tokens were never rate-limited');
+}
+
+describe('failed authentications are limited per attacker, not per address (server with --trust-proxy)', () => {
+  let fleet: Fleet;
+  let dev: AgentHandle;
+  let devCredential = '';
+
+  before(async () => {
+    fleet = await startFleet({ serverArgs: ['--trust-proxy'] });
+    await fleet.applyConfig(testConfig());
+    dev = await fleet.addAgent('dev-1', 'development');
+    devCredential = await credentialOf(dev);
+  });
+
+  after(async () => {
+    await fleet?.stop();
+  });
+
+  it('X-Forwarded-For addresses are limited separately: one client behind the proxy does not block the next or the proxy', async () => {
+    const limited = await exhaust(fleet, '203.0.113.7');
+    assert.equal(limited.failuresBefore, 20);
+    assert.equal(limited.json.error.kind, 'rate-limited');
+    assert.equal((await bearerGet(fleet, '/api/v1/status', 'lsu_not-a-real-token', '203.0.113.8')).status, 401, 'another client behind the proxy');
+    assert.equal((await bearerGet(fleet, '/api/v1/status', 'lsu_not-a-real-token')).status, 401, 'the proxy address itself');
+  });
+
+  it('the lock-out repro: after 20 bad tokens from one address the bad ones get 429, while a valid user token, an agent credential and the running agent are served', async () => {
+    const limited = await exhaust(fleet);
+    // Twenty failures in all from this address are answered 401 (the test above sent one of them).
+    assert.ok(limited.failuresBefore > 0 && limited.failuresBefore <= 20, `${limited.failuresBefore} answered 401 first`);
+    assert.equal(limited.json.error.kind, 'rate-limited');
+    assert.match(limited.json.error.message, /too many failed authentications/);
+    assert.match(String(limited.retryAfter), /^[1-9]\d*$/, 'Retry-After in whole seconds');
+
+    assert.equal((await bearerGet(fleet, '/api/v1/status', fleet.token)).status, 200, 'a valid user token from the same address');
+    assertExit(await fleet.cli(['status']), 0, 'lockstep status from the same address');
+    assert.equal((await bearerGet(fleet, '/api/v1/agent/work?host=dev-1&wait=0', devCredential)).status, 200, 'a valid agent credential from the same address');
+    // The running agent (same address) still takes and finishes a deployment.
+    const dir = await writeApp(join(fleet.dir, 'build'), 'served despite the attacker');
+    const created = await fleet.cli(['release', 'create', dir, '--version', '1.0.0']);
+    assertExit(created, 0, 'release create');
+    assertExit(await fleet.cli(['deploy', releaseIdFrom(created.stdout), '--to', 'development']), 0, 'deploy to development');
+    assert.equal((await bearerGet(fleet, '/api/v1/status', 'lsu_not-a-real-token-again')).status, 429, 'bad tokens still wait');
+  });
+});
