@@ -352,6 +352,9 @@ describe('route access', () => {
       assert.equal((await attempt(proxied.app, '/api/v1/status', newToken('user'), proxy, '203.0.113.8')).status, 401, 'another client behind the same proxy is not limited');
       assert.equal((await attempt(proxied.app, '/api/v1/status', newToken('user'), proxy)).status, 401, 'nor is the proxy itself');
       assert.equal((await attempt(proxied.app, '/api/v1/status', tokens.viewer ?? '', proxy, '203.0.113.7')).status, 200, 'the limited client with a valid token is served');
+      // Only the entry the proxy appended counts: a client inventing entries before it stays one client.
+      for (let count = 0; count < 20; count++) assert.equal((await attempt(proxied.app, '/api/v1/status', newToken('user'), proxy, `198.51.100.${count}, 203.0.113.9`)).status, 401);
+      assert.equal((await attempt(proxied.app, '/api/v1/status', newToken('user'), proxy, '198.51.100.250, 203.0.113.9')).status, 429);
     } finally {
       await proxied.app.close();
     }

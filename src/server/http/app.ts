@@ -33,6 +33,9 @@ import { corruptBlobError } from '../../content/blob-store.js';
 
 export type { Access } from './access.js';
 
+/** Trusts the socket's peer (hop 0, the proxy) only, so the client is the address it appended to X-Forwarded-For. */
+const trustOneProxyHop = (_address: string, hop: number): boolean => hop === 0;
+
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** The route's name in the route table, which says who may call it. */
@@ -47,12 +50,13 @@ declare module 'fastify' {
  * Builds the Fastify application without routes (not yet listening): the
  * authentication hook, which enforces each route's access level, and the
  * error format. `limiter` counts failed authentications (enrollment too).
- * With `trustProxy`, a request's address is the one X-Forwarded-For names
- * (only behind a reverse proxy that sets it: otherwise any client could
- * pick the address its failures are counted under).
+ * With `trustProxy`, a request's address is the last one in X-Forwarded-For,
+ * the one the (single) reverse proxy appended: entries before it are the
+ * client's to invent. Only behind such a proxy, otherwise any client could
+ * pick the address its failures are counted under.
  */
 export function buildApp(context: ServerContext, limiter: FailedAuthLimiter, options: { readonly trustProxy?: boolean | undefined } = {}): FastifyInstance {
-  const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: 256 * 1024 * 1024, trustProxy: options.trustProxy ?? false });
+  const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: 256 * 1024 * 1024, trustProxy: options.trustProxy === true ? trustOneProxyHop : false });
 
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
 
