@@ -94,6 +94,6 @@ export function rateLimited(retryAfterSeconds: number): LockstepError {
 
 /** A token that failed past the limit is refused before it costs a database lookup (a valid token never fails, so is never here). */
 export function refuseSpentToken(limiter: FailedAuthLimiter, key: string): void {
-  const waitMs = limiter.waitFor([key], Date.now());
-  if (waitMs > 0) throw rateLimited(Math.ceil(waitMs / 1000));
+  const decision = authDecision('invalid', limiter.waitFor([key], Date.now()));
+  if (decision.kind === 'rate-limited') throw rateLimited(decision.retryAfterSeconds);
 }
