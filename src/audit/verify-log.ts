@@ -91,86 +91,86 @@ export function verifyAuditLog(lines: readonly NumberedRecord[], options: Verify
   // A chain that differs from the anchor file is reported only if nothing earlier is wrong: an unsigned tail found after it starts earlier.
   let anchorFailure: VerificationFailure | undefined;
   const scanFailure = ((): VerificationFailure | undefined => {
-  for (let index = 0; index < lines.length; index++) {
-    const entry = lines[index]!;
-    if ('invalid' in entry) return fail(expectedSeq, `line ${entry.line} is not a valid audit record (${entry.invalid})`);
-    const record = entry.record;
+    for (let index = 0; index < lines.length; index++) {
+      const entry = lines[index]!;
+      if ('invalid' in entry) return fail(expectedSeq, `line ${entry.line} is not a valid audit record (${entry.invalid})`);
+      const record = entry.record;
 
-    if (record.type === 'export') {
-      if (index !== 0) return fail(expectedSeq, `line ${entry.line}: an export header in the middle of the log`);
-      header = record;
-      continue;
-    }
-
-    if (record.type === 'checkpoint') {
-      if (!checkpointSignatureValid(record, options.publicKey)) {
-        return fail(record.seq, `the checkpoint at seq ${record.seq} has an invalid signature (forged, altered, or signed by another key than ${keyHint(record)})`);
+      if (record.type === 'export') {
+        if (index !== 0) return fail(expectedSeq, `line ${entry.line}: an export header in the middle of the log`);
+        header = record;
+        continue;
       }
-      if (!started) {
-        // An export --since starts with the last checkpoint before its first event: the chain continues from it.
-        if (lastCheckpoint) return fail(record.seq, `two checkpoints before the first event`);
+
+      if (record.type === 'checkpoint') {
+        if (!checkpointSignatureValid(record, options.publicKey)) {
+          return fail(record.seq, `the checkpoint at seq ${record.seq} has an invalid signature (forged, altered, or signed by another key than ${keyHint(record)})`);
+        }
+        if (!started) {
+          // An export --since starts with the last checkpoint before its first event: the chain continues from it.
+          if (lastCheckpoint) return fail(record.seq, `two checkpoints before the first event`);
+          lastCheckpoint = record;
+          expectedSeq = record.seq + 1;
+          prevHash = record.hash;
+          checkpoints++;
+          continue;
+        }
+        const coveredSeq = lastEvent?.seq ?? expectedSeq - 1;
+        if (record.seq > coveredSeq) return fail(coveredSeq + 1, `removed: events ${coveredSeq + 1}..${record.seq} are missing before the checkpoint at seq ${record.seq}`);
+        if (record.seq < coveredSeq) return fail(record.seq, `reordered: the checkpoint for seq ${record.seq} appears after event ${coveredSeq}`);
+        if (record.hash !== prevHash) {
+          return fail(record.seq, `rewritten: the chain up to seq ${record.seq} does not match its signed checkpoint (an event after seq ${lastCheckpoint?.seq ?? 0} was changed and the chain recomputed)`);
+        }
+        const sinceSeq = lastCheckpoint?.seq ?? 0;
+        // every 0: signed per transaction, so no event count bounds the gap (one transaction may append many).
+        if (record.every !== PER_TRANSACTION && record.seq - sinceSeq > record.every) {
+          return fail(sinceSeq + record.every, `missing checkpoint: none between seq ${sinceSeq} and seq ${record.seq}, but the server signs one at least every ${record.every} events`);
+        }
+        if (lastCheckpoint && Date.parse(record.at) < Date.parse(lastCheckpoint.at)) {
+          return fail(record.seq, `reordered: the checkpoint at seq ${record.seq} is dated before the one at seq ${lastCheckpoint.seq}`);
+        }
         lastCheckpoint = record;
-        expectedSeq = record.seq + 1;
-        prevHash = record.hash;
         checkpoints++;
         continue;
       }
-      const coveredSeq = lastEvent?.seq ?? expectedSeq - 1;
-      if (record.seq > coveredSeq) return fail(coveredSeq + 1, `removed: events ${coveredSeq + 1}..${record.seq} are missing before the checkpoint at seq ${record.seq}`);
-      if (record.seq < coveredSeq) return fail(record.seq, `reordered: the checkpoint for seq ${record.seq} appears after event ${coveredSeq}`);
-      if (record.hash !== prevHash) {
-        return fail(record.seq, `rewritten: the chain up to seq ${record.seq} does not match its signed checkpoint (an event after seq ${lastCheckpoint?.seq ?? 0} was changed and the chain recomputed)`);
-      }
-      const sinceSeq = lastCheckpoint?.seq ?? 0;
-      // every 0: signed per transaction, so no event count bounds the gap (one transaction may append many).
-      if (record.every !== PER_TRANSACTION && record.seq - sinceSeq > record.every) {
-        return fail(sinceSeq + record.every, `missing checkpoint: none between seq ${sinceSeq} and seq ${record.seq}, but the server signs one at least every ${record.every} events`);
-      }
-      if (lastCheckpoint && Date.parse(record.at) < Date.parse(lastCheckpoint.at)) {
-        return fail(record.seq, `reordered: the checkpoint at seq ${record.seq} is dated before the one at seq ${lastCheckpoint.seq}`);
-      }
-      lastCheckpoint = record;
-      checkpoints++;
-      continue;
-    }
 
-    // An event.
-    if (!started) {
-      started = true;
+      // An event.
+      if (!started) {
+        started = true;
+        if (record.seq !== expectedSeq) {
+          return fail(expectedSeq, expectedSeq === 1 ? `removed: the log starts at seq ${record.seq}; events 1..${record.seq - 1} are missing` : `removed: the log continues at seq ${record.seq} after the checkpoint at seq ${expectedSeq - 1}`);
+        }
+        firstSeq = record.seq;
+      }
       if (record.seq !== expectedSeq) {
-        return fail(expectedSeq, expectedSeq === 1 ? `removed: the log starts at seq ${record.seq}; events 1..${record.seq - 1} are missing` : `removed: the log continues at seq ${record.seq} after the checkpoint at seq ${expectedSeq - 1}`);
+        if (record.seq > expectedSeq) {
+          const later = eventsOnly().some((event) => event.seq === expectedSeq);
+          if (later) return fail(expectedSeq, `reordered: event ${expectedSeq} appears after event ${record.seq}`);
+          return fail(expectedSeq, `removed: event ${expectedSeq} is missing (the next is seq ${record.seq})`);
+        }
+        return fail(record.seq, `reordered: event ${record.seq} appears again after event ${expectedSeq - 1} (duplicated or moved)`);
       }
-      firstSeq = record.seq;
-    }
-    if (record.seq !== expectedSeq) {
-      if (record.seq > expectedSeq) {
-        const later = eventsOnly().some((event) => event.seq === expectedSeq);
-        if (later) return fail(expectedSeq, `reordered: event ${expectedSeq} appears after event ${record.seq}`);
-        return fail(expectedSeq, `removed: event ${expectedSeq} is missing (the next is seq ${record.seq})`);
+      if (record.prevHash !== prevHash || auditHash(prevHash, record) !== record.hash) {
+        return diagnose(record, prevHash, lastEvent, eventsOnly);
       }
-      return fail(record.seq, `reordered: event ${record.seq} appears again after event ${expectedSeq - 1} (duplicated or moved)`);
-    }
-    if (record.prevHash !== prevHash || auditHash(prevHash, record) !== record.hash) {
-      return diagnose(record, prevHash, lastEvent, eventsOnly);
-    }
-    if (lastCheckpoint && Date.parse(record.at) < Date.parse(lastCheckpoint.at) - CLOCK_SLACK_MS) {
-      return fail(record.seq, `inserted: event ${record.seq} is dated ${record.at}, before the checkpoint at seq ${lastCheckpoint.seq} (${lastCheckpoint.at}) that precedes it`);
-    }
-    const anchor = anchors.get(record.seq);
-    if (anchor) {
-      if (anchor.hash !== record.hash) {
-        anchorFailure ??= fail(record.seq, `rewritten: the chain at seq ${record.seq} differs from the checkpoint in the anchor file (the change is after seq ${lastMatchingAnchor})`);
-      } else {
-        lastMatchingAnchor = record.seq;
-        anchored++;
+      if (lastCheckpoint && Date.parse(record.at) < Date.parse(lastCheckpoint.at) - CLOCK_SLACK_MS) {
+        return fail(record.seq, `inserted: event ${record.seq} is dated ${record.at}, before the checkpoint at seq ${lastCheckpoint.seq} (${lastCheckpoint.at}) that precedes it`);
       }
+      const anchor = anchors.get(record.seq);
+      if (anchor) {
+        if (anchor.hash !== record.hash) {
+          anchorFailure ??= fail(record.seq, `rewritten: the chain at seq ${record.seq} differs from the checkpoint in the anchor file (the change is after seq ${lastMatchingAnchor})`);
+        } else {
+          lastMatchingAnchor = record.seq;
+          anchored++;
+        }
+      }
+      prevHash = record.hash;
+      expectedSeq++;
+      lastEvent = record;
+      events++;
     }
-    prevHash = record.hash;
-    expectedSeq++;
-    lastEvent = record;
-    events++;
-  }
-  return undefined;
+    return undefined;
   })();
   if (scanFailure) return anchorFailure && anchorFailure.seq < scanFailure.seq ? anchorFailure : scanFailure;
 
