@@ -125,7 +125,9 @@ export class AuditCheckpointer {
     this.anchoredSeq = record.seq;
     this.anchoredAt = nowMs;
     this.context.logger.info({ seq: record.seq }, 'audit checkpoint anchored');
-    this.context.alerts.dispatch({ kind: 'audit.checkpoint', env: '*', summary: `audit checkpoint at seq ${record.seq}`, at: record.at, details: { ...record } }, await this.alertSettings());
+    // Anchors go to webhooks only (a machine keeps them); at one a minute they are no mail for people.
+    const webhooksOnly = (await this.alertSettings()).map((settings) => ({ ...settings, email: undefined }));
+    this.context.alerts.dispatch({ kind: 'audit.checkpoint', env: '*', summary: `audit checkpoint at seq ${record.seq}`, at: record.at, details: { ...record } }, webhooksOnly);
   }
 
   /** Logs and alerts a chain the server refuses to sign. */
