@@ -1,7 +1,8 @@
 /**
  * Audit trail throughput: appending events with the durability of real use
  * (one committed transaction per event, through the real store, on SQLite
- * and on PostgreSQL with fsync on), and verifying an export offline (parse +
+ * and on PostgreSQL with fsync on; each transaction signed as the server
+ * does, and unsigned for comparison), and verifying an export offline (parse +
  * chain + signatures, one core), against the machine's SHA-256 throughput
  * (`openssl speed -evp sha256`) as the limit. Prints figures; asserts nothing.
  *
@@ -14,12 +15,12 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { checkpointLine, eventLine, parseAuditLines } from '../src/audit/audit-record.js';
 import { signCheckpoint } from '../src/audit/checkpoint.js';
-import { verifyAuditLog } from '../src/audit/verify-log.js';
+import { PER_TRANSACTION, verifyAuditLog } from '../src/audit/verify-log.js';
 import { auditHash, GENESIS_HASH } from '../src/core/audit-hash.js';
 import { canonicalJson } from '../src/core/manifest.js';
 import { openPostgresStore } from '../src/store/postgres/postgres-store.js';
 import { openSqliteStore } from '../src/store/sqlite/sqlite-store.js';
-import type { Store } from '../src/store/store.js';
+import type { AuditSigner, Store } from '../src/store/store.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 import { makeTempDir } from '../test/helpers/tmp.js';
 
@@ -40,8 +41,20 @@ function sampleEvent(seq: number, at: string) {
   return { seq, at, actor: 'ci-deployer', action: 'deployment.succeeded', target: 'env:production', details: { deployment: seq, release: 'a'.repeat(64), hosts: 12, note: null } };
 }
 
-async function appendThroughput(store: Store): Promise<number> {
+/** A per-transaction signer as the server injects it (Ed25519 over each transaction's head, every/intervalMs 0). */
+function benchSigner(): AuditSigner {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  return {
+    sign(head) {
+      const record = signCheckpoint({ seq: head.seq, hash: head.hash, at: new Date().toISOString(), every: PER_TRANSACTION, intervalMs: PER_TRANSACTION }, privateKey);
+      return { seq: record.seq, hash: record.hash, at: record.at, every: record.every, interval_ms: record.intervalMs, key_id: record.keyId, signature: record.signature };
+    },
+  };
+}
+
+async function appendThroughput(store: Store, signed: boolean): Promise<number> {
   await store.migrate();
+  if (signed) store.useAuditSigner(benchSigner());
   const start = performance.now();
   for (let index = 0; index < APPENDS; index++) {
     const event = sampleEvent(0, new Date().toISOString());
@@ -69,7 +82,8 @@ async function main(): Promise<void> {
   const results: Record<string, number | string | undefined> = {};
   try {
     log(`SQLite: ${APPENDS} appends, one transaction each (WAL, synchronous=NORMAL as the server runs it)…`);
-    results.sqliteAppendsPerSecond = await appendThroughput(openSqliteStore(join(temp.path, 'bench.db')));
+    results.sqliteAppendsPerSecond = await appendThroughput(openSqliteStore(join(temp.path, 'bench.db')), true);
+    results.sqliteAppendsPerSecondUnsigned = await appendThroughput(openSqliteStore(join(temp.path, 'bench-unsigned.db')), false);
 
     log(`PostgreSQL: ${APPENDS} appends, one transaction each, fsync and synchronous_commit on…`);
     const server = await startPostgres();
@@ -82,7 +96,8 @@ async function main(): Promise<void> {
       await admin.query('ALTER SYSTEM SET full_page_writes = on');
       await admin.query('SELECT pg_reload_conf()');
       await admin.end();
-      results.postgresAppendsPerSecond = await appendThroughput(openPostgresStore(await server.createDatabase('bench')));
+      results.postgresAppendsPerSecond = await appendThroughput(openPostgresStore(await server.createDatabase('bench')), true);
+      results.postgresAppendsPerSecondUnsigned = await appendThroughput(openPostgresStore(await server.createDatabase('bench_unsigned')), false);
     } finally {
       await server.stop();
     }
@@ -137,8 +152,8 @@ async function main(): Promise<void> {
   const fmt = (value: number | string | undefined, digits = 0) => (typeof value === 'number' ? value.toLocaleString('en-US', { maximumFractionDigits: digits }) : String(value ?? 'n/a'));
   process.stdout.write(
     [
-      `append, SQLite      ${fmt(results.sqliteAppendsPerSecond)} events/s (one transaction per event)`,
-      `append, PostgreSQL  ${fmt(results.postgresAppendsPerSecond)} events/s (one transaction per event, fsync on)`,
+      `append, SQLite      ${fmt(results.sqliteAppendsPerSecond)} events/s (one transaction per event, each signed; ${fmt(results.sqliteAppendsPerSecondUnsigned)} unsigned)`,
+      `append, PostgreSQL  ${fmt(results.postgresAppendsPerSecond)} events/s (one transaction per event, each signed, fsync on; ${fmt(results.postgresAppendsPerSecondUnsigned)} unsigned)`,
       `verify              ${fmt(results.verifyEventsPerSecond)} events/s = ${fmt(results.verifyEventsPerMinute)} events/min on one core (${EVENTS} events; parse ${fmt(results.parseSeconds, 2)} s, check ${fmt(results.checkSeconds, 2)} s)`,
       `verify, CPU time    ${fmt(results.verifyEventsPerCpuSecond)} events per CPU-second = ${fmt((results.verifyEventsPerCpuSecond as number) * 60)} events per CPU-minute`,
       `SHA-256 limit       ${fmt(results.sha256LimitEventsPerSecond)} events/s (openssl speed -evp sha256 at 256-byte blocks: ${fmt((sha ?? 0) / 1e6)} MB/s; ${fmt(bytesPerEvent)} hashed bytes per event)`,

@@ -51,7 +51,7 @@ export function toAuditRecord(value: unknown): AuditRecord | string {
       return r as unknown as EventRecord;
     case 'checkpoint':
       if (!isInteger(r.seq) || r.seq < 1 || typeof r.hash !== 'string' || !HEX64.test(r.hash) || !isTime(r.at)) return 'checkpoint with missing or invalid fields';
-      if (!isInteger(r.every) || r.every < 1 || !isInteger(r.intervalMs) || r.intervalMs < 1) return 'checkpoint without a valid policy';
+      if (!isInteger(r.every) || r.every < 0 || !isInteger(r.intervalMs) || r.intervalMs < 0) return 'checkpoint without a valid policy';
       if (typeof r.signature !== 'string' || typeof r.keyId !== 'string') return 'checkpoint without a signature';
       return r as unknown as CheckpointRecord;
     case 'export': {

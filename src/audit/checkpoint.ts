@@ -42,9 +42,16 @@ export function checkpointPayload(claim: CheckpointClaim): Buffer {
   );
 }
 
+/** Key ids by private key: the server signs every transaction, and deriving the id each time cost as much as the signature. */
+const keyIds = new WeakMap<KeyObject, string>();
+
 /** Signs a claim into a checkpoint record. */
 export function signCheckpoint(claim: CheckpointClaim, privateKey: KeyObject): CheckpointRecord {
-  const publicKey = createPublicKey(privateKey);
+  let keyId = keyIds.get(privateKey);
+  if (keyId === undefined) {
+    keyId = keyIdOf(createPublicKey(privateKey));
+    keyIds.set(privateKey, keyId);
+  }
   return {
     type: 'checkpoint',
     seq: claim.seq,
@@ -52,7 +59,7 @@ export function signCheckpoint(claim: CheckpointClaim, privateKey: KeyObject): C
     at: claim.at,
     every: claim.every,
     intervalMs: claim.intervalMs,
-    keyId: keyIdOf(publicKey),
+    keyId,
     signature: sign(null, checkpointPayload(claim), privateKey).toString('base64'),
   };
 }

@@ -83,11 +83,14 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
     { openapi: async () => (openapi ??= openApiDocument()) },
   ]);
   await app.ready();
+  const checkpointer = new AuditCheckpointer(context, parts.audit);
+  // From here on every transaction that appends audit events signs its head before committing.
+  parts.store.useAuditSigner(checkpointer.signer());
   return {
     app,
     context,
     firecalls,
-    checkpointer: new AuditCheckpointer(context, parts.audit),
+    checkpointer,
     async close() {
       shutdown.abort();
       await app.close();

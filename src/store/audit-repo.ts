@@ -16,6 +16,20 @@ export interface AuditInput {
   readonly details: unknown;
 }
 
+/**
+ * Signs the chain head at the end of every transaction that appended audit
+ * events, inside that transaction. Injected by the server (which holds the
+ * key), so the store never imports server code or reads the key itself.
+ */
+export interface AuditSigner {
+  /** The checkpoint row for `head`, signed; undefined when the signer refuses (the head is behind one it anchored). */
+  sign(head: { seq: number; hash: string }): AuditCheckpointRow | undefined;
+  /** After commit: the checkpoint stored and the actions of the events it covers (to anchor sensitive ones at once). */
+  committed?(checkpoint: AuditCheckpointRow, actions: readonly string[]): void;
+  /** After commit: the transaction's events were left unsigned because the chain before them is not the one last signed. */
+  refused?(problem: { seq: number; problem: string }): void;
+}
+
 /** Reads of the audit log. */
 export interface AuditReadRepo {
   /** Audit events at or after `since` (ISO) with one of `actions`, oldest first. */

@@ -6,7 +6,7 @@
  * only build the Kysely dialect for theirs.
  */
 import type { AgentCommandReadRepo, AgentCommandWriteRepo } from './agent-command-repo.js';
-import type { AuditReadRepo, AuditWriteRepo } from './audit-repo.js';
+import type { AuditReadRepo, AuditSigner, AuditWriteRepo } from './audit-repo.js';
 import type { ConfigReadRepo, ConfigWriteRepo } from './config-repo.js';
 import type { CounterWriteRepo } from './counter-repo.js';
 import type { DeploymentReadRepo, DeploymentWriteRepo } from './deployment-repo.js';
@@ -19,7 +19,7 @@ import type { ReleaseReadRepo, ReleaseWriteRepo } from './release-repo.js';
 import type { TokenReadRepo, TokenWriteRepo } from './token-repo.js';
 
 export type { AgentCommandRow } from './agent-command-repo.js';
-export type { AuditCheckpointRow, AuditEventRow, AuditInput } from './audit-repo.js';
+export type { AuditCheckpointRow, AuditEventRow, AuditInput, AuditSigner } from './audit-repo.js';
 export type { ConfigRow } from './config-repo.js';
 export type { ApprovalRow, DeploymentHostRow, DeploymentLogRow, DeploymentRow } from './deployment-repo.js';
 export type { DriftItemFilter, DriftItemRow, DriftScanRow } from './drift-repo.js';
@@ -73,6 +73,8 @@ export interface Store {
   readonly read: ReadRepo;
   /** Runs `work` in one transaction: everything it writes commits together, or nothing does. */
   transaction<T>(work: (repo: WriteRepo) => Promise<T>): Promise<T>;
+  /** From now on, every transaction that appends audit events also stores a checkpoint signed by `signer` over its new head. */
+  useAuditSigner(signer: AuditSigner | undefined): void;
   /** Brings the schema up to date. */
   migrate(): Promise<void>;
   close(): Promise<void>;

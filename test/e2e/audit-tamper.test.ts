@@ -2,8 +2,11 @@
  * Tampering with the audit trail in the database itself, on SQLite and on
  * PostgreSQL, while the real server runs: `lockstep audit verify` (live, on an
  * export file, and with the anchor file) exits 4 naming the seq of the first
- * event that was changed, removed, swapped, forged or cut off; an untouched
- * log verifies (exit 0). After each case the tables are restored.
+ * event that was changed, removed, swapped, forged or cut off, and the class
+ * of tampering; an untouched log verifies (exit 0). The server signs every
+ * transaction as it commits, so the three tail attacks (rewrite, insert, cut
+ * after the last checkpoint) are caught too. After each case the tables are
+ * restored.
  */
 import assert from 'node:assert/strict';
 import { writeFile, readFile } from 'node:fs/promises';
@@ -103,20 +106,21 @@ for (const backend of backends) {
       }
       fleet = await startFleet(database ? { database } : {});
       await fleet.applyConfig(testConfig());
-      // 130 events or so: a checkpoint at seq 100 (the default --checkpoint-every), an unsigned tail after it.
+      // 130 events or so, each transaction signed as it commits; the token event last is anchored at once.
       for (let index = 1; index <= 128; index++) {
         const added = await fleet.http('POST', '/api/v1/hosts', { name: `web-${index}`, env: 'development' });
         assert.equal(added.status, 200, JSON.stringify(added.json));
       }
+      await fleet.ok(['token', 'create', 'auditor', '--role', 'viewer']);
       anchor = join(fleet.dataDir, 'audit-anchor.jsonl');
-      for (let attempt = 0; !(await readFile(anchor, 'utf8').catch(() => '')).includes('"seq":100,'); attempt++) {
-        if (attempt > 100) throw new Error('no checkpoint at seq 100 within 10s');
-        await delay(100);
-      }
-      pubkey = (await fleet.ok(['audit', 'pubkey'])).trim();
       db = database ? await postgresDatabase(database) : sqliteDatabase(join(fleet.dataDir, 'lockstep.db'));
       saved = await snapshot(db);
       headSeq = Number(saved.head.seq);
+      for (let attempt = 0; !(await readFile(anchor, 'utf8').catch(() => '')).includes(`"seq":${headSeq},`); attempt++) {
+        if (attempt > 300) throw new Error(`the checkpoint of the token event (seq ${headSeq}) was not anchored within 30s`);
+        await delay(100);
+      }
+      pubkey = (await fleet.ok(['audit', 'pubkey'])).trim();
       assert.ok(headSeq >= 130, `head at seq ${headSeq}`);
     });
 
@@ -154,7 +158,8 @@ for (const backend of backends) {
     it('an untouched log verifies live, as an export file, and against the anchor file', async () => {
       const { live, offline, anchored } = await verifyThreeWays();
       for (const result of [live, offline, anchored]) assert.equal(result.code, 0, result.stderr);
-      assert.match(live.stdout, new RegExp(`audit log verified: ${headSeq} events \\(seq 1\\.\\.${headSeq}\\), \\d+ signed checkpoints, last checkpoint at seq 100`));
+      assert.match(live.stdout, new RegExp(`audit log verified: ${headSeq} events \\(seq 1\\.\\.${headSeq}\\), \\d+ signed checkpoints, last checkpoint at seq ${headSeq} `));
+      assert.match(live.stdout, /\b0 events after the last checkpoint/);
       assert.match(anchored.stdout, /[1-9]\d* checkpoints matched the anchor file/);
     });
 
@@ -166,7 +171,7 @@ for (const backend of backends) {
 
     it('one deleted row is named by its seq', async () => {
       await db.run('delete from audit_events where seq = 60');
-      await assertCaught(60, /removed: event 60 is missing/);
+      await assertCaught(60, /removed: events? 60(\.\.60)? (is|are) missing/);
       await restore(db, saved);
     });
 
@@ -200,6 +205,60 @@ for (const backend of backends) {
       assertFailedAt(anchored, 96, /truncated/, 'export file with --anchor');
       // What the issue says a chain alone cannot show: a clean cut with a consistent head verifies without the anchor.
       assert.equal(offline.code, 0, offline.stderr);
+      await restore(db, saved);
+    });
+
+    /** Re-chains events `from`..head as an attacker who knows the scheme would, with `change` applied to each. */
+    async function rechainFrom(from: number, change: (event: Record<string, unknown>) => Record<string, unknown>): Promise<void> {
+      let prevHash = String((await db.all('select hash from audit_events where seq = ?', [from - 1]))[0]!.hash);
+      for (const row of await db.all('select * from audit_events where seq >= ? order by seq', [from])) {
+        const event = change({ seq: Number(row.seq), at: row.at, actor: row.actor, action: row.action, target: row.target, details: JSON.parse(String(row.details)) as unknown });
+        const hash = auditHash(prevHash, event as never);
+        await db.run('update audit_events set actor = ?, details = ?, prev_hash = ?, hash = ? where seq = ?', [event.actor, canonicalJson(event.details), prevHash, hash, event.seq]);
+        prevHash = hash;
+      }
+      await db.run('update audit_head set hash = ? where id = 1', [prevHash]);
+    }
+
+    it('tail attack 1: the last events rewritten with recomputed hashes are caught, with or without their checkpoints', async () => {
+      await rechainFrom(headSeq - 2, (event) => ({ ...event, actor: 'mallory' }));
+      await assertCaught(headSeq - 2, /rewritten: the chain up to seq/);
+      await db.run('delete from audit_checkpoints where seq >= ?', [headSeq - 2]);
+      await assertCaught(headSeq - 2, /unsigned tail: events/);
+      await restore(db, saved);
+    });
+
+    it('tail attack 2: an event inserted after the last checkpoint, dated now and correctly chained, is caught', async () => {
+      const last = (await db.all('select hash from audit_events where seq = ?', [headSeq]))[0]!;
+      const forged = { seq: headSeq + 1, at: new Date().toISOString(), actor: 'admin', action: 'approval.given', target: 'deployment:1', details: {} };
+      const hash = auditHash(String(last.hash), forged);
+      await db.run('insert into audit_events (seq, at, actor, action, target, details, prev_hash, hash) values (?, ?, ?, ?, ?, ?, ?, ?)', [
+        forged.seq, forged.at, forged.actor, forged.action, forged.target, canonicalJson(forged.details), last.hash, hash,
+      ]);
+      await db.run('update audit_head set seq = ?, hash = ? where id = 1', [forged.seq, hash]);
+      await assertCaught(headSeq + 1, /unsigned tail: events/);
+      // The server's next change does not sign the forged event into its checkpoint.
+      const added = await fleet.http('POST', '/api/v1/hosts', { name: 'after-insert', env: 'development' });
+      assert.equal(added.status, 200, JSON.stringify(added.json));
+      await assertCaught(headSeq + 1, /unsigned tail: events/);
+      await restore(db, saved);
+    });
+
+    it('tail attack 3: the tail cut with its checkpoints and the head moved back is caught, and the server does not sign the forged head', async () => {
+      const cut = headSeq - 3;
+      const kept = (await db.all('select hash from audit_events where seq = ?', [cut]))[0]!;
+      await db.run('delete from audit_events where seq > ?', [cut]);
+      await db.run('delete from audit_checkpoints where seq > ?', [cut]);
+      await db.run('update audit_head set seq = ?, hash = ? where id = 1', [cut, kept.hash]);
+      const before = await verifyThreeWays();
+      assertFailedAt(before.live, cut + 1, /truncated: the anchor file has a checkpoint at seq/, 'live');
+      assertFailedAt(before.anchored, cut + 1, /truncated/, 'export file with --anchor');
+      // The server's next change lands on the forged head: it refuses to sign it, so even the log alone shows the cut.
+      const added = await fleet.http('POST', '/api/v1/hosts', { name: 'after-cut', env: 'development' });
+      assert.equal(added.status, 200, JSON.stringify(added.json));
+      const after = await verifyThreeWays();
+      assertFailedAt(after.offline, cut + 1, /unsigned tail: events/, 'export file');
+      assertFailedAt(after.live, cut + 1, /unsigned tail|rewritten|truncated/, 'live');
       await restore(db, saved);
     });
   });

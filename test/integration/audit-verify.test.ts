@@ -8,7 +8,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { parseAuditLines, type AuditRecord, type EventRecord, type ExportHeader, type NumberedRecord } from '../../src/audit/audit-record.js';
 import { formatPublicKey, parsePublicKey, signCheckpoint, type CheckpointRecord } from '../../src/audit/checkpoint.js';
-import { verifyAuditLog, type VerifyResult } from '../../src/audit/verify-log.js';
+import { PER_TRANSACTION, verifyAuditLog, type VerifyResult } from '../../src/audit/verify-log.js';
 import { auditHash, GENESIS_HASH } from '../../src/core/audit-hash.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
@@ -22,8 +22,8 @@ interface Log {
 }
 
 /** Events 1..count, one a second, with a checkpoint after every `every`-th (signed a second later). */
-function buildLog(count: number, options: { every?: number; intervalMs?: number; exportedAfter?: number } = {}): Log {
-  const every = options.every ?? 10;
+function buildLog(count: number, options: { every?: number; intervalMs?: number; exportedAfter?: number; perTransaction?: boolean } = {}): Log {
+  const every = options.perTransaction ? 1 : (options.every ?? 10);
   const records: AuditRecord[] = [];
   let prevHash = GENESIS_HASH;
   for (let seq = 1; seq <= count; seq++) {
@@ -31,7 +31,8 @@ function buildLog(count: number, options: { every?: number; intervalMs?: number;
     const hash = auditHash(prevHash, fields);
     records.push({ type: 'event', ...fields, prevHash, hash });
     prevHash = hash;
-    if (seq % every === 0) records.push(signCheckpoint({ seq, hash, at: at(seq + 0.5), every, intervalMs: options.intervalMs ?? 300_000 }, KEY.privateKey));
+    if (options.perTransaction) records.push(signCheckpoint({ seq, hash, at: at(seq + 0.5), every: PER_TRANSACTION, intervalMs: PER_TRANSACTION }, KEY.privateKey));
+    else if (seq % every === 0) records.push(signCheckpoint({ seq, hash, at: at(seq + 0.5), every, intervalMs: options.intervalMs ?? 300_000 }, KEY.privateKey));
   }
   const header: ExportHeader = { type: 'export', version: 1, exportedAt: at(count + (options.exportedAfter ?? 2)), since: null, head: { seq: count, hash: prevHash } };
   return { header, records };
@@ -65,11 +66,12 @@ function verify(input: NumberedRecord[], options: { anchor?: NumberedRecord[]; p
   return verifyAuditLog(input, { publicKey: options.publicKey ?? KEY.publicKey, now: new Date(T0), anchor: options.anchor, maxUnsignedAgeMs: options.maxUnsignedAgeMs });
 }
 
-function assertFailsAt(result: VerifyResult, seq: number, word: RegExp): void {
+function assertFailsAt(result: VerifyResult, seq: number, word: RegExp, kind?: string): void {
   assert.equal(result.ok, false, `expected a failure at seq ${seq}, got ${JSON.stringify(result)}`);
   if (result.ok) return;
   assert.equal(result.seq, seq, `failed at seq ${result.seq}: ${result.problem}`);
   assert.match(result.problem, word);
+  if (kind !== undefined) assert.equal(result.kind, kind);
 }
 
 const eventAt = (records: AuditRecord[], seq: number) => records.findIndex((record) => record.type === 'event' && record.seq === seq);
@@ -240,5 +242,60 @@ describe('audit verify (offline, pure)', () => {
     assert.equal(formatPublicKey(parsePublicKey(line)!), line);
     assert.equal(formatPublicKey(parsePublicKey(KEY.publicKey.export({ format: 'pem', type: 'spki' }).toString())!), line);
     assert.equal(parsePublicKey('ed25519:short'), undefined);
+  });
+});
+
+describe('audit verify, log signed per transaction (no unsigned tail)', () => {
+  /** The last `n` events re-chained with a changed actor and the head moved, as an attacker with the database but not the key would. */
+  function rewriteTail(log: Log, from: number, keepCheckpoints: boolean): ExportHeader {
+    const records = log.records.filter((record) => keepCheckpoints || record.type !== 'checkpoint' || record.seq < from);
+    const changed = records.map((record) => (record.type === 'event' && record.seq >= from ? { ...record, actor: 'mallory' } : record));
+    log.records = rechain(changed);
+    const last = log.records.filter((record) => record.type === 'event').at(-1) as EventRecord;
+    return { ...log.header, head: { seq: last.seq, hash: last.hash } };
+  }
+
+  it('accepts an untouched log: every event is signed', () => {
+    const log = buildLog(25, { perTransaction: true, exportedAfter: 3600 });
+    const result = verify(lines(log), { anchor: anchorOf(log) });
+    assert.equal(result.ok, true, JSON.stringify(result));
+    assert.equal(result.ok && result.unsigned, 0);
+  });
+
+  it('tail attack 1: events rewritten after the last checkpoint with recomputed hashes are an unsigned tail (rewritten if their checkpoints stay)', () => {
+    const kept = buildLog(25, { perTransaction: true });
+    const keptHeader = rewriteTail(kept, 23, true);
+    assertFailsAt(verify(lines(kept.records, keptHeader)), 23, /rewritten: the chain up to seq 23/, 'rewritten');
+    const dropped = buildLog(25, { perTransaction: true });
+    const anchor = anchorOf(dropped);
+    const header = rewriteTail(dropped, 23, false);
+    assertFailsAt(verify(lines(dropped.records, header)), 23, /unsigned tail: events 23\.\.25 follow the last signed checkpoint \(seq 22\)/, 'unsigned tail');
+    // The anchor file disagrees at seq 25 too, but the first event the log leaves unsigned is named.
+    assertFailsAt(verify(lines(dropped.records, header), { anchor }), 23, /unsigned tail/, 'unsigned tail');
+  });
+
+  it('tail attack 2: an event inserted after the last checkpoint, dated now and chained, is an unsigned tail', () => {
+    const log = buildLog(25, { perTransaction: true });
+    const last = log.records.filter((record) => record.type === 'event').at(-1) as EventRecord;
+    const forged = { seq: 26, at: at(25.7), actor: 'alice', action: 'approval.given', target: 'deployment:1', details: {} };
+    const hash = auditHash(last.hash, forged);
+    log.records.push({ type: 'event', ...forged, prevHash: last.hash, hash });
+    assertFailsAt(verify(lines(log.records, { ...log.header, head: { seq: 26, hash } })), 26, /unsigned tail: events 26\.\.26/, 'unsigned tail');
+  });
+
+  it('tail attack 3: the tail cut with its checkpoints and the head moved back is caught with the anchor file', () => {
+    const log = buildLog(25, { perTransaction: true });
+    const anchor = anchorOf(log);
+    const cut = log.records.filter((record) => record.type !== 'export' && record.seq <= 22);
+    const head = cut.filter((record) => record.type === 'event').at(-1) as EventRecord;
+    const header = { ...log.header, head: { seq: 22, hash: head.hash } };
+    assert.equal(verify(lines(cut, header)).ok, true, 'a cut at a transaction boundary looks complete without an anchor');
+    assertFailsAt(verify(lines(cut, header), { anchor }), 23, /truncated: the anchor file has a checkpoint at seq 25/, 'truncated');
+  });
+
+  it('a per-transaction checkpoint needs no event cadence: one transaction may append many events', () => {
+    const log = buildLog(25, { perTransaction: true });
+    log.records = log.records.filter((record) => record.type !== 'checkpoint' || record.seq === 3 || record.seq === 25);
+    assert.equal(verify(lines(log)).ok, true);
   });
 });

@@ -53,7 +53,8 @@ describe('drift on the server', () => {
     // Count what the dispatcher is asked to deliver (the channels themselves are tested elsewhere).
     const dispatch = server.context.alerts.dispatch.bind(server.context.alerts);
     server.context.alerts.dispatch = (alert: Alert, to: AlertTarget) => {
-      alerts.push(alert);
+      // Not the audit anchors, which token and config changes send at once, in the background.
+      if (alert.kind !== 'audit.checkpoint') alerts.push(alert);
       dispatch(alert, to);
     };
   });

@@ -11,7 +11,7 @@ import { auditHash, GENESIS_HASH } from '../../src/core/audit-hash.js';
 import { DEPLOYMENT_STATES, IN_FLIGHT_DEPLOYMENT_STATES, type StepState } from '../../src/core/deployment-states.js';
 import { TOKEN_ROLES, USER_ROLES } from '../../src/core/token-roles.js';
 import type { HostAlertState } from '../../src/core/host-presence.js';
-import type { AuditEventRow, DeploymentHostRow, DeploymentRow, FirecallRecordRow, HostAlertStateRow, HostRow, ReleaseRow, Store, TokenRow } from '../../src/store/store.js';
+import type { AuditEventRow, AuditSigner, DeploymentHostRow, DeploymentRow, FirecallRecordRow, HostAlertStateRow, HostRow, ReleaseRow, Store, TokenRow } from '../../src/store/store.js';
 import { storeBackends, type StoreBackend, withStore as withBackendStore } from '../helpers/store-backends.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
@@ -652,6 +652,45 @@ function contract(backend: StoreBackend): void {
             (await store.read.listAudit({ afterSeq: 1, limit: 1 })).map((event) => event.seq),
             [2],
           );
+        }));
+
+      it('with a signer, each transaction that appends stores one checkpoint over its head, in the transaction; none for a rollback', () =>
+        withStore(async (store) => {
+          const committed: { seq: number; actions: readonly string[] }[] = [];
+          const refused: { seq: number; problem: string }[] = [];
+          const signer = (): AuditSigner => ({
+            sign: (head) => ({ seq: head.seq, hash: head.hash, at: at(9), every: 0, interval_ms: 0, key_id: 'k', signature: `sig-${head.seq}` }),
+            committed: (checkpoint, actions) => committed.push({ seq: Number(checkpoint.seq), actions }),
+            refused: (problem) => refused.push(problem),
+          });
+          store.useAuditSigner(signer());
+          await store.transaction(async (repo) => {
+            await repo.appendAudit({ at: at(1), actor: 'alice', action: 'token.created', target: 't', details: {} });
+            await repo.appendAudit({ at: at(2), actor: 'alice', action: 'host.added', target: 't', details: {} });
+          });
+          await store.transaction(async () => undefined); // appends nothing: no checkpoint
+          await assert.rejects(
+            store.transaction(async (repo) => {
+              await repo.appendAudit({ at: at(3), actor: 'mallory', action: 'b', target: 't', details: {} });
+              throw new Abort('abort');
+            }),
+            Abort,
+          );
+          const head = await store.read.auditHead();
+          assert.deepEqual(
+            (await store.read.listAuditCheckpoints({ limit: 10 })).map((row) => [Number(row.seq), row.hash]),
+            [[2, head.hash]],
+          );
+          assert.deepEqual(committed, [{ seq: 2, actions: ['token.created', 'host.added'] }]);
+
+          // An event written without the signer (as outside the server) is never signed over by the next transaction.
+          store.useAuditSigner(undefined);
+          await store.transaction((repo) => repo.appendAudit({ at: at(4), actor: 'mallory', action: 'forged', target: 't', details: {} }));
+          store.useAuditSigner(signer());
+          await store.transaction((repo) => repo.appendAudit({ at: at(5), actor: 'alice', action: 'c', target: 't', details: {} }));
+          assert.deepEqual((await store.read.listAuditCheckpoints({ limit: 10 })).map((row) => Number(row.seq)), [2]);
+          assert.equal(refused.length, 1);
+          assert.match(refused[0]!.problem, /^unsigned tail: events 3\.\.3 /);
         }));
 
       it('a transaction that throws after appendAudit leaves no event and does not advance the chain', () =>

@@ -2,11 +2,18 @@
 import { sql } from 'kysely';
 import { auditHash } from '../../core/audit-hash.js';
 import { canonicalJson } from '../../core/manifest.js';
-import type { AuditCheckpointRow, AuditEventRow, AuditWriteRepo } from '../audit-repo.js';
+import type { AuditCheckpointRow, AuditEventRow, AuditSigner, AuditWriteRepo } from '../audit-repo.js';
 import type { Executor } from './executor.js';
 
-/** The audit chain over `db`. */
-export function kyselyAuditRepo(db: Executor): AuditWriteRepo {
+/** What a transaction appended to the chain: the head before its first event, its last event, and their actions. */
+export interface AppendedAudit {
+  before?: { seq: number; hash: string };
+  last?: AuditEventRow;
+  readonly actions: string[];
+}
+
+/** The audit chain over `db`; with `appended`, records what appendAudit adds (for the transaction's checkpoint). */
+export function kyselyAuditRepo(db: Executor, appended?: AppendedAudit): AuditWriteRepo {
   return {
     auditSince(since, actions) {
       if (actions.length === 0) return Promise.resolve([]);
@@ -69,6 +76,11 @@ export function kyselyAuditRepo(db: Executor): AuditWriteRepo {
       };
       await db.insertInto('audit_events').values(row).execute();
       await db.updateTable('audit_head').set({ hash }).where('id', '=', 1).execute();
+      if (appended) {
+        appended.before ??= { seq: seq - 1, hash: head.hash };
+        appended.last = row;
+        appended.actions.push(row.action);
+      }
       return row;
     },
     async insertAuditCheckpoint(row) {
@@ -80,6 +92,34 @@ export function kyselyAuditRepo(db: Executor): AuditWriteRepo {
       return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
     },
   };
+}
+
+/**
+ * Signs the head a transaction left, in that transaction, unless the chain
+ * before its first event is not the one last signed per transaction (events
+ * were written, rewritten or cut outside the server): the server then refuses
+ * to sign the forged chain, and the unsigned events are what `audit verify`
+ * reports. A chain last signed by the periodic checkpointer (or never) is
+ * taken as it is, so a log from before per-transaction signing continues.
+ */
+export async function signAppended(repo: AuditWriteRepo, signer: AuditSigner, appended: AppendedAudit): Promise<{ checkpoint: AuditCheckpointRow } | { problem: { seq: number; problem: string } } | undefined> {
+  const { before, last } = appended;
+  if (!before || !last) return undefined;
+  const previous = await repo.lastAuditCheckpoint();
+  if (previous && Number(previous.every) === 0 && (Number(previous.seq) !== before.seq || previous.hash !== before.hash)) {
+    const signedSeq = Number(previous.seq);
+    const problem =
+      signedSeq < before.seq
+        ? `unsigned tail: events ${signedSeq + 1}..${before.seq} after the last signed checkpoint were written outside the server`
+        : signedSeq > before.seq
+          ? `truncated: the chain head was moved back from seq ${signedSeq} to seq ${before.seq}`
+          : `rewritten: the chain at seq ${signedSeq} is not the one signed there`;
+    return { problem: { seq: Math.min(signedSeq, before.seq) + 1, problem } };
+  }
+  const checkpoint = signer.sign({ seq: Number(last.seq), hash: last.hash });
+  if (!checkpoint) return undefined;
+  await repo.insertAuditCheckpoint(checkpoint);
+  return { checkpoint };
 }
 
 /** bigint columns may come back as strings; checkpoints hold numbers. */

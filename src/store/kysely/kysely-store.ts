@@ -6,9 +6,9 @@
 import { Migrator, type Kysely } from 'kysely';
 import { migrationProvider } from '../migrations.js';
 import type { Database } from '../schema.js';
-import type { Store, StoreCapabilities, WriteRepo } from '../store.js';
+import type { AuditSigner, Store, StoreCapabilities, WriteRepo } from '../store.js';
 import { kyselyAgentCommandRepo } from './agent-command-repo.js';
-import { kyselyAuditRepo } from './audit-repo.js';
+import { kyselyAuditRepo, signAppended, type AppendedAudit } from './audit-repo.js';
 import { kyselyConfigRepo } from './config-repo.js';
 import { kyselyCounterRepo } from './counter-repo.js';
 import { kyselyDeploymentRepo } from './deployment-repo.js';
@@ -23,10 +23,31 @@ import { kyselyTokenRepo } from './token-repo.js';
 
 /** Builds a store over a Kysely instance whose dialect the caller chose. */
 export function createKyselyStore(db: Kysely<Database>, capabilities: StoreCapabilities): Store {
+  let signer: AuditSigner | undefined;
   return {
     capabilities,
     read: kyselyRepo(db),
-    transaction: (work) => db.transaction().execute((tx) => work(kyselyRepo(tx))),
+    async transaction(work) {
+      // The signer in force when the transaction starts signs all of it.
+      const signing = signer;
+      let signed: Awaited<ReturnType<typeof signAppended>>;
+      let actions: readonly string[] = [];
+      const result = await db.transaction().execute(async (tx) => {
+        const appended: AppendedAudit = { actions: [] };
+        const repo = kyselyRepo(tx, appended);
+        const value = await work(repo);
+        if (signing) signed = await signAppended(repo, signing, appended);
+        actions = appended.actions;
+        return value;
+      });
+      // Told only after commit: a rolled-back transaction signed nothing.
+      if (signed && 'checkpoint' in signed) signing?.committed?.(signed.checkpoint, actions);
+      if (signed && 'problem' in signed) signing?.refused?.(signed.problem);
+      return result;
+    },
+    useAuditSigner(next) {
+      signer = next;
+    },
     async migrate() {
       const migrator = new Migrator({ db, provider: migrationProvider });
       const { error, results } = await migrator.migrateToLatest();
@@ -42,7 +63,7 @@ export function createKyselyStore(db: Kysely<Database>, capabilities: StoreCapab
 }
 
 /** Every area's repo over one executor, as one object. */
-function kyselyRepo(db: Executor): WriteRepo {
+function kyselyRepo(db: Executor, appended?: AppendedAudit): WriteRepo {
   return {
     ...kyselyCounterRepo(db),
     ...kyselyConfigRepo(db),
@@ -52,7 +73,7 @@ function kyselyRepo(db: Executor): WriteRepo {
     ...kyselyHostFactsRepo(db),
     ...kyselyHostAlertStateRepo(db),
     ...kyselyDeploymentRepo(db),
-    ...kyselyAuditRepo(db),
+    ...kyselyAuditRepo(db, appended),
     ...kyselyFirecallRepo(db),
     ...kyselyDriftRepo(db),
     ...kyselyAgentCommandRepo(db),
