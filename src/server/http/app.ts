@@ -8,7 +8,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { API_PREFIX } from '../../api/paths.js';
-import { ROUTES, type RouteName } from '../../api/routes.js';
+import { JSON_BODY_MAX_BYTES, JSON_MAX_DEPTH, JSON_MAX_STRING_CHARS, ROUTES, type RouteName, type RouteSpec } from '../../api/routes.js';
+import { jsonBoundsViolation } from './bounded-json.js';
 import { HTTP_STATUS, LockstepError } from '../../core/errors.js';
 import { errorBody } from '../../api/errors.js';
 import { canonicalManifest } from '../../core/manifest.js';
@@ -49,9 +50,20 @@ declare module 'fastify' {
  * error format. `limiter` counts failed authentications (enrollment too).
  */
 export function buildApp(context: ServerContext, limiter: FailedAuthLimiter): FastifyInstance {
-  const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: 256 * 1024 * 1024 });
+  // Routes that need more say so (maxBytes in the route table); a body over the limit is refused from its Content-Length before it is read, or as soon as a chunked one crosses it.
+  const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: JSON_BODY_MAX_BYTES });
 
+  // Blobs pass through as streams, to disk; never buffered here.
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = String(body);
+    const name = request.routeOptions.config.route;
+    const spec: RouteSpec | undefined = name === undefined ? undefined : ROUTES[name];
+    const violation = jsonBoundsViolation(text, { maxDepth: JSON_MAX_DEPTH, maxStringChars: spec?.maxStringChars ?? JSON_MAX_STRING_CHARS });
+    if (violation === undefined) return parseJson(request, text, done);
+    done(Object.assign(new Error(violation.message), { statusCode: violation.kind === 'too-deep' ? 400 : 413 }), undefined);
+  });
 
   const routes: { method: string; url: string; access: Access }[] = [];
   app.decorate('lockstepRoutes', routes);
@@ -97,6 +109,7 @@ export function buildApp(context: ServerContext, limiter: FailedAuthLimiter): Fa
     if (error instanceof LockstepError) {
       return reply.status(HTTP_STATUS[error.kind]).send(errorBody(error.kind, error.message, { details: error.details }));
     }
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(errorBody('bad-input', tooLargeMessage(request)));
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
       return reply.status(error.statusCode).send(errorBody('bad-input', error.message));
     }
@@ -107,6 +120,14 @@ export function buildApp(context: ServerContext, limiter: FailedAuthLimiter): Fa
   app.setNotFoundHandler((request, reply) => reply.status(404).send(errorBody('not-found', `no route ${request.method} ${request.url}`)));
 
   return app;
+}
+
+/** One line naming the route's body limit, and the body's size when its Content-Length said it. */
+function tooLargeMessage(request: FastifyRequest): string {
+  const limit = request.routeOptions.bodyLimit ?? JSON_BODY_MAX_BYTES;
+  const length = Number(request.headers['content-length']);
+  if (Number.isFinite(length) && length > limit) return `request body is ${length} bytes; this route takes at most ${limit}`;
+  return `request body is more than ${limit} bytes, the most this route takes`;
 }
 
 /** The handlers of the routes served here (configuration, releases, hosts, deployments, tokens, agents, parity); the other route modules add theirs. */
