@@ -5,7 +5,9 @@
  * limits still work.
  */
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { DRIFT_BLOB_MAX_BYTES } from '../../src/api/routes.js';
 import { testConfig } from '../helpers/fleet.js';
 import { startInProcessApp, type InProcessApp } from '../helpers/in-process-app.js';
 
@@ -60,5 +62,18 @@ describe('bounded JSON bodies on the routes', () => {
     const enroll = await post('/api/v1/agent/enroll', undefined, JSON.stringify({ token: 'x'.repeat(100_000) }));
     assert.equal(enroll.status, 413);
     assert.match(enroll.error?.message ?? '', /this route takes at most 65536$/);
+  });
+
+  it('refuses a streamed upload over its limit with 413: from its Content-Length, and sent chunked once it crosses the limit', async () => {
+    const credential = await server.enroll('dev-1', 'development');
+    const url = `/api/v1/agent/blobs/${'a'.repeat(64)}?host=dev-1`;
+    const headers = { authorization: `Bearer ${credential}`, 'content-type': 'application/octet-stream' };
+    const oversized = Buffer.alloc(DRIFT_BLOB_MAX_BYTES + 1);
+    const withLength = await server.app.inject({ method: 'PUT', url, headers, payload: oversized });
+    assert.equal(withLength.statusCode, 413);
+    assert.equal((JSON.parse(withLength.body) as { error: { message: string } }).error.message, `request body is ${DRIFT_BLOB_MAX_BYTES + 1} bytes; this route takes at most ${DRIFT_BLOB_MAX_BYTES}`);
+    const chunked = await server.app.inject({ method: 'PUT', url, headers, payload: Readable.from([oversized]) });
+    assert.equal(chunked.statusCode, 413);
+    assert.equal((JSON.parse(chunked.body) as { error: { message: string } }).error.message, `request body is more than ${DRIFT_BLOB_MAX_BYTES} bytes, the most this route takes`);
   });
 });

@@ -27,7 +27,7 @@ import { manifestDeltaOf } from '../releases/manifest-delta.js';
 import { hashToken } from './tokens.js';
 import { auditView, driftOverview, history, hostView, placementOverview, status } from './views.js';
 import { parityView, recordFacts } from '../drift/parity-service.js';
-import { abortOnClose, actorOf, agentOf, userOf } from './route-helpers.js';
+import { abortOnClose, actorOf, agentOf, bodyTooLarge, userOf } from './route-helpers.js';
 import type { RouteHandlers } from './route-binder.js';
 import { reportCorruptBlob } from '../releases/blob-integrity.js';
 import { corruptBlobError } from '../../content/blob-store.js';
@@ -109,7 +109,7 @@ export function buildApp(context: ServerContext, limiter: FailedAuthLimiter): Fa
     if (error instanceof LockstepError) {
       return reply.status(HTTP_STATUS[error.kind]).send(errorBody(error.kind, error.message, { details: error.details }));
     }
-    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(errorBody('bad-input', tooLargeMessage(request)));
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(errorBody('bad-input', bodyTooLarge(request.routeOptions.bodyLimit ?? JSON_BODY_MAX_BYTES, Number(request.headers['content-length'])).message));
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
       return reply.status(error.statusCode).send(errorBody('bad-input', error.message));
     }
@@ -120,14 +120,6 @@ export function buildApp(context: ServerContext, limiter: FailedAuthLimiter): Fa
   app.setNotFoundHandler((request, reply) => reply.status(404).send(errorBody('not-found', `no route ${request.method} ${request.url}`)));
 
   return app;
-}
-
-/** One line naming the route's body limit, and the body's size when its Content-Length said it. */
-function tooLargeMessage(request: FastifyRequest): string {
-  const limit = request.routeOptions.bodyLimit ?? JSON_BODY_MAX_BYTES;
-  const length = Number(request.headers['content-length']);
-  if (Number.isFinite(length) && length > limit) return `request body is ${length} bytes; this route takes at most ${limit}`;
-  return `request body is more than ${limit} bytes, the most this route takes`;
 }
 
 /** The handlers of the routes served here (configuration, releases, hosts, deployments, tokens, agents, parity); the other route modules add theirs. */
