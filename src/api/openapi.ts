@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { HTTP_STATUS } from '../core/errors.js';
 import { API_PREFIX } from './paths.js';
 import { ROUTE_SCHEMAS, type RouteSchemaSet } from './route-schemas.js';
-import { ROUTE_NAMES, ROUTES, type RouteSpec } from './routes.js';
+import { JSON_BODY_MAX_BYTES, ROUTE_NAMES, ROUTES, type RouteSpec } from './routes.js';
 import * as api from './schemas.js';
 
 type JsonSchema = Record<string, unknown>;
@@ -107,7 +107,8 @@ function operation(collector: SchemaCollector, name: string, spec: RouteSpec, sc
     'x-lockstep-access': spec.access,
     ...(spec.scope ? { 'x-lockstep-scope': spec.scope } : {}),
     ...(spec.longPoll ? { 'x-lockstep-long-poll': true } : {}),
-    ...(spec.maxBytes !== undefined ? { 'x-lockstep-max-bytes': spec.maxBytes } : {}),
+    // Every body has a limit: the route's own, or the default for small JSON bodies.
+    ...(requestBody ? { 'x-lockstep-max-bytes': spec.maxBytes ?? JSON_BODY_MAX_BYTES } : {}),
     parameters: [...parameters(collector, schemas.params, 'path'), ...parameters(collector, schemas.query, 'query')],
     ...(requestBody ? { requestBody } : {}),
     responses: {

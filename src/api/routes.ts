@@ -39,12 +39,37 @@ export interface RouteSpec {
   /** The success status (default 200). */
   readonly status?: 201;
   readonly scope?: EnvironmentScope;
-  /** The largest request body accepted, in bytes (default: the server's 256 MiB). */
+  /** The largest request body accepted, in bytes (default JSON_BODY_MAX_BYTES); larger ones get 413 before they are read. */
   readonly maxBytes?: number;
+  /** The longest string a JSON body may hold, in characters (default JSON_MAX_STRING_CHARS). */
+  readonly maxStringChars?: number;
   /** A long poll: waits on the server up to the `wait` seconds of its query. */
   readonly longPoll?: true;
 }
 
+/** The body limit of every route that names none: enrollment and the other small JSON bodies. */
+export const JSON_BODY_MAX_BYTES = 64 * 1024;
+/** How deep a JSON body may nest; no schema of ours goes past 6. */
+export const JSON_MAX_DEPTH = 64;
+/** The longest string a JSON body may hold by default: the longest any body schema accepts (a fire-call transcript piece), except lockstep.yaml. */
+export const JSON_MAX_STRING_CHARS = 65_536;
+/**
+ * A release manifest: sized for 100,000 entries of ~330 bytes of JSON each
+ * (a file entry with its 64-hex hash is ~110 bytes plus its path).
+ */
+export const MANIFEST_MAX_BYTES = 32 * 1024 * 1024;
+/** The hashes of a 100,000-file release (67 bytes of JSON each), with room. */
+const BLOB_LIST_MAX_BYTES = 8 * 1024 * 1024;
+/** lockstep.yaml: its schema takes 1,000,000 characters, and JSON escapes can double some. */
+const CONFIG_MAX_BYTES = 4 * 1024 * 1024;
+/** Up to 1,000 absolute paths of up to 4,096 characters (drift revert and accept). */
+const PATH_LIST_MAX_BYTES = 8 * 1024 * 1024;
+/**
+ * What an agent's batched reports may reach under their schemas (2,000 log
+ * pieces of 16 KiB, 1,000 transcript pieces of 64 KiB, 10,000 drift findings,
+ * 100,000 watched paths); only an enrolled host's credential gets this far.
+ */
+const AGENT_BATCH_MAX_BYTES = 64 * 1024 * 1024;
 /** The largest release blob an upload may carry. */
 const RELEASE_BLOB_MAX_BYTES = 16 * 1024 * 1024 * 1024;
 /** The largest drifted file an agent may upload (the protocol's cap). */
@@ -56,13 +81,13 @@ export const ROUTES = {
   openapi: { method: 'GET', path: '/openapi.json', access: 'public', summary: 'This API as an OpenAPI 3.1 document' },
 
   // ---- configuration ----
-  applyConfig: { method: 'POST', path: '/config', access: 'admin', summary: 'Apply lockstep.yaml' },
+  applyConfig: { method: 'POST', path: '/config', access: 'admin', summary: 'Apply lockstep.yaml', maxBytes: CONFIG_MAX_BYTES, maxStringChars: 1_000_000 },
   getConfig: { method: 'GET', path: '/config', access: 'viewer', summary: 'The lockstep.yaml applied last' },
 
   // ---- blobs and releases ----
-  missingBlobs: { method: 'POST', path: '/blobs/missing', access: 'deployer', summary: 'Which of these blobs the server lacks' },
+  missingBlobs: { method: 'POST', path: '/blobs/missing', access: 'deployer', summary: 'Which of these blobs the server lacks', maxBytes: BLOB_LIST_MAX_BYTES },
   uploadBlob: { method: 'PUT', path: '/blobs/:hash', access: 'deployer', summary: 'Upload one blob; the server checks its hash', request: 'stream', maxBytes: RELEASE_BLOB_MAX_BYTES },
-  createRelease: { method: 'POST', path: '/releases', access: 'deployer', summary: 'Create a release from a manifest whose blobs were uploaded' },
+  createRelease: { method: 'POST', path: '/releases', access: 'deployer', summary: 'Create a release from a manifest whose blobs were uploaded', maxBytes: MANIFEST_MAX_BYTES },
   listReleases: { method: 'GET', path: '/releases', access: 'viewer', summary: 'Releases, newest first' },
   showRelease: { method: 'GET', path: '/releases/:ref', access: 'viewer', summary: 'One release (id, id prefix or app@version) with its manifest' },
   rejectRelease: { method: 'POST', path: '/releases/:ref/reject', access: 'deployer', summary: 'Keep a release out of an environment', scope: 'body.env' },
@@ -96,8 +121,8 @@ export const ROUTES = {
   // ---- drift ----
   driftList: { method: 'GET', path: '/drift', access: 'viewer', summary: 'Drift items of every host, an environment or a host' },
   driftScan: { method: 'POST', path: '/drift/scan', access: 'deployer', summary: 'Ask a host to scan now', status: 201, scope: 'host' },
-  driftRevert: { method: 'POST', path: '/drift/revert', access: 'deployer', summary: 'Put drifted paths back as the baseline says', status: 201, scope: 'drift-target' },
-  driftAccept: { method: 'POST', path: '/drift/accept', access: 'admin', summary: 'Make drifted watched paths the new baseline', status: 201, scope: 'host' },
+  driftRevert: { method: 'POST', path: '/drift/revert', access: 'deployer', summary: 'Put drifted paths back as the baseline says', status: 201, scope: 'drift-target', maxBytes: PATH_LIST_MAX_BYTES },
+  driftAccept: { method: 'POST', path: '/drift/accept', access: 'admin', summary: 'Make drifted watched paths the new baseline', status: 201, scope: 'host', maxBytes: PATH_LIST_MAX_BYTES },
   driftAdopt: { method: 'POST', path: '/drift/adopt', access: 'deployer', summary: "Make a release of a host's drifted release files", status: 201, scope: 'host' },
   command: { method: 'GET', path: '/commands/:id', access: 'viewer', summary: 'An agent command; with wait, long-polls until it finished', longPoll: true },
 
@@ -106,7 +131,7 @@ export const ROUTES = {
 
   // ---- fire calls ----
   firecallCa: { method: 'GET', path: '/firecall/ca/:env', access: 'viewer', summary: "An environment's fire-call CA public key" },
-  openFirecall: { method: 'POST', path: '/firecalls', access: 'deployer', summary: 'Open a fire call: a short-lived SSH certificate', status: 201, scope: 'body.env' },
+  openFirecall: { method: 'POST', path: '/firecalls', access: 'deployer', summary: 'Open a fire call: a short-lived SSH certificate', status: 201, scope: 'body.env', maxBytes: 256 * 1024 },
   listFirecalls: { method: 'GET', path: '/firecalls', access: 'viewer', summary: 'Fire calls, newest first' },
   showFirecall: { method: 'GET', path: '/firecalls/:id', access: 'viewer', summary: 'A fire call with its logins and transcripts' },
   closeFirecall: { method: 'POST', path: '/firecalls/:id/close', access: 'deployer', summary: 'Close a fire call and revoke its certificate', request: 'optional-json', scope: 'firecall' },
@@ -118,14 +143,14 @@ export const ROUTES = {
   agentRelease: { method: 'GET', path: '/agent/releases/:id', access: 'agent', summary: "A release's manifest, or a delta against a base the agent has" },
   agentBlob: { method: 'GET', path: '/agent/blobs/:hash', access: 'agent', summary: "One blob's bytes", response: 'stream' },
   agentBlobUpload: { method: 'PUT', path: '/agent/blobs/:hash', access: 'agent', summary: 'Upload the content of a drifted file', request: 'stream', maxBytes: DRIFT_BLOB_MAX_BYTES },
-  agentReport: { method: 'POST', path: '/agent/report', access: 'agent', summary: "Report a deployment step's progress" },
+  agentReport: { method: 'POST', path: '/agent/report', access: 'agent', summary: "Report a deployment step's progress", maxBytes: AGENT_BATCH_MAX_BYTES },
   agentHeartbeat: { method: 'POST', path: '/agent/heartbeat', access: 'agent', summary: 'Alive, with the current release and health' },
   agentSettings: { method: 'GET', path: '/agent/settings', access: 'agent', summary: 'What the host watches and how often it scans' },
-  agentDrift: { method: 'POST', path: '/agent/drift', access: 'agent', summary: "The host's complete set of drift findings" },
+  agentDrift: { method: 'POST', path: '/agent/drift', access: 'agent', summary: "The host's complete set of drift findings", maxBytes: AGENT_BATCH_MAX_BYTES },
   agentCommandResult: { method: 'POST', path: '/agent/commands/:id', access: 'agent', summary: 'Answer a command' },
-  agentFacts: { method: 'POST', path: '/agent/facts', access: 'agent', summary: "The host's facts, for parity" },
+  agentFacts: { method: 'POST', path: '/agent/facts', access: 'agent', summary: "The host's facts, for parity", maxBytes: AGENT_BATCH_MAX_BYTES },
   agentFirecallTrust: { method: 'GET', path: '/agent/firecall', access: 'agent', summary: "Long-poll the host's fire-call sshd trust", longPoll: true },
-  agentFirecallReport: { method: 'POST', path: '/agent/firecall', access: 'agent', summary: 'The trust revision installed, and sshd lines and transcripts recorded' },
+  agentFirecallReport: { method: 'POST', path: '/agent/firecall', access: 'agent', summary: 'The trust revision installed, and sshd lines and transcripts recorded', maxBytes: AGENT_BATCH_MAX_BYTES },
 } as const satisfies Readonly<Record<string, RouteSpec>>;
 
 /** The name of a route of the contract. */

@@ -3,8 +3,6 @@
  * results, uploaded content of drifted files) and what people ask (list,
  * scan, revert, accept, adopt, follow a command).
  */
-import { Transform } from 'node:stream';
-import { DRIFT_BLOB_MAX_BYTES } from '../../api/routes.js';
 import { LockstepError } from '../../core/errors.js';
 import { recordCommandResult, waitForCommand } from './agent-command-service.js';
 import { currentConfig } from '../config-service.js';
@@ -37,9 +35,8 @@ export function driftRouteHandlers(context: ServerContext): RouteHandlers {
     agentBlobUpload: async ({ params, query, body }, request) => {
       agentOf(request, query.host);
       if (!(body && typeof body.pipe === 'function')) throw new LockstepError('bad-input', 'send the blob as application/octet-stream');
-      const length = Number(request.headers['content-length']);
-      if (Number.isFinite(length) && length > DRIFT_BLOB_MAX_BYTES) throw new LockstepError('bad-input', `a drifted file may be at most ${DRIFT_BLOB_MAX_BYTES} bytes; this one has ${length}`);
-      return context.blobs.put(params.hash, body.pipe(capped(DRIFT_BLOB_MAX_BYTES)));
+      // The route binder caps the stream at the table's DRIFT_BLOB_MAX_BYTES (413).
+      return context.blobs.put(params.hash, body);
     },
 
     // ---- people ----
@@ -52,14 +49,3 @@ export function driftRouteHandlers(context: ServerContext): RouteHandlers {
   };
 }
 
-/** Passes at most `max` bytes through and fails the stream beyond, whatever the request claimed. */
-function capped(max: number): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      seen += chunk.length;
-      if (seen > max) return done(new LockstepError('bad-input', `a drifted file may be at most ${max} bytes`));
-      done(null, chunk);
-    },
-  });
-}

@@ -8,7 +8,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { API_PREFIX } from '../../api/paths.js';
-import { ROUTES, type RouteName } from '../../api/routes.js';
+import { JSON_BODY_MAX_BYTES, JSON_MAX_DEPTH, JSON_MAX_STRING_CHARS, ROUTES, type RouteName, type RouteSpec } from '../../api/routes.js';
+import { jsonBoundsViolation } from './bounded-json.js';
 import { HTTP_STATUS, LockstepError } from '../../core/errors.js';
 import { errorBody } from '../../api/errors.js';
 import { canonicalManifest } from '../../core/manifest.js';
@@ -26,7 +27,7 @@ import { manifestDeltaOf } from '../releases/manifest-delta.js';
 import { hashToken } from './tokens.js';
 import { auditView, driftOverview, history, hostView, placementOverview, status } from './views.js';
 import { parityView, recordFacts } from '../drift/parity-service.js';
-import { abortOnClose, actorOf, agentOf, userOf } from './route-helpers.js';
+import { abortOnClose, actorOf, agentOf, bodyTooLarge, userOf } from './route-helpers.js';
 import type { RouteHandlers } from './route-binder.js';
 import { reportCorruptBlob } from '../releases/blob-integrity.js';
 import { corruptBlobError } from '../../content/blob-store.js';
@@ -56,9 +57,20 @@ declare module 'fastify' {
  * pick the address its failures are counted under.
  */
 export function buildApp(context: ServerContext, limiter: FailedAuthLimiter, options: { readonly trustProxy?: boolean | undefined } = {}): FastifyInstance {
-  const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: 256 * 1024 * 1024, trustProxy: options.trustProxy === true ? trustOneProxyHop : false });
+  // Routes that need more say so (maxBytes in the route table); a body over the limit is refused from its Content-Length before it is read, or as soon as a chunked one crosses it.
+  const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: JSON_BODY_MAX_BYTES, trustProxy: options.trustProxy === true ? trustOneProxyHop : false });
 
+  // Blobs pass through as streams, to disk; never buffered here.
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = String(body);
+    const name = request.routeOptions.config.route;
+    const spec: RouteSpec | undefined = name === undefined ? undefined : ROUTES[name];
+    const violation = jsonBoundsViolation(text, { maxDepth: JSON_MAX_DEPTH, maxStringChars: spec?.maxStringChars ?? JSON_MAX_STRING_CHARS });
+    if (violation === undefined) return parseJson(request, text, done);
+    done(Object.assign(new Error(violation.message), { statusCode: violation.kind === 'too-deep' ? 400 : 413 }), undefined);
+  });
 
   const routes: { method: string; url: string; access: Access }[] = [];
   app.decorate('lockstepRoutes', routes);
@@ -106,6 +118,7 @@ export function buildApp(context: ServerContext, limiter: FailedAuthLimiter, opt
       if (error.kind === 'rate-limited' && typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
       return reply.status(HTTP_STATUS[error.kind]).send(errorBody(error.kind, error.message, { details: error.details }));
     }
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(errorBody('bad-input', bodyTooLarge(request.routeOptions.bodyLimit ?? JSON_BODY_MAX_BYTES, Number(request.headers['content-length'])).message));
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
       return reply.status(error.statusCode).send(errorBody('bad-input', error.message));
     }

@@ -11,7 +11,7 @@ import { API_PREFIX } from '../../api/paths.js';
 import { ROUTE_SCHEMAS, type RouteOutput, type RouteSchemaSet } from '../../api/route-schemas.js';
 import { ROUTE_NAMES, ROUTES, type RouteName, type RouteSpec } from '../../api/routes.js';
 import { requireEnvironmentScope } from '../deployments/deployment-service.js';
-import { parse, userOf } from './route-helpers.js';
+import { bodyTooLarge, cappedBody, parse, userOf } from './route-helpers.js';
 
 /** A route's validated request: params, query and JSON body parsed by its schemas, or the raw stream of a `stream` body. */
 export interface RouteRequest<N extends RouteName> {
@@ -58,11 +58,18 @@ export function bindRoutes(app: FastifyInstance, groups: readonly RouteHandlers[
       ...(spec.access === 'agent' ? { logLevel: 'warn' as const } : {}),
       ...(spec.maxBytes === undefined ? {} : { bodyLimit: spec.maxBytes }),
       handler: async (request, reply) => {
+        // A streamed body is never buffered, so Fastify's bodyLimit does not see it: refuse it from its Content-Length, else cap it as it flows.
+        let stream = spec.request === 'stream' ? (request.body as Readable | undefined) : undefined;
+        if (stream !== undefined && typeof stream.pipe === 'function' && spec.maxBytes !== undefined) {
+          const length = Number(request.headers['content-length']);
+          if (length > spec.maxBytes) throw bodyTooLarge(spec.maxBytes, length);
+          stream = stream.pipe(cappedBody(spec.maxBytes));
+        }
         const input: { readonly params: unknown; readonly query: unknown; readonly body: unknown } = {
           params: schemas.params ? parse(schemas.params, request.params) : undefined,
           query: schemas.query ? parse(schemas.query, request.query) : undefined,
           body:
-            spec.request === 'stream' ? request.body
+            spec.request === 'stream' ? stream
             : schemas.body ? parse(schemas.body, spec.request === 'optional-json' ? (request.body ?? {}) : request.body)
             : undefined,
         };

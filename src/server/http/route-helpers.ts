@@ -1,5 +1,6 @@
 /** What every route module needs: body parsing with every problem named, the caller, and long-poll abort signals. */
 import type { FastifyRequest } from 'fastify';
+import { Transform } from 'node:stream';
 import type { z } from 'zod';
 import { LockstepError } from '../../core/errors.js';
 import type { Principal } from '../context.js';
@@ -38,4 +39,23 @@ export function abortOnClose(request: FastifyRequest, shutdown: AbortSignal): Ab
   const controller = new AbortController();
   request.raw.once('close', () => controller.abort());
   return AbortSignal.any([controller.signal, shutdown]);
+}
+
+/** The 413 of a body over a route's limit: one line naming the limit, and the body's size when its Content-Length said it. */
+export function bodyTooLarge(limit: number, contentLength: number): Error & { statusCode: 413 } {
+  const message =
+    Number.isFinite(contentLength) && contentLength > limit ? `request body is ${contentLength} bytes; this route takes at most ${limit}` : `request body is more than ${limit} bytes, the most this route takes`;
+  return Object.assign(new Error(message), { statusCode: 413 as const });
+}
+
+/** Passes a streamed body through, failing with bodyTooLarge() once it crosses `limit` (Fastify counts only the bodies it buffers). */
+export function cappedBody(limit: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      if (seen > limit) return done(bodyTooLarge(limit, Number.NaN));
+      done(null, chunk);
+    },
+  });
 }
