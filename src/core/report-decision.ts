@@ -31,11 +31,18 @@ function revertStepOf(deployment: ReportFacts['deployment'], step: ReportFacts['
   return deployment.kind !== 'deploy' ? 'failed' : step.fromReleaseId === null ? 'revert_failed' : 'reverting';
 }
 
+/** What a host says about its task, as far as a decision needs it. */
+export interface ReportedState {
+  readonly state: ReportState;
+  readonly currentReleaseId: string | null;
+  readonly taskKind?: TaskKind | undefined;
+}
+
 /** Everything `decideReport` looks at. */
 export interface ReportFacts {
   readonly deployment: { readonly kind: DeploymentKind; readonly state: DeploymentState; readonly releaseId: string };
   readonly step: { readonly state: StepState; readonly fromReleaseId: string | null; readonly deadlineAt: string | null };
-  readonly report: { readonly state: ReportState; readonly currentReleaseId: string | null; readonly taskKind?: TaskKind | undefined };
+  readonly report: ReportedState;
   /** The release the environment runs (null: none yet). */
   readonly environmentCurrent: string | null;
   readonly now: Date;

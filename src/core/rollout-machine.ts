@@ -24,7 +24,7 @@ import {
   type DeploymentState,
   type ReportDecision,
   type ReportFacts,
-  type ReportState,
+  type ReportedState,
   type StepState,
   type TaskKind,
 } from './report-decision.js';
@@ -77,10 +77,7 @@ export interface RolloutState {
 }
 
 /** A host's report about its task, as it enters the machine. */
-export interface HostReport {
-  readonly state: ReportState;
-  readonly currentReleaseId: string | null;
-  readonly taskKind?: TaskKind | undefined;
+export interface HostReport extends ReportedState {
   readonly error?: string | undefined;
 }
 
