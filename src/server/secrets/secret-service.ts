@@ -1,0 +1,97 @@
+/**
+ * Secrets per environment: set (a new version, sealed), list (never values),
+ * remove, and what the server hands to the agents of that environment. Every
+ * set and removal is an audit event naming the environment, the name and the
+ * version only.
+ */
+import type { RemoveSecretResponse, SecretListResponse, SecretView } from '../../api/schemas.js';
+import { environmentOf } from '../../core/config.js';
+import { LockstepError } from '../../core/errors.js';
+import type { SecretReadRepo, SecretRow } from '../../store/secret-repo.js';
+import { requireConfig } from '../config-service.js';
+import type { ServerContext } from '../context.js';
+import { openSecret, sealSecret, secretDigest, secretKeyId } from './secret-box.js';
+import type { SecretKeyFile } from './secret-key.js';
+
+/** A secret's name: the same rule as a variable name, so it can be a file name and a lockstep.env key alike. */
+const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** The audit actions of secrets, also listed by `lockstep changes`. */
+export const SECRET_AUDIT_ACTIONS = ['secret.set', 'secret.rm'] as const;
+
+/** Refuses a name that is not variable-like, saying what is allowed. */
+function checkName(name: string): void {
+  if (!SECRET_NAME.test(name)) throw new LockstepError('bad-input', `secret name "${name}" is not allowed: use letters, digits and _, not starting with a digit (e.g. DB_PASSWORD)`);
+}
+
+function requireKeyFile(context: ServerContext): SecretKeyFile {
+  if (context.secretKey === undefined) throw new LockstepError('failed', 'this server was started without a secrets key file, so it cannot hold secrets');
+  return context.secretKey;
+}
+
+function viewOf(row: SecretRow): SecretView {
+  return { env: row.env, name: row.name, version: Number(row.version), setBy: row.set_by, setAt: row.set_at };
+}
+
+/** Sets `name` in `env` to `value` as its next version; the value is sealed before it reaches the store. */
+export async function setSecret(context: ServerContext, actor: string, env: string, name: string, value: string): Promise<SecretView> {
+  environmentOf(await requireConfig(context.store.read), env);
+  checkName(name);
+  if (value.length === 0) throw new LockstepError('bad-input', 'a secret cannot be empty');
+  const key = await requireKeyFile(context).key();
+  const at = context.now().toISOString();
+  const digest = secretDigest(key, value);
+  const keyId = secretKeyId(key);
+  return context.store.transaction(async (repo) => {
+    // Versions count every set of the name, across removals, so a sealed value is bound to one slot for good.
+    const version = await repo.next(`secret:${env}/${name}`);
+    const row: SecretRow = { env, name, version, sealed: sealSecret(key, { env, name, version }, value), key_id: keyId, digest, set_by: actor, set_at: at };
+    await repo.putSecret(row);
+    await repo.appendAudit({ at, actor, action: 'secret.set', target: `secret:${env}/${name}`, details: { env, name, version } });
+    return viewOf(row);
+  });
+}
+
+/** The secrets of `env`: names, versions, who set them and when. */
+export async function listSecrets(context: ServerContext, env: string): Promise<SecretListResponse> {
+  environmentOf(await requireConfig(context.store.read), env);
+  return { env, secrets: (await context.store.read.secrets(env)).map(viewOf) };
+}
+
+/** Removes `name` from `env`; hosts drop its file at their next deployment. */
+export async function removeSecret(context: ServerContext, actor: string, env: string, name: string): Promise<RemoveSecretResponse> {
+  environmentOf(await requireConfig(context.store.read), env);
+  checkName(name);
+  const at = context.now().toISOString();
+  return context.store.transaction(async (repo) => {
+    const row = await repo.secret(env, name);
+    if (row === undefined || !(await repo.removeSecret(env, name))) throw new LockstepError('not-found', `${env} has no secret ${name} (see lockstep secret list ${env})`);
+    const version = Number(row.version);
+    await repo.appendAudit({ at, actor, action: 'secret.rm', target: `secret:${env}/${name}`, details: { env, name, version } });
+    return { env, name, version };
+  });
+}
+
+/**
+ * Every secret of `env`, decrypted: only for the task of a host of that environment. A row sealed with
+ * another key, or moved or altered in the database, fails here (naming the secret and the key, never a value).
+ */
+export async function secretsForEnvironment(context: ServerContext, env: string): Promise<Record<string, string>> {
+  const rows = await context.store.read.secrets(env);
+  if (rows.length === 0) return {};
+  const keyFile = requireKeyFile(context);
+  const key = await keyFile.existing();
+  if (key === undefined) throw new LockstepError('failed', `${env} has secrets but ${keyFile.file} does not exist; restore the secrets key from its backup`);
+  const keyId = secretKeyId(key);
+  const values: Record<string, string> = {};
+  for (const row of rows) {
+    if (row.key_id !== keyId) throw new LockstepError('failed', `secret ${row.name} of ${env} was sealed with key ${row.key_id}, but ${keyFile.file} is ${keyId}; every server of one database needs the same secrets key`);
+    values[row.name] = openSecret(key, { env, name: row.name, version: Number(row.version) }, row.sealed);
+  }
+  return values;
+}
+
+/** Secret name → keyed digest of its value, for parity (no decryption, and nothing that reveals a value). */
+export async function secretDigests(repo: SecretReadRepo, env: string): Promise<Record<string, string>> {
+  return Object.fromEntries((await repo.secrets(env)).map((row) => [row.name, row.digest]));
+}
