@@ -242,8 +242,9 @@ export const configSchema = z.strictObject({
   /**
    * Where hosts get the environment's secrets (`lockstep secret set`): false, each in
    * DEPLOY_TO/shared/secrets/NAME (0400); true, as KEY=VALUE lines of shared/lockstep.env, then 0600.
+   * Absent: false.
    */
-  secrets_in_env: z.boolean().default(false),
+  secrets_in_env: z.boolean().optional(),
   environments: z
     .record(z.string().regex(NAME, 'expected an environment name of lowercase letters, digits and - (at most 32)'), environmentSchema)
     .refine((envs) => Object.keys(envs).length > 0, { message: 'expected at least one environment' }),
@@ -282,7 +283,7 @@ export function environmentOf(config: Config, env: string): EnvironmentConfig {
 
 /** Whether an environment's secrets go into lockstep.env (its own secrets_in_env, else the top-level one). */
 export function secretsInEnvOf(config: Config, env: string): boolean {
-  return config.environments[env]?.secrets_in_env ?? config.secrets_in_env;
+  return config.environments[env]?.secrets_in_env ?? config.secrets_in_env ?? false;
 }
 
 /** Parses and validates the text of lockstep.yaml; throws ConfigError listing every problem. */
