@@ -2,14 +2,12 @@
 import { readFile } from 'node:fs/promises';
 import type { LockstepClient } from '../client/lockstep-client.js';
 import { cannotRead, LockstepError } from '../core/errors.js';
+import { secretNameProblem } from '../core/secret-name.js';
 import { color, json, line, table } from './output.js';
 
 interface OutputOptions {
   readonly json?: boolean | undefined;
 }
-
-/** A secret's name: letters, digits and _, not starting with a digit (the server checks the same). */
-const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Where `secret set` reads the value: standard input, or `--from-file`. */
 export interface SecretSource {
@@ -39,8 +37,10 @@ export async function readSecretValue(source: SecretSource): Promise<string> {
   return value;
 }
 
+/** Refuses a bad name before anything is read or sent (the server checks the same rule). */
 function checkName(name: string): void {
-  if (!SECRET_NAME.test(name)) throw new LockstepError('bad-input', `secret name "${name}" is not allowed: use letters, digits and _, not starting with a digit (e.g. DB_PASSWORD)`);
+  const problem = secretNameProblem(name);
+  if (problem !== undefined) throw new LockstepError('bad-input', problem);
 }
 
 /** `lockstep secret set ENV NAME [--from-file FILE]`: stores a new version; the value is never printed. */

@@ -8,6 +8,7 @@
 import { lstat, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ifMissing, LockstepError } from '../../core/errors.js';
+import { SECRET_NAME } from '../../core/secret-name.js';
 import { writeFileAtomic } from '../../content/atomic-file.js';
 import { removeTree } from '../../content/remove-tree.js';
 import type { DeployLayout } from './deploy-layout.js';
@@ -16,8 +17,6 @@ import type { DeployLayout } from './deploy-layout.js';
 export const SECRETS_DIR = 'secrets';
 /** Mode of a secret file: its owner (the agent's user) may read it, nobody may write it. */
 export const SECRET_FILE_MODE = 0o400;
-/** A secret's name as the server allows it; nothing else can become a file name here. */
-const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** DEPLOY_TO/shared/secrets. */
 export function secretsDir(layout: DeployLayout): string {
@@ -32,6 +31,7 @@ export function secretsDir(layout: DeployLayout): string {
 export async function writeSecretFiles(layout: DeployLayout, secrets: Readonly<Record<string, string>>): Promise<void> {
   const dir = secretsDir(layout);
   const names = Object.keys(secrets);
+  // The server allows no other names; checked again here because each becomes a file name.
   for (const name of names) if (!SECRET_NAME.test(name)) throw new LockstepError('failed', `secret name "${name}" cannot be a file name`);
   const info = await ifMissing(lstat(dir));
   if (info === undefined && names.length === 0) return;

@@ -7,21 +7,20 @@
 import type { RemoveSecretResponse, SecretListResponse, SecretView } from '../../api/schemas.js';
 import { environmentOf } from '../../core/config.js';
 import { LockstepError } from '../../core/errors.js';
+import { secretNameProblem } from '../../core/secret-name.js';
 import type { SecretReadRepo, SecretRow } from '../../store/secret-repo.js';
 import { requireConfig } from '../config-service.js';
 import type { ServerContext } from '../context.js';
 import { openSecret, sealSecret, secretDigest, secretKeyId } from './secret-box.js';
 import type { SecretKeyFile } from './secret-key.js';
 
-/** A secret's name: the same rule as a variable name, so it can be a file name and a lockstep.env key alike. */
-const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 /** The audit actions of secrets, also listed by `lockstep changes`. */
 export const SECRET_AUDIT_ACTIONS = ['secret.set', 'secret.rm'] as const;
 
 /** Refuses a name that is not variable-like, saying what is allowed. */
 function checkName(name: string): void {
-  if (!SECRET_NAME.test(name)) throw new LockstepError('bad-input', `secret name "${name}" is not allowed: use letters, digits and _, not starting with a digit (e.g. DB_PASSWORD)`);
+  const problem = secretNameProblem(name);
+  if (problem !== undefined) throw new LockstepError('bad-input', problem);
 }
 
 function requireKeyFile(context: ServerContext): SecretKeyFile {
