@@ -672,8 +672,12 @@ export type SetSecretRequest = z.infer<typeof setSecretRequest>;
 export const secretView = z.object({ env: z.string(), name: z.string(), version: z.number().int(), setBy: z.string(), setAt: z.string() });
 export type SecretView = z.infer<typeof secretView>;
 
-/** GET /environments/:env/secrets: the environment's secrets by name. */
-export const secretListResponse = z.object({ env: z.string(), secrets: z.array(secretView) });
+/**
+ * GET /environments/:env/secrets: the environment's secrets by name. `deployed`: the environment's last
+ * succeeded deployment or rollback started after this version was set, so its hosts have it; false: they get
+ * it at the next one.
+ */
+export const secretListResponse = z.object({ env: z.string(), secrets: z.array(secretView.extend({ deployed: z.boolean() })) });
 export type SecretListResponse = z.infer<typeof secretListResponse>;
 
 /** DELETE /environments/:env/secrets/:name: what was removed (the version it had). */

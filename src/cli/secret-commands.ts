@@ -57,7 +57,12 @@ export async function secretList(client: LockstepClient, env: string, options: O
   const result = await client.listSecrets(env);
   if (options.json) return json(result);
   if (result.secrets.length === 0) return line(`${env} has no secrets; set one with: lockstep secret set ${env} NAME < FILE`);
-  line(table([['NAME', 'VERSION', 'SET BY', 'SET AT'].map((title) => color.dim(title)), ...result.secrets.map((secret) => [secret.name, String(secret.version), secret.setBy, secret.setAt])]));
+  line(
+    table([
+      ['NAME', 'VERSION', 'SET BY', 'SET AT', 'ON HOSTS'].map((title) => color.dim(title)),
+      ...result.secrets.map((secret) => [secret.name, String(secret.version), secret.setBy, secret.setAt, secret.deployed ? 'yes' : color.yellow('at the next deployment')]),
+    ]),
+  );
 }
 
 /** `lockstep secret rm ENV NAME`: removes it; hosts drop its file at their next deployment. */

@@ -43,8 +43,9 @@ const PROD_DB_PASSWORD = unique('prod-db-password');
 const TEST_DB_PASSWORD = unique('test-db-password');
 const DEV_DB_PASSWORD = unique('dev-db-password');
 const API_KEY = unique('api-key');
+const ROTATED_DB_PASSWORD = unique('rotated-db-password');
 /** Everything that must never be shown anywhere but on its environment's hosts. */
-const VALUES = [PROD_DB_PASSWORD, TEST_DB_PASSWORD, DEV_DB_PASSWORD, API_KEY];
+const VALUES = [PROD_DB_PASSWORD, TEST_DB_PASSWORD, DEV_DB_PASSWORD, API_KEY, ROTATED_DB_PASSWORD];
 
 /** Runs the CLI with `input` on its standard input. */
 function cliWithInput(fleet: Fleet, args: readonly string[], input: string): Promise<CliResult> {
@@ -98,6 +99,19 @@ describe('secrets per environment', () => {
     const id = events.map((event) => event.deployment?.id ?? event.id).find((value) => typeof value === 'number');
     assert.ok(id !== undefined, `a deployment id in ${result.stdout}`);
     return id;
+  };
+  /** No captured CLI output, log line or file of the server's data dir holds a value. */
+  const assertNothingLeaked = async (): Promise<void> => {
+    for (const text of captured) assert.deepEqual(leaked(text), [], 'CLI output');
+    const serverLog = await readFile(join(fleet.dir, 'server.log'));
+    assert.ok(serverLog.length > 0, 'the server logged');
+    assert.deepEqual(leaked(serverLog), [], 'server log');
+    for (const agent of [dev1, test1, web1]) {
+      const log = await readFile(join(agent.root, 'agent.log'));
+      assert.ok(log.length > 0, `${agent.name} logged`);
+      assert.deepEqual(leaked(log), [], `${agent.name}'s log`);
+    }
+    for (const [path, content] of await filesUnder(fleet.dataDir)) assert.deepEqual(leaked(content), [], `server data dir: ${path}`);
   };
   const secretFile = (agent: AgentHandle, name: string) => agent.path(`${DEPLOY_TO}/shared/secrets/${name}`);
 
@@ -166,9 +180,9 @@ describe('secrets per environment', () => {
   });
 
   it('list shows names, versions and who set them, never values; parity says which secrets differ; changes and audit name them', async () => {
-    const list = JSON.parse((await run(['secret', 'list', 'production', '--json'])).stdout) as { secrets: { name: string; version: number; setBy: string }[] };
-    assert.deepEqual(list.secrets.map((secret) => [secret.name, secret.version, secret.setBy]), [['API_KEY', 1, 'admin'], ['DB_PASSWORD', 1, 'admin']]);
-    assert.match((await run(['secret', 'list', 'production'])).stdout, /DB_PASSWORD\s+1\s+admin/);
+    const list = JSON.parse((await run(['secret', 'list', 'production', '--json'])).stdout) as { secrets: { name: string; version: number; setBy: string; deployed: boolean }[] };
+    assert.deepEqual(list.secrets.map((secret) => [secret.name, secret.version, secret.setBy, secret.deployed]), [['API_KEY', 1, 'admin', true], ['DB_PASSWORD', 1, 'admin', true]]);
+    assert.match((await run(['secret', 'list', 'production'])).stdout, /DB_PASSWORD\s+1\s+admin\s+\S+\s+yes/);
 
     const parity = JSON.parse((await run(['parity', 'test', 'production', '--json'], 1)).stdout) as ParityResponse;
     const secrets = parity.differences.filter((difference) => difference.category === 'secret');
@@ -227,23 +241,18 @@ describe('secrets per environment', () => {
       walked++;
     }
     assert.ok(walked >= 20, `walked ${walked} GET routes`);
-    for (const text of captured) assert.deepEqual(leaked(text), [], 'CLI output');
-
-    const serverLog = await readFile(join(fleet.dir, 'server.log'));
-    assert.ok(serverLog.length > 0, 'the server logged');
-    assert.deepEqual(leaked(serverLog), [], 'server log');
-    for (const agent of [dev1, test1, web1]) {
-      const log = await readFile(join(agent.root, 'agent.log'));
-      assert.ok(log.length > 0, `${agent.name} logged`);
-      assert.deepEqual(leaked(log), [], `${agent.name}'s log`);
-    }
-    for (const [path, content] of await filesUnder(fleet.dataDir)) assert.deepEqual(leaked(content), [], `server data dir: ${path}`);
+    await assertNothingLeaked();
     const key = await lstat(join(fleet.dataDir, 'secrets.key'));
     assert.equal(key.mode & 0o777, 0o600);
     assert.equal(key.size, 32);
   });
 
-  it('a removed secret is removed from the hosts at the next deployment', async () => {
+  it('a new version replaces the file and a removed secret is removed, both at the next deployment', async () => {
+    // A new version is a change the hosts have not got yet.
+    const rotated = join(fleet.dir, 'rotated.txt');
+    await writeFile(rotated, ROTATED_DB_PASSWORD);
+    await run(['secret', 'set', 'production', 'DB_PASSWORD', '--from-file', rotated]);
+    assert.match((await run(['secret', 'list', 'production'])).stdout, /DB_PASSWORD\s+2\s+admin\s+\S+\s+at the next deployment/);
     const removed = await run(['secret', 'rm', 'production', 'API_KEY', '--json']);
     assert.deepEqual(JSON.parse(removed.stdout), { env: 'production', name: 'API_KEY', version: 1 });
     assert.match((await run(['changes', '--env', 'production'])).stdout, /secret API_KEY \(version 1\) removed from production/);
@@ -254,9 +263,12 @@ describe('secrets per environment', () => {
     await deploy(v2, 'test');
     await deploy(v2, 'production');
     await assert.rejects(lstat(secretFile(web1, 'API_KEY')), { code: 'ENOENT' });
-    assert.equal(await readFile(secretFile(web1, 'DB_PASSWORD'), 'utf8'), PROD_DB_PASSWORD);
+    assert.equal(await readFile(secretFile(web1, 'DB_PASSWORD'), 'utf8'), ROTATED_DB_PASSWORD);
     assert.deepEqual(await readdir(web1.path(`${DEPLOY_TO}/shared/secrets`)), ['DB_PASSWORD']);
+    const list = JSON.parse((await run(['secret', 'list', 'production', '--json'])).stdout) as { secrets: { name: string; version: number; deployed: boolean }[] };
+    assert.deepEqual(list.secrets.map((secret) => [secret.name, secret.version, secret.deployed]), [['DB_PASSWORD', 2, true]]);
     // Another environment's secret of that name stays.
     assert.equal(await readFile(secretFile(test1, 'API_KEY'), 'utf8'), API_KEY);
+    await assertNothingLeaked();
   });
 });

@@ -51,10 +51,18 @@ export async function setSecret(context: ServerContext, actor: string, env: stri
   });
 }
 
-/** The secrets of `env`: names, versions, who set them and when. */
+/** How far back `secret list` looks for the environment's last succeeded deployment or rollback. */
+const DEPLOYMENTS_LOOKED_AT = 100;
+
+/** The secrets of `env`: names, versions, who set them and when, and whether its hosts have that version yet. */
 export async function listSecrets(context: ServerContext, env: string): Promise<SecretListResponse> {
-  environmentOf(await requireConfig(context.store.read), env);
-  return { env, secrets: (await context.store.read.secrets(env)).map(viewOf) };
+  const repo = context.store.read;
+  environmentOf(await requireConfig(repo), env);
+  // A task carries the secrets as they are when it is handed out: what was set before the last
+  // succeeded deployment or rollback started reached every host it switched.
+  const deployments = await repo.listDeployments({ env, limit: DEPLOYMENTS_LOOKED_AT });
+  const lastDelivery = deployments.find((deployment) => deployment.state === 'succeeded' && (deployment.kind === 'deploy' || deployment.kind === 'rollback'))?.created_at;
+  return { env, secrets: (await repo.secrets(env)).map((row) => ({ ...viewOf(row), deployed: lastDelivery !== undefined && row.set_at < lastDelivery })) };
 }
 
 /** Removes `name` from `env`; hosts drop its file at their next deployment. */
