@@ -214,6 +214,9 @@ describe('secrets per environment', () => {
     const empty = await cliWithInput(fleet, ['secret', 'set', 'production', 'EMPTY'], '\n');
     assertExit(empty, 2, 'empty value');
     assert.match(empty.stderr, /^lockstep: the secret value is empty/);
+    const twoLines = await cliWithInput(fleet, ['secret', 'set', 'development', 'TWO_LINES'], 'first\nsecond\n');
+    assertExit(twoLines, 2, 'a line break where secrets go into lockstep.env');
+    assert.match(twoLines.stderr, /^lockstep: development has secrets_in_env: true, and lockstep.env cannot hold a line break/);
     assertExit(await fleet.cli(['secret', 'rm', 'nowhere', 'DB_PASSWORD']), 2, 'rm in a wrong environment');
     assertExit(await fleet.cli(['secret', 'rm', 'production', 'NO_SUCH']), 2, 'rm of a missing secret');
 
@@ -224,6 +227,7 @@ describe('secrets per environment', () => {
     assertExit(await asViewer(['secret', 'list', 'production']), 0, 'a viewer lists');
     const list = JSON.parse((await run(['secret', 'list', 'production', '--json'])).stdout) as { secrets: { name: string; version: number }[] };
     assert.deepEqual(list.secrets.map((secret) => [secret.name, secret.version]), [['API_KEY', 1], ['DB_PASSWORD', 1]]);
+    assert.deepEqual((JSON.parse((await run(['secret', 'list', 'development', '--json'])).stdout) as { secrets: { name: string }[] }).secrets.map((secret) => secret.name), ['DB_PASSWORD']);
   });
 
   it('no GET route answers an admin with a value, and neither the logs nor the database file hold one', async () => {

@@ -5,7 +5,7 @@
  * version only.
  */
 import type { RemoveSecretResponse, SecretListResponse, SecretView } from '../../api/schemas.js';
-import { environmentOf } from '../../core/config.js';
+import { environmentOf, secretsInEnvOf } from '../../core/config.js';
 import { LockstepError } from '../../core/errors.js';
 import { secretNameProblem } from '../../core/secret-name.js';
 import type { SecretReadRepo, SecretRow } from '../../store/secret-repo.js';
@@ -34,9 +34,14 @@ function viewOf(row: SecretRow): SecretView {
 
 /** Sets `name` in `env` to `value` as its next version; the value is sealed before it reaches the store. */
 export async function setSecret(context: ServerContext, actor: string, env: string, name: string, value: string): Promise<SecretView> {
-  environmentOf(await requireConfig(context.store.read), env);
+  const config = await requireConfig(context.store.read);
+  environmentOf(config, env);
   checkName(name);
   if (value.length === 0) throw new LockstepError('bad-input', 'a secret cannot be empty');
+  // Refused now rather than failing every host's deployment later (the agent refuses such a lockstep.env line too).
+  if (secretsInEnvOf(config, env) && /[\r\n\0]/.test(value)) {
+    throw new LockstepError('bad-input', `${env} has secrets_in_env: true, and lockstep.env cannot hold a line break or NUL byte; put the value on one line, or set secrets_in_env: false for ${env} to get it as a file`);
+  }
   const key = await requireKeyFile(context).key();
   const at = context.now().toISOString();
   const digest = secretDigest(key, value);
