@@ -282,6 +282,27 @@ function program(): Command {
       (await import('./cli/audit-commands.js')).auditVerify(file, options, client),
     );
 
+  const secret = root.command('secret').description("an environment's secrets: encrypted on the server, delivered only to that environment's hosts, never printed");
+  const secretCommands = () => import('./cli/secret-commands.js');
+  secret
+    .command('set <env> <name>')
+    .description('set a secret (admin): the value from standard input (one trailing line break dropped) or --from-file; a new version each time')
+    .option('--from-file <file>', 'read the value from FILE, exactly as it is')
+    .addOption(jsonOption())
+    .action(async (env: string, name: string, options: { fromFile?: string; json?: boolean }) =>
+      (await secretCommands()).secretSet(client(), env, name, { fromFile: options.fromFile, stdin: process.stdin }, options),
+    );
+  secret
+    .command('list <env>')
+    .description("list an environment's secrets: names, versions, who set them and when (never values)")
+    .addOption(jsonOption())
+    .action(async (env: string, options: { json?: boolean }) => (await secretCommands()).secretList(client(), env, options));
+  secret
+    .command('rm <env> <name>')
+    .description('remove a secret (admin); hosts drop it at their next deployment')
+    .addOption(jsonOption())
+    .action(async (env: string, name: string, options: { json?: boolean }) => (await secretCommands()).secretRm(client(), env, name, options));
+
   const firecall = root.command('firecall').description('emergency access: a short-lived, announced, recorded SSH certificate for an environment\'s hosts');
   const firecallCommands = () => import('./cli/firecall-commands.js');
   firecall

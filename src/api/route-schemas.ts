@@ -23,6 +23,8 @@ const idParam = z.object({ id: z.coerce.number().int().positive() });
 const hashParam = z.object({ hash: sha256 });
 const refParam = z.object({ ref: z.string().min(1).max(200) });
 const envParam = z.object({ env: z.string().max(32) });
+/** The name is checked by the service, which says what a secret name may be. */
+const secretParams = envParam.extend({ name: z.string().max(128) });
 const hostQuery = z.object({ host: z.string().max(63) });
 const ok = z.object({ ok: z.literal(true) });
 const reason = z.string().trim().min(1, 'a reason is required').max(2000);
@@ -84,6 +86,10 @@ export const ROUTE_SCHEMAS = {
   command: { params: idParam, query: z.object({ wait: waitSeconds(0) }), response: api.commandView },
 
   parity: { query: z.object({ a: z.string().min(1).max(32), b: z.string().min(1).max(32) }), response: api.parityResponse },
+
+  listSecrets: { params: envParam, response: api.secretListResponse },
+  setSecret: { params: secretParams, body: api.setSecretRequest, response: api.secretView },
+  removeSecret: { params: secretParams, response: api.removeSecretResponse },
 
   firecallCa: { params: envParam, response: z.object({ env: z.string(), publicKey: z.string() }) },
   openFirecall: { body: api.openFirecallRequest, response: api.openFirecallResponse },

@@ -129,6 +129,11 @@ export const ROUTES = {
   // ---- parity ----
   parity: { method: 'GET', path: '/parity', access: 'viewer', summary: 'How closely two environments match' },
 
+  // ---- secrets ----
+  listSecrets: { method: 'GET', path: '/environments/:env/secrets', access: 'viewer', summary: "An environment's secrets: names, versions, who set them and when (never values)", scope: 'params.env' },
+  setSecret: { method: 'PUT', path: '/environments/:env/secrets/:name', access: 'admin', summary: 'Set a secret of an environment: a new version, encrypted at rest', scope: 'params.env' },
+  removeSecret: { method: 'DELETE', path: '/environments/:env/secrets/:name', access: 'admin', summary: 'Remove a secret of an environment; its hosts drop it at their next deployment', scope: 'params.env' },
+
   // ---- fire calls ----
   firecallCa: { method: 'GET', path: '/firecall/ca/:env', access: 'viewer', summary: "An environment's fire-call CA public key" },
   openFirecall: { method: 'POST', path: '/firecalls', access: 'deployer', summary: 'Open a fire call: a short-lived SSH certificate', status: 201, scope: 'body.env', maxBytes: 256 * 1024 },

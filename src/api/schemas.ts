@@ -216,6 +216,13 @@ export const agentTask = z.object({
   deployTo: z.string(),
   keepReleases: z.number().int(),
   vars: z.record(z.string(), z.string()),
+  /**
+   * The environment's secrets, name → value, in plaintext: only ever in the answer to an agent of that
+   * environment. Written to DEPLOY_TO/shared/secrets/NAME (0400), or into lockstep.env with `secretsInEnv`.
+   */
+  secrets: z.record(z.string(), z.string()).default({}),
+  /** The environment's secrets_in_env: secrets go into lockstep.env (then 0600) instead of files. */
+  secretsInEnv: z.boolean().default(false),
   health: healthSpec,
   hooks: hooksSpec,
   /**
@@ -622,7 +629,7 @@ export const factsReport = z.strictObject({ host: hostName, facts: hostFacts });
 export type FactsReport = z.infer<typeof factsReport>;
 
 const parityDifference = z.object({
-  category: z.enum(['release', 'var', 'fact', 'package', 'watched']),
+  category: z.enum(['release', 'var', 'secret', 'fact', 'package', 'watched']),
   name: z.string(),
   /** Values per environment (or, within an environment, per host); empty: absent. */
   values: z.record(z.string(), z.array(z.string())),
@@ -649,3 +656,30 @@ export const parityResponse = z.object({
   hosts: z.array(z.object({ name: z.string(), env: z.string(), factsAt: z.string().nullable() })),
 });
 export type ParityResponse = z.infer<typeof parityResponse>;
+
+// ---- secrets per environment ----
+
+/** The longest secret value, in characters: room for a PEM key or certificate chain within the 64 KiB body limit. */
+export const SECRET_VALUE_MAX_CHARS = 60_000;
+
+/** PUT /environments/:env/secrets/:name: the new value (never echoed back, never logged). */
+export const setSecretRequest = z.strictObject({
+  value: z.string().min(1, 'a secret cannot be empty').max(SECRET_VALUE_MAX_CHARS, `a secret holds at most ${SECRET_VALUE_MAX_CHARS} characters`),
+});
+export type SetSecretRequest = z.infer<typeof setSecretRequest>;
+
+/** One secret as people see it: never its value. */
+export const secretView = z.object({ env: z.string(), name: z.string(), version: z.number().int(), setBy: z.string(), setAt: z.string() });
+export type SecretView = z.infer<typeof secretView>;
+
+/**
+ * GET /environments/:env/secrets: the environment's secrets by name. `deployed`: the environment's last
+ * succeeded deployment or rollback started after this version was set, so its hosts have it; false: they get
+ * it at the next one.
+ */
+export const secretListResponse = z.object({ env: z.string(), secrets: z.array(secretView.extend({ deployed: z.boolean() })) });
+export type SecretListResponse = z.infer<typeof secretListResponse>;
+
+/** DELETE /environments/:env/secrets/:name: what was removed (the version it had). */
+export const removeSecretResponse = z.object({ env: z.string(), name: z.string(), version: z.number().int() });
+export type RemoveSecretResponse = z.infer<typeof removeSecretResponse>;

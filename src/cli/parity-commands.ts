@@ -54,6 +54,7 @@ export function formatDifference(difference: Difference, a: string, b: string): 
 const ABSENT: Readonly<Record<Difference['category'], string>> = {
   release: '(nothing deployed)',
   var: '(not set)',
+  secret: '(not set)',
   fact: '(unknown)',
   package: '(not installed)',
   watched: '(absent)',

@@ -129,6 +129,15 @@ export class LockstepClient {
   audit(after = 0, limit = 1000) {
     return this.api.call('audit', { query: { after, limit } });
   }
+  listSecrets(env: string) {
+    return this.api.call('listSecrets', { params: { env } });
+  }
+  setSecret(env: string, name: string, value: string) {
+    return this.api.call('setSecret', { params: { env, name }, body: { value } });
+  }
+  removeSecret(env: string, name: string) {
+    return this.api.call('removeSecret', { params: { env, name } });
+  }
   firecallCa(env: string) {
     return this.api.call('firecallCa', { params: { env } });
   }

@@ -227,6 +227,8 @@ const environmentSchema = z.strictObject({
   declared_differences: z.array(z.string().min(1)).default([]),
   /** Emergency access through short-lived SSH certificates; absent: no fire call in this environment. */
   firecall: firecallSchema.optional(),
+  /** Overrides the top-level secrets_in_env for this environment. */
+  secrets_in_env: z.boolean().optional(),
 });
 
 /** The schema of lockstep.yaml. Unknown keys are errors: a typo must not silently disable a gate. */
@@ -237,6 +239,12 @@ export const configSchema = z.strictObject({
   /** Paths outside the release watched for drift on every host. */
   watch: z.array(watchSchema).default([]),
   drift: driftSchema,
+  /**
+   * Where hosts get the environment's secrets (`lockstep secret set`): false, each in
+   * DEPLOY_TO/shared/secrets/NAME (0400); true, as KEY=VALUE lines of shared/lockstep.env, then 0600.
+   * Absent: false.
+   */
+  secrets_in_env: z.boolean().optional(),
   environments: z
     .record(z.string().regex(NAME, 'expected an environment name of lowercase letters, digits and - (at most 32)'), environmentSchema)
     .refine((envs) => Object.keys(envs).length > 0, { message: 'expected at least one environment' }),
@@ -271,6 +279,11 @@ export function environmentOf(config: Config, env: string): EnvironmentConfig {
   const environment = config.environments[env];
   if (environment === undefined) throw new LockstepError('not-found', `environment "${env}" is not in lockstep.yaml (environments: ${Object.keys(config.environments).join(', ')})`);
   return environment;
+}
+
+/** Whether an environment's secrets go into lockstep.env (its own secrets_in_env, else the top-level one). */
+export function secretsInEnvOf(config: Config, env: string): boolean {
+  return config.environments[env]?.secrets_in_env ?? config.secrets_in_env ?? false;
 }
 
 /** Parses and validates the text of lockstep.yaml; throws ConfigError listing every problem. */
@@ -474,11 +487,17 @@ app: shop
 #   DEPLOY_TO/releases/<release-id>/   immutable release trees
 #   DEPLOY_TO/current                  symlink to the active release
 #   DEPLOY_TO/shared/lockstep.env      the environment's vars, KEY=VALUE
+#   DEPLOY_TO/shared/secrets/NAME      each secret (lockstep secret set ENV NAME), 0400
 deploy_to: /srv/shop
 
 # How many release trees each host keeps on disk (the active and the previous
 # one are never removed). Rollback to any of them takes one rename.
 keep_releases: 5
+
+# Secrets (lockstep secret set ENV NAME, never in this file) reach each host of
+# their environment as DEPLOY_TO/shared/secrets/NAME (0400); with
+# secrets_in_env: true (here, or per environment) as lines of lockstep.env (0600).
+# secrets_in_env: false
 
 # Paths outside the release whose changes are drift unless a deployment made
 # them (the release itself is always watched); lockstep drift lists them.

@@ -1,7 +1,7 @@
 /**
  * Parity: how closely two environments match on the same work, apart from
  * the differences they declare. A pure comparison of what the server knows
- * (active releases, vars, the facts agents reported), tested without I/O.
+ * (active releases, vars, secret digests, the facts agents reported), tested without I/O.
  */
 import { diffManifests } from './manifest-diff.js';
 import { shortId, type Manifest } from './manifest.js';
@@ -33,12 +33,14 @@ export interface ParityEnvironment {
   /** The environment's active release (null: nothing deployed). */
   readonly release: { readonly id: string; readonly version: string; readonly manifest: Manifest } | null;
   readonly vars: Readonly<Record<string, string>>;
-  /** Its `declared_differences`: var names, `fact:NAME`, `package:NAME`, `watch:PATH`. */
+  /** Secret name → a keyed digest of its value: equal digests, equal values; never a value itself. */
+  readonly secrets: Readonly<Record<string, string>>;
+  /** Its `declared_differences`: var names, `secret:NAME`, `fact:NAME`, `package:NAME`, `watch:PATH`. */
   readonly declared: readonly string[];
   readonly hosts: readonly ParityHost[];
 }
 
-export type ParityCategory = 'release' | 'var' | 'fact' | 'package' | 'watched';
+export type ParityCategory = 'release' | 'var' | 'secret' | 'fact' | 'package' | 'watched';
 
 /** The facts compared by name (`fact:NAME` declares one). */
 export const FACT_NAMES = ['os', 'kernel', 'arch'] as const;
@@ -53,12 +55,13 @@ export interface ParityFile {
 /** One difference: between the environments, or (with `within`) between two hosts of one environment. */
 export interface ParityDifference {
   readonly category: ParityCategory;
-  /** The var, fact or package name, the watched path; `release` for the release. */
+  /** The var, secret, fact or package name, the watched path; `release` for the release. */
   readonly name: string;
   /**
    * The values on each side, keyed by environment name (or, within an
    * environment, by host name), sorted; empty: absent (a missing var, a
-   * package not installed, nothing deployed).
+   * package not installed, nothing deployed). A secret's value is never shown: `differs` on
+   * both sides when both have it, else `set` on the side that has it.
    */
   readonly values: Readonly<Record<string, readonly string[]>>;
   /** Named in declared_differences, so intended. */
@@ -91,7 +94,7 @@ export interface ParityResult {
 /** At most this many differing files are listed per release difference. */
 export const MAX_FILES = 1000;
 
-const CATEGORY_ORDER: readonly ParityCategory[] = ['release', 'var', 'fact', 'package', 'watched'];
+const CATEGORY_ORDER: readonly ParityCategory[] = ['release', 'var', 'secret', 'fact', 'package', 'watched'];
 
 /** Compares environment `a` with environment `b`. */
 export function compareEnvironments(a: ParityEnvironment, b: ParityEnvironment): ParityResult {
@@ -103,6 +106,16 @@ export function compareEnvironments(a: ParityEnvironment, b: ParityEnvironment):
   for (const key of union(Object.keys(a.vars), Object.keys(b.vars))) {
     const values = { [a.name]: present(a.vars[key]), [b.name]: present(b.vars[key]) };
     tally.item(sameValues(values) ? [] : [{ category: 'var', name: key, values, declared: declaredBetween.var(key), within: null }]);
+  }
+  for (const name of union(Object.keys(a.secrets), Object.keys(b.secrets))) {
+    const digestA = a.secrets[name];
+    const digestB = b.secrets[name];
+    if (digestA === digestB) {
+      tally.item([]);
+      continue;
+    }
+    const shown = (digest: string | undefined) => (digest === undefined ? [] : [digestA !== undefined && digestB !== undefined ? 'differs' : 'set']);
+    tally.item([{ category: 'secret', name, values: { [a.name]: shown(digestA), [b.name]: shown(digestB) }, declared: declaredBetween.secret(name), within: null }]);
   }
 
   const factsA = reported(a, notes);
@@ -247,6 +260,7 @@ function declarations(entries: readonly string[]) {
   const watchPaths = entries.filter((entry) => entry.startsWith('watch:')).map((entry) => entry.slice('watch:'.length).replace(/\/+$/, ''));
   return {
     var: (key: string) => set.has(key),
+    secret: (name: string) => set.has(`secret:${name}`),
     fact: (name: string) => set.has(`fact:${name}`),
     package: (name: string) => set.has(`package:${name}`),
     // A declared directory declares everything under it.

@@ -4,6 +4,7 @@ import type { BlobStore } from '../content/blob-store.js';
 import type { Store } from '../store/store.js';
 import type { AlertDispatcher } from './alerts/alert-dispatcher.js';
 import type { Notifier } from './notifier.js';
+import type { SecretKeyFile } from './secrets/secret-key.js';
 
 export interface ServerContext {
   readonly store: Store;
@@ -17,6 +18,8 @@ export interface ServerContext {
   readonly onlineWindowMs: number;
   /** Aborted when the server shuts down, so long polls end before the store closes. */
   readonly shutdown: AbortSignal;
+  /** The key that seals secrets (undefined: this server was built without one and refuses to set secrets). */
+  readonly secretKey: SecretKeyFile | undefined;
 }
 
 /** Who is calling: a person or script with a user token, or one host's agent. */

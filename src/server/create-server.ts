@@ -23,6 +23,8 @@ import { driftRouteHandlers } from './drift/drift-routes.js';
 import type { FirecallContext } from './firecall/firecall-service.js';
 import { firecallRouteHandlers } from './firecall/firecall-routes.js';
 import { Notifier } from './notifier.js';
+import { SecretKeyFile } from './secrets/secret-key.js';
+import { secretRouteHandlers } from './secrets/secret-routes.js';
 import { bindRoutes } from './http/route-binder.js';
 
 /** What a server is made of; the caller opens and owns the store and the blob store. */
@@ -42,6 +44,8 @@ export interface ServerParts {
   readonly alertRetry?: { readonly attempts: number; readonly firstDelayMs: number } | undefined;
   /** Take client addresses from X-Forwarded-For (only behind a reverse proxy that sets it; default off). */
   readonly trustProxy?: boolean | undefined;
+  /** Where the key that seals secrets is (DATA_DIR/secrets.key), created when the first secret is set; absent: no secrets. */
+  readonly secretKeyFile?: string | undefined;
 }
 
 /** A built server: the application (not yet listening) and what the process wires around it. */
@@ -70,6 +74,7 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
     now: parts.now ?? (() => new Date()),
     onlineWindowMs: parts.onlineWindowMs ?? DEFAULT_OFFLINE_AFTER_MS,
     shutdown: shutdown.signal,
+    secretKey: parts.secretKeyFile === undefined ? undefined : new SecretKeyFile(parts.secretKeyFile),
   };
   const firecalls: FirecallContext = { ...context, ca: parts.firecallCa };
   const limiter = new FailedAuthLimiter();
@@ -80,6 +85,7 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
     driftRouteHandlers(context),
     firecallRouteHandlers(firecalls),
     auditRouteHandlers(context, parts.audit),
+    secretRouteHandlers(context),
     { openapi: async () => (openapi ??= openApiDocument()) },
   ]);
   await app.ready();

@@ -19,6 +19,7 @@ import { loadOrCreateSigningKey } from '../audit/signing-key.js';
 import { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.js';
 import { closeExpiredFirecalls } from './firecall/firecall-service.js';
 import { sweepHostPresence } from './hosts/host-presence-service.js';
+import { SECRET_KEY_FILE } from './secrets/secret-key.js';
 
 /** Below this, a busy but healthy agent would be judged offline between two requests. */
 const MIN_OFFLINE_AFTER_MS = 2000;
@@ -140,6 +141,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     firecallCa: new SshCertificateAuthority(join(dataDir, 'firecall-ca')),
     onlineWindowMs: options.offlineAfterMs,
     trustProxy: options.trustProxy,
+    secretKeyFile: join(dataDir, SECRET_KEY_FILE),
   });
   const { app, context, firecalls, checkpointer } = server;
   await ensureAdminToken(context, dataDir, options.onAdminToken);

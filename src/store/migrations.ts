@@ -299,6 +299,23 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0010_i13-secrets': {
+    async up(db: Kysely<unknown>) {
+      // Secrets per environment, sealed with the server's key (src/server/secrets/); one row per current version.
+      await db.schema
+        .createTable('secrets')
+        .addColumn('env', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('sealed', 'text', (c) => c.notNull())
+        .addColumn('key_id', 'text', (c) => c.notNull())
+        .addColumn('digest', 'text', (c) => c.notNull())
+        .addColumn('set_by', 'text', (c) => c.notNull())
+        .addColumn('set_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('secrets_pk', ['env', 'name'])
+        .execute();
+    },
+  },
 };
 
 /** The migrations, in order, for Kysely's Migrator. */

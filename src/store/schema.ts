@@ -329,3 +329,26 @@ export interface HostAlertStatesTable {
 export interface Database {
   host_alert_states: HostAlertStatesTable;
 }
+
+// ---- secrets per environment (src/server/secrets/) ----
+
+export interface SecretsTable {
+  env: string;
+  /** A variable-like name (DB_PASSWORD). */
+  name: string;
+  /** Counts every set of this name in this environment, removals included, so a version is never reused. */
+  version: number;
+  /** base64 of nonce (12 bytes) ‖ AES-256-GCM ciphertext ‖ tag (16 bytes); the AAD binds env, name and version. */
+  sealed: string;
+  /** Which key sealed it (a short fingerprint of DATA_DIR/secrets.key), to name the right key when another does not fit. */
+  key_id: string;
+  /** A keyed digest (HMAC) of the value, so parity compares environments without decrypting; never leaves the server. */
+  digest: string;
+  set_by: string;
+  set_at: string;
+}
+
+// Merged into Database above.
+export interface Database {
+  secrets: SecretsTable;
+}

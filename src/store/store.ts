@@ -16,6 +16,7 @@ import type { HostAlertStateReadRepo, HostAlertStateWriteRepo } from './host-ale
 import type { HostFactsReadRepo, HostFactsWriteRepo } from './host-facts-repo.js';
 import type { HostReadRepo, HostWriteRepo } from './host-repo.js';
 import type { ReleaseReadRepo, ReleaseWriteRepo } from './release-repo.js';
+import type { SecretReadRepo, SecretWriteRepo } from './secret-repo.js';
 import type { TokenReadRepo, TokenWriteRepo } from './token-repo.js';
 
 export type { AgentCommandRow } from './agent-command-repo.js';
@@ -28,6 +29,7 @@ export type { HostAlertStateRow } from './host-alert-state-repo.js';
 export type { HostFactsRow } from './host-facts-repo.js';
 export type { HostRow } from './host-repo.js';
 export type { ReleaseEnvironmentRow, ReleaseRow } from './release-repo.js';
+export type { SecretRow } from './secret-repo.js';
 export type { TokenRow } from './token-repo.js';
 
 /** Queries that change nothing, of every area. */
@@ -42,7 +44,8 @@ export interface ReadRepo
     AuditReadRepo,
     FirecallReadRepo,
     DriftReadRepo,
-    AgentCommandReadRepo {}
+    AgentCommandReadRepo,
+    SecretReadRepo {}
 
 /** Queries and changes of every area; only available inside a transaction. */
 export interface WriteRepo
@@ -58,7 +61,8 @@ export interface WriteRepo
     AuditWriteRepo,
     FirecallWriteRepo,
     DriftWriteRepo,
-    AgentCommandWriteRepo {}
+    AgentCommandWriteRepo,
+    SecretWriteRepo {}
 
 /** What differs between databases, stated as capabilities rather than names. */
 export interface StoreCapabilities {

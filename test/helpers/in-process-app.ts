@@ -44,6 +44,7 @@ export async function startInProcessApp(configYaml: string, options: { alertDela
     firecallCa: new SshCertificateAuthority(join(temp.path, 'firecall-ca')),
     now: options.now,
     alertRetry: { attempts: 4, firstDelayMs: options.alertDelayMs ?? 50 },
+    secretKeyFile: join(temp.path, 'secrets.key'),
   });
   const { app, context } = server;
   const adminToken = newToken('user');

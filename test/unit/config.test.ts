@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, parseConfig, promotionOrder, STARTER_CONFIG, type ConfigProblem } from '../../src/core/config.js';
+import { ConfigError, parseConfig, promotionOrder, secretsInEnvOf, STARTER_CONFIG, type ConfigProblem } from '../../src/core/config.js';
 import { LockstepError } from '../../src/core/errors.js';
 
 /** Parses `text`, expecting it to be rejected; returns the error. */
@@ -149,7 +149,7 @@ environments:
 
   it('lists the known keys when an unknown key resembles none of them', () => {
     assert.deepEqual(problems(`app: shop\ndeploy_to: /srv\nwebhooks: 1\nenvironments:\n  a: {}\n`), [
-      '3:1 webhooks: unknown key "webhooks" (expected one of app, deploy_to, keep_releases, watch, drift, environments)',
+      '3:1 webhooks: unknown key "webhooks" (expected one of app, deploy_to, keep_releases, watch, drift, secrets_in_env, environments)',
     ]);
   });
 
@@ -258,5 +258,15 @@ environments:
   sandbox: {}
 `);
     assert.deepEqual(promotionOrder(reversed), ['development', 'sandbox', 'test', 'production']);
+  });
+});
+
+describe('secretsInEnvOf', () => {
+  it("an environment's own secrets_in_env wins over the top-level one, which defaults to false", () => {
+    const environments = 'environments:\n  a: {}\n  b: { secrets_in_env: true }\n  c: { secrets_in_env: false }\n';
+    const plain = parseConfig(`app: shop\ndeploy_to: /srv/shop\n${environments}`);
+    assert.deepEqual(['a', 'b', 'c'].map((env) => secretsInEnvOf(plain, env)), [false, true, false]);
+    const everywhere = parseConfig(`app: shop\ndeploy_to: /srv/shop\nsecrets_in_env: true\n${environments}`);
+    assert.deepEqual(['a', 'b', 'c'].map((env) => secretsInEnvOf(everywhere, env)), [true, true, false]);
   });
 });

@@ -36,6 +36,7 @@ function env(name: string, overrides: Partial<ParityEnvironment> = {}): ParityEn
     name,
     release: { id: RELEASE_ID, version: '1.0', manifest },
     vars: { DB_POOL: '10', DB_HOST: `db.${name}` },
+    secrets: {},
     declared: ['DB_HOST'],
     hosts: [host(`${name}-1`)],
     ...overrides,
@@ -85,6 +86,24 @@ describe('compareEnvironments', () => {
     assert.equal(result.undeclared, 0, JSON.stringify(result.differences));
     assert.deepEqual(result.differences.map((difference) => `${difference.category}:${difference.name}`), ['var:DB_HOST', 'var:DB_POOL', 'fact:kernel', 'package:nginx', 'watched:/etc/nginx/nginx.conf']);
     assert.ok(result.differences.every((difference) => difference.declared));
+  });
+
+  it('secrets are compared by digest: the same value is equal, another value or a missing one differs, and no value is shown', () => {
+    const test = env('test', { secrets: { API_KEY: 'digest-1', DB_PASSWORD: 'digest-2', ONLY_TEST: 'digest-3' } });
+    const production = env('production', { secrets: { API_KEY: 'digest-1', DB_PASSWORD: 'digest-9' } });
+    const secrets = compareEnvironments(test, production).differences.filter((difference) => difference.category === 'secret');
+    assert.deepEqual(secrets, [
+      { category: 'secret', name: 'DB_PASSWORD', values: { test: ['differs'], production: ['differs'] }, declared: false, within: null },
+      { category: 'secret', name: 'ONLY_TEST', values: { test: ['set'], production: [] }, declared: false, within: null },
+    ]);
+    const declared = compareEnvironments(test, env('production', { secrets: production.secrets, declared: ['DB_HOST', 'secret:DB_PASSWORD'] }));
+    assert.deepEqual(
+      declared.differences.filter((difference) => difference.category === 'secret').map((difference) => [difference.name, difference.declared]),
+      [['DB_PASSWORD', true], ['ONLY_TEST', false]],
+    );
+    // release, 2 vars, 3 secrets, 3 facts, 2 packages, 1 watched path.
+    assert.equal(declared.compared, 12);
+    assert.ok(!JSON.stringify(declared).includes('digest-'), 'digests are compared, never shown');
   });
 
   it('a different active release is never declared and lists the files that differ', () => {

@@ -16,6 +16,7 @@ import { atomicTmpPrefix } from '../../content/atomic-file.js';
 import { ifMissing } from '../../core/errors.js';
 import type { ScanResult } from '../../fim/scanner.js';
 import { ENV_FILE, readCurrentReleaseId } from '../release/activator.js';
+import { SECRETS_DIR } from '../release/secret-files.js';
 import { deployLayout, isReleaseId, releaseDir } from '../release/deploy-layout.js';
 import { addPaths, type DriftScopes, type ScanStats } from './drift-scopes.js';
 import type { ActiveRelease, DriftStateDir, WatchBaseline } from './drift-state.js';
@@ -95,14 +96,14 @@ export class BaselineKeeper {
   }
 
   /**
-   * Runs `switchRelease` (lockstep.env written, `current` re-pointed to `releaseId`) as Lockstep's own change:
+   * Runs `switchRelease` (lockstep.env and shared/secrets/ written, `current` re-pointed to `releaseId`) as Lockstep's own change:
    * the release baseline becomes that release's manifest the moment `current` switched, and what the switch
    * wrote under watch paths is recorded as it is written. No report goes out while `current` is being switched.
    */
   async activation<T>(deployTo: string, releaseId: string, switchRelease: () => Promise<T>): Promise<T> {
     this.#switching++;
     try {
-      const result = await this.ownChange([posix.join(deployTo, 'shared', ENV_FILE)], switchRelease);
+      const result = await this.ownChange([posix.join(deployTo, 'shared', ENV_FILE), posix.join(deployTo, 'shared', SECRETS_DIR)], switchRelease);
       this.#setActivated({ deployTo, releaseId });
       // Not awaited (a rollback must not wait for an fsync), but in order: the last switch is what is remembered.
       // A task cut short before it is written is handed out again and switches again.

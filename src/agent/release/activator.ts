@@ -1,6 +1,7 @@
 /**
- * Activation: renders the per-environment variables into shared/lockstep.env
- * and switches DEPLOY_TO/current to a staged release with one rename(2), so a
+ * Activation: renders the per-environment variables into shared/lockstep.env,
+ * the environment's secrets into shared/secrets/ (or lockstep.env), and
+ * switches DEPLOY_TO/current to a staged release with one rename(2), so a
  * host is on the old release or the new one, never between.
  */
 import { randomBytes } from 'node:crypto';
@@ -10,11 +11,14 @@ import { ifMissing, LockstepError } from '../../core/errors.js';
 import { shortId } from '../../core/manifest.js';
 import { fsyncDirectory, writeFileAtomic } from '../../content/atomic-file.js';
 import { isReleaseId, releaseDir, type DeployLayout } from './deploy-layout.js';
+import { writeSecretFiles } from './secret-files.js';
 
 /** Name of the rendered variables file in shared/. */
 export const ENV_FILE = 'lockstep.env';
 /** Mode of the variables file: it may hold secrets, so the group may read, others not. */
 export const ENV_FILE_MODE = 0o640;
+/** Mode of the variables file when the environment's secrets are in it (secrets_in_env): its owner only. */
+export const ENV_FILE_WITH_SECRETS_MODE = 0o600;
 /** Prefix of the temporary symlink made next to `current`; leftovers carry it after a crash. */
 export const CURRENT_TMP_PREFIX = 'current.tmp-';
 
@@ -51,11 +55,32 @@ export function renderEnvFile(vars: Readonly<Record<string, string>>): string {
   return lines.join('');
 }
 
-/** Writes DEPLOY_TO/shared/lockstep.env atomically with mode 0640. */
-export async function writeEnvFile(layout: DeployLayout, vars: Readonly<Record<string, string>>): Promise<void> {
+/** Writes DEPLOY_TO/shared/lockstep.env atomically with `mode` (0640 unless it holds secrets). */
+export async function writeEnvFile(layout: DeployLayout, vars: Readonly<Record<string, string>>, mode = ENV_FILE_MODE): Promise<void> {
   const content = renderEnvFile(vars);
   await mkdir(layout.sharedDir, { recursive: true, mode: 0o755 });
-  await writeFileAtomic(join(layout.sharedDir, ENV_FILE), content, ENV_FILE_MODE);
+  await writeFileAtomic(join(layout.sharedDir, ENV_FILE), content, mode);
+}
+
+/** The environment's secrets as a task carries them, and where they go. */
+export interface SecretDelivery {
+  /** Name → value. */
+  readonly values: Readonly<Record<string, string>>;
+  /** true: as lines of lockstep.env (a secret replaces a var of the same name); false: files in shared/secrets/. */
+  readonly inEnv: boolean;
+}
+
+/** No secrets: shared/secrets/ is emptied. */
+export const NO_SECRETS: SecretDelivery = { values: {}, inEnv: false };
+
+/**
+ * Writes lockstep.env and shared/secrets/ for a switch: with `inEnv`, the secrets go into lockstep.env (0600) and
+ * shared/secrets/ is emptied; otherwise lockstep.env holds the vars only (0640) and each secret is its own file.
+ */
+export async function writeSharedFiles(layout: DeployLayout, vars: Readonly<Record<string, string>>, secrets: SecretDelivery): Promise<void> {
+  if (secrets.inEnv) await writeEnvFile(layout, { ...vars, ...secrets.values }, ENV_FILE_WITH_SECRETS_MODE);
+  else await writeEnvFile(layout, vars);
+  await writeSecretFiles(layout, secrets.inEnv ? {} : secrets.values);
 }
 
 /** The target `current` has when `releaseId` is active. */
@@ -82,18 +107,18 @@ export async function pointCurrent(layout: DeployLayout, releaseId: string): Pro
 }
 
 /**
- * Makes `releaseId` (already staged) the active release: variables first,
- * then a new symlink renamed over `current`, then the release dir's times
+ * Makes `releaseId` (already staged) the active release: variables and secrets
+ * first, then a new symlink renamed over `current`, then the release dir's times
  * touched so pruning knows it was the most recently activated. Once `signal`
  * aborted (the task's deadline passed) nothing is switched.
  */
-export async function activateRelease(layout: DeployLayout, releaseId: string, vars: Readonly<Record<string, string>>, signal?: AbortSignal): Promise<Activation> {
+export async function activateRelease(layout: DeployLayout, releaseId: string, vars: Readonly<Record<string, string>>, signal?: AbortSignal, secrets: SecretDelivery = NO_SECRETS): Promise<Activation> {
   const dir = releaseDir(layout, releaseId);
   const info = await ifMissing(lstat(dir));
   if (!info?.isDirectory()) throw new LockstepError('failed', `release ${shortId(releaseId)} is not staged on this host`);
 
   signal?.throwIfAborted();
-  await writeEnvFile(layout, vars);
+  await writeSharedFiles(layout, vars, secrets);
   const previousReleaseId = await readCurrentReleaseId(layout);
 
   // The last moment to drop a task whose deadline passed: after it, the host runs the release.

@@ -176,7 +176,7 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     // activateRelease checks the deadline once more right before the rename; the drift monitor
     // (context.switching) takes the new release as its baseline at that very moment.
     const target = layout;
-    const switchRelease = () => activateRelease(target, task.releaseId, task.vars, taskSignal);
+    const switchRelease = () => activateRelease(target, task.releaseId, task.vars, taskSignal, { values: task.secrets, inEnv: task.secretsInEnv });
     const { previousReleaseId } = await (context.switching ? context.switching(task.releaseId, switchRelease) : switchRelease());
     switched = true;
     phase = 'the after hook and health checks';

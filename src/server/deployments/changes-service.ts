@@ -8,9 +8,10 @@ import { parseDuration } from '../../core/duration.js';
 import { LockstepError } from '../../core/errors.js';
 import { shortId } from '../../core/manifest.js';
 import type { ServerContext } from '../context.js';
+import { SECRET_AUDIT_ACTIONS } from '../secrets/secret-service.js';
 
 /** Audit actions that are changes in their own right (deployments come from their table). */
-const AUDITED_CHANGES = ['config.applied', 'release.rejected', 'release.unrejected', 'token.created', 'token.revoked', 'host.added', 'deployment.override'];
+const AUDITED_CHANGES = ['config.applied', 'release.rejected', 'release.unrejected', 'token.created', 'token.revoked', 'host.added', 'deployment.override', ...SECRET_AUDIT_ACTIONS];
 
 /** Parses `24h` (that long ago) or an ISO time. */
 export function parseSince(text: string, now: Date): Date {
@@ -75,6 +76,10 @@ function describeEvent(action: string, target: string, details: Record<string, u
     }
     case 'release.rejected':
       return `release ${String(details.version ?? target)} rejected in ${String(details.env)}`;
+    case 'secret.set':
+      return `secret ${String(details.name)} set to version ${String(details.version)} in ${String(details.env)} (hosts get it at their next deployment)`;
+    case 'secret.rm':
+      return `secret ${String(details.name)} (version ${String(details.version)}) removed from ${String(details.env)} (hosts drop it at their next deployment)`;
     case 'release.unrejected':
       return `release ${target.replace('release:', '').slice(0, 12)} unrejected in ${String(details.env)}`;
     default:

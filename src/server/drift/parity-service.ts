@@ -7,9 +7,11 @@ import { compareEnvironments, type HostFacts, type ParityEnvironment, type Parit
 import type { HostFactsReadRepo } from '../../store/host-facts-repo.js';
 import type { HostReadRepo } from '../../store/host-repo.js';
 import type { ReleaseReadRepo } from '../../store/release-repo.js';
+import type { SecretReadRepo } from '../../store/secret-repo.js';
 import { requireConfig } from '../config-service.js';
 import type { ServerContext } from '../context.js';
 import { manifestOf } from '../releases/release-service.js';
+import { secretDigests } from '../secrets/secret-service.js';
 
 /**
  * Stores a host's latest facts. Facts are observations, like heartbeats, not
@@ -41,7 +43,7 @@ export async function parityView(context: ServerContext, a: string, b: string): 
   return { ...compareEnvironments(left.environment, right.environment), hosts: [...left.hosts, ...right.hosts] };
 }
 
-async function environment(repo: HostReadRepo & HostFactsReadRepo & ReleaseReadRepo, name: string, config: EnvironmentConfig): Promise<{ environment: ParityEnvironment; hosts: FactsAge }> {
+async function environment(repo: HostReadRepo & HostFactsReadRepo & ReleaseReadRepo & SecretReadRepo, name: string, config: EnvironmentConfig): Promise<{ environment: ParityEnvironment; hosts: FactsAge }> {
   const currentId = await repo.environmentCurrent(name);
   const release = currentId ? await repo.release(currentId) : undefined;
   const hostRows = await repo.listHosts(name);
@@ -51,6 +53,7 @@ async function environment(repo: HostReadRepo & HostFactsReadRepo & ReleaseReadR
       name,
       release: release ? { id: release.id, version: release.version, manifest: manifestOf(release) } : null,
       vars: config.vars,
+      secrets: await secretDigests(repo, name),
       declared: config.declared_differences,
       hosts: hostRows.map((row) => {
         const facts = factRows.get(row.name);

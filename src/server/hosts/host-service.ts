@@ -1,5 +1,5 @@
 /** Hosts: registration with one-time enrollment tokens, agent enrollment, and the agent's work poll. */
-import { environmentOf } from '../../core/config.js';
+import { environmentOf, secretsInEnvOf } from '../../core/config.js';
 import type { AgentCommand, AgentTask } from '../../api/schemas.js';
 import { LockstepError } from '../../core/errors.js';
 import { taskOf } from '../../core/rollout-machine.js';
@@ -12,6 +12,7 @@ import type { ServerContext } from '../context.js';
 import { keys } from '../notifier.js';
 import { manifestOf } from '../releases/release-service.js';
 import { hashToken, newToken } from '../http/tokens.js';
+import { secretsForEnvironment } from '../secrets/secret-service.js';
 
 /** Registers a host in an environment and returns its one-time enrollment token. */
 export async function addHost(context: ServerContext, actor: string, name: string, env: string): Promise<{ host: string; env: string; enrollToken: string }> {
@@ -138,6 +139,9 @@ async function pendingTask(context: ServerContext, host: string): Promise<AgentT
     deployTo: config.deploy_to,
     keepReleases: config.keep_releases,
     vars: env.vars,
+    // Only here, to a host of this environment, do secret values leave the server.
+    secrets: await secretsForEnvironment(context, pending.deployment.env),
+    secretsInEnv: secretsInEnvOf(config, pending.deployment.env),
     health: env.health,
     hooks: env.hooks,
   };

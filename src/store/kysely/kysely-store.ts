@@ -19,6 +19,7 @@ import { kyselyHostAlertStateRepo } from './host-alert-state-repo.js';
 import { kyselyHostFactsRepo } from './host-facts-repo.js';
 import { kyselyHostRepo } from './host-repo.js';
 import { kyselyReleaseRepo } from './release-repo.js';
+import { kyselySecretRepo } from './secret-repo.js';
 import { kyselyTokenRepo } from './token-repo.js';
 
 /** Builds a store over a Kysely instance whose dialect the caller chose. */
@@ -77,5 +78,6 @@ function kyselyRepo(db: Executor, appended?: AppendedAudit): WriteRepo {
     ...kyselyFirecallRepo(db),
     ...kyselyDriftRepo(db),
     ...kyselyAgentCommandRepo(db),
+    ...kyselySecretRepo(db),
   };
 }
