@@ -89,6 +89,7 @@ export const ROUTE_SCHEMAS = {
   openFirecall: { body: api.openFirecallRequest, response: api.openFirecallResponse },
   listFirecalls: { query: z.object({ env: z.string().max(32).optional(), limit: limit(100, 1000) }), response: api.firecallListResponse },
   showFirecall: { params: idParam, response: api.firecallShowResponse },
+  approveFirecall: { params: idParam, body: z.strictObject({}), response: api.openFirecallResponse },
   closeFirecall: { params: idParam, body: api.closeFirecallRequest, response: api.closeFirecallResponse },
   reconcileFirecall: { params: idParam, body: api.reconcileFirecallRequest, response: z.object({ firecall: api.firecallView, outcome: z.string() }) },
 

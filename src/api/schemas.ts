@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { APPROVAL_DECISIONS, DEPLOYMENT_KINDS, DEPLOYMENT_STATES, STEP_STATES } from '../core/deployment-states.js';
 import { AGENT_COMMAND_KINDS, AGENT_COMMAND_STATES, DRIFT_ITEM_STATES, DRIFT_SCOPES } from '../core/drift-items.js';
-import { FIRECALL_RECORD_KINDS, RECONCILE_MODES } from '../core/firecall-kinds.js';
+import { FIRECALL_APPROVALS, FIRECALL_RECORD_KINDS, RECONCILE_MODES } from '../core/firecall-kinds.js';
 import { USER_ROLES } from '../core/token-roles.js';
 import { FORBIDDEN_ENTRY_TYPES } from '../core/manifest.js';
 
@@ -454,12 +454,15 @@ export const openFirecallRequest = z.strictObject({
   hosts: z.array(hostName).min(1).max(1000).optional(),
   /** Addresses or CIDR blocks the certificate may be used from. */
   from: z.string().min(1).max(1000).optional(),
+  /** An admin opens at once where firecall.require_approval asks for an approver (alerted and audited; needs the reason). */
+  override: z.boolean().optional(),
 });
 export const firecallView = z.object({
   id: z.number(),
   env: z.string(),
-  state: z.enum(['open', 'unreconciled', 'reconciled']),
+  state: z.enum(['awaiting_approval', 'expired', 'open', 'unreconciled', 'reconciled']),
   requestedBy: z.string(),
+  requestedAt: z.string(),
   reason: z.string(),
   keyId: z.string(),
   serial: z.number(),
@@ -475,9 +478,15 @@ export const firecallView = z.object({
   reconciledBy: z.string().nullable(),
   reconcileMode: z.string().nullable(),
   reconcileVersion: z.string().nullable(),
+  /** null: no approval was required; else awaiting, approved, overridden or expired. */
+  approval: z.enum(FIRECALL_APPROVALS).nullable(),
+  approvedBy: z.string().nullable(),
+  approvedAt: z.string().nullable(),
+  overrideReason: z.string().nullable(),
 });
 export type FirecallView = z.infer<typeof firecallView>;
-export const openFirecallResponse = z.object({ firecall: firecallView, certificate: z.string(), hosts: z.array(z.string()) });
+/** `certificate` is null while the fire call awaits approval: it is signed when approved. */
+export const openFirecallResponse = z.object({ firecall: firecallView, certificate: z.string().nullable(), hosts: z.array(z.string()) });
 export type OpenFirecallResponse = z.infer<typeof openFirecallResponse>;
 export const firecallListResponse = z.object({ firecalls: z.array(firecallView) });
 export type FirecallListResponse = z.infer<typeof firecallListResponse>;
@@ -497,6 +506,8 @@ export const reconcileFirecallRequest = z
   .refine((request) => (request.mode === 'adopt') === (request.version !== undefined), { message: 'use --revert, or --adopt with --version V' });
 export const firecallShowResponse = z.object({
   firecall: firecallView,
+  /** The signed certificate (public, useless without the requester's private key); null until approved. */
+  certificate: z.string().nullable(),
   /** Accepted logins, from sshd's log lines. */
   logins: z.array(z.object({ host: z.string(), at: z.string(), user: z.string(), from: z.string() })),
   /** Every sshd line that names the key id (logins, refusals), oldest first per host. */

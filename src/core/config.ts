@@ -194,6 +194,10 @@ const firecallSchema = z
       .default({ webhooks: [], email: [] }),
     /** How agents make sshd re-read its configuration after they changed the drop-in. */
     sshd_reload: z.string().min(1, 'expected a command').default('systemctl reload ssh'),
+    /** A fire call waits for an approver other than its requester (or an admin's --override); pending requests expire after approvals.expire_after. */
+    require_approval: z.boolean().default(false),
+    /** `firecall close` needs --note: the post-mortem, stored and shown by `firecall show`. */
+    require_note: z.boolean().default(false),
   })
   .refine((firecall) => firecall.max_ttl >= MIN_FIRECALL_TTL_MS, { message: 'expected max_ttl of at least 5s' });
 

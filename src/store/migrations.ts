@@ -299,6 +299,14 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0010_i13-firecall-fuzz': {
+    async up(db: Kysely<unknown>) {
+      // Break-glass least privilege: a fire call may wait for an approver before its certificate is signed.
+      for (const [column, type] of [['approval', 'text'], ['requested_at', 'text'], ['public_key', 'text'], ['ttl_ms', 'bigint'], ['approved_by', 'text'], ['approved_at', 'text'], ['override_reason', 'text']] as const) {
+        await db.schema.alterTable('firecalls').addColumn(column, type).execute();
+      }
+    },
+  },
 };
 
 /** The migrations, in order, for Kysely's Migrator. */

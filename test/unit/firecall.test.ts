@@ -20,7 +20,7 @@ function kindOf(action: () => unknown): string | undefined {
 }
 
 const call = (overrides: Partial<FirecallFacts>): FirecallFacts => ({
-  id: 1, env: 'production', keyId: 'firecall-1-alice', serial: 1, hosts: null, expiresAt: '2030-01-01T00:10:00.000Z', closedAt: null, reconciledAt: null, ...overrides,
+  id: 1, env: 'production', keyId: 'firecall-1-alice', serial: 1, hosts: null, expiresAt: '2030-01-01T00:10:00.000Z', closedAt: null, reconciledAt: null, approval: null, ...overrides,
 });
 
 describe('fire call rules', () => {
