@@ -10,6 +10,7 @@ import { BlobStore } from '../../src/content/blob-store.js';
 import { loadOrCreateSigningKey } from '../../src/audit/signing-key.js';
 import { SshCertificateAuthority } from '../../src/firecall/ssh-certificate-authority.js';
 import type { ServerContext } from '../../src/server/context.js';
+import type { FirecallContext } from '../../src/server/firecall/firecall-service.js';
 import { createServer } from '../../src/server/create-server.js';
 import { hashToken, newToken } from '../../src/server/http/tokens.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -18,6 +19,8 @@ import { makeTempDir } from './tmp.js';
 export interface InProcessApp {
   readonly app: FastifyInstance;
   readonly context: ServerContext;
+  /** The fire-call services' context (the server's sweeper calls closeExpiredFirecalls with it). */
+  readonly firecalls: FirecallContext;
   readonly adminToken: string;
   /** Calls a route; `body` as JSON, or a Buffer sent as application/octet-stream. `json` is any: tests read the fields they assert on. */
   call(method: string, url: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }>;
@@ -67,6 +70,7 @@ export async function startInProcessApp(configYaml: string, options: { alertDela
   return {
     app,
     context,
+    firecalls: server.firecalls,
     adminToken,
     call,
     async enroll(name, env) {
