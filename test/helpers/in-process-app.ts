@@ -22,6 +22,8 @@ export interface InProcessApp {
   /** The fire-call services' context (the server's sweeper calls closeExpiredFirecalls with it). */
   readonly firecalls: FirecallContext;
   readonly adminToken: string;
+  /** The temp dir of the store (lockstep.db) and blobs. */
+  readonly dir: string;
   /** Calls a route; `body` as JSON, or a Buffer sent as application/octet-stream. `json` is any: tests read the fields they assert on. */
   call(method: string, url: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }>;
   /** Registers and enrolls a host; returns its agent credential. */
@@ -72,6 +74,7 @@ export async function startInProcessApp(configYaml: string, options: { alertDela
     context,
     firecalls: server.firecalls,
     adminToken,
+    dir: temp.path,
     call,
     async enroll(name, env) {
       const host = await call('POST', '/api/v1/hosts', adminToken, { name, env });
