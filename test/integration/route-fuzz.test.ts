@@ -106,6 +106,7 @@ function inputsFor(name: RouteName): fc.Arbitrary<FuzzInput> {
             { weight: 2, arbitrary: hostileValue.map((value) => ({ kind: 'json' as const, value })) },
             { weight: 1, arbitrary: fc.string({ maxLength: 200 }).map((text) => ({ kind: 'text' as const, text })) },
             { weight: 1, arbitrary: fc.constant({ kind: 'none' as const }) },
+            { weight: 1, arbitrary: fc.constant({ kind: 'json' as const, value: {} }) },
           );
   // Most inputs come with a caller the route lets in, so they reach its schema and handler.
   const allowed: Caller = ROUTES[name].access === 'agent' ? 'agent' : 'admin';
@@ -194,7 +195,14 @@ describe('fuzzing every route of the contract', () => {
   }
 
   /** Inputs that once made a route answer 5xx (each fixed in its schema or handler), replayed before the random ones. */
-  const REGRESSIONS: Partial<Record<RouteName, FuzzInput[]>> = {};
+  const REGRESSIONS: Partial<Record<RouteName, FuzzInput[]>> = {
+    // yaml's refusal to expand aliases past its budget escaped parseConfig as a TypeError/ReferenceError (500).
+    applyConfig: [{ caller: 'admin', params: {}, query: {}, body: { kind: 'json', value: { file: 'x', yaml: 'a: &a ["x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n' } } }],
+    // A duration past the calendar made an Invalid Date whose toISOString threw (500).
+    changes: [{ caller: 'viewer', params: {}, query: { since: '999999999d' }, body: { kind: 'none' } }],
+    // Environment names were looked up on a plain object: "constructor" found Object's constructor (500).
+    rollback: ['constructor', '__proto__', 'toString'].map((env) => ({ caller: 'admin', params: { env: { value: env, raw: false } }, query: {}, body: { kind: 'none' } })),
+  };
 
   for (const name of ROUTE_NAMES) {
     it(`${ROUTES[name].method} ${ROUTES[name].path}: no 5xx, nothing stored by a refused request, /health still answers`, async () => {
