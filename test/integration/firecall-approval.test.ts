@@ -19,6 +19,9 @@ environments:
   production:
     approvals: { expire_after: 1h }
     firecall: { max_ttl: 30m, principals: [root], require_approval: true }
+  test:
+    allow_override: false
+    firecall: { max_ttl: 30m, principals: [root], require_approval: true }
 `;
 
 describe('fire-call requests awaiting approval', () => {
@@ -82,5 +85,24 @@ describe('fire-call requests awaiting approval', () => {
     assert.deepEqual([approved.json.firecall.openedAt, approved.json.firecall.expiresAt], [new Date(clock).toISOString(), new Date(clock + 10 * 60_000).toISOString()]);
     assert.equal(approved.json.firecall.requestedAt, new Date(clock - 20 * 60_000).toISOString());
     assert.equal((await show(id)).certificate, approved.json.certificate);
+  });
+
+  it('a request awaiting approval cannot be closed (nothing to revoke); an override is refused where allow_override is false, and audited', async () => {
+    const requested = await request('look around');
+    const id = requested.json.firecall.id as number;
+    const close = await server.call('POST', `/api/v1/firecalls/${id}/close`, server.adminToken, { note: 'never mind' });
+    assert.equal(close.status, 409);
+    assert.match(close.json.error.message, new RegExp(`^fire call ${id} awaits approval and has no certificate to revoke`));
+    assert.equal((await show(id)).firecall.state, 'awaiting_approval');
+
+    const deployer = await server.token('dave', 'deployer');
+    const notAdmin = await server.call('POST', '/api/v1/firecalls', deployer, { env: 'production', reason: 'now', publicKey, override: true });
+    assert.deepEqual([notAdmin.status, notAdmin.json.error.message], [403, 'only the admin role may override policy; token dave has the deployer role']);
+    const before = (await server.call('GET', '/api/v1/firecalls', server.adminToken)).json.firecalls.length as number;
+    const forbidden = await server.call('POST', '/api/v1/firecalls', server.adminToken, { env: 'test', reason: 'now', publicKey, override: true });
+    assert.deepEqual([forbidden.status, forbidden.json.error.message], [409, 'test forbids overrides (allow_override: false)']);
+    assert.equal((await server.call('GET', '/api/v1/firecalls', server.adminToken)).json.firecalls.length, before, 'nothing recorded');
+    const audit = await server.call('GET', '/api/v1/audit', server.adminToken);
+    assert.equal((audit.json.events as { action: string }[]).at(-1)?.action, 'firecall.override_refused');
   });
 });
