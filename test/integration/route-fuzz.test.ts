@@ -6,7 +6,7 @@
  * wrong types, deep nesting, long strings within the limits, text that is
  * not JSON), sent without a token and with a valid token of every role and
  * an agent's credential. For every answer: no 5xx; for every 4xx: no row
- * stored in any table and the audit head unchanged, except the audit events
+ * stored in any table, no file left in the blob store, and the audit head unchanged, except the audit events
  * that record a refusal (`*.refused`, `*_refused`), which Lockstep keeps by
  * design. After each route the server still answers /health.
  *
@@ -15,6 +15,8 @@
  * replays it. Inputs that once got a 5xx are replayed first, as examples.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Sqlite from 'better-sqlite3';
 import fc from 'fast-check';
@@ -119,6 +121,8 @@ interface Snapshot {
   readonly counts: Record<string, number>;
   readonly head: string;
   readonly auditSeq: number;
+  /** Files under the blob store (uploads in progress included). */
+  readonly blobFiles: number;
 }
 
 describe('fuzzing every route of the contract', () => {
@@ -134,6 +138,10 @@ describe('fuzzing every route of the contract', () => {
     tokens.admin = server.adminToken;
     tokens.agent = await server.enroll('prod-1', 'production');
     db = new Sqlite(join(server.dir, 'lockstep.db'), { readonly: true, fileMustExist: true });
+    // Something for the id routes to find: fire call 1, requested by the deployer, awaiting approval.
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(server.dir, 'fuzz-key')]);
+    const requested = await server.call('POST', '/api/v1/firecalls', tokens.deployer, { env: 'production', reason: 'fuzz', publicKey: readFileSync(join(server.dir, 'fuzz-key.pub'), 'utf8') });
+    assert.equal(requested.status, 201, JSON.stringify(requested.json));
     tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'kysely_%'").all() as { name: string }[]).map((row) => row.name);
   });
 
@@ -148,7 +156,8 @@ describe('fuzzing every route of the contract', () => {
     const counts = Object.fromEntries(tables.map((table) => [table, (db.prepare(`SELECT count(*) AS n FROM "${table}"`).get() as { n: number }).n]));
     const head = JSON.stringify(db.prepare('SELECT * FROM audit_head').all());
     const auditSeq = (db.prepare('SELECT coalesce(max(seq), 0) AS seq FROM audit_events').get() as { seq: number }).seq;
-    return { counts, head, auditSeq };
+    const blobFiles = readdirSync(join(server.dir, 'blobs'), { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile()).length;
+    return { counts, head, auditSeq, blobFiles };
   }
 
   /** What a refused request stored, as one line per difference (none: nothing). */
@@ -163,6 +172,7 @@ describe('fuzzing every route of the contract', () => {
       problems.push(`${table}: ${before.counts[table]} → ${after.counts[table]} rows`);
     }
     if (before.head !== after.head && !(refusalsOnly && added.length > 0)) problems.push('the audit head moved');
+    if (before.blobFiles !== after.blobFiles) problems.push(`blob store: ${before.blobFiles} → ${after.blobFiles} files`);
     return problems;
   }
 
