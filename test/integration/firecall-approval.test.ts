@@ -105,4 +105,16 @@ describe('fire-call requests awaiting approval', () => {
     const audit = await server.call('GET', '/api/v1/audit', server.adminToken);
     assert.equal((audit.json.events as { action: string }[]).at(-1)?.action, 'firecall.override_refused');
   });
+
+  it('two approvers at once: one certificate, one approval recorded (5 times)', async () => {
+    const second = await server.token('frank', 'approver');
+    for (let round = 0; round < 5; round += 1) {
+      const id = (await request(`race ${round}`)).json.firecall.id as number;
+      const answers = await Promise.all([approver, second].map((token) => server.call('POST', `/api/v1/firecalls/${id}/approve`, token, {})));
+      assert.deepEqual(answers.map((answer) => answer.status).sort(), [200, 409], JSON.stringify(answers.map((answer) => answer.json)));
+      const audit = await server.call('GET', '/api/v1/audit', server.adminToken);
+      const events = (audit.json.events as { action: string; details: { firecall?: number } }[]).filter((event) => event.details.firecall === id).map((event) => event.action);
+      assert.deepEqual(events, ['firecall.requested', 'firecall.approved', 'firecall.opened']);
+    }
+  });
 });

@@ -148,7 +148,7 @@ export async function approveFirecall(context: FirecallContext, principal: UserP
   const existing = await requireFirecall(context.store.read, id);
   requireEnvironmentScope(principal, existing.env);
   const config = await requireConfig(context.store.read);
-  policyOf(config, existing.env);
+  const policy = policyOf(config, existing.env);
   if (existing.approval !== 'awaiting') throw new LockstepError('conflict', `fire call ${id} is not awaiting approval (it is ${firecallState(factsOf(existing)).replace(/_/g, ' ')})`);
   const refusal = approvalRefusal(principal, ['approver', 'admin'], [{ name: existing.requested_by, because: `${principal.name} requested fire call ${id} and cannot approve it` }]);
   if (refusal) throw new LockstepError('forbidden', refusal);
@@ -158,11 +158,14 @@ export async function approveFirecall(context: FirecallContext, principal: UserP
   }
   await caKey(context, existing.env);
   const row = await context.store.transaction(async (repo) => {
+    const at = now.toISOString();
+    // The audit append comes first: it holds the chain head's lock, so of two approvers at once the second reads the first's outcome.
+    await repo.appendAudit({ at, actor: principal.name, action: 'firecall.approved', target: `env:${existing.env}`, details: { firecall: id, requestedBy: existing.requested_by, reason: existing.reason } });
     const current = await repo.firecall(id);
     if (current?.approval !== 'awaiting') throw new LockstepError('conflict', `fire call ${id} was decided meanwhile`);
-    const at = now.toISOString();
-    await repo.appendAudit({ at, actor: principal.name, action: 'firecall.approved', target: `env:${current.env}`, details: { firecall: id, requestedBy: current.requested_by, reason: current.reason } });
-    const signed = await signCertificate(context, repo, { ...current, approval: 'approved', approved_by: principal.name, approved_at: at }, now, principal.name);
+    // A max_ttl lowered since the request caps the certificate too.
+    const ttl = Math.min(current.ttl_ms ?? policy.max_ttl, policy.max_ttl);
+    const signed = await signCertificate(context, repo, { ...current, ttl_ms: ttl, approval: 'approved', approved_by: principal.name, approved_at: at }, now, principal.name);
     const { certificate, opened_at, expires_at, approval, approved_by, approved_at } = signed;
     await repo.updateFirecall(id, { certificate, opened_at, expires_at, approval, approved_by, approved_at });
     return signed;
@@ -250,14 +253,20 @@ export async function closeExpiredFirecalls(context: FirecallContext): Promise<v
   }
 }
 
+/** Rolls back an expiry whose request was decided meanwhile. */
+class ExpiredMeanwhile extends Error {}
+
 /** A request nobody approved before approvals.expire_after: closed with nothing to revoke nor reconcile (no certificate was signed). */
 async function expireRequest(context: FirecallContext, row: FirecallRow): Promise<void> {
   const at = context.now().toISOString();
   await context.store.transaction(async (repo) => {
-    if ((await repo.firecall(row.id))?.approval !== 'awaiting') return;
+    // After the audit append (the chain head's lock): an approval committed meanwhile is seen, and this rolls back.
+    await repo.appendAudit({ at, actor: 'lockstep', action: 'firecall.request_expired', target: `env:${row.env}`, details: { firecall: row.id, requestedBy: row.requested_by, requestExpiresAt: row.expires_at } });
+    if ((await repo.firecall(row.id))?.approval !== 'awaiting') throw new ExpiredMeanwhile();
     const note = 'the request expired without approval';
     await repo.updateFirecall(row.id, { approval: 'expired', closed_at: at, closed_by: 'lockstep', close_note: note, reconciled_at: at, reconciled_by: 'lockstep' });
-    await repo.appendAudit({ at, actor: 'lockstep', action: 'firecall.request_expired', target: `env:${row.env}`, details: { firecall: row.id, requestedBy: row.requested_by, requestExpiresAt: row.expires_at } });
+  }).catch((error: unknown) => {
+    if (!(error instanceof ExpiredMeanwhile)) throw error;
   });
 }
 
