@@ -117,4 +117,11 @@ describe('fire-call requests awaiting approval', () => {
       assert.deepEqual(events, ['firecall.requested', 'firecall.approved', 'firecall.opened']);
     }
   });
+
+  it('a key ssh-keygen cannot load is refused at the request, not left for the approver, and the error names no server path', async () => {
+    const before = (await server.call('GET', '/api/v1/firecalls', server.adminToken)).json.firecalls.length as number;
+    const refused = await server.call('POST', '/api/v1/firecalls', server.adminToken, { env: 'production', reason: 'x', publicKey: 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAAQ==' });
+    assert.deepEqual([refused.status, refused.json.error.message], [400, 'the public key could not be signed: ssh-keygen cannot load it; check it with: ssh-keygen -l -f FILE']);
+    assert.equal((await server.call('GET', '/api/v1/firecalls', server.adminToken)).json.firecalls.length, before, 'no request recorded');
+  });
 });

@@ -105,6 +105,8 @@ export async function openFirecall(context: FirecallContext, principal: UserPrin
   });
 
   if (awaiting) {
+    // Refused now rather than at the approval: the approver could do nothing about a key that does not load.
+    await context.ca.checkPublicKey(key.line);
     // The request waits as long as a deployment waits for its approvals.
     const expiresAt = new Date(now.getTime() + environmentOf(config, request.env).approvals.expire_after).toISOString();
     const row = await context.store.transaction(async (repo) => {
