@@ -10,6 +10,9 @@ import { FIRECALL_APPROVALS, FIRECALL_RECORD_KINDS, RECONCILE_MODES } from '../c
 import { USER_ROLES } from '../core/token-roles.js';
 import { FORBIDDEN_ENTRY_TYPES } from '../core/manifest.js';
 
+/** The largest id or count an integer column holds: PostgreSQL's integer stops at 2^31 - 1 (a larger one in a query is an error there, not "not found"). */
+export const MAX_STORED_INT = 2_147_483_647;
+
 export { API_PREFIX } from './paths.js';
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 hex digest');
@@ -319,14 +322,14 @@ export const driftReport = z.strictObject({
   cause: z.discriminatedUnion('kind', [
     z.strictObject({ kind: z.literal('scan') }),
     z.strictObject({ kind: z.literal('watch') }),
-    z.strictObject({ kind: z.literal('command'), commandId: z.number().int() }),
-    z.strictObject({ kind: z.literal('deployment'), deploymentId: z.number().int() }),
+    z.strictObject({ kind: z.literal('command'), commandId: z.number().int().max(MAX_STORED_INT) }),
+    z.strictObject({ kind: z.literal('deployment'), deploymentId: z.number().int().max(MAX_STORED_INT) }),
   ]),
   findings: z.array(driftFinding).max(10_000),
   /** More findings existed than were sent. */
   truncated: z.boolean(),
   /** Entries the scan looked at and how long it took, for `lockstep drift scan`. */
-  stats: z.strictObject({ entries: z.number().int().min(0), hashedFiles: z.number().int().min(0), elapsedMs: z.number().min(0) }),
+  stats: z.strictObject({ entries: z.number().int().min(0).max(MAX_STORED_INT), hashedFiles: z.number().int().min(0).max(MAX_STORED_INT), elapsedMs: z.number().min(0) }),
 });
 export type DriftReport = z.infer<typeof driftReport>;
 
@@ -381,7 +384,7 @@ export type DriftAdoptResponse = z.infer<typeof driftAdoptResponse>;
 
 export const agentReport = z.strictObject({
   host: hostName,
-  deploymentId: z.number().int(),
+  deploymentId: z.number().int().max(MAX_STORED_INT),
   /** `cancelled`: the agent dropped the task at its deadline; `currentReleaseId` says whether it had switched. */
   state: z.enum(['staging', 'activated', 'succeeded', 'failed', 'cancelled']),
   /** The kind of the task reported on (absent from older agents). */
@@ -424,7 +427,7 @@ export type FirecallTrust = z.infer<typeof firecallTrust>;
 
 /** One piece an agent ships: an sshd log line naming a fire call's key id, or a piece of a session transcript. */
 export const firecallRecord = z.strictObject({
-  firecallId: z.number().int().positive(),
+  firecallId: z.number().int().positive().max(MAX_STORED_INT),
   kind: z.enum(FIRECALL_RECORD_KINDS),
   /** The transcript's file name, or the identity of the sshd log file. */
   name: z.string().min(1).max(255),

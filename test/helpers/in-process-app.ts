@@ -14,6 +14,7 @@ import type { FirecallContext } from '../../src/server/firecall/firecall-service
 import { createServer } from '../../src/server/create-server.js';
 import { hashToken, newToken } from '../../src/server/http/tokens.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import type { Store } from '../../src/store/store.js';
 import { makeTempDir } from './tmp.js';
 
 export interface InProcessApp {
@@ -33,10 +34,13 @@ export interface InProcessApp {
   close(): Promise<void>;
 }
 
-/** Starts the app with `configYaml` applied; alerts retry after `alertDelayMs`; `now` is the server's clock (default: the real one). */
-export async function startInProcessApp(configYaml: string, options: { alertDelayMs?: number; now?: () => Date } = {}): Promise<InProcessApp> {
+/**
+ * Starts the app with `configYaml` applied; alerts retry after `alertDelayMs`; `now` is the server's clock (default: the real one);
+ * `store` another store than SQLite in the temp dir (e.g. a StoreBackend's PostgreSQL database).
+ */
+export async function startInProcessApp(configYaml: string, options: { alertDelayMs?: number; now?: () => Date; store?: () => Promise<Store> } = {}): Promise<InProcessApp> {
   const temp = await makeTempDir('lockstep-app-');
-  const store = openSqliteStore(join(temp.path, 'lockstep.db'));
+  const store = options.store ? await options.store() : openSqliteStore(join(temp.path, 'lockstep.db'));
   await store.migrate();
   const blobs = new BlobStore(join(temp.path, 'blobs'));
   await blobs.open();

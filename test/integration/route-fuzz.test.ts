@@ -24,7 +24,9 @@ import { after, before, describe, it } from 'node:test';
 import { API_PREFIX } from '../../src/api/paths.js';
 import { ROUTE_NAMES, ROUTES, type RouteName } from '../../src/api/routes.js';
 import { ROUTE_SCHEMAS } from '../../src/api/route-schemas.js';
+import { MAX_STORED_INT } from '../../src/api/schemas.js';
 import { testConfig } from '../helpers/fleet.js';
+import { storeBackends } from '../helpers/store-backends.js';
 import { startInProcessApp, type InProcessApp } from '../helpers/in-process-app.js';
 
 const RUNS = Number(process.env.LOCKSTEP_FUZZ_RUNS ?? 30);
@@ -231,3 +233,37 @@ describe('fuzzing every route of the contract', () => {
     });
   }
 });
+
+describe('ids past PostgreSQL integer range', () => {
+  for (const backend of storeBackends()) {
+    // Found by reading the fuzz's findings against the PostgreSQL column types: "value … is out of range for type integer" was a 500 there.
+    it(`are refused with 400 on ${backend.name}, never a 500`, async () => {
+      await backend.setUp();
+      const server = await startInProcessApp(testConfig(), { store: () => backend.open() });
+      try {
+        const agent = await server.enroll('dev-1', 'development');
+        const big = String(MAX_STORED_INT + 1);
+        const cases: [string, string, string, unknown][] = [
+          ['GET', `/deployments/${big}`, server.adminToken, undefined],
+          ['GET', `/deployments/${big}/logs`, server.adminToken, undefined],
+          ['GET', `/deployments/1?since=${big}`, server.adminToken, undefined],
+          ['POST', `/deployments/${big}/approve`, server.adminToken, {}],
+          ['GET', `/commands/${big}`, server.adminToken, undefined],
+          ['GET', `/firecalls/${big}`, server.adminToken, undefined],
+          ['POST', `/firecalls/${big}/approve`, server.adminToken, {}],
+          ['POST', `/firecalls/${big}/close`, server.adminToken, {}],
+          ['POST', `/agent/commands/${big}`, agent, { host: 'dev-1', ok: true }],
+          ['POST', '/agent/firecall', agent, { host: 'dev-1', records: [{ firecallId: MAX_STORED_INT + 1, kind: 'sshd', name: 'auth.log', offset: 0, text: 'x' }] }],
+        ];
+        for (const [method, path, token, body] of cases) {
+          const answer = await server.call(method, `${API_PREFIX}${path}`, token, body);
+          assert.equal(answer.status, 400, `${method} ${path}: ${JSON.stringify(answer.json)}`);
+        }
+      } finally {
+        await server.close();
+        await backend.tearDown();
+      }
+    });
+  }
+});
+
