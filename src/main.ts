@@ -319,14 +319,26 @@ function program(): Command {
     .option('--host <host...>', 'only these hosts accept it (default: every host of ENV)')
     .option('--from <cidr>', 'only from this address or CIDR block')
     .option('--out <file>', 'where to write the certificate (default: next to the key, KEY-cert.pub)')
+    .option('--override', 'admin only: open at once where firecall.require_approval asks for an approver (alerted and audited; --reason says why)')
     .addOption(jsonOption())
-    .action(async (env: string, options: { reason: string; pubkey: string; ttl?: string; host?: string[]; from?: string; out?: string; json?: boolean }) =>
+    .action(async (env: string, options: { reason: string; pubkey: string; ttl?: string; host?: string[]; from?: string; out?: string; override?: boolean; json?: boolean }) =>
       (await firecallCommands()).firecallOpen(client(), env, options),
     );
   firecall
+    .command('approve <id>')
+    .description('approve a fire call awaiting approval (approver or admin, not its requester): its certificate is signed now')
+    .addOption(jsonOption())
+    .action(async (id: string, options: { json?: boolean }) => (await firecallCommands()).firecallApprove(client(), positive(id, 'ID'), options));
+  firecall
+    .command('cert <id>')
+    .description('the certificate of an approved fire call: printed, or written to --out')
+    .option('--out <file>', 'write it here (ssh finds KEY-cert.pub next to KEY)')
+    .addOption(jsonOption())
+    .action(async (id: string, options: { out?: string; json?: boolean }) => (await firecallCommands()).firecallCert(client(), positive(id, 'ID'), options));
+  firecall
     .command('close <id>')
     .description('revoke the certificate on every host at once and end its sessions (exit 4 when a host online did not confirm)')
-    .option('--note <text>', 'what was done (recorded)')
+    .option('--note <text>', 'what was done (recorded; required where firecall.require_note is set)')
     .addOption(jsonOption())
     .action(async (id: string, options: { note?: string; json?: boolean }) => (await firecallCommands()).firecallClose(client(), positive(id, 'ID'), options.note, options));
   firecall

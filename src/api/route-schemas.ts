@@ -19,7 +19,7 @@ export interface RouteSchemaSet {
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected a SHA-256 hex digest');
 const releaseId = z.string().regex(/^[0-9a-f]{64}$/, 'expected a release id');
-const idParam = z.object({ id: z.coerce.number().int().positive() });
+const idParam = z.object({ id: z.coerce.number().int().positive().max(api.MAX_STORED_INT) });
 const hashParam = z.object({ hash: sha256 });
 const refParam = z.object({ ref: z.string().min(1).max(200) });
 const envParam = z.object({ env: z.string().max(32) });
@@ -58,7 +58,7 @@ export const ROUTE_SCHEMAS = {
 
   plan: { body: api.deployRequest, response: api.planResponse },
   deploy: { body: api.deployRequest, response: api.deploymentView },
-  deployment: { params: idParam, query: z.object({ since: z.coerce.number().int().min(0).optional(), wait: waitSeconds(0) }), response: api.deploymentView },
+  deployment: { params: idParam, query: z.object({ since: z.coerce.number().int().min(0).max(api.MAX_STORED_INT).optional(), wait: waitSeconds(0) }), response: api.deploymentView },
   deploymentLogs: { params: idParam, query: z.object({ host: z.string().max(63).optional() }), response: api.logsResponse },
   approveDeployment: { params: idParam, body: z.strictObject({ comment: z.string().max(2000).optional() }), response: api.deploymentView },
   rejectDeployment: { params: idParam, body: z.strictObject({ reason: z.string().min(1, 'a reason is required').max(2000) }), response: api.deploymentView },
@@ -95,6 +95,7 @@ export const ROUTE_SCHEMAS = {
   openFirecall: { body: api.openFirecallRequest, response: api.openFirecallResponse },
   listFirecalls: { query: z.object({ env: z.string().max(32).optional(), limit: limit(100, 1000) }), response: api.firecallListResponse },
   showFirecall: { params: idParam, response: api.firecallShowResponse },
+  approveFirecall: { params: idParam, body: z.strictObject({}), response: api.openFirecallResponse },
   closeFirecall: { params: idParam, body: api.closeFirecallRequest, response: api.closeFirecallResponse },
   reconcileFirecall: { params: idParam, body: api.reconcileFirecallRequest, response: z.object({ firecall: api.firecallView, outcome: z.string() }) },
 

@@ -139,6 +139,7 @@ export const ROUTES = {
   openFirecall: { method: 'POST', path: '/firecalls', access: 'deployer', summary: 'Open a fire call: a short-lived SSH certificate', status: 201, scope: 'body.env', maxBytes: 256 * 1024 },
   listFirecalls: { method: 'GET', path: '/firecalls', access: 'viewer', summary: 'Fire calls, newest first' },
   showFirecall: { method: 'GET', path: '/firecalls/:id', access: 'viewer', summary: 'A fire call with its logins and transcripts' },
+  approveFirecall: { method: 'POST', path: '/firecalls/:id/approve', access: 'approver', summary: 'Approve a fire call awaiting approval: its certificate is signed then', request: 'optional-json', scope: 'firecall' },
   closeFirecall: { method: 'POST', path: '/firecalls/:id/close', access: 'deployer', summary: 'Close a fire call and revoke its certificate', request: 'optional-json', scope: 'firecall' },
   reconcileFirecall: { method: 'POST', path: '/firecalls/:id/reconcile', access: 'deployer', summary: 'Revert or adopt what changed under a fire call', scope: 'firecall' },
 

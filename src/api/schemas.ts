@@ -6,9 +6,12 @@
 import { z } from 'zod';
 import { APPROVAL_DECISIONS, DEPLOYMENT_KINDS, DEPLOYMENT_STATES, STEP_STATES } from '../core/deployment-states.js';
 import { AGENT_COMMAND_KINDS, AGENT_COMMAND_STATES, DRIFT_ITEM_STATES, DRIFT_SCOPES } from '../core/drift-items.js';
-import { FIRECALL_RECORD_KINDS, RECONCILE_MODES } from '../core/firecall-kinds.js';
+import { FIRECALL_APPROVALS, FIRECALL_RECORD_KINDS, RECONCILE_MODES } from '../core/firecall-kinds.js';
 import { USER_ROLES } from '../core/token-roles.js';
 import { FORBIDDEN_ENTRY_TYPES } from '../core/manifest.js';
+
+/** The largest id or count an integer column holds: PostgreSQL's integer stops at 2^31 - 1 (a larger one in a query is an error there, not "not found"). */
+export const MAX_STORED_INT = 2_147_483_647;
 
 export { API_PREFIX } from './paths.js';
 
@@ -326,14 +329,14 @@ export const driftReport = z.strictObject({
   cause: z.discriminatedUnion('kind', [
     z.strictObject({ kind: z.literal('scan') }),
     z.strictObject({ kind: z.literal('watch') }),
-    z.strictObject({ kind: z.literal('command'), commandId: z.number().int() }),
-    z.strictObject({ kind: z.literal('deployment'), deploymentId: z.number().int() }),
+    z.strictObject({ kind: z.literal('command'), commandId: z.number().int().max(MAX_STORED_INT) }),
+    z.strictObject({ kind: z.literal('deployment'), deploymentId: z.number().int().max(MAX_STORED_INT) }),
   ]),
   findings: z.array(driftFinding).max(10_000),
   /** More findings existed than were sent. */
   truncated: z.boolean(),
   /** Entries the scan looked at and how long it took, for `lockstep drift scan`. */
-  stats: z.strictObject({ entries: z.number().int().min(0), hashedFiles: z.number().int().min(0), elapsedMs: z.number().min(0) }),
+  stats: z.strictObject({ entries: z.number().int().min(0).max(MAX_STORED_INT), hashedFiles: z.number().int().min(0).max(MAX_STORED_INT), elapsedMs: z.number().min(0) }),
 });
 export type DriftReport = z.infer<typeof driftReport>;
 
@@ -388,7 +391,7 @@ export type DriftAdoptResponse = z.infer<typeof driftAdoptResponse>;
 
 export const agentReport = z.strictObject({
   host: hostName,
-  deploymentId: z.number().int(),
+  deploymentId: z.number().int().max(MAX_STORED_INT),
   /** `cancelled`: the agent dropped the task at its deadline; `currentReleaseId` says whether it had switched. */
   state: z.enum(['staging', 'activated', 'succeeded', 'failed', 'cancelled']),
   /** The kind of the task reported on (absent from older agents). */
@@ -431,7 +434,7 @@ export type FirecallTrust = z.infer<typeof firecallTrust>;
 
 /** One piece an agent ships: an sshd log line naming a fire call's key id, or a piece of a session transcript. */
 export const firecallRecord = z.strictObject({
-  firecallId: z.number().int().positive(),
+  firecallId: z.number().int().positive().max(MAX_STORED_INT),
   kind: z.enum(FIRECALL_RECORD_KINDS),
   /** The transcript's file name, or the identity of the sshd log file. */
   name: z.string().min(1).max(255),
@@ -461,12 +464,15 @@ export const openFirecallRequest = z.strictObject({
   hosts: z.array(hostName).min(1).max(1000).optional(),
   /** Addresses or CIDR blocks the certificate may be used from. */
   from: z.string().min(1).max(1000).optional(),
+  /** An admin opens at once where firecall.require_approval asks for an approver (alerted and audited; needs the reason). */
+  override: z.boolean().optional(),
 });
 export const firecallView = z.object({
   id: z.number(),
   env: z.string(),
-  state: z.enum(['open', 'unreconciled', 'reconciled']),
+  state: z.enum(['awaiting_approval', 'expired', 'open', 'unreconciled', 'reconciled']),
   requestedBy: z.string(),
+  requestedAt: z.string(),
   reason: z.string(),
   keyId: z.string(),
   serial: z.number(),
@@ -482,9 +488,15 @@ export const firecallView = z.object({
   reconciledBy: z.string().nullable(),
   reconcileMode: z.string().nullable(),
   reconcileVersion: z.string().nullable(),
+  /** null: no approval was required; else awaiting, approved, overridden or expired. */
+  approval: z.enum(FIRECALL_APPROVALS).nullable(),
+  approvedBy: z.string().nullable(),
+  approvedAt: z.string().nullable(),
+  overrideReason: z.string().nullable(),
 });
 export type FirecallView = z.infer<typeof firecallView>;
-export const openFirecallResponse = z.object({ firecall: firecallView, certificate: z.string(), hosts: z.array(z.string()) });
+/** `certificate` is null while the fire call awaits approval: it is signed when approved. */
+export const openFirecallResponse = z.object({ firecall: firecallView, certificate: z.string().nullable(), hosts: z.array(z.string()) });
 export type OpenFirecallResponse = z.infer<typeof openFirecallResponse>;
 export const firecallListResponse = z.object({ firecalls: z.array(firecallView) });
 export type FirecallListResponse = z.infer<typeof firecallListResponse>;
@@ -504,6 +516,8 @@ export const reconcileFirecallRequest = z
   .refine((request) => (request.mode === 'adopt') === (request.version !== undefined), { message: 'use --revert, or --adopt with --version V' });
 export const firecallShowResponse = z.object({
   firecall: firecallView,
+  /** The signed certificate (public, useless without the requester's private key); null until approved. */
+  certificate: z.string().nullable(),
   /** Accepted logins, from sshd's log lines. */
   logins: z.array(z.object({ host: z.string(), at: z.string(), user: z.string(), from: z.string() })),
   /** Every sshd line that names the key id (logins, refusals), oldest first per host. */

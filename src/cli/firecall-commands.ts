@@ -24,6 +24,7 @@ export interface OpenOptions extends OutputOptions {
   readonly host?: string[] | undefined;
   readonly from?: string | undefined;
   readonly out?: string | undefined;
+  readonly override?: boolean | undefined;
 }
 
 /** Where OpenSSH looks for the certificate of a key: id_ed25519.pub → id_ed25519-cert.pub. */
@@ -50,10 +51,19 @@ export async function firecallOpen(client: LockstepClient, env: string, options:
     ...(options.ttl !== undefined ? { ttl: options.ttl } : {}),
     ...(options.host?.length ? { hosts: options.host } : {}),
     ...(options.from !== undefined ? { from: options.from } : {}),
+    ...(options.override ? { override: true } : {}),
   });
   const out = resolve(options.out ?? certificatePathFor(options.pubkey));
-  await writeFile(out, `${result.certificate}\n`, { mode: 0o644 });
   const call = result.firecall;
+  if (result.certificate === null) {
+    if (options.json) return json(result);
+    line(`fire call ${call.id} ${color.yellow('awaiting approval')} on ${call.env}: ${call.reason}`);
+    line(`an approver other than ${call.requestedBy} approves it: lockstep firecall approve ${call.id}`);
+    line(`then fetch the certificate: lockstep firecall cert ${call.id} --out ${out}`);
+    line(`the request expires at ${call.expiresAt} unless approved; the certificate is valid from the approval on`);
+    return;
+  }
+  await writeFile(out, `${result.certificate}\n`, { mode: 0o644 });
   if (options.json) return json({ ...result, certificateFile: out });
   const privateKey = resolve(options.pubkey).replace(/\.pub$/, '');
   line(`fire call ${call.id} ${color.red('open')} on ${call.env} until ${call.expiresAt}: ${call.reason}`);
@@ -62,6 +72,27 @@ export async function firecallOpen(client: LockstepClient, env: string, options:
   line(`hosts:      ${result.hosts.join(', ') || 'none enrolled yet'}`);
   line('everyone subscribed to the alerts was told; logins and terminal sessions are recorded.');
   line(`close it when done: lockstep firecall close ${call.id} --note TEXT`);
+}
+
+/** `lockstep firecall approve ID`: an approver other than the requester lets a fire call open; its certificate is signed now. */
+export async function firecallApprove(client: LockstepClient, id: number, options: OutputOptions): Promise<void> {
+  const result = await client.approveFirecall(id);
+  if (options.json) return json(result);
+  const call = result.firecall;
+  line(`fire call ${call.id} approved by ${call.approvedBy ?? '?'}: ${color.red('open')} on ${call.env} until ${call.expiresAt}`);
+  line(`${call.requestedBy} fetches the certificate: lockstep firecall cert ${call.id} --out KEY-cert.pub`);
+}
+
+/** `lockstep firecall cert ID [--out FILE]`: the certificate of an approved fire call, printed or written where ssh finds it. */
+export async function firecallCert(client: LockstepClient, id: number, options: OutputOptions & { out?: string | undefined }): Promise<void> {
+  const { firecall, certificate } = await client.showFirecall(id);
+  if (certificate === null) {
+    throw new LockstepError('conflict', `fire call ${id} has no certificate: it is ${firecall.state.replace(/_/g, ' ')}${firecall.state === 'awaiting_approval' ? ` (an approver runs: lockstep firecall approve ${id})` : ''}`);
+  }
+  const out = options.out === undefined ? undefined : resolve(options.out);
+  if (out !== undefined) await writeFile(out, `${certificate}\n`, { mode: 0o644 });
+  if (options.json) return json({ id, certificate, ...(out !== undefined ? { certificateFile: out } : {}) });
+  line(out === undefined ? certificate : `certificate of fire call ${id} written to ${out} (valid until ${firecall.expiresAt})`);
 }
 
 /** `lockstep firecall close ID`: revokes the certificate on every host and ends its sessions. Exit 4 when a host online did not confirm. */
@@ -92,9 +123,14 @@ export async function firecallShow(client: LockstepClient, id: number, options: 
   if (options.json) return json(result);
   const call = result.firecall;
   line(`fire call ${call.id} on ${call.env}: ${stateOf(call)}`);
-  line(`requested ${when(call.openedAt)} by ${call.requestedBy}: ${call.reason}`);
+  line(`requested ${when(call.requestedAt)} by ${call.requestedBy}: ${call.reason}`);
+  if (call.approval === 'awaiting') line(`approval  awaiting an approver other than ${call.requestedBy} until ${when(call.expiresAt)}: lockstep firecall approve ${call.id}`);
+  else if (call.approval === 'approved') line(`approved  ${when(call.approvedAt)} by ${call.approvedBy ?? '?'}`);
+  else if (call.approval === 'overridden') line(`override  opened without approval by ${call.requestedBy}: ${call.overrideReason ?? ''}`);
+  else if (call.approval === 'expired') line('approval  none before the request expired; no certificate was issued');
   line(`key id    ${call.keyId} (serial ${call.serial}), accounts ${call.principals.join(', ')}${call.hosts ? `, hosts ${call.hosts.join(', ')}` : ''}${call.from ? `, from ${call.from}` : ''}`);
-  line(`valid     until ${when(call.expiresAt)}${call.closedAt ? `; closed ${when(call.closedAt)} by ${call.closedBy ?? '?'}${call.closeNote ? ` (${call.closeNote})` : ''}` : ''}`);
+  if (call.approval !== 'awaiting' && call.approval !== 'expired') line(`valid     ${when(call.openedAt)} until ${when(call.expiresAt)}${call.closedAt ? `; closed ${when(call.closedAt)} by ${call.closedBy ?? '?'}` : ''}`);
+  if (call.closeNote) line(`note      ${call.closeNote}`);
   if (call.reconciledAt) line(`reconciled ${when(call.reconciledAt)} by ${call.reconciledBy ?? '?'}: ${call.reconcileMode ?? ''}${call.reconcileVersion ? ` into ${call.reconcileVersion}` : ''}`);
   line('');
   if (result.logins.length === 0) line('logins: none recorded');
@@ -123,7 +159,9 @@ export async function firecallReconcile(client: LockstepClient, id: number, opti
 }
 
 function stateOf(call: FirecallView): string {
-  if (call.state === 'open') return color.red('open');
+  if (call.state === 'awaiting_approval') return color.yellow('awaiting approval');
+  if (call.state === 'expired') return 'expired unapproved';
+  if (call.state === 'open') return color.red(call.approval === 'overridden' ? 'open (override)' : 'open');
   if (call.state === 'unreconciled') return color.yellow('closed, unreconciled');
   return color.green(`reconciled (${call.reconcileMode ?? ''})`);
 }

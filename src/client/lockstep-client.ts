@@ -150,6 +150,9 @@ export class LockstepClient {
   showFirecall(id: number) {
     return this.api.call('showFirecall', { params: { id } });
   }
+  approveFirecall(id: number) {
+    return this.api.call('approveFirecall', { params: { id }, body: {} });
+  }
   closeFirecall(id: number, note?: string) {
     return this.api.call('closeFirecall', { params: { id }, body: note !== undefined ? { note } : {} });
   }

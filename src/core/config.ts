@@ -194,6 +194,10 @@ const firecallSchema = z
       .default({ webhooks: [], email: [] }),
     /** How agents make sshd re-read its configuration after they changed the drop-in. */
     sshd_reload: z.string().min(1, 'expected a command').default('systemctl reload ssh'),
+    /** A fire call waits for an approver other than its requester (or an admin's --override); pending requests expire after approvals.expire_after. */
+    require_approval: z.boolean().default(false),
+    /** `firecall close` needs --note: the post-mortem, stored and shown by `firecall show`. */
+    require_note: z.boolean().default(false),
   })
   .refine((firecall) => firecall.max_ttl >= MIN_FIRECALL_TTL_MS, { message: 'expected max_ttl of at least 5s' });
 
@@ -276,7 +280,8 @@ export class ConfigError extends LockstepError {
 
 /** The environment named `env`, or a not-found error that lists the environments there are. */
 export function environmentOf(config: Config, env: string): EnvironmentConfig {
-  const environment = config.environments[env];
+  // Own keys only: "constructor" or "__proto__" from a request are no environment.
+  const environment = Object.hasOwn(config.environments, env) ? config.environments[env] : undefined;
   if (environment === undefined) throw new LockstepError('not-found', `environment "${env}" is not in lockstep.yaml (environments: ${Object.keys(config.environments).join(', ')})`);
   return environment;
 }
@@ -299,7 +304,13 @@ export function parseConfig(text: string, file = 'lockstep.yaml'): Config {
       }),
     );
   }
-  const data: unknown = doc.toJS();
+  let data: unknown;
+  try {
+    data = doc.toJS();
+  } catch (error) {
+    // yaml refuses to expand aliases past its budget ("a resource exhaustion attack"): a problem of the file, not of the server.
+    throw new ConfigError(file, [{ line: 1, column: 1, field: '', message: `YAML: ${firstLine((error as Error).message)}` }]);
+  }
   const result = configSchema.safeParse(data ?? {});
   const problems: ConfigProblem[] = [];
   if (!result.success) {
@@ -312,6 +323,16 @@ export function parseConfig(text: string, file = 'lockstep.yaml'): Config {
     throw new ConfigError(file, problems);
   }
   return (result as { data: Config }).data;
+}
+
+/**
+ * A configuration read back from its stored JSON. Its environments are an
+ * object without a prototype, so that looking up a name from a request
+ * ("constructor", "__proto__") finds no environment.
+ */
+export function configFromJson(text: string): Config {
+  const config = JSON.parse(text) as Config;
+  return { ...config, environments: Object.assign(Object.create(null) as Config['environments'], config.environments) };
 }
 
 /** Environments in promotion order: every environment after the one it promotes from. */

@@ -7,6 +7,7 @@
 import { formatDuration, parseDuration } from './duration.js';
 import { LockstepError } from './errors.js';
 import { MIN_FIRECALL_TTL_MS } from './config.js';
+import type { FirecallApproval } from './firecall-kinds.js';
 
 /** The certificate's default validity when `--ttl` is not given (capped by max_ttl). */
 export const DEFAULT_FIRECALL_TTL_MS = 30 * 60_000;
@@ -15,10 +16,11 @@ export const DEFAULT_FIRECALL_TTL_MS = 30 * 60_000;
 const KEY_TYPES = ['ssh-ed25519', 'ssh-rsa'] as const;
 
 /**
+ * awaiting_approval → open (approved, or an admin's override) or expired (never approved, no certificate);
  * open → closed (by hand, or by the server when the certificate expired);
  * a closed fire call stays unreconciled until its changes were reverted or adopted.
  */
-export type FirecallState = 'open' | 'unreconciled' | 'reconciled';
+export type FirecallState = 'awaiting_approval' | 'expired' | 'open' | 'unreconciled' | 'reconciled';
 
 /** The validity a request asks for, checked against the environment's max_ttl. */
 export function firecallTtl(text: string | undefined, maxTtlMs: number, env: string): number {
@@ -80,15 +82,24 @@ export interface FirecallFacts {
   readonly expiresAt: string;
   readonly closedAt: string | null;
   readonly reconciledAt: string | null;
+  /** null: no approval was required. */
+  readonly approval: FirecallApproval | null;
 }
 
 /** A fire call's state; an open one past its expiry counts as closed (the server's sweeper records it soon). */
 export function firecallState(facts: FirecallFacts): FirecallState {
+  if (facts.approval === 'awaiting') return 'awaiting_approval';
+  if (facts.approval === 'expired') return 'expired';
   if (facts.closedAt === null) return 'open';
   return facts.reconciledAt === null ? 'unreconciled' : 'reconciled';
 }
 
-/** Whether an open fire call's certificate has expired at `now` and it must be closed. */
+/** Whether a certificate was ever signed for the fire call (not while it awaits approval, nor when its request expired). */
+export function firecallIssued(facts: Pick<FirecallFacts, 'approval'>): boolean {
+  return facts.approval !== 'awaiting' && facts.approval !== 'expired';
+}
+
+/** Whether an open fire call's certificate (or a request awaiting approval) has expired at `now` and it must be closed. */
 export function firecallExpired(facts: FirecallFacts, now: Date): boolean {
   return facts.closedAt === null && Date.parse(facts.expiresAt) <= now.getTime();
 }
@@ -96,9 +107,10 @@ export function firecallExpired(facts: FirecallFacts, now: Date): boolean {
 /**
  * What one host must refuse: the serials of closed fire calls, and of open
  * ones limited to other hosts (`--host`); and whose sessions it must end.
+ * Requests never signed have nothing to revoke.
  */
 export function revocationsFor(host: string, firecalls: readonly FirecallFacts[]): { serials: number[]; keyIds: string[]; endSessions: string[] } {
-  const revoked = firecalls.filter((call) => call.closedAt !== null || (call.hosts !== null && !call.hosts.includes(host)));
+  const revoked = firecalls.filter((call) => firecallIssued(call) && (call.closedAt !== null || (call.hosts !== null && !call.hosts.includes(host))));
   return {
     serials: revoked.map((call) => call.serial).sort((a, b) => a - b),
     keyIds: revoked.map((call) => call.keyId).sort(),

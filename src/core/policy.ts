@@ -117,3 +117,13 @@ function approvalsRule(facts: PolicyFacts): RuleResult {
 function describeWindow(window: ChangeWindow): string {
   return `window ${window.days.join(',')} ${window.hours} ${window.timezone}`;
 }
+
+/**
+ * Separation of duties, shared by deployments and fire calls: why `approver` may not approve a
+ * request (undefined: it may). `roles` approve; each of `excluded` may not, for the reason given.
+ */
+export function approvalRefusal(approver: { readonly name: string; readonly role: string }, roles: readonly string[], excluded: readonly { readonly name: string; readonly because: string }[]): string | undefined {
+  if (!roles.includes(approver.role)) return `approvals must come from tokens with the ${roles.join(' or ')} role; ${approver.name} has the ${approver.role} role`;
+  const self = excluded.find((person) => person.name === approver.name);
+  return self ? `separation of duties: ${self.because}` : undefined;
+}

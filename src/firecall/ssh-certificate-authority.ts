@@ -49,23 +49,33 @@ export class SshCertificateAuthority {
   /** Signs a user certificate and returns its text (one line). */
   async sign(env: string, request: CertificateRequest): Promise<string> {
     await this.publicKey(env);
-    const work = await mkdtemp(join(this.dir, '.sign-'));
-    try {
-      const keyFile = join(work, 'user.pub');
-      await writeFile(keyFile, `${request.publicKey}\n`, { mode: 0o600 });
+    return this.withKeyFile(request.publicKey, async (keyFile, work) => {
       const options = ['-O', 'clear', '-O', 'permit-pty', ...(request.sourceAddress ? ['-O', `source-address=${request.sourceAddress}`] : [])];
-      try {
-        await run('ssh-keygen', [
-          '-q', '-s', this.keyFile(env), '-I', request.keyId, '-z', String(request.serial), '-n', request.principals.join(','),
-          '-V', `${sshTime(request.validFrom)}:${sshTime(request.validTo)}`, ...options, keyFile,
-        ]);
-      } catch (error) {
-        const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
-        throw new LockstepError('bad-input', `the public key could not be signed: ${stderr.split('\n')[0] || (error as Error).message}`);
-      }
+      await run('ssh-keygen', [
+        '-q', '-s', this.keyFile(env), '-I', request.keyId, '-z', String(request.serial), '-n', request.principals.join(','),
+        '-V', `${sshTime(request.validFrom)}:${sshTime(request.validTo)}`, ...options, keyFile,
+      ]).catch((error: unknown) => keygenRefused(error, work));
       return (await readFile(join(work, 'user-cert.pub'), 'utf8')).trim();
+    });
+  }
+
+  /** Checks that ssh-keygen can load a public key (a request awaiting approval is signed only later). */
+  async checkPublicKey(publicKey: string): Promise<void> {
+    await this.withKeyFile(publicKey, async (keyFile, work) => {
+      await run('ssh-keygen', ['-l', '-f', keyFile]).catch((error: unknown) => keygenRefused(error, work));
+    });
+  }
+
+  /** Runs `work` with the public key in a private temporary file, removed afterwards. */
+  private async withKeyFile<T>(publicKey: string, work: (keyFile: string, dir: string) => Promise<T>): Promise<T> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const dir = await mkdtemp(join(this.dir, '.sign-'));
+    try {
+      const keyFile = join(dir, 'user.pub');
+      await writeFile(keyFile, `${publicKey}\n`, { mode: 0o600 });
+      return await work(keyFile, dir);
     } finally {
-      await rm(work, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true });
     }
   }
 
@@ -101,4 +111,13 @@ export class SshCertificateAuthority {
 /** ssh-keygen's UTC time: YYYYMMDDHHMMSSZ. */
 function sshTime(at: Date): string {
   return `${at.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
+}
+
+/** ssh-keygen's refusal of a user's key as one line that names no path under the data dir. */
+function keygenRefused(error: unknown, work: string): never {
+  const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
+  const first = stderr.split('\n')[0] || (error as Error).message;
+  // For a key it cannot decode ssh-keygen says `load pubkey "FILE": No such file or directory`.
+  const cause = first.includes('load pubkey') || first.includes('is not a public key file') ? 'ssh-keygen cannot load it; check it with: ssh-keygen -l -f FILE' : first.split(work).join('…');
+  throw new LockstepError('bad-input', `the public key could not be signed: ${cause}`);
 }

@@ -1,5 +1,5 @@
 /** Applying and reading lockstep.yaml on the server. */
-import { parseConfig, type Config } from '../core/config.js';
+import { configFromJson, parseConfig, type Config } from '../core/config.js';
 import { LockstepError } from '../core/errors.js';
 import type { ConfigReadRepo } from '../store/config-repo.js';
 import type { ServerContext } from './context.js';
@@ -14,7 +14,7 @@ export async function requireConfig(repo: ConfigReadRepo): Promise<Config> {
 /** The applied configuration, if any. */
 export async function currentConfig(repo: ConfigReadRepo): Promise<Config | undefined> {
   const row = await repo.latestConfig();
-  return row ? (JSON.parse(row.parsed) as Config) : undefined;
+  return row ? configFromJson(row.parsed) : undefined;
 }
 
 /** Validates and stores a config file; the change is an audit event. Nothing is stored when it is invalid. */

@@ -299,7 +299,7 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
-  '0010_i13-secrets': {
+  '0010_secrets': {
     async up(db: Kysely<unknown>) {
       // Secrets per environment, sealed with the server's key (src/server/secrets/); one row per current version.
       await db.schema
@@ -314,6 +314,14 @@ const migrations: Record<string, Migration> = {
         .addColumn('set_at', 'text', (c) => c.notNull())
         .addPrimaryKeyConstraint('secrets_pk', ['env', 'name'])
         .execute();
+    },
+  },
+  '0011_firecall_approval': {
+    async up(db: Kysely<unknown>) {
+      // Break-glass least privilege: a fire call may wait for an approver before its certificate is signed.
+      for (const [column, type] of [['approval', 'text'], ['requested_at', 'text'], ['public_key', 'text'], ['ttl_ms', 'bigint'], ['approved_by', 'text'], ['approved_at', 'text'], ['override_reason', 'text']] as const) {
+        await db.schema.alterTable('firecalls').addColumn(column, type).execute();
+      }
     },
   },
 };

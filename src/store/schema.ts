@@ -7,7 +7,7 @@
  */
 import type { ApprovalDecision, DeploymentKind, DeploymentState, StepState } from '../core/deployment-states.js';
 import type { AgentCommandKind, AgentCommandState, DriftItemState, DriftScope } from '../core/drift-items.js';
-import type { FirecallRecordKind, ReconcileMode } from '../core/firecall-kinds.js';
+import type { FirecallApproval, FirecallRecordKind, ReconcileMode } from '../core/firecall-kinds.js';
 import type { HostAlertState, HostHealth } from '../core/host-presence.js';
 import type { TokenRole } from '../core/token-roles.js';
 export interface CountersTable {
@@ -193,6 +193,22 @@ export interface FirecallsTable {
   reconcile_mode: ReconcileMode | null;
   /** The release version the changes were adopted into. */
   reconcile_version: string | null;
+  /**
+   * With firecall.require_approval: where the request stands (null: no approval was required).
+   * While `awaiting`, `certificate` is empty, `opened_at` is the request's time and `expires_at`
+   * the request's own expiry; approval signs the certificate and sets both from the approval's time.
+   */
+  approval: FirecallApproval | null;
+  /** When the fire call was requested (null on rows from before approvals: opened_at). */
+  requested_at: string | null;
+  /** The requester's public key line, kept while the request awaits approval (the certificate is signed then). */
+  public_key: string | null;
+  /** The validity asked for, counted from the approval. */
+  ttl_ms: number | null;
+  approved_by: string | null;
+  approved_at: string | null;
+  /** An admin's --override reason: opened without the required approval. */
+  override_reason: string | null;
 }
 
 /** What agents shipped about a fire call: sshd log lines naming its key id and pieces of session transcripts. */

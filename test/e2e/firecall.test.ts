@@ -68,6 +68,8 @@ describe('fire call: emergency access through a real sshd', () => {
   let deployedPage = '';
   let v1 = '';
   let v2 = '';
+  /** The lockstep.yaml of the tests, applied in before(). */
+  let baseConfig = '';
 
   /** ssh as root to the test sshd with a terminal; stdin stays open so the remote side sees no EOF. */
   function ssh(key: string, command: string): { child: ChildProcess; done: Promise<{ code: number; stdout: string; stderr: string }>; output: () => string } {
@@ -106,7 +108,7 @@ describe('fire call: emergency access through a real sshd', () => {
     const sshdDir = join(fleet.dir, 'sshd');
     await mkdir(sshdDir);
     const pidFile = join(sshdDir, 'sshd.pid');
-    await fleet.applyConfig(`app: app
+    baseConfig = `app: app
 deploy_to: /srv/app
 watch:
   - path: /etc/ssh
@@ -122,7 +124,8 @@ environments:
       sshd_reload: kill -HUP "$(cat ${pidFile})" 2>/dev/null || true
   staging:
     host_timeout: 20s
-`);
+`;
+    await fleet.applyConfig(baseConfig);
     agent = await fleet.addAgent('prod-1', 'production', { variables: { LOCKSTEP_SSHD_LOG: SSHD_LOG } });
     const app = join(fleet.dir, 'app');
     v1 = releaseIdFrom(await fleet.ok(['release', 'create', await writeApp(app, 'v1'), '--version', '1.0.0']));
@@ -323,5 +326,101 @@ environments:
     for (const action of ['firecall.ca_created', 'firecall.opened', 'firecall.closed', 'firecall.reconciled']) assert.ok(audit.some((event) => event.action === action), action);
     const list = JSON.parse(await fleet.ok(['firecall', 'list', '--json'])) as FirecallJson[];
     assert.deepEqual(list.map((call) => [call.id, call.state]), [[2, 'reconciled'], [1, 'reconciled']]);
+  });
+
+  describe('least privilege: firecall.require_approval and require_note', () => {
+    const tokens: Record<string, string> = {};
+    const as = (name: string) => ({ env: { LOCKSTEP_TOKEN: tokens[name] ?? '' } });
+    interface OpenedJson { firecall: FirecallJson & { approval: string | null; approvedBy: string | null; openedAt: string; requestedAt: string }; certificate: string | null }
+
+    before(async () => {
+      await fleet.applyConfig(baseConfig.replace('      principals: [root]\n', '      principals: [root]\n      require_approval: true\n      require_note: true\n'));
+      for (const [name, role] of [['erin', 'approver'], ['dave', 'deployer']] as const) {
+        tokens[name] = (JSON.parse(await fleet.ok(['token', 'create', name, '--role', role, '--json'])) as { token: string }).token;
+      }
+      keygen(join(keys, 'ops'));
+      keygen(join(keys, 'root-admin'));
+    });
+
+    it('a request signs nothing until an approver other than the requester approves it; then the certificate logs in', async () => {
+      // The admin may both open and approve fire calls: only separation of duties keeps it from approving its own.
+      const requested = await fleet.cli(['firecall', 'open', 'production', '--reason', 'oom on prod-1', '--pubkey', join(keys, 'ops.pub'), '--ttl', '5m']);
+      assertExit(requested, 0, 'firecall open with require_approval');
+      assert.match(requested.stdout, /fire call 3 awaiting approval on production: oom on prod-1/);
+      assert.match(requested.stdout, /lockstep firecall approve 3/);
+      await assert.rejects(access(join(keys, 'ops-cert.pub')), 'no certificate written before the approval');
+      const pending = JSON.parse(await fleet.ok(['firecall', 'show', '3', '--json'])) as OpenedJson;
+      assert.equal(pending.firecall.state, 'awaiting_approval');
+      assert.equal(pending.certificate, null);
+      const noCert = await fleet.cli(['firecall', 'cert', '3']);
+      assertExit(noCert, 3, 'cert before approval');
+      assert.match(noCert.stderr, /fire call 3 has no certificate: it is awaiting approval/);
+      await until('the firecall.requested alert', async () => (alerts.some((alert) => alert.kind === 'firecall.requested' && /fire call 3 .*requested by admin/.test(alert.summary)) ? true : undefined));
+
+      const self = await fleet.cli(['firecall', 'approve', '3']);
+      assertExit(self, 5, 'the requester approving their own fire call');
+      assert.equal(self.stderr.trim(), 'lockstep: separation of duties: admin requested fire call 3 and cannot approve it');
+      const deployer = await fleet.cli(['firecall', 'approve', '3'], as('dave'));
+      assertExit(deployer, 5, 'a deployer approving');
+      assert.match(deployer.stderr, /needs the approver role/);
+      assert.equal((JSON.parse(await fleet.ok(['firecall', 'show', '3', '--json'])) as OpenedJson).firecall.state, 'awaiting_approval', 'still awaiting after the refusals');
+
+      const approved = await fleet.cli(['firecall', 'approve', '3', '--json'], as('erin'));
+      assertExit(approved, 0, 'erin approves');
+      const call = (JSON.parse(approved.stdout) as OpenedJson).firecall;
+      assert.deepEqual([call.state, call.approval, call.approvedBy], ['open', 'approved', 'erin']);
+      assert.equal(Date.parse(call.expiresAt) - Date.parse(call.openedAt), 5 * 60_000, 'the ttl counts from the approval');
+      assert.ok(call.openedAt >= call.requestedAt.slice(0, 19));
+      assertExit(await fleet.cli(['firecall', 'approve', '3'], as('erin')), 3, 'approving twice');
+
+      const written = await fleet.cli(['firecall', 'cert', '3', '--out', join(keys, 'ops-cert.pub')]);
+      assertExit(written, 0, 'firecall cert');
+      const certificate = spawnSync('ssh-keygen', ['-L', '-f', join(keys, 'ops-cert.pub')], { encoding: 'utf8' }).stdout;
+      assert.match(certificate, /Key ID: "firecall-3-admin"/);
+      await until('the firecall.opened alert naming the approver', async () => (alerts.some((alert) => alert.kind === 'firecall.opened' && /fire call 3 .*approved by erin/.test(alert.summary)) ? true : undefined));
+      const login = await ssh(join(keys, 'ops'), 'echo approved-$((6*7))').done;
+      assert.equal(login.code, 0, login.stderr);
+      assert.match(login.stdout, /approved-42/);
+    });
+
+    it('close without --note is refused in one line naming --note; the note is stored and shown', async () => {
+      const refused = await fleet.cli(['firecall', 'close', '3']);
+      assertExit(refused, 2, 'close without a note');
+      assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr);
+      assert.match(refused.stderr, /requires a post-mortem note .*--note TEXT/);
+      assert.equal((JSON.parse(await fleet.ok(['firecall', 'show', '3', '--json'])) as OpenedJson).firecall.state, 'open', 'still open');
+      assertExit(await fleet.cli(['firecall', 'close', '3', '--note', ' ']), 2, 'a blank note');
+      const closed = await fleet.cli(['firecall', 'close', '3', '--note', 'killed the runaway worker']);
+      assertExit(closed, 0, 'close with a note');
+      const shown = await fleet.ok(['firecall', 'show', '3']);
+      assert.match(shown, /^note +killed the runaway worker$/m);
+      assert.match(shown, /^approved .* by erin$/m);
+      const again = await ssh(join(keys, 'ops'), 'echo in').done;
+      assert.equal(again.code, 255, 'revoked on close');
+    });
+
+    it('--override: only an admin, with a reason; opens at once, alerted and audited as an override', async () => {
+      const notAdmin = await fleet.cli(['firecall', 'open', 'production', '--reason', 'now', '--pubkey', join(keys, 'ops.pub'), '--override'], as('dave'));
+      assertExit(notAdmin, 5, 'override by a deployer');
+      assert.match(notAdmin.stderr, /only the admin role may override policy/);
+      const opened = await fleet.cli(['firecall', 'open', 'production', '--reason', 'approvers asleep, site down', '--pubkey', join(keys, 'root-admin.pub'), '--override']);
+      assertExit(opened, 0, 'override by the admin');
+      assert.match(opened.stdout, /fire call 4 open on production/);
+      await access(join(keys, 'root-admin-cert.pub'));
+      const alert = await until('the firecall.override alert', async () => alerts.find((candidate) => candidate.kind === 'firecall.override'));
+      assert.match(alert.summary, /admin overrode the approval fire calls need on production: fire call 4 opened for 10m: approvers asleep, site down/);
+      const login = await ssh(join(keys, 'root-admin'), 'echo override-in').done;
+      assert.equal(login.code, 0, login.stderr);
+      assert.match(await fleet.ok(['firecall', 'list']), /4 +production +open \(override\)/);
+      assertExit(await fleet.cli(['firecall', 'close', '4', '--note', 'site back']), 0, 'close the override');
+
+      const audit = JSON.parse(await fleet.ok(['audit', 'log', '--json'])) as { action: string; actor: string; details: Record<string, unknown> }[];
+      const of = (action: string) => audit.filter((event) => event.action === action && [3, 4].includes(event.details.firecall as number)).map((event) => [event.actor, event.details.firecall]);
+      assert.deepEqual(of('firecall.requested'), [['admin', 3]]);
+      assert.deepEqual(of('firecall.approved'), [['erin', 3]]);
+      assert.deepEqual(of('firecall.override'), [['admin', 4]]);
+      assert.deepEqual(of('firecall.closed'), [['admin', 3], ['admin', 4]]);
+      assert.equal(audit.find((event) => event.action === 'firecall.closed' && event.details.firecall === 3)?.details.note, 'killed the runaway worker');
+    });
   });
 });

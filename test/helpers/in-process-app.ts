@@ -10,15 +10,21 @@ import { BlobStore } from '../../src/content/blob-store.js';
 import { loadOrCreateSigningKey } from '../../src/audit/signing-key.js';
 import { SshCertificateAuthority } from '../../src/firecall/ssh-certificate-authority.js';
 import type { ServerContext } from '../../src/server/context.js';
+import type { FirecallContext } from '../../src/server/firecall/firecall-service.js';
 import { createServer } from '../../src/server/create-server.js';
 import { hashToken, newToken } from '../../src/server/http/tokens.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import type { Store } from '../../src/store/store.js';
 import { makeTempDir } from './tmp.js';
 
 export interface InProcessApp {
   readonly app: FastifyInstance;
   readonly context: ServerContext;
+  /** The fire-call services' context (the server's sweeper calls closeExpiredFirecalls with it). */
+  readonly firecalls: FirecallContext;
   readonly adminToken: string;
+  /** The temp dir of the store (lockstep.db) and blobs. */
+  readonly dir: string;
   /** Calls a route; `body` as JSON, or a Buffer sent as application/octet-stream. `json` is any: tests read the fields they assert on. */
   call(method: string, url: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }>;
   /** Registers and enrolls a host; returns its agent credential. */
@@ -28,10 +34,13 @@ export interface InProcessApp {
   close(): Promise<void>;
 }
 
-/** Starts the app with `configYaml` applied; alerts retry after `alertDelayMs`; `now` is the server's clock (default: the real one). */
-export async function startInProcessApp(configYaml: string, options: { alertDelayMs?: number; now?: () => Date } = {}): Promise<InProcessApp> {
+/**
+ * Starts the app with `configYaml` applied; alerts retry after `alertDelayMs`; `now` is the server's clock (default: the real one);
+ * `store` another store than SQLite in the temp dir (e.g. a StoreBackend's PostgreSQL database).
+ */
+export async function startInProcessApp(configYaml: string, options: { alertDelayMs?: number; now?: () => Date; store?: () => Promise<Store> } = {}): Promise<InProcessApp> {
   const temp = await makeTempDir('lockstep-app-');
-  const store = openSqliteStore(join(temp.path, 'lockstep.db'));
+  const store = options.store ? await options.store() : openSqliteStore(join(temp.path, 'lockstep.db'));
   await store.migrate();
   const blobs = new BlobStore(join(temp.path, 'blobs'));
   await blobs.open();
@@ -68,7 +77,9 @@ export async function startInProcessApp(configYaml: string, options: { alertDela
   return {
     app,
     context,
+    firecalls: server.firecalls,
     adminToken,
+    dir: temp.path,
     call,
     async enroll(name, env) {
       const host = await call('POST', '/api/v1/hosts', adminToken, { name, env });

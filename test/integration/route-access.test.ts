@@ -77,6 +77,7 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'POST /api/v1/firecalls': 'deployer',
   'GET /api/v1/firecalls': 'viewer',
   'GET /api/v1/firecalls/:id': 'viewer',
+  'POST /api/v1/firecalls/:id/approve': 'approver',
   'POST /api/v1/firecalls/:id/close': 'deployer',
   'POST /api/v1/firecalls/:id/reconcile': 'deployer',
   'GET /api/v1/agent/firecall': 'agent',

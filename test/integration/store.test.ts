@@ -471,6 +471,7 @@ function contract(backend: StoreBackend): void {
         id, env, requested_by: 'alice', reason: 'disk full', key_id: `firecall-${id}-alice`, principals: '["root"]', hosts: null, source_address: null,
         certificate: 'ssh-ed25519-cert-v01@openssh.com AAAA', opened_at: at(id), expires_at: at(id + 10), closed_at: null, closed_by: null, close_note: null,
         reconciled_at: null, reconciled_by: null, reconcile_mode: null, reconcile_version: null,
+        approval: null, requested_at: at(id), public_key: null, ttl_ms: 600_000, approved_by: null, approved_at: null, override_reason: null,
       });
       it('are stored, listed newest first, closed and reconciled; records skip pieces already stored; host trust is upserted', () =>
         withStore(async (store) => {

@@ -16,9 +16,9 @@ const AUDITED_CHANGES = ['config.applied', 'release.rejected', 'release.unreject
 /** Parses `24h` (that long ago) or an ISO time. */
 export function parseSince(text: string, now: Date): Date {
   const duration = parseDuration(text);
-  if (duration !== undefined) return new Date(now.getTime() - duration);
-  const at = Date.parse(text);
-  if (Number.isNaN(at)) throw new LockstepError('bad-input', `--since "${text}" is neither a duration (24h, 30m) nor a time (2026-11-26T08:00:00Z)`);
+  // A duration longer than the calendar reaches (about 270,000 years) is no time either.
+  const at = duration !== undefined ? now.getTime() - duration : Date.parse(text);
+  if (Number.isNaN(new Date(at).getTime())) throw new LockstepError('bad-input', `--since "${text}" is neither a duration (24h, 30m) nor a time (2026-11-26T08:00:00Z)`);
   return new Date(at);
 }
 

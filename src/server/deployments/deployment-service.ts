@@ -13,7 +13,7 @@ import type { AgentReport, DeploymentView } from '../../api/schemas.js';
 import { environmentOf, type Config, type EnvironmentConfig } from '../../core/config.js';
 import { LockstepError, notFound } from '../../core/errors.js';
 import { type ReleaseInEnvironment } from '../../core/gate.js';
-import { evaluatePolicy, type PolicyVerdict } from '../../core/policy.js';
+import { approvalRefusal, evaluatePolicy, type PolicyVerdict } from '../../core/policy.js';
 import { isKnownGood, knownGoodSoak } from '../../core/known-good.js';
 import { shortId } from '../../core/manifest.js';
 import { FINISHED_STEPS, type DeploymentKind, type DeploymentState, type StepState } from '../../core/report-decision.js';
@@ -90,6 +90,30 @@ export function requireEnvironmentScope(principal: UserPrincipal, env: string): 
 }
 
 /**
+ * The checks of an admin's `--override --reason`, shared by deployments and fire calls: the admin
+ * role, a reason, and the environment's allow_override (a refusal there is audited as `SUBJECT.override_refused`).
+ * Returns the reason.
+ */
+export async function requireOverride(
+  context: ServerContext,
+  principal: UserPrincipal,
+  env: string,
+  reason: string | undefined,
+  subject: 'deployment' | 'firecall',
+  details: Readonly<Record<string, unknown>>,
+): Promise<string> {
+  if (principal.role !== 'admin') throw new LockstepError('forbidden', `only the admin role may override policy; token ${principal.name} has the ${principal.role} role`);
+  if (!reason?.trim()) throw new LockstepError('bad-input', 'an override needs a reason: --override --reason TEXT');
+  const config = await requireConfig(context.store.read);
+  if (!environmentOf(config, env).allow_override) {
+    const at = context.now().toISOString();
+    await context.store.transaction((repo) => repo.appendAudit({ at, actor: principal.name, action: `${subject}.override_refused`, target: `env:${env}`, details: { ...details, reason } }));
+    throw new LockstepError('refused', `${env} forbids overrides (allow_override: false)`);
+  }
+  return reason;
+}
+
+/**
  * Starts a deployment after the policy allowed it, or records it as
  * awaiting approval. An admin's `override` (with a reason) proceeds past
  * refused rules unless the environment says `allow_override: false`; it is
@@ -110,16 +134,9 @@ export async function startDeployment(
   const verdict = await planDeployment(context.store.read, config, release, request.env, now, { requester: actor });
   const at = now.toISOString();
   if (request.override) {
-    if (principal.role !== 'admin') throw new LockstepError('forbidden', `only the admin role may override policy; token ${actor} has the ${principal.role} role`);
-    if (!request.reason?.trim()) throw new LockstepError('bad-input', 'an override needs a reason: --override --reason TEXT');
-    if (!environment.allow_override) {
-      await context.store.transaction((repo) =>
-        repo.appendAudit({ at, actor, action: 'deployment.override_refused', target: `env:${request.env}`, details: { release: release.id, reason: request.reason } }),
-      );
-      throw new LockstepError('refused', `${request.env} forbids overrides (allow_override: false)`);
-    }
+    const reason = await requireOverride(context, principal, request.env, request.reason, 'deployment', { release: release.id });
     const overridden = verdict.rules.filter((rule) => !rule.passed).map((rule) => `${rule.rule}: ${rule.detail}`);
-    const view = await begin(context, actor, 'deploy', release, request.env, request.reason, config, 'running', overridden.length > 0 ? request.reason : null);
+    const view = await begin(context, actor, 'deploy', release, request.env, reason, config, 'running', overridden.length > 0 ? reason : null);
     if (overridden.length > 0) {
       await context.store.transaction((repo) =>
         repo.appendAudit({ at, actor, action: 'deployment.override', target: `env:${request.env}`, details: { deployment: view.id, release: release.id, version: release.version, reason: request.reason, overridden } }),
@@ -487,9 +504,11 @@ export async function decideDeployment(context: ServerContext, principal: UserPr
     if (deployment.state !== 'awaiting_approval') throw new LockstepError('conflict', `deployment #${id} is not waiting for approval (it is ${deployment.state.replace(/_/g, ' ')})`);
     const release = (await repo.release(deployment.release_id)) as ReleaseRow;
     if (decision === 'approve') {
-      if (principal.role !== 'approver') throw new LockstepError('forbidden', `approvals must come from tokens with the approver role; ${principal.name} has the ${principal.role} role`);
-      if (principal.name === deployment.requested_by) throw new LockstepError('forbidden', `separation of duties: ${principal.name} requested deployment #${id} and cannot approve it`);
-      if (principal.name === release.created_by) throw new LockstepError('forbidden', `separation of duties: ${principal.name} created release ${release.version} and cannot approve its deployment`);
+      const refusal = approvalRefusal(principal, ['approver'], [
+        { name: deployment.requested_by, because: `${principal.name} requested deployment #${id} and cannot approve it` },
+        { name: release.created_by, because: `${principal.name} created release ${release.version} and cannot approve its deployment` },
+      ]);
+      if (refusal) throw new LockstepError('forbidden', refusal);
     }
     if ((await repo.approvals(id)).some((row) => row.actor === principal.name)) throw new LockstepError('conflict', `${principal.name} already decided on deployment #${id}`);
     await repo.insertApproval({ deployment_id: id, actor: principal.name, decision, comment: comment ?? null, at });

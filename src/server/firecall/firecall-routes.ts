@@ -5,7 +5,7 @@
  */
 import type { RouteHandlers } from '../http/route-binder.js';
 import { abortOnClose, agentOf, userOf } from '../http/route-helpers.js';
-import { closeFirecall, firecallCaPublicKey, listFirecalls, openFirecall, pollFirecallTrust, reconcileFirecall, recordFirecallReport, showFirecall, type FirecallContext } from './firecall-service.js';
+import { approveFirecall, closeFirecall, firecallCaPublicKey, listFirecalls, openFirecall, pollFirecallTrust, reconcileFirecall, recordFirecallReport, showFirecall, type FirecallContext } from './firecall-service.js';
 
 /** The handlers of the fire-call routes. */
 export function firecallRouteHandlers(context: FirecallContext): RouteHandlers {
@@ -14,6 +14,7 @@ export function firecallRouteHandlers(context: FirecallContext): RouteHandlers {
     openFirecall: async ({ body }, request) => openFirecall(context, userOf(request), body),
     listFirecalls: async ({ query }) => ({ firecalls: await listFirecalls(context, query.env, query.limit) }),
     showFirecall: async ({ params }) => showFirecall(context, params.id),
+    approveFirecall: async ({ params }, request) => approveFirecall(context, userOf(request), params.id),
     closeFirecall: async ({ params, body }, request) => closeFirecall(context, userOf(request), params.id, body.note),
     reconcileFirecall: async ({ params, body }, request) => reconcileFirecall(context, userOf(request), params.id, body),
     agentFirecallTrust: async ({ query }, request) => {

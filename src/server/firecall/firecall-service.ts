@@ -9,14 +9,15 @@ import type { CloseFirecallResponse, CommandView, FirecallAgentReport, FirecallS
 import { environmentOf, type Config, type EnvironmentConfig } from '../../core/config.js';
 import { formatDuration } from '../../core/duration.js';
 import { LockstepError } from '../../core/errors.js';
-import { checkSourceAddress, firecallExpired, firecallKeyId, firecallState, firecallTtl, parsePublicKeyLine, revocationsFor, sshdEventOf, type FirecallFacts } from '../../core/firecall.js';
+import { checkSourceAddress, firecallExpired, firecallIssued, firecallKeyId, firecallState, firecallTtl, parsePublicKeyLine, revocationsFor, sshdEventOf, type FirecallFacts } from '../../core/firecall.js';
 import type { SshCertificateAuthority } from '../../firecall/ssh-certificate-authority.js';
 import type { FirecallReadRepo } from '../../store/firecall-repo.js';
-import type { DriftItemRow, FirecallRow } from '../../store/store.js';
+import type { DriftItemRow, FirecallRow, WriteRepo } from '../../store/store.js';
 import type { AlertSettings } from '../alerts/alert-channels.js';
 import { requireConfig, currentConfig } from '../config-service.js';
 import type { ServerContext } from '../context.js';
-import { requireEnvironmentScope, type UserPrincipal } from '../deployments/deployment-service.js';
+import { requireEnvironmentScope, requireOverride, type UserPrincipal } from '../deployments/deployment-service.js';
+import { approvalRefusal } from '../../core/policy.js';
 import { keys } from '../notifier.js';
 import { waitForCommand } from '../drift/agent-command-service.js';
 import { adoptDrift } from '../drift/drift-adopt.js';
@@ -69,12 +70,16 @@ async function caKey(context: FirecallContext, env: string): Promise<string> {
   return publicKey;
 }
 
-/** Opens a fire call: every check first, then one transaction that signs, records and audits; then the alert. */
-export async function openFirecall(
-  context: FirecallContext,
-  principal: UserPrincipal,
-  request: { env: string; reason: string; publicKey: string; ttl?: string | undefined; hosts?: string[] | undefined; from?: string | undefined },
-): Promise<OpenFirecallResponse> {
+/** A fire-call request as the API takes it. */
+type OpenFirecallRequest = { env: string; reason: string; publicKey: string; ttl?: string | undefined; hosts?: string[] | undefined; from?: string | undefined; override?: boolean | undefined };
+
+/**
+ * Opens a fire call: every check first. Where the environment's
+ * firecall.require_approval asks for an approver (and no admin overrides),
+ * records the request awaiting approval and signs nothing; else one
+ * transaction signs, records and audits; then the alert.
+ */
+export async function openFirecall(context: FirecallContext, principal: UserPrincipal, request: OpenFirecallRequest): Promise<OpenFirecallResponse> {
   const config = await requireConfig(context.store.read);
   const policy = policyOf(config, request.env);
   requireEnvironmentScope(principal, request.env);
@@ -84,39 +89,138 @@ export async function openFirecall(
   const envHosts = (await context.store.read.listHosts(request.env)).map((host) => host.name);
   const unknown = (request.hosts ?? []).filter((host) => !envHosts.includes(host));
   if (unknown.length > 0) throw new LockstepError('bad-input', `--host ${unknown.join(', ')}: not a host of ${request.env} (hosts: ${envHosts.join(', ') || 'none'})`);
+  if (request.override) await requireOverride(context, principal, request.env, request.reason, 'firecall', { keyType: key.type });
   await caKey(context, request.env);
 
-  // Whole seconds: the certificate's window is exactly the recorded one.
-  const opened = new Date(Math.floor(context.now().getTime() / 1000) * 1000);
-  const expires = new Date(opened.getTime() + ttl);
+  const now = wholeSecond(context.now());
   const hosts = request.hosts ? [...new Set(request.hosts)].sort() : null;
-  const { row, certificate } = await context.store.transaction(async (repo) => {
-    const id = await repo.next('firecall');
-    const keyId = firecallKeyId(id, principal.name);
-    const certificate = await context.ca.sign(request.env, { publicKey: key.line, keyId, serial: id, principals: policy.principals, validFrom: opened, validTo: expires, sourceAddress: from ?? undefined });
-    const row: FirecallRow = {
-      id, env: request.env, requested_by: principal.name, reason: request.reason, key_id: keyId, principals: JSON.stringify(policy.principals),
-      hosts: hosts ? JSON.stringify(hosts) : null, source_address: from, certificate, opened_at: opened.toISOString(), expires_at: expires.toISOString(),
-      closed_at: null, closed_by: null, close_note: null, reconciled_at: null, reconciled_by: null, reconcile_mode: null, reconcile_version: null,
-    };
-    await repo.insertFirecall(row);
-    await repo.appendAudit({
-      at: opened.toISOString(), actor: principal.name, action: 'firecall.opened', target: `env:${request.env}`,
-      details: { firecall: id, keyId, reason: request.reason, principals: policy.principals, hosts, from, expiresAt: row.expires_at, keyType: key.type },
-    });
-    return { row, certificate };
+  const awaiting = policy.require_approval && request.override !== true;
+  const overridden = policy.require_approval && request.override === true;
+  const requested = (id: number): FirecallRow => ({
+    id, env: request.env, requested_by: principal.name, reason: request.reason, key_id: firecallKeyId(id, principal.name), principals: JSON.stringify(policy.principals),
+    hosts: hosts ? JSON.stringify(hosts) : null, source_address: from, certificate: '', opened_at: now.toISOString(), expires_at: now.toISOString(),
+    closed_at: null, closed_by: null, close_note: null, reconciled_at: null, reconciled_by: null, reconcile_mode: null, reconcile_version: null,
+    approval: awaiting ? 'awaiting' : overridden ? 'overridden' : null, requested_at: now.toISOString(), public_key: key.line, ttl_ms: ttl,
+    approved_by: null, approved_at: null, override_reason: overridden ? request.reason : null,
   });
+
+  if (awaiting) {
+    // Refused now rather than at the approval: the approver could do nothing about a key that does not load.
+    await context.ca.checkPublicKey(key.line);
+    // The request waits as long as a deployment waits for its approvals.
+    const expiresAt = new Date(now.getTime() + environmentOf(config, request.env).approvals.expire_after).toISOString();
+    const row = await context.store.transaction(async (repo) => {
+      const row = { ...requested(await repo.next('firecall')), expires_at: expiresAt };
+      await repo.insertFirecall(row);
+      await repo.appendAudit({
+        at: row.requested_at ?? row.opened_at, actor: principal.name, action: 'firecall.requested', target: `env:${request.env}`,
+        details: { firecall: row.id, reason: request.reason, ttl: formatDuration(ttl), principals: policy.principals, hosts, from, keyType: key.type, requestExpiresAt: expiresAt },
+      });
+      return row;
+    });
+    context.alerts.dispatch(
+      {
+        kind: 'firecall.requested', env: request.env, at: now.toISOString(),
+        summary: `fire call ${row.id} on ${request.env} requested by ${principal.name} for ${formatDuration(ttl)}: ${request.reason}; an approver other than ${principal.name} approves it: lockstep firecall approve ${row.id}`,
+        details: { firecall: row.id, requestedBy: principal.name, reason: request.reason, requestExpiresAt: expiresAt, hosts, from },
+      },
+      firecallAlerts(config.environments[request.env]),
+    );
+    return { firecall: firecallView(row), certificate: null, hosts: hosts ?? envHosts };
+  }
+
+  const row = await context.store.transaction(async (repo) => {
+    const signed = await signCertificate(context, repo, requested(await repo.next('firecall')), now, principal.name);
+    await repo.insertFirecall(signed);
+    if (overridden) {
+      await repo.appendAudit({ at: signed.opened_at, actor: principal.name, action: 'firecall.override', target: `env:${request.env}`, details: { firecall: signed.id, reason: request.reason, overridden: 'firecall.require_approval' } });
+    }
+    return signed;
+  });
+  announceOpened(context, config, row, envHosts);
+  return { firecall: firecallView(row), certificate: row.certificate, hosts: hosts ?? envHosts };
+}
+
+/**
+ * Approves a fire call awaiting approval. Separation of duties as for
+ * deployments: an approver or admin, never its requester. The certificate is
+ * signed now, valid for the ttl asked for counted from now, and announced.
+ */
+export async function approveFirecall(context: FirecallContext, principal: UserPrincipal, id: number): Promise<OpenFirecallResponse> {
+  const existing = await requireFirecall(context.store.read, id);
+  requireEnvironmentScope(principal, existing.env);
+  const config = await requireConfig(context.store.read);
+  const policy = policyOf(config, existing.env);
+  if (existing.approval !== 'awaiting') throw new LockstepError('conflict', `fire call ${id} is not awaiting approval (it is ${firecallState(factsOf(existing)).replace(/_/g, ' ')})`);
+  const refusal = approvalRefusal(principal, ['approver', 'admin'], [{ name: existing.requested_by, because: `${principal.name} requested fire call ${id} and cannot approve it` }]);
+  if (refusal) throw new LockstepError('forbidden', refusal);
+  const now = wholeSecond(context.now());
+  if (Date.parse(existing.expires_at) <= now.getTime()) {
+    throw new LockstepError('refused', `the request for fire call ${id} expired at ${existing.expires_at} (approvals.expire_after); request it again: lockstep firecall open ${existing.env}`);
+  }
+  await caKey(context, existing.env);
+  const row = await context.store.transaction(async (repo) => {
+    const at = now.toISOString();
+    // The audit append comes first: it holds the chain head's lock, so of two approvers at once the second reads the first's outcome.
+    await repo.appendAudit({ at, actor: principal.name, action: 'firecall.approved', target: `env:${existing.env}`, details: { firecall: id, requestedBy: existing.requested_by, reason: existing.reason } });
+    const current = await repo.firecall(id);
+    if (current?.approval !== 'awaiting') throw new LockstepError('conflict', `fire call ${id} was decided meanwhile`);
+    // A max_ttl lowered since the request caps the certificate too.
+    const ttl = Math.min(current.ttl_ms ?? policy.max_ttl, policy.max_ttl);
+    const signed = await signCertificate(context, repo, { ...current, ttl_ms: ttl, approval: 'approved', approved_by: principal.name, approved_at: at }, now, principal.name);
+    const { certificate, opened_at, expires_at, approval, approved_by, approved_at } = signed;
+    await repo.updateFirecall(id, { certificate, opened_at, expires_at, approval, approved_by, approved_at });
+    return signed;
+  });
+  const envHosts = (await context.store.read.listHosts(row.env)).map((host) => host.name);
+  announceOpened(context, config, row, envHosts);
+  return { firecall: firecallView(row), certificate: row.certificate, hosts: row.hosts ? (JSON.parse(row.hosts) as string[]) : envHosts };
+}
+
+/** Whole seconds: the certificate's window is exactly the recorded one. */
+function wholeSecond(at: Date): Date {
+  return new Date(Math.floor(at.getTime() / 1000) * 1000);
+}
+
+/** Signs a fire call's certificate, valid from `opened` for its ttl, and audits the opening; inside the caller's transaction. */
+async function signCertificate(context: FirecallContext, repo: WriteRepo, row: FirecallRow, opened: Date, actor: string): Promise<FirecallRow> {
+  const key = parsePublicKeyLine(row.public_key ?? '');
+  const expires = new Date(opened.getTime() + (row.ttl_ms ?? 0));
+  const principals = JSON.parse(row.principals) as string[];
+  const hosts = row.hosts ? (JSON.parse(row.hosts) as string[]) : null;
+  const certificate = await context.ca.sign(row.env, {
+    publicKey: key.line, keyId: row.key_id, serial: row.id, principals, validFrom: opened, validTo: expires, sourceAddress: row.source_address ?? undefined,
+  });
+  const signed: FirecallRow = { ...row, certificate, opened_at: opened.toISOString(), expires_at: expires.toISOString() };
+  await repo.appendAudit({
+    at: signed.opened_at, actor, action: 'firecall.opened', target: `env:${row.env}`,
+    details: {
+      firecall: row.id, keyId: row.key_id, reason: row.reason, principals, hosts, from: row.source_address, expiresAt: signed.expires_at, keyType: key.type,
+      ...(row.approval !== null ? { requestedBy: row.requested_by, approval: row.approval, approvedBy: row.approved_by } : {}),
+    },
+  });
+  return signed;
+}
+
+/** Tells the environment's alert channels that a certificate was issued (an override loudly), and wakes its agents. */
+function announceOpened(context: FirecallContext, config: Config, row: FirecallRow, envHosts: readonly string[]): void {
   const view = firecallView(row);
+  const ttl = formatDuration(Date.parse(view.expiresAt) - Date.parse(view.openedAt));
+  const overridden = row.approval === 'overridden';
   context.alerts.dispatch(
     {
-      kind: 'firecall.opened', env: request.env, at: view.openedAt,
-      summary: `fire call ${view.id} opened on ${request.env} by ${principal.name} for ${formatDuration(ttl)}: ${request.reason}`,
-      details: { firecall: view.id, keyId: view.keyId, requestedBy: principal.name, reason: request.reason, expiresAt: view.expiresAt, hosts, from },
+      kind: overridden ? 'firecall.override' : 'firecall.opened', env: row.env, at: view.openedAt,
+      summary: overridden
+        ? `${row.requested_by} overrode the approval fire calls need on ${row.env}: fire call ${row.id} opened for ${ttl}: ${row.reason}`
+        : `fire call ${row.id} opened on ${row.env} by ${row.requested_by}${row.approved_by ? ` (approved by ${row.approved_by})` : ''} for ${ttl}: ${row.reason}`,
+      details: {
+        firecall: view.id, keyId: view.keyId, requestedBy: row.requested_by, reason: row.reason, expiresAt: view.expiresAt, hosts: view.hosts, from: view.from,
+        ...(row.approval !== null ? { approval: row.approval, approvedBy: row.approved_by } : {}),
+      },
     },
-    firecallAlerts(config.environments[request.env]),
+    firecallAlerts(config.environments[row.env]),
   );
   wakeAgents(context, envHosts);
-  return { firecall: view, certificate, hosts: hosts ?? envHosts };
 }
 
 /**
@@ -126,6 +230,13 @@ export async function openFirecall(
 export async function closeFirecall(context: FirecallContext, principal: UserPrincipal, id: number, note: string | undefined): Promise<CloseFirecallResponse> {
   const existing = await requireFirecall(context.store.read, id);
   requireEnvironmentScope(principal, existing.env);
+  if (existing.approval === 'awaiting') {
+    throw new LockstepError('conflict', `fire call ${id} awaits approval and has no certificate to revoke; unless approved (lockstep firecall approve ${id}) it expires at ${existing.expires_at}`);
+  }
+  const policy = (await currentConfig(context.store.read))?.environments[existing.env]?.firecall;
+  if (existing.closed_at === null && policy?.require_note && !note?.trim()) {
+    throw new LockstepError('bad-input', `${existing.env} requires a post-mortem note to close a fire call (firecall.require_note): lockstep firecall close ${id} --note TEXT`);
+  }
   const row = await recordClose(context, existing, principal.name, note ?? null);
   if (!row) {
     const current = await requireFirecall(context.store.read, id);
@@ -134,12 +245,31 @@ export async function closeFirecall(context: FirecallContext, principal: UserPri
   return { firecall: firecallView(row), hosts: await waitForRevocation(context, row.env) };
 }
 
-/** Closes the fire calls whose certificates expired (the server's sweeper calls this every second). */
+/** Closes the fire calls whose certificates expired, and expires the requests nobody approved in time (the server's sweeper calls this every second). */
 export async function closeExpiredFirecalls(context: FirecallContext): Promise<void> {
   const now = context.now();
   for (const row of await context.store.read.openFirecalls()) {
-    if (firecallExpired(factsOf(row), now)) await recordClose(context, row, 'lockstep', 'the certificate expired');
+    if (!firecallExpired(factsOf(row), now)) continue;
+    if (row.approval === 'awaiting') await expireRequest(context, row);
+    else await recordClose(context, row, 'lockstep', 'the certificate expired');
   }
+}
+
+/** Rolls back an expiry whose request was decided meanwhile. */
+class ExpiredMeanwhile extends Error {}
+
+/** A request nobody approved before approvals.expire_after: closed with nothing to revoke nor reconcile (no certificate was signed). */
+async function expireRequest(context: FirecallContext, row: FirecallRow): Promise<void> {
+  const at = context.now().toISOString();
+  await context.store.transaction(async (repo) => {
+    // After the audit append (the chain head's lock): an approval committed meanwhile is seen, and this rolls back.
+    await repo.appendAudit({ at, actor: 'lockstep', action: 'firecall.request_expired', target: `env:${row.env}`, details: { firecall: row.id, requestedBy: row.requested_by, requestExpiresAt: row.expires_at } });
+    if ((await repo.firecall(row.id))?.approval !== 'awaiting') throw new ExpiredMeanwhile();
+    const note = 'the request expired without approval';
+    await repo.updateFirecall(row.id, { approval: 'expired', closed_at: at, closed_by: 'lockstep', close_note: note, reconciled_at: at, reconciled_by: 'lockstep' });
+  }).catch((error: unknown) => {
+    if (!(error instanceof ExpiredMeanwhile)) throw error;
+  });
 }
 
 /** Closes one fire call if it is still open (false: someone else closed it first); audits, alerts and wakes the agents. */
@@ -269,6 +399,7 @@ async function reconcileChanges(context: FirecallContext, principal: UserPrincip
 export async function openFirecallFor(repo: FirecallReadRepo, env: string, at: Date): Promise<{ id: number } | null> {
   const time = at.getTime();
   for (const row of await repo.listFirecalls({ env, limit: 50 })) {
+    if (!firecallIssued(row)) continue;
     const end = Math.min(Date.parse(row.expires_at), row.closed_at ? Date.parse(row.closed_at) : Infinity);
     if (Date.parse(row.opened_at) <= time && time < end) return { id: row.id };
   }
@@ -277,7 +408,7 @@ export async function openFirecallFor(repo: FirecallReadRepo, env: string, at: D
 
 /** The fire call that keeps an environment from being clean, for `lockstep status`. */
 export async function firecallSummary(repo: FirecallReadRepo, env: string): Promise<FirecallSummary | null> {
-  const open = (await repo.openFirecalls()).find((row) => row.env === env);
+  const open = (await repo.openFirecalls()).find((row) => row.env === env && firecallIssued(row));
   const row = open ?? (await repo.unreconciledFirecall(env));
   if (!row) return null;
   return { id: row.id, state: open ? 'open' : 'unreconciled', requestedBy: row.requested_by, reason: row.reason, expiresAt: row.expires_at };
@@ -308,7 +439,7 @@ export async function showFirecall(context: FirecallContext, id: number): Promis
     }
   }
   const byTime = (a: { at: string }, b: { at: string }) => a.at.localeCompare(b.at);
-  return { firecall: firecallView(row), logins: logins.sort(byTime), events: events.sort(byTime), transcripts: [...transcripts.values()] };
+  return { firecall: firecallView(row), certificate: row.certificate || null, logins: logins.sort(byTime), events: events.sort(byTime), transcripts: [...transcripts.values()] };
 }
 
 // ---- agents ----
@@ -373,7 +504,7 @@ export async function recordFirecallReport(context: FirecallContext, host: strin
 function factsOf(row: FirecallRow): FirecallFacts {
   return {
     id: row.id, env: row.env, keyId: row.key_id, serial: row.id, hosts: row.hosts ? (JSON.parse(row.hosts) as string[]) : null,
-    expiresAt: row.expires_at, closedAt: row.closed_at, reconciledAt: row.reconciled_at,
+    expiresAt: row.expires_at, closedAt: row.closed_at, reconciledAt: row.reconciled_at, approval: row.approval,
   };
 }
 
@@ -383,6 +514,7 @@ function firecallView(row: FirecallRow): FirecallView {
     principals: JSON.parse(row.principals) as string[], hosts: row.hosts ? (JSON.parse(row.hosts) as string[]) : null, from: row.source_address,
     openedAt: row.opened_at, expiresAt: row.expires_at, closedAt: row.closed_at, closedBy: row.closed_by, closeNote: row.close_note,
     reconciledAt: row.reconciled_at, reconciledBy: row.reconciled_by, reconcileMode: row.reconcile_mode, reconcileVersion: row.reconcile_version,
+    requestedAt: row.requested_at ?? row.opened_at, approval: row.approval, approvedBy: row.approved_by, approvedAt: row.approved_at, overrideReason: row.override_reason,
   };
 }
 

@@ -64,5 +64,5 @@ export function kyselyFirecallRepo(db: Executor): FirecallWriteRepo {
 
 /** Integer columns may come back as strings (PostgreSQL bigint). */
 function firecallRow(row: FirecallRow): FirecallRow {
-  return { ...row, id: Number(row.id) };
+  return { ...row, id: Number(row.id), ttl_ms: row.ttl_ms === null ? null : Number(row.ttl_ms) };
 }
