@@ -25,11 +25,40 @@ export const wireEntry = z.discriminatedUnion('type', [
   z.strictObject({ path: z.string(), type: z.enum(FORBIDDEN_ENTRY_TYPES) }),
 ]);
 
+/**
+ * A release's system parts as they travel (see core/system-parts.ts): shapes only here; the
+ * rules that need the tree (sources exist, paths, versions) are systemPartsProblems, run where it enters.
+ */
+export const wireSystemParts = z.strictObject({
+  files: z
+    .array(
+      z.strictObject({
+        path: z.string().max(4096),
+        source: z.string().max(4096),
+        mode: z.number().int(),
+        owner: z.string().max(200).optional(),
+        template: z.boolean(),
+        afterChange: z.string().max(4096).optional(),
+      }),
+    )
+    .max(10_000),
+  packages: z
+    .array(
+      z.discriminatedUnion('kind', [
+        z.strictObject({ kind: z.literal('deb'), deb: z.string().max(4096), name: z.string().max(200), version: z.string().max(200), architecture: z.string().max(64) }),
+        z.strictObject({ kind: z.literal('apt'), name: z.string().max(200), version: z.string().max(200) }),
+      ]),
+    )
+    .max(10_000),
+});
+
 export const createReleaseRequest = z.strictObject({
   /** Defaults to the `app` of the applied lockstep.yaml. */
   app: name.optional(),
   version: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/, 'expected a version of letters, digits, ., _, + and - (at most 64)'),
   entries: z.array(wireEntry).max(1_000_000),
+  /** Managed files and packages, from the release dir's lockstep-release.yaml. */
+  system: wireSystemParts.optional(),
 });
 export type CreateReleaseRequest = z.infer<typeof createReleaseRequest>;
 
@@ -216,6 +245,8 @@ export const agentTask = z.object({
   deployTo: z.string(),
   keepReleases: z.number().int(),
   vars: z.record(z.string(), z.string()),
+  /** The environment's secrets (name → value) for managed-file templates; filled by the secrets feature, {} without it. */
+  secrets: z.record(z.string(), z.string()).default({}),
   health: healthSpec,
   hooks: hooksSpec,
   /**
@@ -507,7 +538,7 @@ export const firecallShowResponse = z.object({
 export type FirecallShowResponse = z.infer<typeof firecallShowResponse>;
 
 export const agentReleaseResponse = z.object({
-  manifest: z.object({ app: z.string(), version: z.string(), entries: z.array(wireEntry) }),
+  manifest: z.object({ app: z.string(), version: z.string(), entries: z.array(wireEntry), system: wireSystemParts.optional() }),
 });
 
 /** The changes from release `base` to the release asked for: its app and version, entries added or changed, paths removed. */
@@ -517,6 +548,8 @@ export const manifestDelta = z.object({
   version: z.string(),
   entries: z.array(wireEntry),
   removed: z.array(z.string()),
+  /** The system parts of the release asked for, in full (absent: it has none). */
+  system: wireSystemParts.optional(),
 });
 export type ManifestDelta = z.infer<typeof manifestDelta>;
 

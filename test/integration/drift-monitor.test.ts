@@ -94,6 +94,7 @@ function task(deploymentId: number, release: Release, overrides: Partial<AgentTa
     deployTo: '/srv/app',
     keepReleases: 5,
     vars: {},
+    secrets: {},
     health: { checks: [], interval: 1000, healthy_after: 1, timeout: 60_000, watch_interval: 30_000 },
     hooks: { timeout: 60_000 },
     ...overrides,

@@ -82,6 +82,7 @@ function task(deploymentId: number, releaseId: string, overrides: Partial<AgentT
     deployTo: '/srv/shop',
     keepReleases: 5,
     vars: {},
+    secrets: {},
     health: { checks: [], interval: 1000, healthy_after: 1, timeout: 60_000, watch_interval: 30_000 },
     hooks: { timeout: 60_000 },
     ...overrides,

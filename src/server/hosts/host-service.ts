@@ -1,4 +1,5 @@
 /** Hosts: registration with one-time enrollment tokens, agent enrollment, and the agent's work poll. */
+import { templateSecrets } from '../system/template-secrets.js';
 import { environmentOf } from '../../core/config.js';
 import type { AgentCommand, AgentTask } from '../../api/schemas.js';
 import { LockstepError } from '../../core/errors.js';
@@ -138,6 +139,7 @@ async function pendingTask(context: ServerContext, host: string): Promise<AgentT
     deployTo: config.deploy_to,
     keepReleases: config.keep_releases,
     vars: env.vars,
+    secrets: await templateSecrets.values(pending.deployment.env),
     health: env.health,
     hooks: env.hooks,
   };
