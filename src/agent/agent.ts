@@ -25,6 +25,8 @@ import { ManifestStore } from './release/manifest-store.js';
 import { reportHostFacts } from './host-facts.js';
 import { SettingsHolder } from './settings-holder.js';
 import { runTask, taskDeadline } from './release/task-runner.js';
+import { SystemActivator } from './system/system-activator.js';
+import { SystemState } from './system/system-state.js';
 import { DEFAULT_SSHD_LOG, runFirecallDuties } from './firecall/firecall-agent.js';
 
 /** Options of `runAgent`, as the CLI passes them. */
@@ -116,6 +118,8 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     logger: log,
     signal,
   });
+  // Managed files are written as Lockstep's own change: never drift.
+  const system = new SystemActivator({ root, state: new SystemState(stateDir), ownChange: (paths, change) => monitor.ownChange(paths, change) });
   settings.onChange((latest) => {
     // During a task its deploy_to is the authority; the settings' one is taken between tasks.
     void (async () => {
@@ -221,6 +225,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
       verify: (releaseId) => monitor.verifyRelease(taskDeployTo, releaseId),
       switching: (releaseId, switchRelease) => monitor.activation(taskDeployTo, releaseId, switchRelease),
       verifier,
+      system,
     }).finally(() => {
       busy = false;
     });

@@ -213,8 +213,8 @@ async function receiveManifest(options: StageOptions): Promise<{ manifest: Manif
   return { manifest: validManifest(full, releaseId), via: 'full' };
 }
 
-/** Checks a received manifest against every rule and against the release id it was asked for. */
-function validManifest(manifest: UntrustedManifest, releaseId: string): Manifest {
+/** Checks a received manifest against every rule (system parts included) and against the release id it was asked for. */
+export function validManifest(manifest: UntrustedManifest, releaseId: string): Manifest {
   const problems = manifestProblems(manifest.entries);
   const first = problems[0];
   if (first !== undefined) {
