@@ -578,6 +578,13 @@ export const planResponse = z.object({
       removed: pathChanges,
       fetchBytes: z.number(),
       fetchBlobs: z.number(),
+      /** Managed files and packages that would change on this host (absent: neither release has system parts). */
+      system: z
+        .object({
+          files: z.array(z.object({ path: z.string(), change: z.enum(['create', 'update', 'release']), diff: z.string(), error: z.string().optional() })),
+          packages: z.array(z.object({ action: z.enum(['install', 'upgrade', 'downgrade', 'remove']), name: z.string(), from: z.string().optional(), to: z.string().optional() })),
+        })
+        .optional(),
     }),
   ),
 });

@@ -6,7 +6,7 @@ import { manifestProblems, type ManifestEntry } from '../core/manifest.js';
 import { forEachBounded } from '../core/for-each-bounded.js';
 import { buildEntries } from '../content/manifest-builder.js';
 import { readDebControl } from '../content/deb-control.js';
-import { completeSystemParts, parseReleaseParts, type DebControl } from '../core/release-parts-file.js';
+import type { DebControl } from '../core/release-parts-file.js';
 import { RELEASE_PARTS_FILE, systemPartsProblems, type SystemParts } from '../core/system-parts.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -69,6 +69,8 @@ export async function readSystemParts(dir: string, entries: readonly ManifestEnt
     throw cannotRead(file, error);
   });
   const modes = new Map(entries.flatMap((entry) => (entry.type === 'file' ? [[entry.path, entry.mode] as const] : [])));
+  // Loaded only for a release that has the file: its schema library is kept off the CLI's start-up path.
+  const { completeSystemParts, parseReleaseParts } = await import('../core/release-parts-file.js');
   const draft = parseReleaseParts(text, modes, file);
   const controls = new Map<string, DebControl>();
   for (const declared of draft.packages) if (declared.kind === 'deb') controls.set(declared.deb, await readDebControl(join(dir, declared.deb), `${file}: ${declared.deb}`));

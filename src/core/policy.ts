@@ -117,3 +117,10 @@ function approvalsRule(facts: PolicyFacts): RuleResult {
 function describeWindow(window: ChangeWindow): string {
   return `window ${window.days.join(',')} ${window.hours} ${window.timezone}`;
 }
+
+/** The verdict with one more rule: a failed rule refuses (named first in the reason when nothing else refused), a passed one only joins the list. */
+export function withRule(verdict: PolicyVerdict, rule: RuleResult): PolicyVerdict {
+  const rules = [...verdict.rules, rule];
+  if (verdict.kind === 'refused' || rule.passed || rule.waiting) return { ...verdict, rules };
+  return { kind: 'refused', rules, reason: `${rule.rule}: ${rule.detail}${rule.fix ? `; run: ${rule.fix}` : ''}` };
+}

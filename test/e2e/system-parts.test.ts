@@ -153,8 +153,40 @@ describe('system parts: managed files and packages through the pipeline', () => 
     assert.equal(await readFile(prod.path(EXISTING), 'utf8'), 'hand-made before lockstep\n', '1.0.0 does not manage existing.conf');
   });
 
+  it('release show lists the system parts; plan shows the package upgrade and the rendered diff per host', async () => {
+    const shown = await fleet.cli(['release', 'show', ids['2.0.0'] ?? '']);
+    assertExit(shown, 0, 'release show 2.0.0');
+    assert.match(shown.stdout, /file {5}\/etc\/app\/site\.conf \(from config\/site\.conf, mode 0640, template, after_change: /);
+    assert.match(shown.stdout, /file {5}\/etc\/app\/existing\.conf \(from config\/existing\.conf, mode 0644\)/);
+    assert.match(shown.stdout, /package {2}lockstep-hello 2\.0-1 \(debs\/lockstep-hello\.deb, all\)/);
+    for (const env of ['development', 'test']) await deploy('2.0.0', env);
+    const plan = await fleet.cli(['plan', ids['2.0.0'] ?? '', '--to', 'production']);
+    assertExit(plan, 0, 'plan 2.0.0 to production');
+    assert.match(plan.stdout, /pass templates: 1 template renders with production's vars and secrets/);
+    assert.match(plan.stdout, /system parts on prod-1:\n {2}package upgrade {3}lockstep-hello 1\.0-1 -> 2\.0-1\n/);
+    assert.match(plan.stdout, /file {4}\/etc\/app\/existing\.conf: created\n.*\n.*\n.*\n {4}\+managed by 2\.0\.0\n/);
+    // The diff is of production's rendering: its vars, not development's.
+    assert.match(plan.stdout, /file {4}\/etc\/app\/site\.conf: changed\n {4}--- \/etc\/app\/site\.conf\n {4}\+\+\+ \/etc\/app\/site\.conf\n {4}@@ -1,3 \+1,3 @@\n {4}-# site 1\.0\.0\n {4}\+# site 2\.0\.0\n {5}server_name www\.example\.com;\n {5}workers 8;\n/);
+  });
+
+  it('a template naming a var the environment lacks is refused at plan and deploy time', async () => {
+    const dir = await writeApp(join(fleet.dir, 'build-bad-template'), 'bad template');
+    await mkdir(join(dir, 'config'), { recursive: true });
+    await writeFile(join(dir, 'config/site.conf'), 'server_name {{ vars.SERVER_NAME }};\nport {{ vars.PORT }};\n');
+    await writeFile(join(dir, 'lockstep-release.yaml'), `files:\n  - path: ${SITE}\n    source: config/site.conf\n    template: true\n`);
+    const created = await fleet.cli(['release', 'create', dir, '--version', 'bad-template']);
+    assertExit(created, 0, 'release create bad-template');
+    const plan = await fleet.cli(['plan', 'app@bad-template', '--to', 'development']);
+    assertExit(plan, 3, 'plan of a template with an unknown name');
+    assert.match(plan.stdout, /FAIL templates: config\/site\.conf:2: unknown name "vars\.PORT"/);
+    const deployed = await fleet.cli(['deploy', 'app@bad-template', '--to', 'development']);
+    assertExit(deployed, 3, 'deploy of a template with an unknown name');
+    assert.match(deployed.stderr, /templates: config\/site\.conf:2: unknown name "vars\.PORT"/);
+    assert.equal(await readFile(dev.path(SITE), 'utf8'), siteRendered('2.0.0', 'dev.example.com', '2'), 'nothing was rendered on the host');
+  });
+
   it('an upgrade installs the newer package and takes over a file the host already had', async () => {
-    for (const env of ['development', 'test', 'production']) await deploy('2.0.0', env);
+    await deploy('2.0.0', 'production');
     assert.equal(await installedVersion(prod), '2.0-1');
     assert.equal(await readFile(prod.path(SITE), 'utf8'), siteRendered('2.0.0', 'www.example.com', '8'));
     assert.equal(await readFile(prod.path(EXISTING), 'utf8'), 'managed by 2.0.0\n');
