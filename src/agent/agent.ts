@@ -118,6 +118,8 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     logger: log,
     signal,
   });
+  /** Tasks finished so far (host facts re-read after each). */
+  let tasksRun = 0;
   // Managed files are written as Lockstep's own change: never drift.
   const system = new SystemActivator({ root, state: new SystemState(stateDir), ownChange: (paths, change) => monitor.ownChange(paths, change) });
   settings.onChange((latest) => {
@@ -150,7 +152,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   const firecalls = runFirecallDuties({ root, stateDir, sshdLog: options.sshdLog ?? DEFAULT_SSHD_LOG, client, logger: log, ownChange: (paths, change) => monitor.ownChange(paths, change) }, AbortSignal.any([signal, stopHeartbeats.signal]));
   log.info({ server: options.server, root, stateDir }, 'agent started');
   // Host facts for `lockstep parity`; they stop with the heartbeats.
-  const facts = reportHostFacts({ root, settings: settings.get, watchedSummary: () => monitor.watchedSummary(), watchedReady: () => monitor.baselineReady(), send: (body, abort) => client.facts(body, abort), logger: log }, AbortSignal.any([signal, stopHeartbeats.signal]));
+  const facts = reportHostFacts({ root, settings: settings.get, watchedSummary: () => monitor.watchedSummary(), watchedReady: () => monitor.baselineReady(), send: (body, abort) => client.facts(body, abort), logger: log, changes: () => tasksRun }, AbortSignal.any([signal, stopHeartbeats.signal]));
 
   const report = async (body: AgentReport): Promise<void> => {
     try {
@@ -229,6 +231,8 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     }).finally(() => {
       busy = false;
     });
+    // A task may have changed packages: host facts are re-read now, not at the next check.
+    tasksRun++;
     // Not awaited: the next poll need not wait for the scan (a next task's pause() does).
     if (outcome.kind === 'succeeded' && outcome.pruned.length > 0) monitor.cachePruneDue();
     void monitor.resume(task.deploymentId, POST_TASK_REPORT_DELAY_MS).catch((error: unknown) => log.error({ err: error }, 'could not scan for drift after a task'));

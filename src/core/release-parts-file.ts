@@ -5,7 +5,7 @@
  * name and version) is not known here: the caller reads it and completes the
  * declaration with `completeSystemParts`.
  */
-import type { Document, LineCounter } from 'yaml';
+import { LineCounter, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, locateProblem, parseYamlFile, type ConfigProblem } from './config.js';
 import { pathProblem } from './manifest.js';
@@ -61,7 +61,19 @@ export interface DraftSystemParts {
  * a host path may be managed once. Throws ConfigError listing every problem.
  */
 export function parseReleaseParts(text: string, files: ReadonlyMap<string, number>, file = RELEASE_PARTS_FILE): DraftSystemParts {
-  const parsed = parseYamlFile(text, file, partsSchema, keysAt, (doc, lineCounter, data) => treeProblems(doc, lineCounter, data, files));
+  let parsed: z.output<typeof partsSchema> | undefined;
+  let schemaProblems: readonly ConfigProblem[] = [];
+  try {
+    parsed = parseYamlFile(text, file, partsSchema, keysAt);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    schemaProblems = error.problems;
+  }
+  // Schema and tree problems are reported together, so one run of release create names them all.
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  const tree = doc.errors.length > 0 ? [] : treeProblems(doc, lineCounter, doc.toJS() as unknown, files);
+  if (parsed === undefined || tree.length > 0) throw new ConfigError(file, [...schemaProblems, ...tree].sort((a, b) => a.line - b.line || a.column - b.column));
   return {
     files: parsed.files.map((entry) => ({
       path: entry.path,
@@ -113,17 +125,30 @@ function keysAt(path: readonly (string | number)[]): string[] {
   return [];
 }
 
-function treeProblems(doc: Document, lineCounter: LineCounter, data: z.output<typeof partsSchema>, files: ReadonlyMap<string, number>): ConfigProblem[] {
+/** Problems against the release tree, read leniently from the data (valid or not): each string-valued source, path and deb. */
+function treeProblems(doc: Document, lineCounter: LineCounter, data: unknown, files: ReadonlyMap<string, number>): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   const paths = new Map<string, number>();
-  data.files.forEach((entry, index) => {
-    if (!files.has(entry.source)) problems.push(locateProblem(doc, lineCounter, ['files', index, 'source'], `${entry.source} is not a file of the release dir`));
-    const first = paths.get(entry.path);
-    if (first !== undefined) problems.push(locateProblem(doc, lineCounter, ['files', index, 'path'], `${entry.path} is already managed by files[${first}]`));
-    else paths.set(entry.path, index);
+  const list = (key: string): unknown[] => {
+    const value = data !== null && typeof data === 'object' ? (data as Record<string, unknown>)[key] : undefined;
+    return Array.isArray(value) ? value : [];
+  };
+  const field = (entry: unknown, key: string): string | undefined => {
+    const value = entry !== null && typeof entry === 'object' ? (entry as Record<string, unknown>)[key] : undefined;
+    return typeof value === 'string' ? value : undefined;
+  };
+  list('files').forEach((entry, index) => {
+    const source = field(entry, 'source');
+    if (source !== undefined && pathProblem(source) === undefined && !files.has(source)) problems.push(locateProblem(doc, lineCounter, ['files', index, 'source'], `${source} is not a file of the release dir`));
+    const path = field(entry, 'path');
+    if (path === undefined) return;
+    const first = paths.get(path);
+    if (first !== undefined) problems.push(locateProblem(doc, lineCounter, ['files', index, 'path'], `${path} is already managed by files[${first}]`));
+    else paths.set(path, index);
   });
-  data.packages.forEach((entry, index) => {
-    if ('deb' in entry && !files.has(entry.deb)) problems.push(locateProblem(doc, lineCounter, ['packages', index, 'deb'], `${entry.deb} is not a file of the release dir`));
+  list('packages').forEach((entry, index) => {
+    const deb = field(entry, 'deb');
+    if (deb !== undefined && pathProblem(deb) === undefined && !files.has(deb)) problems.push(locateProblem(doc, lineCounter, ['packages', index, 'deb'], `${deb} is not a file of the release dir`));
   });
   return problems;
 }

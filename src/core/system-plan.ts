@@ -58,8 +58,16 @@ function renderAll(release: PlannedRelease | null, context: Omit<TemplateContext
 /**
  * The plan from `from` (the release a host runs; null: none) to `to` for a host with this context. The
  * content before a file was managed is not known to the server: a created file's diff starts empty.
+ * `installed` (the host's package set from its facts, when it reported one) is what package changes start
+ * from; without it, from what `from` declares.
  */
-export function planSystem(from: PlannedRelease | null, to: PlannedRelease, context: Omit<TemplateContext, 'secrets'>, secretNames: readonly string[]): SystemPlan {
+export function planSystem(
+  from: PlannedRelease | null,
+  to: PlannedRelease,
+  context: Omit<TemplateContext, 'secrets'>,
+  secretNames: readonly string[],
+  installed?: Readonly<Record<string, string>>,
+): SystemPlan {
   const before = renderAll(from, context, secretNames);
   const after = renderAll(to, context, secretNames);
   const files: FilePlan[] = [];
@@ -79,5 +87,16 @@ export function planSystem(from: PlannedRelease | null, to: PlannedRelease, cont
   }
   for (const path of before.keys()) if (!after.has(path)) files.push({ path, change: 'release', diff: '' });
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { files, packages: packageChanges(declaredVersions(from?.parts), declaredVersions(to.parts)) };
+  const declaredBefore = declaredVersions(from?.parts);
+  const target = declaredVersions(to.parts);
+  let startFrom = declaredBefore;
+  if (installed !== undefined) {
+    // The host's own versions of every package either release declares.
+    startFrom = new Map();
+    for (const name of new Set([...declaredBefore.keys(), ...target.keys()])) {
+      const version = installed[name];
+      if (version !== undefined) startFrom.set(name, version);
+    }
+  }
+  return { files, packages: packageChanges(startFrom, target).filter((change) => change.action !== 'remove' || declaredBefore.has(change.name)) };
 }

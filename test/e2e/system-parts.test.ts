@@ -138,6 +138,17 @@ describe('system parts: managed files and packages through the pipeline', () => 
     await fleet?.stop();
   });
 
+  it('release create refuses a bad lockstep-release.yaml with every problem and its line, uploading nothing', async () => {
+    const dir = await writeApp(join(fleet.dir, 'build-bad-yaml'), 'bad yaml');
+    await writeFile(join(dir, 'lockstep-release.yaml'), `files:\n  - path: /etc/app/x.conf\n    source: config/missing.conf\n    mode: 0644\n`);
+    const result = await fleet.cli(['release', 'create', dir, '--version', 'bad-yaml']);
+    assertExit(result, 2, 'release create with a bad lockstep-release.yaml');
+    assert.match(result.stderr, /lockstep-release\.yaml:3:13: files\.0\.source: config\/missing\.conf is not a file of the release dir/);
+    assert.match(result.stderr, /lockstep-release\.yaml:4:11: files\.0\.mode: expected permission bits up to 0777/);
+    const list = JSON.parse(await fleet.ok(['release', 'list', '--json'])) as { version: string }[];
+    assert.ok(!list.some((release) => release.version === 'bad-yaml'), 'no release was made');
+  });
+
   it('a release with a template and a .deb goes development → test → production; each host renders its own vars', async () => {
     for (const env of ['development', 'test', 'production']) await deploy('1.0.0', env);
     assert.equal(await readFile(dev.path(SITE), 'utf8'), siteRendered('1.0.0', 'dev.example.com', '2'));
@@ -160,8 +171,12 @@ describe('system parts: managed files and packages through the pipeline', () => 
     assert.match(shown.stdout, /file {5}\/etc\/app\/existing\.conf \(from config\/existing\.conf, mode 0644\)/);
     assert.match(shown.stdout, /package {2}lockstep-hello 2\.0-1 \(debs\/lockstep-hello\.deb, all\)/);
     for (const env of ['development', 'test']) await deploy('2.0.0', env);
-    const plan = await fleet.cli(['plan', ids['2.0.0'] ?? '', '--to', 'production']);
-    assertExit(plan, 0, 'plan 2.0.0 to production');
+    // Package changes start from the host's own package set, which its facts report after each deployment.
+    const plan = await until('the plan to start from the package prod-1 has installed', async () => {
+      const result = await fleet.cli(['plan', ids['2.0.0'] ?? '', '--to', 'production']);
+      assertExit(result, 0, 'plan 2.0.0 to production');
+      return result.stdout.includes('package upgrade') ? result : undefined;
+    });
     assert.match(plan.stdout, /pass templates: 1 template renders with production's vars and secrets/);
     assert.match(plan.stdout, /system parts on prod-1:\n {2}package upgrade {3}lockstep-hello 1\.0-1 -> 2\.0-1\n/);
     assert.match(plan.stdout, /file {4}\/etc\/app\/existing\.conf: created\n.*\n.*\n.*\n {4}\+managed by 2\.0\.0\n/);

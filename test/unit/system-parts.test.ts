@@ -58,7 +58,7 @@ packages:
     ]);
   });
 
-  it('reports every problem with its line, column and field', () => {
+  it('reports every problem with its line, column and field, schema and tree problems together', () => {
     assert.deepEqual(
       problems(`files:
   - path: etc/relative.conf
@@ -75,8 +75,10 @@ packages:
       [
         '2:11 files.0.path: expected an absolute, normalized host path such as /etc/nginx/sites-enabled/app.conf; found "etc/relative.conf"',
         '4:11 files.1.path: expected an absolute, normalized host path such as /etc/nginx/sites-enabled/app.conf; found "/etc/a/../b.conf"',
+        '5:13 files.1.source: config/missing.conf is not a file of the release dir',
         '6:11 files.1.mode: expected permission bits up to 0777; a YAML number such as 0644 is read as decimal 644, write "0644" (quoted) instead; found number 644',
         '7:5 files.1.templte: unknown key "templte" (did you mean "template"?)',
+        '9:10 packages.0.deb: debs/absent.deb is not a file of the release dir',
         '10:11 packages.1.name: expected a package name (lowercase letters, digits, + . -); found "Nginx"',
         '11:14 packages.1.version: expected an exact package version such as 1.22.1-9; found "latest"',
       ],
@@ -191,6 +193,11 @@ describe('plans of system parts', () => {
       { action: 'remove', name: 'curl', from: '1' },
       { action: 'downgrade', name: 'nginx', from: '1.22.1-9+deb12u1', to: '1.22.1-9' },
     ]);
+  });
+
+  it("with the host's installed packages, changes start from what the host has, not from what its release declared", () => {
+    const plan = planSystem(v1, v2, { vars: { NAME: 'www' }, host: { name: 'h' }, env: 'production' }, ['PW'], { nginx: '1.22.1-9+deb12u2', curl: '7.88.1-10', other: '1' });
+    assert.deepEqual(plan.packages, [{ action: 'downgrade', name: 'nginx', from: '1.22.1-9+deb12u2', to: '1.22.1-9+deb12u1' }]);
   });
 
   it('dpkg version order: epochs, tildes, digits and letters', () => {

@@ -10,7 +10,7 @@ import { planDeployment } from './deployment-service.js';
 import { manifestOf, resolveRelease, summarize } from '../releases/release-service.js';
 import { withRule } from '../../core/policy.js';
 import type { PlannedRelease } from '../../core/system-plan.js';
-import { hostSystemPlan, plannedRelease, templateRule } from '../system/system-plan-service.js';
+import { hostSystemPlan, installedPackages, plannedRelease, templateRule } from '../system/system-plan-service.js';
 import { templateSecrets } from '../system/template-secrets.js';
 
 /** Paths listed per kind of change and host; the counts are always complete. */
@@ -28,6 +28,7 @@ export async function planRollout(context: ServerContext, requester: string, req
   const planned = new Map<string, PlannedRelease>();
   const targetParts = await plannedRelease(context, target);
   const secretNames = await templateSecrets.names(request.env);
+  const installed = target.system?.packages.length ? await installedPackages(context, hosts.map((host) => host.name)) : new Map<string, Readonly<Record<string, string>>>();
   const hostPlans = [];
   for (const host of hosts) {
     const from = host.current_release_id;
@@ -44,7 +45,7 @@ export async function planRollout(context: ServerContext, requester: string, req
         fromParts = await plannedRelease(context, fromManifest);
         planned.set(from, fromParts);
       }
-      const plan = hostSystemPlan(fromParts ?? null, targetParts, host.name, request.env, environment.vars, secretNames);
+      const plan = hostSystemPlan(fromParts ?? null, targetParts, { name: host.name, installed: installed.get(host.name) }, request.env, environment.vars, secretNames);
       system = { files: plan.files.map((file) => ({ ...file })), packages: plan.packages.map((change) => ({ ...change })) };
     }
     hostPlans.push({

@@ -57,6 +57,23 @@ export async function templateRule(context: ServerContext, release: PlannedRelea
 }
 
 /** What a host's system parts would become: `from` is the release it runs (null: none). */
-export function hostSystemPlan(from: PlannedRelease | null, to: PlannedRelease, host: string, env: string, vars: Readonly<Record<string, string>>, secretNames: readonly string[]): SystemPlan {
-  return planSystem(from, to, { vars, host: { name: host }, env }, secretNames);
+export function hostSystemPlan(
+  from: PlannedRelease | null,
+  to: PlannedRelease,
+  host: { readonly name: string; readonly installed?: Readonly<Record<string, string>> | undefined },
+  env: string,
+  vars: Readonly<Record<string, string>>,
+  secretNames: readonly string[],
+): SystemPlan {
+  return planSystem(from, to, { vars, host: { name: host.name }, env }, secretNames, host.installed);
+}
+
+/** Host name → its installed packages, from the facts each host last reported (hosts without a package database are left out). */
+export async function installedPackages(context: ServerContext, hosts: readonly string[]): Promise<Map<string, Readonly<Record<string, string>>>> {
+  const out = new Map<string, Readonly<Record<string, string>>>();
+  for (const row of await context.store.read.hostFacts(hosts)) {
+    const facts = JSON.parse(row.facts) as { packages?: { installed?: Record<string, string> } | null };
+    if (facts.packages?.installed !== undefined) out.set(row.host, facts.packages.installed);
+  }
+  return out;
 }
