@@ -6,7 +6,7 @@
  * loop; only a credential the server rejects does.
  */
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentCommand, AgentReport, AgentTask, HealthSpec } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
@@ -121,7 +121,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   /** Tasks finished so far (host facts re-read after each). */
   let tasksRun = 0;
   // Managed files are written as Lockstep's own change: never drift.
-  const system = new SystemActivator({ root, state: new SystemState(stateDir), ownChange: (paths, change) => monitor.ownChange(paths, change) });
+  const system = new SystemActivator({ root, state: new SystemState(stateDir), protectedDirs: [resolve(stateDir)], ownChange: (paths, change) => monitor.ownChange(paths, change) });
   settings.onChange((latest) => {
     // During a task its deploy_to is the authority; the settings' one is taken between tasks.
     void (async () => {

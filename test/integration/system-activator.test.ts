@@ -113,6 +113,14 @@ describe('system activator', () => {
     assert.equal((await state.applied())?.releaseId, 'r3');
   });
 
+  it("refuses to write into the agent's state dir or DEPLOY_TO, before writing anything", async () => {
+    const guarded = new SystemActivator({ root, state, protectedDirs: [join(root, 'var/lib/lockstep-agent')] });
+    const into = (path: string): SystemParts => ({ files: [{ path: '/etc/other.conf', source: 'other-1.conf', mode: 0o644, template: false }, { path, source: 'b.conf', mode: 0o600, template: false }], packages: [] });
+    await assert.rejects(guarded.apply(request('r5', into('/var/lib/lockstep-agent/credential.json'))), /managed file \/var\/lib\/lockstep-agent\/credential\.json would be written into .*var\/lib\/lockstep-agent, which Lockstep itself keeps/);
+    await assert.rejects(guarded.apply({ ...request('r5', into('/srv/app/current/x')), deployTo: '/srv/app' }), /managed file \/srv\/app\/current\/x would be written into/);
+    assert.equal(await readFile(join(root, 'etc/other.conf'), 'utf8'), 'other 2\n');
+  });
+
   it('a release that manages nothing gives every path its original back: content and mode, or absence', async () => {
     const result = await activator.apply(request(null, undefined));
     assert.deepEqual([...result.restoredFiles].sort(), ['/etc/app/a.conf', '/etc/app/b.conf', '/etc/other.conf']);

@@ -140,6 +140,7 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       releaseId,
       parts,
       releaseDir: releaseId === null ? null : releaseDir(target, releaseId),
+      deployTo: task.deployTo,
       host,
       env: task.env,
       vars: task.vars,

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { chown, lstat, mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ifMissing, LockstepError } from '../../core/errors.js';
-import type { DeclaredPackage, ManagedFile, SystemParts } from '../../core/system-parts.js';
+import { isInside, type DeclaredPackage, type ManagedFile, type SystemParts } from '../../core/system-parts.js';
 import { renderTemplate, TemplateError } from '../../core/template.js';
 import { writeFileAtomic } from '../../content/atomic-file.js';
 import { installDebs, installedVersions, installWithApt, PackageError, removePackages, requireDpkgDatabase } from './package-installer.js';
@@ -26,6 +26,8 @@ export interface SystemApplyRequest {
   readonly parts: SystemParts | undefined;
   /** The release's directory (sources and .deb files are read from it, after its verification). */
   readonly releaseDir: string | null;
+  /** DEPLOY_TO as the task says (a host path): no managed file may be written inside it. */
+  readonly deployTo?: string;
   readonly host: string;
   readonly env: string;
   readonly vars: Readonly<Record<string, string>>;
@@ -51,6 +53,11 @@ export interface SystemActivatorOptions {
   /** The directory treated as `/`. */
   readonly root: string;
   readonly state: SystemState;
+  /**
+   * Real directories no managed file may be written into: the agent's state dir (its credential, originals) and,
+   * per request, DEPLOY_TO (the release trees). Checked again here because lockstep.yaml may have changed since.
+   */
+  readonly protectedDirs?: readonly string[];
   /** Runs a write of host paths as Lockstep's own change (the drift monitor's ownChange); without it the write just runs. */
   readonly ownChange?: <T>(hostPaths: readonly string[], change: () => Promise<T>) => Promise<T>;
 }
@@ -116,8 +123,12 @@ export class SystemActivator {
 
   async #render(files: readonly ManagedFile[], request: SystemApplyRequest): Promise<{ spec: ManagedFile; content: Buffer }[]> {
     const out: { spec: ManagedFile; content: Buffer }[] = [];
+    const protectedDirs = [...(this.options.protectedDirs ?? []), ...(request.deployTo === undefined ? [] : [join(this.options.root, request.deployTo)])];
     for (const spec of files) {
       if (request.releaseDir === null) throw new Error('system parts without a release dir');
+      const target = join(this.options.root, spec.path);
+      const inside = protectedDirs.find((dir) => isInside(target, dir) || isInside(dir, target));
+      if (inside !== undefined) throw new LockstepError('failed', `managed file ${spec.path} would be written into ${inside}, which Lockstep itself keeps; manage files outside DEPLOY_TO and the agent's state dir`);
       const source = join(request.releaseDir, spec.source);
       const raw = await readFile(source);
       if (!spec.template) {
