@@ -85,8 +85,9 @@ describe('system parts: managed files and packages through the pipeline', () => 
   const ids: Record<string, string> = {};
 
   /** A release dir: the app, lockstep-release.yaml, the site template and the .deb of `packageVersion`. */
-  async function create(version: string, packageVersion: string, options: { existing?: boolean; failingPostinst?: boolean } = {}): Promise<string> {
+  async function create(version: string, packageVersion: string, options: { existing?: boolean; failingPostinst?: boolean; unhealthy?: boolean } = {}): Promise<string> {
     const dir = await writeApp(join(fleet.dir, `build-${version}`), `release ${version}`);
+    if (options.unhealthy) await writeFile(join(dir, 'BAD'), 'this release fails its health check\n');
     await mkdir(join(dir, 'config'), { recursive: true });
     await mkdir(join(dir, 'debs'), { recursive: true });
     await writeFile(join(dir, 'config/site.conf'), siteTemplate(version));
@@ -132,6 +133,7 @@ describe('system parts: managed files and packages through the pipeline', () => 
     ids['1.0.0'] = await create('1.0.0', '1.0-1');
     ids['2.0.0'] = await create('2.0.0', '2.0-1', { existing: true });
     ids['3.0.0'] = await create('3.0.0', '3.0-1', { existing: true, failingPostinst: true });
+    ids['4.0.0'] = await create('4.0.0', '4.0-1', { unhealthy: true });
   });
 
   after(async () => {
@@ -240,5 +242,15 @@ describe('system parts: managed files and packages through the pipeline', () => 
     assert.equal(await readFile(dev.path(EXISTING), 'utf8'), 'managed by 2.0.0\n');
     const status = JSON.parse(await fleet.ok(['status', 'development', '--json'])) as { environments: { current: { id: string } | null }[] };
     assert.equal(status.environments[0]?.current?.id, ids['2.0.0']);
+  });
+
+  it('a release that fails its health check after the switch is reverted, and the revert brings back the files and package it replaced', async () => {
+    // development now checks health: a release holding BAD is unhealthy.
+    await fleet.applyConfig(config.replace('    vars: { SERVER_NAME: dev.example.com, WORKERS: "2" }\n', '    vars: { SERVER_NAME: dev.example.com, WORKERS: "2" }\n    health:\n      timeout: 3s\n      checks:\n        - exec: test ! -f BAD\n'));
+    const failed = await deploy('4.0.0', 'development', 4);
+    assert.match(failed.stdout + failed.stderr, /health check failed/);
+    await until('dev-1 back on 2.0.0 with its package', async () => ((await installedVersion(dev)) === '2.0-1' ? true : undefined));
+    assert.equal(await readFile(dev.path(SITE), 'utf8'), siteRendered('2.0.0', 'dev.example.com', '2'));
+    assert.equal(await readFile(dev.path(EXISTING), 'utf8'), 'managed by 2.0.0\n', 'a file 4.0.0 does not manage is written back by the revert to 2.0.0');
   });
 });
