@@ -6,7 +6,7 @@
  * loop; only a credential the server rejects does.
  */
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentCommand, AgentReport, AgentTask, HealthSpec } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
@@ -25,6 +25,8 @@ import { ManifestStore } from './release/manifest-store.js';
 import { reportHostFacts } from './host-facts.js';
 import { SettingsHolder } from './settings-holder.js';
 import { runTask, taskDeadline } from './release/task-runner.js';
+import { SystemActivator } from './system/system-activator.js';
+import { SystemState } from './system/system-state.js';
 import { DEFAULT_SSHD_LOG, runFirecallDuties } from './firecall/firecall-agent.js';
 
 /** Options of `runAgent`, as the CLI passes them. */
@@ -116,6 +118,10 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     logger: log,
     signal,
   });
+  /** Tasks finished so far (host facts re-read after each). */
+  let tasksRun = 0;
+  // Managed files are written as Lockstep's own change: never drift.
+  const system = new SystemActivator({ root, state: new SystemState(stateDir), protectedDirs: [resolve(stateDir)], ownChange: (paths, change) => monitor.ownChange(paths, change) });
   settings.onChange((latest) => {
     // During a task its deploy_to is the authority; the settings' one is taken between tasks.
     void (async () => {
@@ -146,7 +152,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   const firecalls = runFirecallDuties({ root, stateDir, sshdLog: options.sshdLog ?? DEFAULT_SSHD_LOG, client, logger: log, ownChange: (paths, change) => monitor.ownChange(paths, change) }, AbortSignal.any([signal, stopHeartbeats.signal]));
   log.info({ server: options.server, root, stateDir }, 'agent started');
   // Host facts for `lockstep parity`; they stop with the heartbeats.
-  const facts = reportHostFacts({ root, settings: settings.get, watchedSummary: () => monitor.watchedSummary(), watchedReady: () => monitor.baselineReady(), send: (body, abort) => client.facts(body, abort), logger: log }, AbortSignal.any([signal, stopHeartbeats.signal]));
+  const facts = reportHostFacts({ root, settings: settings.get, watchedSummary: () => monitor.watchedSummary(), watchedReady: () => monitor.baselineReady(), send: (body, abort) => client.facts(body, abort), logger: log, changes: () => tasksRun }, AbortSignal.any([signal, stopHeartbeats.signal]));
 
   const report = async (body: AgentReport): Promise<void> => {
     try {
@@ -221,9 +227,12 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
       verify: (releaseId) => monitor.verifyRelease(taskDeployTo, releaseId),
       switching: (releaseId, switchRelease) => monitor.activation(taskDeployTo, releaseId, switchRelease),
       verifier,
+      system,
     }).finally(() => {
       busy = false;
     });
+    // A task may have changed packages: host facts are re-read now, not at the next check.
+    tasksRun++;
     // Not awaited: the next poll need not wait for the scan (a next task's pause() does).
     if (outcome.kind === 'succeeded' && outcome.pruned.length > 0) monitor.cachePruneDue();
     void monitor.resume(task.deploymentId, POST_TASK_REPORT_DELAY_MS).catch((error: unknown) => log.error({ err: error }, 'could not scan for drift after a task'));

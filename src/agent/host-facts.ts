@@ -37,6 +37,8 @@ export interface HostFactsOptions {
   readonly send: (facts: HostFacts, signal: AbortSignal) => Promise<void>;
   readonly logger: Logger;
   readonly checkMs?: number;
+  /** A count the agent raises when the host changed (a task installed packages): facts are re-read within a second, not at the next check. */
+  readonly changes?: (() => number) | undefined;
 }
 
 /** Reads facts every `checkMs` and sends them when they differ from the last ones sent, until the signal aborts; never throws. */
@@ -50,6 +52,7 @@ export async function reportHostFacts(options: HostFactsOptions, signal: AbortSi
   }
   while (!signal.aborted) {
     const revision = options.settings()?.revision ?? null;
+    const changes = options.changes?.() ?? 0;
     try {
       const facts = await reader.read(options.watchedSummary?.() ?? {});
       const text = canonicalJson(facts);
@@ -71,7 +74,7 @@ export async function reportHostFacts(options: HostFactsOptions, signal: AbortSi
     }
     const until = Date.now() + (options.checkMs ?? FACTS_CHECK_MS);
     try {
-      while (Date.now() < until && (options.settings()?.revision ?? null) === revision) await sleep(Math.min(SETTINGS_POLL_MS, until - Date.now()), signal);
+      while (Date.now() < until && (options.settings()?.revision ?? null) === revision && (options.changes?.() ?? 0) === changes) await sleep(Math.min(SETTINGS_POLL_MS, until - Date.now()), signal);
     } catch {
       return;
     }

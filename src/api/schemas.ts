@@ -28,11 +28,40 @@ export const wireEntry = z.discriminatedUnion('type', [
   z.strictObject({ path: z.string(), type: z.enum(FORBIDDEN_ENTRY_TYPES) }),
 ]);
 
+/**
+ * A release's system parts as they travel (see core/system-parts.ts): shapes only here; the
+ * rules that need the tree (sources exist, paths, versions) are systemPartsProblems, run where it enters.
+ */
+export const wireSystemParts = z.strictObject({
+  files: z
+    .array(
+      z.strictObject({
+        path: z.string().max(4096),
+        source: z.string().max(4096),
+        mode: z.number().int(),
+        owner: z.string().max(200).optional(),
+        template: z.boolean(),
+        afterChange: z.string().max(4096).optional(),
+      }),
+    )
+    .max(10_000),
+  packages: z
+    .array(
+      z.discriminatedUnion('kind', [
+        z.strictObject({ kind: z.literal('deb'), deb: z.string().max(4096), name: z.string().max(200), version: z.string().max(200), architecture: z.string().max(64) }),
+        z.strictObject({ kind: z.literal('apt'), name: z.string().max(200), version: z.string().max(200) }),
+      ]),
+    )
+    .max(10_000),
+});
+
 export const createReleaseRequest = z.strictObject({
   /** Defaults to the `app` of the applied lockstep.yaml. */
   app: name.optional(),
   version: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/, 'expected a version of letters, digits, ., _, + and - (at most 64)'),
   entries: z.array(wireEntry).max(1_000_000),
+  /** Managed files and packages, from the release dir's lockstep-release.yaml. */
+  system: wireSystemParts.optional(),
 });
 export type CreateReleaseRequest = z.infer<typeof createReleaseRequest>;
 
@@ -220,7 +249,7 @@ export const agentTask = z.object({
   keepReleases: z.number().int(),
   vars: z.record(z.string(), z.string()),
   /**
-   * The environment's secrets, name → value, in plaintext: only ever in the answer to an agent of that
+   * The environment's secrets, name → value, in plaintext (also the `secrets.NAME` of managed-file templates): only ever in the answer to an agent of that
    * environment. Written to DEPLOY_TO/shared/secrets/NAME (0400), or into lockstep.env with `secretsInEnv`.
    */
   secrets: z.record(z.string(), z.string()).default({}),
@@ -528,7 +557,7 @@ export const firecallShowResponse = z.object({
 export type FirecallShowResponse = z.infer<typeof firecallShowResponse>;
 
 export const agentReleaseResponse = z.object({
-  manifest: z.object({ app: z.string(), version: z.string(), entries: z.array(wireEntry) }),
+  manifest: z.object({ app: z.string(), version: z.string(), entries: z.array(wireEntry), system: wireSystemParts.optional() }),
 });
 
 /** The changes from release `base` to the release asked for: its app and version, entries added or changed, paths removed. */
@@ -538,6 +567,8 @@ export const manifestDelta = z.object({
   version: z.string(),
   entries: z.array(wireEntry),
   removed: z.array(z.string()),
+  /** The system parts of the release asked for, in full (absent: it has none). */
+  system: wireSystemParts.optional(),
 });
 export type ManifestDelta = z.infer<typeof manifestDelta>;
 
@@ -566,6 +597,13 @@ export const planResponse = z.object({
       removed: pathChanges,
       fetchBytes: z.number(),
       fetchBlobs: z.number(),
+      /** Managed files and packages that would change on this host (absent: neither release has system parts). */
+      system: z
+        .object({
+          files: z.array(z.object({ path: z.string(), change: z.enum(['create', 'update', 'release']), diff: z.string(), error: z.string().optional() })),
+          packages: z.array(z.object({ action: z.enum(['install', 'upgrade', 'downgrade', 'remove']), name: z.string(), from: z.string().optional(), to: z.string().optional() })),
+        })
+        .optional(),
     }),
   ),
 });

@@ -4,7 +4,8 @@
  * exit codes.
  */
 import { access, readFile, writeFile } from 'node:fs/promises';
-import type { DeploymentView, StatusResponse } from '../api/schemas.js';
+import type { DeploymentView, PlanResponse, ReleaseShowResponse, StatusResponse } from '../api/schemas.js';
+import { RELEASE_PARTS_FILE } from '../core/system-parts.js';
 import type { LockstepClient } from '../client/lockstep-client.js';
 import { formatDuration } from '../core/duration.js';
 import { cannotRead, LockstepError } from '../core/errors.js';
@@ -80,6 +81,45 @@ export async function releaseList(client: LockstepClient, options: OutputOptions
   );
 }
 
+/** The system parts of a release for people: each managed file and package it declares. */
+function systemPartsLines(system: ReleaseShowResponse['manifest']['system']): string[] {
+  if (system === undefined) return [];
+  const lines = ['', `system parts (${RELEASE_PARTS_FILE}):`];
+  for (const file of system.files) {
+    const details = [`from ${file.source}`, `mode ${file.mode.toString(8).padStart(4, '0')}`, ...(file.owner ? [`owner ${file.owner}`] : []), ...(file.template ? ['template'] : []), ...(file.afterChange ? [`after_change: ${file.afterChange}`] : [])];
+    lines.push(`  file     ${file.path} (${details.join(', ')})`);
+  }
+  for (const declared of system.packages) lines.push(`  package  ${declared.name} ${declared.version}${declared.kind === 'deb' ? ` (${declared.deb}, ${declared.architecture})` : ' (apt)'}`);
+  if (system.files.length + system.packages.length === 0) lines.push('  none declared');
+  return lines;
+}
+
+/** The managed files and packages a plan changes, hosts with the same changes together (secrets are masked by the server). */
+function systemPlanLines(hosts: PlanResponse['hosts']): string[] {
+  const groups = new Map<string, { hosts: string[]; system: NonNullable<PlanResponse['hosts'][number]['system']> }>();
+  for (const host of hosts) {
+    if (host.system === undefined || host.system.files.length + host.system.packages.length === 0) continue;
+    const key = JSON.stringify(host.system);
+    const group = groups.get(key);
+    if (group) group.hosts.push(host.host);
+    else groups.set(key, { hosts: [host.host], system: host.system });
+  }
+  const lines: string[] = [];
+  for (const { hosts: names, system } of groups.values()) {
+    lines.push('', `system parts on ${names.join(', ')}:`);
+    for (const change of system.packages) {
+      const what = change.action === 'install' ? `${change.to}` : change.action === 'remove' ? `${change.from}` : `${change.from} -> ${change.to}`;
+      lines.push(`  package ${change.action.padEnd(9)} ${change.name} ${what}`);
+    }
+    for (const file of system.files) {
+      const what = file.change === 'create' ? 'created' : file.change === 'update' ? 'changed' : 'no longer managed: its original content comes back';
+      lines.push(`  file    ${file.path}: ${what}${file.error ? ` (${color.red(file.error)})` : ''}`);
+      for (const diffLine of file.diff.split('\n')) if (diffLine !== '') lines.push(`    ${diffLine}`);
+    }
+  }
+  return lines;
+}
+
 /** `lockstep release show REF`. */
 export async function releaseShow(client: LockstepClient, ref: string, options: OutputOptions): Promise<void> {
   const { release, manifest } = await client.showRelease(ref);
@@ -92,6 +132,7 @@ export async function releaseShow(client: LockstepClient, ref: string, options: 
     const state = env.rolledBackAt ? `rolled back ${env.rolledBackAt}` : env.succeededAt ? `succeeded ${env.succeededAt}` : 'deployed, not succeeded';
     line(`${env.env.padEnd(8)} ${state}${env.current ? ' (current)' : ''}`);
   }
+  for (const text of systemPartsLines(manifest.system)) line(text);
 }
 
 /** `lockstep host add NAME --env ENV`. */
@@ -138,6 +179,7 @@ export async function plan(client: LockstepClient, release: string, env: string,
           if (change.count > change.paths.length) line(`  ${mark} … and ${change.count - change.paths.length} more`);
         }
       }
+      for (const text of systemPlanLines(result.hosts)) line(text);
     }
   }
   if (result.verdict.kind === 'refused') throw new LockstepError('refused', result.verdict.reason ?? 'refused', { quiet: true });

@@ -293,6 +293,22 @@ export function secretsInEnvOf(config: Config, env: string): boolean {
 
 /** Parses and validates the text of lockstep.yaml; throws ConfigError listing every problem. */
 export function parseConfig(text: string, file = 'lockstep.yaml'): Config {
+  return parseYamlFile(text, file, configSchema, knownKeys, environmentGraphProblems);
+}
+
+/**
+ * Parses a YAML file and validates it with `schema`, reporting every problem
+ * with file:line:column (ConfigError): the one way Lockstep reads its YAML
+ * files (lockstep.yaml, lockstep-release.yaml). `keysAt` names the keys a map
+ * may hold, for "did you mean"; `more` adds checks on the valid data.
+ */
+export function parseYamlFile<S extends z.ZodType>(
+  text: string,
+  file: string,
+  schema: S,
+  keysAt: (path: readonly (string | number)[]) => string[] = () => [],
+  more?: (doc: Document, lineCounter: LineCounter, data: z.output<S>) => ConfigProblem[],
+): z.output<S> {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -311,18 +327,23 @@ export function parseConfig(text: string, file = 'lockstep.yaml'): Config {
     // yaml refuses to expand aliases past its budget ("a resource exhaustion attack"): a problem of the file, not of the server.
     throw new ConfigError(file, [{ line: 1, column: 1, field: '', message: `YAML: ${firstLine((error as Error).message)}` }]);
   }
-  const result = configSchema.safeParse(data ?? {});
+  const result = schema.safeParse(data ?? {});
   const problems: ConfigProblem[] = [];
   if (!result.success) {
-    for (const issue of result.error.issues) problems.push(...describeIssue(doc, lineCounter, data, issue));
-  } else {
-    problems.push(...environmentGraphProblems(doc, lineCounter, result.data));
+    for (const issue of result.error.issues) problems.push(...describeIssue(doc, lineCounter, data, issue, keysAt));
+  } else if (more) {
+    problems.push(...more(doc, lineCounter, result.data));
   }
   if (problems.length > 0) {
     problems.sort((a, b) => a.line - b.line || a.column - b.column);
     throw new ConfigError(file, problems);
   }
-  return (result as { data: Config }).data;
+  return (result as { data: z.output<S> }).data;
+}
+
+/** Where the node at `path` starts in a parsed document (walking up to the nearest node that exists), as a ConfigProblem. */
+export function locateProblem(doc: Document, lineCounter: LineCounter, path: readonly (string | number)[], message: string): ConfigProblem {
+  return locate(doc, lineCounter, path, message);
 }
 
 /**
@@ -391,12 +412,12 @@ function environmentGraphProblems(doc: Document, lineCounter: LineCounter, confi
 
 type Issue = z.core.$ZodIssue;
 
-function describeIssue(doc: Document, lineCounter: LineCounter, data: unknown, issue: Issue): ConfigProblem[] {
+function describeIssue(doc: Document, lineCounter: LineCounter, data: unknown, issue: Issue, keysAt: (path: readonly (string | number)[]) => string[]): ConfigProblem[] {
   const path = issue.path.map((part) => (typeof part === 'symbol' ? String(part) : part));
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((key) => {
       const problem = locateKey(doc, lineCounter, path, key);
-      return { ...problem, message: `unknown key "${key}"${suggest(key, knownKeys(path))}` };
+      return { ...problem, message: `unknown key "${key}"${suggest(key, keysAt(path))}` };
     });
   }
   const found = valueAt(data, path);

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { symlinkProblems } from './symlink-resolver.js';
+import { canonicalSystemParts, type SystemParts } from './system-parts.js';
 
 /** A release id: SHA-256 (hex) of the canonical manifest. */
 export type ReleaseId = string & { readonly __brand: 'ReleaseId' };
@@ -53,6 +54,8 @@ export interface Manifest {
   readonly app: string;
   readonly version: string;
   readonly entries: readonly ManifestEntry[];
+  /** Managed files and packages (from lockstep-release.yaml); absent for a release without any, so older ids stay. */
+  readonly system?: SystemParts;
 }
 
 /** One reason a manifest is invalid, naming the offending path. */
@@ -91,7 +94,12 @@ export function canonicalManifest(manifest: Manifest): Manifest {
         return { path: entry.path, type: 'symlink', target: entry.target };
     }
   });
-  return { app: manifest.app, version: manifest.version, entries };
+  return { app: manifest.app, version: manifest.version, entries, ...(manifest.system === undefined ? {} : { system: canonicalSystemParts(manifest.system) }) };
+}
+
+/** The same manifest with `system` carried over from `from` (when it has one): for the places that rebuild a manifest from its entries. */
+export function withSystem(manifest: Manifest, from: { readonly system?: SystemParts | undefined }): Manifest {
+  return from.system === undefined ? manifest : { ...manifest, system: from.system };
 }
 
 /** The release id of a manifest: SHA-256 of its canonical JSON. */

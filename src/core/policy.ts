@@ -127,3 +127,10 @@ export function approvalRefusal(approver: { readonly name: string; readonly role
   const self = excluded.find((person) => person.name === approver.name);
   return self ? `separation of duties: ${self.because}` : undefined;
 }
+
+/** The verdict with one more rule: a failed rule refuses (named first in the reason when nothing else refused), a passed one only joins the list. */
+export function withRule(verdict: PolicyVerdict, rule: RuleResult): PolicyVerdict {
+  const rules = [...verdict.rules, rule];
+  if (verdict.kind === 'refused' || rule.passed || rule.waiting) return { ...verdict, rules };
+  return { kind: 'refused', rules, reason: `${rule.rule}: ${rule.detail}${rule.fix ? `; run: ${rule.fix}` : ''}` };
+}

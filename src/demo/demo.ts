@@ -130,6 +130,8 @@ export async function runDemo(options: { dataDir: string; listen: string }): Pro
     say(`  echo 'workers 64' >> ${join(dataDir, 'hosts/test-1/etc/shop/shop.conf')}   # a hand edit: drift`);
     say('  lockstep drift test && lockstep drift revert test-1');
     say('  lockstep parity test production');
+    say(`  cat ${join(dataDir, 'hosts/test-1/etc/nginx/sites-enabled/shop.conf')}   # a managed file, rendered per host`);
+    say('  lockstep plan shop@1.1.0 --to production   # shows the rendered diff of managed files');
     say('');
     say('Ctrl-C stops the server and the agents; run npm start again to continue.');
     await stopped;
@@ -167,5 +169,15 @@ async function writeSampleApp(demoDir: string, version: string): Promise<string>
   await writeFile(join(dir, 'VERSION'), `${version}\n`);
   await writeFile(join(dir, 'bin/start'), '#!/bin/sh\n# reads DEPLOY_TO/shared/lockstep.env, then serves public/\nset -a; . "$(dirname "$0")/../../../shared/lockstep.env"; set +a\nexec python3 -m http.server --directory "$(dirname "$0")/../public" 8080\n');
   await chmod(join(dir, 'bin/start'), 0o755);
+  // A managed config file: a template rendered on each host from its environment's vars (see docs/system-changes.md).
+  await mkdir(join(dir, 'config'), { recursive: true });
+  await writeFile(
+    join(dir, 'config/nginx-site.conf'),
+    `# managed by Lockstep (shop ${version}): change it through a release\nserver {\n  server_name shop.{{ env }}.example.com;\n  access_log /var/log/nginx/shop.log {{ vars.LOG_LEVEL }};\n  root /srv/shop/current/public;\n}\n`,
+  );
+  await writeFile(
+    join(dir, 'lockstep-release.yaml'),
+    `# System parts of this release (see docs/system-changes.md).\nfiles:\n  - path: /etc/nginx/sites-enabled/shop.conf\n    source: config/nginx-site.conf\n    mode: "0644"\n    template: true\n    after_change: echo "nginx would reload now"\n`,
+  );
   return dir;
 }

@@ -5,7 +5,7 @@
  * trusted only when it hashes to the release id.
  */
 import type { Logger } from 'pino';
-import { releaseIdOf, type Manifest, type ManifestEntry } from '../../core/manifest.js';
+import { releaseIdOf, withSystem, type Manifest, type ManifestEntry } from '../../core/manifest.js';
 import type { ManifestStore } from './manifest-store.js';
 import type { UntrustedDelta, UntrustedManifest } from './release-stager.js';
 
@@ -43,6 +43,6 @@ function trusted(releaseId: string, manifest: UntrustedManifest | undefined): Ma
   if (manifest === undefined) return undefined;
   const entries = manifest.entries.filter((entry): entry is ManifestEntry => entry.type === 'file' || entry.type === 'dir' || entry.type === 'symlink');
   if (entries.length !== manifest.entries.length) return undefined;
-  const candidate: Manifest = { app: manifest.app, version: manifest.version, entries };
+  const candidate: Manifest = withSystem({ app: manifest.app, version: manifest.version, entries }, manifest);
   return releaseIdOf(candidate) === releaseId ? candidate : undefined;
 }

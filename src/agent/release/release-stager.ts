@@ -22,7 +22,9 @@ import {
   type Manifest,
   type ManifestEntry,
   type SymlinkEntry,
+  withSystem,
 } from '../../core/manifest.js';
+import { systemPartsProblems, type SystemParts } from '../../core/system-parts.js';
 import type { BlobCache, ReceivedBlob } from '../../content/blob-cache.js';
 import { copyWithMode } from '../../content/copy-with-mode.js';
 import { fsyncDirectory } from '../../content/atomic-file.js';
@@ -39,6 +41,7 @@ export interface UntrustedManifest {
   readonly app: string;
   readonly version: string;
   readonly entries: readonly (ManifestEntry | ForbiddenEntry)[];
+  readonly system?: SystemParts | undefined;
 }
 
 /** A manifest as the changes from release `base`: entries added or changed, paths removed. Not yet validated. */
@@ -48,6 +51,7 @@ export interface UntrustedDelta {
   readonly version: string;
   readonly entries: readonly (ManifestEntry | ForbiddenEntry)[];
   readonly removed: readonly string[];
+  readonly system?: SystemParts | undefined;
 }
 
 /** Where release content comes from (the server, in production). */
@@ -180,7 +184,7 @@ export function applyDelta(base: UntrustedManifest, delta: UntrustedDelta): Untr
   const byPath = new Map(base.entries.map((entry) => [entry.path, entry]));
   for (const path of delta.removed) byPath.delete(path);
   for (const entry of delta.entries) byPath.set(entry.path, entry);
-  return { app: delta.app, version: delta.version, entries: [...byPath.values()] };
+  return { app: delta.app, version: delta.version, entries: [...byPath.values()], ...(delta.system === undefined ? {} : { system: delta.system }) };
 }
 
 /**
@@ -209,8 +213,8 @@ async function receiveManifest(options: StageOptions): Promise<{ manifest: Manif
   return { manifest: validManifest(full, releaseId), via: 'full' };
 }
 
-/** Checks a received manifest against every rule and against the release id it was asked for. */
-function validManifest(manifest: UntrustedManifest, releaseId: string): Manifest {
+/** Checks a received manifest against every rule (system parts included) and against the release id it was asked for. */
+export function validManifest(manifest: UntrustedManifest, releaseId: string): Manifest {
   const problems = manifestProblems(manifest.entries);
   const first = problems[0];
   if (first !== undefined) {
@@ -219,7 +223,9 @@ function validManifest(manifest: UntrustedManifest, releaseId: string): Manifest
   }
   // No problems means no forbidden kinds are left.
   const entries = manifest.entries as readonly ManifestEntry[];
-  const valid: Manifest = { app: manifest.app, version: manifest.version, entries };
+  const systemProblem = manifest.system === undefined ? undefined : systemPartsProblems(manifest.system, entries)[0];
+  if (systemProblem !== undefined) throw new LockstepError('failed', `manifest of release ${shortId(releaseId)} is invalid: ${systemProblem.path}: ${systemProblem.problem}`);
+  const valid: Manifest = withSystem({ app: manifest.app, version: manifest.version, entries }, manifest);
   const actual = releaseIdOf(valid);
   if (actual !== releaseId) {
     throw new LockstepError('failed', `the server sent a manifest for release ${shortId(actual)} when asked for ${shortId(releaseId)}; refusing it`);

@@ -12,7 +12,7 @@ import type { BigIntStats } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../content/atomic-file.js';
-import { releaseIdOf, type Manifest, type ManifestEntry } from '../../core/manifest.js';
+import { releaseIdOf, withSystem, type Manifest, type ManifestEntry } from '../../core/manifest.js';
 import { isReleaseId } from './deploy-layout.js';
 import { ifMissing } from '../../core/errors.js';
 
@@ -123,7 +123,7 @@ function parseRecord(releaseId: string, text: string): StatRecord | undefined {
   if (entries.length !== manifest.entries.length) return undefined;
   let trusted: Manifest;
   try {
-    trusted = { app: manifest.app, version: manifest.version, entries };
+    trusted = withSystem({ app: manifest.app, version: manifest.version, entries }, manifest);
     if (releaseIdOf(trusted) !== releaseId) return undefined;
   } catch {
     return undefined;

@@ -22,6 +22,9 @@ import type { ManifestStore } from './manifest-store.js';
 import { pruneReleases } from './release-pruner.js';
 import { stageRelease, type ReleaseSource, type StageResult } from './release-stager.js';
 import type { ReleaseVerifier } from './release-verifier.js';
+import type { SystemActivator } from '../system/system-activator.js';
+import { systemPartsOf } from '../system/release-system-parts.js';
+import { releaseDir } from './deploy-layout.js';
 
 /** How a task ended on this host. */
 export type TaskOutcome =
@@ -64,6 +67,11 @@ export interface TaskContext {
   readonly switching?: (releaseId: string, switchRelease: () => Promise<Activation>) => Promise<Activation>;
   /** Records staged trees and proves a tree matches its manifest before every switch, repairing it if not. */
   readonly verifier?: Pick<ReleaseVerifier, 'recordStaged' | 'verifyTree' | 'snapshotLeaving' | 'repairLeftBehind' | 'removingRelease' | 'retain'>;
+  /**
+   * Applies the release's system parts (managed files, packages) after verification and before the switch;
+   * when the task fails before the switch, the parts of the release still current are applied again.
+   */
+  readonly system?: Pick<SystemActivator, 'apply'>;
 }
 
 /** Longest error text a report may carry (the schema's limit). */
@@ -98,26 +106,54 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       ...(sent.length > 0 ? { logs: sent } : {}),
     });
   };
-  const hook = async (name: 'before_activate' | 'after_activate' | 'after_rollback', where: ReleaseProcess, previousReleaseId: string | null) => {
-    const command = task.hooks[name];
-    if (command === undefined) return;
+  /** Runs a hook's command (or an after_change command) with the hooks' timeout and environment. */
+  const runCommand = async (name: string, command: string, where: ReleaseProcess, previousReleaseId: string | null, commandSignal: AbortSignal, extraEnv: Record<string, string> = {}) => {
     // A signal that already aborted never fires its listener: the hook would run on.
-    taskSignal.throwIfAborted();
+    commandSignal.throwIfAborted();
     const result = await runHook(command, {
       cwd: where.cwd,
       timeoutMs: task.hooks.timeout,
-      signal: taskSignal,
+      signal: commandSignal,
       env: {
         ...where.env,
         LOCKSTEP_HOOK: name,
         LOCKSTEP_VERSION: task.version,
         LOCKSTEP_DEPLOYMENT: String(task.deploymentId),
         LOCKSTEP_PREVIOUS_RELEASE_ID: previousReleaseId ?? '',
+        ...extraEnv,
       },
     });
     appendLog(`hook:${name}`, result.output);
-    if (result.kind === 'failed') throw new Error(`${name} hook ${result.reason}`);
+    if (result.kind === 'failed') throw new Error(`${name} ${name === 'after_change' ? `command "${command}"` : 'hook'} ${result.reason}`);
   };
+  const hook = async (name: 'before_activate' | 'after_activate' | 'after_rollback', where: ReleaseProcess, previousReleaseId: string | null) => {
+    const command = task.hooks[name];
+    if (command === undefined) return;
+    await runCommand(name, command, where, previousReleaseId, taskSignal);
+  };
+  /** Makes the host's system parts those of `releaseId` (null: none), in its release dir. */
+  const applySystem = async (target: DeployLayout, releaseId: string | null, previousReleaseId: string | null, applySignal: AbortSignal) => {
+    if (context.system === undefined) return;
+    const parts = releaseId === null ? undefined : await systemPartsOf(releaseId, { manifests: context.manifests, source: context.source }, applySignal);
+    const where = releaseId === null ? undefined : releaseProcess({ root: context.root, layout: target, releaseId, env: task.env, host });
+    await context.system.apply({
+      releaseId,
+      parts,
+      releaseDir: releaseId === null ? null : releaseDir(target, releaseId),
+      deployTo: task.deployTo,
+      host,
+      env: task.env,
+      vars: task.vars,
+      secrets: task.secrets,
+      signal: applySignal,
+      runAfterChange: async (command, paths) => {
+        if (where !== undefined) await runCommand('after_change', command, where, previousReleaseId, applySignal, { LOCKSTEP_CHANGED_FILES: paths.join(' ') });
+      },
+      log: appendLog,
+    });
+  };
+  /** Whether system parts may have been changed for this task (and `current` not switched yet). */
+  let systemTouched = false;
 
   let layout: DeployLayout | undefined;
   let stagingReported: Promise<void> | undefined;
@@ -166,6 +202,10 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       const listed = proven.repaired.slice(0, 10).join(', ');
       appendLog('verify', [`repaired ${proven.repaired.length} release ${proven.repaired.length === 1 ? 'entry' : 'entries'} that differed from the manifest before the switch: ${listed}${proven.repaired.length > 10 ? ', …' : ''}`]);
     }
+    // System parts after verification (their sources are release files it proved) and before the switch.
+    phase = 'system parts';
+    systemTouched = true;
+    await applySystem(layout, task.releaseId, before, taskSignal);
     // What differs in the tree about to be left is drift of `current`, to be put back after the switch (see below).
     const leaving = before !== null && before !== task.releaseId ? await context.verifier?.snapshotLeaving(layout, before, taskSignal).catch((error: unknown) => {
       if (taskSignal.aborted) throw error;
@@ -232,6 +272,14 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
             log.warn({ err: readError }, 'cannot read the current release after the task failed; reporting none');
             return null;
           });
+    if (systemTouched && !switched && layout !== undefined && currentReleaseId !== task.releaseId) {
+      // `current` still runs the release before: give the host back its system parts.
+      await applySystem(layout, currentReleaseId, task.releaseId, signal).catch((restoreError: unknown) => {
+        if (signal.aborted) throw restoreError;
+        log.error({ err: restoreError }, 'could not restore the system parts of the current release after the task failed');
+        appendLog('system', [`could not restore the system parts of the current release: ${oneLine(restoreError)}`]);
+      });
+    }
     if (deadline.aborted) {
       // The server decides from `currentReleaseId` whether this host must come back.
       const reason = `the deadline passed during ${phase}${switched ? ' (after the switch)' : '; current was not switched'}`;

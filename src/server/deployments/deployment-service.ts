@@ -13,7 +13,7 @@ import type { AgentReport, DeploymentView } from '../../api/schemas.js';
 import { environmentOf, type Config, type EnvironmentConfig } from '../../core/config.js';
 import { LockstepError, notFound } from '../../core/errors.js';
 import { type ReleaseInEnvironment } from '../../core/gate.js';
-import { approvalRefusal, evaluatePolicy, type PolicyVerdict } from '../../core/policy.js';
+import { approvalRefusal, evaluatePolicy, withRule, type PolicyVerdict } from '../../core/policy.js';
 import { isKnownGood, knownGoodSoak } from '../../core/known-good.js';
 import { shortId } from '../../core/manifest.js';
 import { FINISHED_STEPS, type DeploymentKind, type DeploymentState, type StepState } from '../../core/report-decision.js';
@@ -36,7 +36,8 @@ import type { DeploymentRow, ReadRepo, ReleaseEnvironmentRow, ReleaseRow, WriteR
 import { currentConfig, requireConfig } from '../config-service.js';
 import type { Principal, ServerContext } from '../context.js';
 import { keys } from '../notifier.js';
-import { resolveRelease } from '../releases/release-service.js';
+import { manifestOf, resolveRelease } from '../releases/release-service.js';
+import { plannedRelease, templateRule } from '../system/system-plan-service.js';
 
 
 /** The gate's facts about a release in one environment, from its record. */
@@ -131,7 +132,10 @@ export async function startDeployment(
   const environment = config.environments[request.env] as EnvironmentConfig;
   const release = await resolveRelease(context.store.read, request.release);
   const now = context.now();
-  const verdict = await planDeployment(context.store.read, config, release, request.env, now, { requester: actor });
+  const policy = await planDeployment(context.store.read, config, release, request.env, now, { requester: actor });
+  // Templates that name what the environment lacks are refused here, not left to render empty on the hosts.
+  const templates = await templateRule(context, await plannedRelease(context, manifestOf(release)), request.env, config.environments[request.env]?.vars ?? {});
+  const verdict = templates === undefined ? policy : withRule(policy, templates);
   const at = now.toISOString();
   if (request.override) {
     const reason = await requireOverride(context, principal, request.env, request.reason, 'deployment', { release: release.id });

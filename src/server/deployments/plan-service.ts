@@ -8,6 +8,10 @@ import { requireConfig } from '../config-service.js';
 import type { ServerContext } from '../context.js';
 import { planDeployment } from './deployment-service.js';
 import { manifestOf, resolveRelease, summarize } from '../releases/release-service.js';
+import { withRule } from '../../core/policy.js';
+import type { PlannedRelease } from '../../core/system-plan.js';
+import { hostSystemPlan, installedPackages, plannedRelease, templateRule } from '../system/system-plan-service.js';
+import { secretNames } from '../secrets/secret-service.js';
 
 /** Paths listed per kind of change and host; the counts are always complete. */
 const MAX_PATHS = 100;
@@ -21,6 +25,10 @@ export async function planRollout(context: ServerContext, requester: string, req
   const target = manifestOf(release);
   const hosts = (await repo.listHosts(request.env)).filter((host) => host.enrolled_at !== null);
   const manifests = new Map<string, Manifest | null>();
+  const planned = new Map<string, PlannedRelease>();
+  const targetParts = await plannedRelease(context, target);
+  const envSecretNames = await secretNames(repo, request.env);
+  const installed = target.system?.packages.length ? await installedPackages(context, hosts.map((host) => host.name)) : new Map<string, Readonly<Record<string, string>>>();
   const hostPlans = [];
   for (const host of hosts) {
     const from = host.current_release_id;
@@ -28,7 +36,18 @@ export async function planRollout(context: ServerContext, requester: string, req
       const row = await repo.release(from);
       manifests.set(from, row ? manifestOf(row) : null);
     }
-    const diff = diffManifests(from === null ? null : (manifests.get(from) ?? null), target);
+    const fromManifest = from === null ? null : (manifests.get(from) ?? null);
+    const diff = diffManifests(fromManifest, target);
+    let system;
+    if (target.system !== undefined || fromManifest?.system !== undefined) {
+      let fromParts = from === null ? undefined : planned.get(from);
+      if (fromManifest !== null && from !== null && fromParts === undefined) {
+        fromParts = await plannedRelease(context, fromManifest);
+        planned.set(from, fromParts);
+      }
+      const plan = hostSystemPlan(fromParts ?? null, targetParts, { name: host.name, installed: installed.get(host.name) }, request.env, environment.vars, envSecretNames);
+      system = { files: plan.files.map((file) => ({ ...file })), packages: plan.packages.map((change) => ({ ...change })) };
+    }
     hostPlans.push({
       host: host.name,
       currentReleaseId: from,
@@ -37,9 +56,12 @@ export async function planRollout(context: ServerContext, requester: string, req
       removed: { count: diff.removed.length, paths: diff.removed.slice(0, MAX_PATHS) },
       fetchBytes: diff.fetchBytes,
       fetchBlobs: diff.fetchBlobs,
+      ...(system === undefined ? {} : { system }),
     });
   }
-  const verdict = await planDeployment(repo, config, release, request.env, context.now(), { requester });
+  const policy = await planDeployment(repo, config, release, request.env, context.now(), { requester });
+  const templates = await templateRule(context, targetParts, request.env, environment.vars);
+  const verdict = templates === undefined ? policy : withRule(policy, templates);
   return {
     release: await summarize(repo, release),
     env: request.env,

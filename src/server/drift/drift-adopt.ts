@@ -110,7 +110,9 @@ export async function adoptDrift(
       throw new LockstepError('bad-input', `cannot adopt ${prefix}${entry.path}: its content (${shortId(entry.sha256)}) was never uploaded by the agent of ${host.name}; run: lockstep drift scan ${host.name}, then adopt again`);
     }
   }
-  const { release, created } = await createRelease(context, principal.name, { app: base.app, version, entries });
+  // The adopted release keeps the system parts of the release it was made from.
+  const system = baseManifest.system === undefined ? {} : { system: { files: [...baseManifest.system.files], packages: [...baseManifest.system.packages] } };
+  const { release, created } = await createRelease(context, principal.name, { app: base.app, version, entries, ...system });
   const at = context.now().toISOString();
   await context.store.transaction(async (write) => {
     for (const item of items) await write.updateDriftItem(item.id, { adopted_into: release.id, reason });

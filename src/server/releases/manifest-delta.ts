@@ -31,5 +31,5 @@ export function manifestDeltaOf(baseId: string, base: Manifest, next: Manifest):
     before.delete(entry.path);
     if (old === undefined || !sameEntry(old, entry)) entries.push(entry);
   }
-  return { base: baseId, app: canonical.app, version: canonical.version, entries, removed: [...before.keys()].sort() };
+  return { base: baseId, app: canonical.app, version: canonical.version, entries, removed: [...before.keys()].sort(), ...(canonical.system === undefined ? {} : { system: { files: [...canonical.system.files], packages: [...canonical.system.packages] } }) };
 }

@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import type { CreateReleaseRequest, ReleaseSummary, releaseSummary } from '../../api/schemas.js';
 import { LockstepError, notFound } from '../../core/errors.js';
 import { blobsOf, canonicalManifest, manifestProblems, releaseIdOf, shortId, type Manifest, type ManifestEntry } from '../../core/manifest.js';
+import { systemPartsProblems } from '../../core/system-parts.js';
 import type { ReleaseReadRepo, ReleaseRow } from '../../store/release-repo.js';
 import { requireConfig } from '../config-service.js';
 import type { ServerContext } from '../context.js';
@@ -22,7 +23,14 @@ export async function createRelease(context: ServerContext, actor: string, reque
     const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? 's' : ''})` : '';
     throw new LockstepError('bad-input', `release rejected: ${first?.path}: ${first?.problem}${more}`, { problems });
   }
-  const manifest = canonicalManifest({ app, version: request.version, entries: request.entries as ManifestEntry[] });
+  const entries = request.entries as ManifestEntry[];
+  const systemProblems = request.system === undefined ? [] : systemPartsProblems(request.system, entries, config.deploy_to);
+  if (systemProblems.length > 0) {
+    const first = systemProblems[0];
+    const more = systemProblems.length > 1 ? ` (and ${systemProblems.length - 1} more problem${systemProblems.length > 2 ? 's' : ''})` : '';
+    throw new LockstepError('bad-input', `release rejected: ${first?.path}: ${first?.problem}${more}`, { problems: systemProblems });
+  }
+  const manifest = canonicalManifest({ app, version: request.version, entries, ...(request.system === undefined ? {} : { system: request.system }) });
   for (const entry of manifest.entries) {
     if (entry.type !== 'file') continue;
     const size = await context.blobs.sizeOf(entry.sha256);

@@ -107,3 +107,8 @@ export async function secretsForEnvironment(context: ServerContext, env: string)
 export async function secretDigests(repo: SecretReadRepo, env: string): Promise<Record<string, string>> {
   return Object.fromEntries((await repo.secrets(env)).map((row) => [row.name, row.digest]));
 }
+
+/** The names of the secrets of `env`: what `{{ secrets.NAME }}` in a managed-file template may name (plan-time check). */
+export async function secretNames(repo: SecretReadRepo, env: string): Promise<string[]> {
+  return (await repo.secrets(env)).map((row) => row.name);
+}
