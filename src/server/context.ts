@@ -17,6 +17,14 @@ export interface ServerContext {
   readonly onlineWindowMs: number;
   /** Aborted when the server shuts down, so long polls end before the store closes. */
   readonly shutdown: AbortSignal;
+  /** The CA of the server's TLS certificate, which agents pin (undefined: plain HTTP). */
+  readonly serverCa?: ServerCa | undefined;
+}
+
+/** The CA an HTTPS server's certificate chains to: its PEM and `sha256:` fingerprint. */
+export interface ServerCa {
+  readonly pem: string;
+  readonly fingerprint: string;
 }
 
 /** Who is calling: a person or script with a user token, or one host's agent. */

@@ -24,6 +24,7 @@ import type { FirecallContext } from './firecall/firecall-service.js';
 import { firecallRouteHandlers } from './firecall/firecall-routes.js';
 import { Notifier } from './notifier.js';
 import { bindRoutes } from './http/route-binder.js';
+import type { ServerTls } from './tls/server-tls.js';
 
 /** What a server is made of; the caller opens and owns the store and the blob store. */
 export interface ServerParts {
@@ -42,6 +43,8 @@ export interface ServerParts {
   readonly alertRetry?: { readonly attempts: number; readonly firstDelayMs: number } | undefined;
   /** Take client addresses from X-Forwarded-For (only behind a reverse proxy that sets it; default off). */
   readonly trustProxy?: boolean | undefined;
+  /** Serve HTTPS with this key and chain; its CA is what agents pin (default: plain HTTP). */
+  readonly tls?: ServerTls | undefined;
 }
 
 /** A built server: the application (not yet listening) and what the process wires around it. */
@@ -70,17 +73,18 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
     now: parts.now ?? (() => new Date()),
     onlineWindowMs: parts.onlineWindowMs ?? DEFAULT_OFFLINE_AFTER_MS,
     shutdown: shutdown.signal,
+    serverCa: parts.tls?.ca,
   };
   const firecalls: FirecallContext = { ...context, ca: parts.firecallCa };
   const limiter = new FailedAuthLimiter();
-  const app = buildApp(context, limiter, { trustProxy: parts.trustProxy });
+  const app = buildApp(context, limiter, { trustProxy: parts.trustProxy, https: parts.tls });
   let openapi: unknown;
   bindRoutes(app, [
     coreRouteHandlers(context, limiter),
     driftRouteHandlers(context),
     firecallRouteHandlers(firecalls),
     auditRouteHandlers(context, parts.audit),
-    { openapi: async () => (openapi ??= openApiDocument()) },
+    { openapi: async () => (openapi ??= openApiDocument()), serverCa: async () => ({ fingerprint: parts.tls?.ca.fingerprint ?? null, pem: parts.tls?.ca.pem ?? null }) },
   ]);
   await app.ready();
   const checkpointer = new AuditCheckpointer(context, parts.audit);
