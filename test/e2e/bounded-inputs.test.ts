@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { startFleet, type Fleet } from '../helpers/fleet.js';
 
@@ -35,13 +36,13 @@ interface AttackOutcome {
  * flight may fail (EPIPE, reset): that ends the attack, and the answer read
  * until then is the outcome.
  */
-function postHuge(url: string, withLength: boolean): Promise<AttackOutcome> {
-  const { hostname, port, pathname } = new URL(url);
+function postHuge(url: string, withLength: boolean, ca: string | undefined): Promise<AttackOutcome> {
+  const { hostname, port, pathname, protocol } = new URL(url);
   return new Promise((resolveOutcome) => {
     let sent = 0;
     let answeredAt: number | undefined;
     let received = '';
-    const socket = connect({ host: hostname, port: Number(port) });
+    const socket = protocol === 'https:' ? connectTls({ host: hostname, port: Number(port), ...(ca === undefined ? {} : { ca }) }) : connect({ host: hostname, port: Number(port) });
     const finish = (): void => {
       const match = /^HTTP\/1\.1 (\d{3})[^]*?\r\n\r\n([^]*)$/.exec(received);
       let body = match?.[2] ?? '';
@@ -107,7 +108,7 @@ describe('bounded inputs: the unauthenticated denial of service of issue 13', ()
       while (attacking) {
         const started = performance.now();
         try {
-          const response = await fetch(`${fleet.url}/api/v1/health`);
+          const response = await fleet.fetch(`${fleet.url}/api/v1/health`);
           await response.text(); // an unread body would hold fetch's connection
           if (response.status === 200) latencies.push(performance.now() - started);
           else healthFailures.push(`status ${response.status}`);
@@ -118,7 +119,7 @@ describe('bounded inputs: the unauthenticated denial of service of issue 13', ()
     })();
 
     const enroll = `${fleet.url}/api/v1/agent/enroll`;
-    const outcomes = await Promise.all([postHuge(enroll, true), postHuge(enroll, false), postHuge(enroll, true), postHuge(enroll, false)]);
+    const outcomes = await Promise.all([postHuge(enroll, true, fleet.ca?.pem), postHuge(enroll, false, fleet.ca?.pem), postHuge(enroll, true, fleet.ca?.pem), postHuge(enroll, false, fleet.ca?.pem)]);
     attacking = false;
     await poller;
     const rssAfter = await rssOf(pid);
