@@ -112,8 +112,8 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((done) => child.once('exit', () => done()));
 }
 
-/** Starts `lockstep server` listening on `listen`; resolves with the process and its URL once it listens. */
-async function spawnServer(dir: string, dataDir: string, listen: string, database: string | undefined, extraArgs: readonly string[] = []): Promise<{ process: ChildProcess; url: string }> {
+/** Starts `lockstep server` listening on `listen` (its stdout appended to DIR/server.log); resolves with the process and its URL once it listens. */
+export async function spawnServer(dir: string, dataDir: string, listen: string, database: string | undefined, extraArgs: readonly string[] = []): Promise<{ process: ChildProcess; url: string }> {
   const server = spawn(process.execPath, [LOCKSTEP_MAIN, 'server', '--data-dir', dataDir, '--listen', listen, ...(database ? ['--database', database] : []), ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
