@@ -43,7 +43,7 @@ export async function runServerCommand(options: {
     onAdminToken: (token, file) => process.stderr.write(`lockstep: admin token (shown once; also in ${file}, mode 0600):\n${token}\n`),
   });
   process.stderr.write(`lockstep: server listening on ${server.url}\n`);
-  if (server.caFingerprint !== undefined) process.stderr.write(`lockstep: TLS CA fingerprint ${server.caFingerprint} (agents pin it with --ca-fingerprint; \`lockstep host add\` prints it too)\n`);
+  if (server.ca !== undefined) process.stderr.write(`lockstep: TLS CA fingerprint ${server.ca.fingerprint} (agents pin it with --ca-fingerprint; \`lockstep host add\` prints it too)\n`);
   else if (options.insecureHttp === true) process.stderr.write('lockstep: warning: serving plain HTTP (--insecure-http): tokens and credentials cross the network in clear\n');
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

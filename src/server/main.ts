@@ -11,7 +11,7 @@ import { BlobStore } from '../content/blob-store.js';
 import { openPostgresStore } from '../store/postgres/postgres-store.js';
 import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { Store } from '../store/store.js';
-import type { ServerContext } from './context.js';
+import type { ServerCa, ServerContext } from './context.js';
 import { createServer } from './create-server.js';
 import { advanceDeployments } from './deployments/deployment-service.js';
 import { hashToken, newToken } from './http/tokens.js';
@@ -55,8 +55,8 @@ export interface ServerOptions {
 /** A running server. */
 export interface RunningServer {
   readonly url: string;
-  /** The fingerprint of the CA agents pin; undefined when serving plain HTTP. */
-  readonly caFingerprint: string | undefined;
+  /** The CA agents pin (PEM and fingerprint); undefined when serving plain HTTP. */
+  readonly ca: ServerCa | undefined;
   close(): Promise<void>;
 }
 
@@ -205,7 +205,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   return {
     url,
-    caFingerprint: tls?.ca.fingerprint,
+    ca: tls?.ca,
     async close() {
       clearInterval(checkpointTimer);
       // Sign the tail on the way out, so a stopped server leaves no unsigned events behind.
