@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import type { Transport, WireRequest, WireResponse } from './api-client.js';
 import { LockstepError } from '../core/errors.js';
-import { isUntrustedCertificate, mismatchMessage, pemCaFingerprint, pinCa, presentedChain, type TlsTrust } from './tls-trust.js';
+import { isUntrustedCertificate, mismatchMessage, pemCaFingerprint, pinCa, presentedChain, untrustedMessage, type TlsTrust } from './tls-trust.js';
 
 /** How a transport connects and what it says when it cannot. */
 export interface HttpTransportOptions {
@@ -120,13 +120,8 @@ export class HttpTransport implements Transport {
     );
     const trust = this.options.trust ?? { kind: 'system' };
     const expected = trust.kind === 'ca' ? pemCaFingerprint(trust.pem, trust.source) : trust.kind === 'fingerprint' ? trust.fingerprint : undefined;
-    if (seen !== undefined && expected !== undefined && seen !== expected) {
-      return new LockstepError('unavailable', mismatchMessage(this.base, seen, expected, trust.kind === 'ca' ? trust.source : 'LOCKSTEP_CA_FINGERPRINT'), { cause: error });
-    }
-    if (expected === undefined) {
-      return new LockstepError('unavailable', `the server at ${this.base.origin} presented a certificate this machine does not trust (${error.code ?? error.message}; its CA is ${seen ?? 'unknown'}); set LOCKSTEP_CA_FINGERPRINT to the fingerprint \`lockstep host add\` prints, or LOCKSTEP_CA to the server's CA certificate`, { cause: error });
-    }
-    return new LockstepError('unavailable', `the server at ${this.base.origin} presented a certificate that failed verification against the pinned CA ${expected} (${error.code ?? error.message})`, { cause: error });
+    const how = trust.kind === 'ca' ? trust.source : 'LOCKSTEP_CA_FINGERPRINT';
+    return new LockstepError('unavailable', untrustedMessage(this.base, error.code ?? error.message, seen, expected, how), { cause: error });
   }
 
   /** Lets the process exit: closes idle keep-alive connections. */

@@ -111,6 +111,46 @@ export function mismatchMessage(url: URL, seen: string, expected: string, how: s
   return `the server at ${url.origin} presented a certificate chain whose CA is ${seen}, not the pinned ${expected} (${how}); if the server's CA really changed, pin the new fingerprint that \`lockstep host add\` prints, otherwise someone may be intercepting the connection`;
 }
 
+/**
+ * The one line for a certificate that failed verification (OpenSSL's `code`):
+ * a CA other than the pinned one names both fingerprints; no pin at all says
+ * how to pin; the pinned CA with a certificate that still fails (another
+ * name, expired) says so.
+ */
+export function untrustedMessage(url: URL, code: string, seen: string | undefined, expected: string | undefined, how: string): string {
+  if (seen !== undefined && expected !== undefined && seen !== expected) return mismatchMessage(url, seen, expected, how);
+  if (expected === undefined) {
+    return `the server at ${url.origin} presented a certificate this machine does not trust (${code}; its CA is ${seen ?? 'unknown'}); set LOCKSTEP_CA_FINGERPRINT to the fingerprint \`lockstep host add\` prints, or LOCKSTEP_CA to the server's CA certificate`;
+  }
+  return `the server at ${url.origin} presented a certificate that failed verification against the pinned CA ${expected} (${code}); its certificate must name the host of the server URL and be valid now`;
+}
+
+/**
+ * Opens one TLS connection to `url` verified against `pem` (chain, validity
+ * and name, as every request is), sends nothing, and answers the OpenSSL code
+ * when the certificate is refused, or undefined when it holds. A server that
+ * cannot be reached fails as `unavailable`.
+ */
+export function verifiedHandshake(url: URL, pem: string, signal?: AbortSignal): Promise<string | undefined> {
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const servername = /^[\d.]+$/.test(host) || host.includes(':') ? undefined : host;
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port: Number(url.port || 443), ca: pem, ...(servername === undefined ? {} : { servername }), ...(signal ? { signal } : {}) });
+    const timer = setTimeout(() => socket.destroy(new Error('timed out')), PROBE_TIMEOUT_MS);
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      socket.end();
+      resolve(undefined);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (signal?.aborted) return reject(signal.reason as Error);
+      if (isUntrustedCertificate(error)) return resolve(error.code ?? error.message);
+      reject(new LockstepError('unavailable', `cannot reach the Lockstep server at ${url.origin} (${error.code ?? error.message})`, { cause: error }));
+    });
+  });
+}
+
 /** The TLS errors of OpenSSL that mean "not signed by a CA we trust" or "not for this name": the pin did not hold. */
 const UNTRUSTED_CODES = new Set([
   'SELF_SIGNED_CERT_IN_CHAIN',

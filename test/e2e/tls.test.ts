@@ -43,10 +43,19 @@ describe('TLS with the server CA pinned at enrollment', () => {
   let fleet: Fleet;
   const servers: ChildProcess[] = [];
   const temps: TempDir[] = [];
+  /** The CA of a second server with its own CA: a pin that is not this fleet's. */
+  let otherCa = '';
+  let otherFingerprint = '';
 
   before(async () => {
     fleet = await startFleet();
     await fleet.applyConfig(testConfig());
+    const other = await makeTempDir('lockstep-tls-');
+    temps.push(other);
+    const second = await spawnServer(other.path, join(other.path, 'data'), '127.0.0.1:0', undefined, ['--tls-own-ca']);
+    servers.push(second.process);
+    otherCa = join(other.path, 'data', 'tls', 'ca.pem');
+    otherFingerprint = pemCaFingerprint(await readFile(otherCa, 'utf8'), otherCa);
   });
 
   after(async () => {
@@ -89,6 +98,12 @@ describe('TLS with the server CA pinned at enrollment', () => {
     const hosts = (await fleet.http('GET', '/api/v1/hosts')).json as { hosts: { name: string; enrolled: boolean }[] };
     assert.equal(hosts.hosts.find((host) => host.name === 'pinned-wrong')?.enrolled, false);
 
+    // Another server's CA file: refused the same way, naming that file.
+    const wrongFile = await runProcess(['agent', '--server', fleet.url, '--root', root, '--ca', otherCa, '--token', added.enrollToken], { ...process.env, NO_COLOR: '1' }, fleet.dir);
+    assert.equal(wrongFile.code, 6, wrongFile.stderr);
+    assert.match(wrongFile.stderr, new RegExp(`^lockstep: refusing the server: .*whose CA is ${added.caFingerprint}, not the pinned ${otherFingerprint} \\(--ca [^\\n]*\\n$`));
+    await assert.rejects(stat(join(root, 'var/lib/lockstep-agent/credential.json')), { code: 'ENOENT' });
+
     // Nothing pinned at all: one line saying what to pass, before any connection.
     const unpinned = await runProcess(['agent', '--server', fleet.url, '--root', root, '--token', added.enrollToken], { ...process.env, NO_COLOR: '1' }, fleet.dir);
     assert.equal(unpinned.code, 2, unpinned.stderr);
@@ -110,13 +125,7 @@ describe('TLS with the server CA pinned at enrollment', () => {
     assert.equal(wrongFingerprint.code, 6);
     assert.match(wrongFingerprint.stderr, new RegExp(`^lockstep: the server at https://\\S+ presented a certificate chain whose CA is ${seen}, not the pinned ${WRONG} \\(LOCKSTEP_CA_FINGERPRINT\\)[^\\n]*\\n$`));
 
-    // A CA file of another server (this test's second server, made below with its own CA).
-    const other = await makeTempDir('lockstep-tls-');
-    temps.push(other);
-    const second = await spawnServer(other.path, join(other.path, 'data'), '127.0.0.1:0', undefined, ['--tls-own-ca']);
-    servers.push(second.process);
-    const otherCa = join(other.path, 'data', 'tls', 'ca.pem');
-    const otherFingerprint = pemCaFingerprint(await readFile(otherCa, 'utf8'), otherCa);
+    // The CA file of another server.
     const wrongFile = await fleet.cli(['status'], { env: { LOCKSTEP_CA: otherCa } });
     assert.equal(wrongFile.code, 6);
     assert.match(wrongFile.stderr, new RegExp(`^lockstep: the server at https://\\S+ presented a certificate chain whose CA is ${seen}, not the pinned ${otherFingerprint} \\(LOCKSTEP_CA ${otherCa.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)[^\\n]*\\n$`));
