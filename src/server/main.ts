@@ -45,6 +45,7 @@ export interface ServerOptions {
   readonly trustProxy?: boolean | undefined;
   /** The certificate chain (server certificate first) and key to serve HTTPS with. */
   readonly tlsCert?: string | undefined;
+  /** The private key of tlsCert. */
   readonly tlsKey?: string | undefined;
   /** Serve HTTPS with the server's own CA even on a loopback listen. */
   readonly tlsOwnCa?: boolean | undefined;
@@ -133,8 +134,8 @@ function checkTlsOptions(options: ServerOptions): void {
  * own CA (any non-loopback listen, or --tls-own-ca), or plain HTTP (a loopback
  * listen, or --insecure-http, which is logged as a warning).
  */
-async function chooseTls(options: ServerOptions, host: string, dataDir: string): Promise<ServerTls | undefined> {
-  if (options.tlsCert !== undefined && options.tlsKey !== undefined) return loadOperatorTls(resolve(options.tlsCert), resolve(options.tlsKey));
+async function chooseTls(options: ServerOptions, host: string, dataDir: string, operator: ServerTls | undefined): Promise<ServerTls | undefined> {
+  if (operator !== undefined) return operator;
   if (options.insecureHttp === true) {
     if (!isLoopbackAddress(host)) options.logger.warn({ listen: options.listen }, 'serving plain HTTP on a non-loopback address (--insecure-http): tokens and agent credentials cross the network in clear');
     return undefined;
@@ -151,13 +152,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (options.checkpointIntervalMs !== undefined && !(options.checkpointIntervalMs >= 1000)) throw new LockstepError('bad-input', '--checkpoint-interval must be at least 1s');
   if (options.offlineAfterMs !== undefined && !(options.offlineAfterMs >= MIN_OFFLINE_AFTER_MS)) throw new LockstepError('bad-input', '--offline-after must be at least 2s');
   checkTlsOptions(options);
-  // Nothing is written before the address and the database are known to work.
+  // Nothing is written before the address, the operator's certificate and the database are known to work.
   await assertCanListen(host, port, options.listen);
+  const operatorTls = options.tlsCert !== undefined && options.tlsKey !== undefined ? await loadOperatorTls(resolve(options.tlsCert), resolve(options.tlsKey)) : undefined;
   const postgres = options.database !== undefined && options.database !== '';
   const postgresStore = postgres ? await openMigrated(dataDir, options.database) : undefined;
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const store = postgresStore ?? (await openMigrated(dataDir, undefined));
-  const tls = await chooseTls(options, host, dataDir);
+  const tls = await chooseTls(options, host, dataDir, operatorTls);
   const blobs = new BlobStore(join(dataDir, 'blobs'));
   await blobs.open();
   const audit = {

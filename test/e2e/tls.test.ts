@@ -177,6 +177,11 @@ describe('TLS with the server CA pinned at enrollment', () => {
     const half = await runProcess(['server', '--data-dir', join(temp.path, 'half'), '--listen', '127.0.0.1:0', '--tls-cert', chainFile], { ...process.env }, temp.path);
     assert.equal(half.code, 2);
     assert.match(half.stderr, /^lockstep: --tls-cert and --tls-key go together[^\n]*\n$/);
+    // A key of another certificate: one line, and nothing written (no data dir, no database).
+    const wrongKey = await runProcess(['server', '--data-dir', join(temp.path, 'wrong-key'), '--listen', '127.0.0.1:0', '--tls-cert', chainFile, '--tls-key', join(tls, 'ca-key.pem')], { ...process.env }, temp.path);
+    assert.equal(wrongKey.code, 2);
+    assert.match(wrongKey.stderr, /^lockstep: --tls-key \S+ca-key\.pem is not the key of the first certificate in --tls-cert \S+chain\.pem\n$/);
+    await assert.rejects(stat(join(temp.path, 'wrong-key')), { code: 'ENOENT' });
 
     const operator = await spawnServer(temp.path, join(temp.path, 'data'), '127.0.0.1:0', undefined, ['--tls-cert', chainFile, '--tls-key', join(temp.path, 'key.pem')]);
     servers.push(operator.process);
