@@ -7,20 +7,17 @@
  * or is within 30 days of expiring.
  */
 import { createPrivateKey, webcrypto, X509Certificate as NodeCertificate } from 'node:crypto';
-
-type CryptoKey = webcrypto.CryptoKey;
-type CryptoKeyPair = webcrypto.CryptoKeyPair;
 import { mkdir, readFile } from 'node:fs/promises';
 import { hostname, networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-// The shim must run before @peculiar/x509 loads: imports are evaluated in order.
-import './reflect-metadata-shim.js';
-import * as x509 from '@peculiar/x509';
 import { certificateFingerprint, certificatesOfPem } from '../../api/tls-trust.js';
 import { writeFileAtomic } from '../../content/atomic-file.js';
 import { cannotRead, ifMissing, LockstepError } from '../../core/errors.js';
 import type { ServerCa } from '../context.js';
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 /** What an HTTPS server serves: its key, its chain (server certificate, then the CA) and the CA agents pin. */
 export interface ServerTls {
@@ -36,9 +33,6 @@ const CA_VALIDITY_YEARS = 10;
 const SERVER_VALIDITY_DAYS = 397;
 /** A server certificate closer than this to its end is re-issued at start. */
 const RENEW_BEFORE_MS = 30 * 24 * 3600_000;
-
-// The library types WebCrypto with the DOM lib, which this Node project does not load.
-x509.cryptoProvider.set(webcrypto as unknown as ReturnType<typeof x509.cryptoProvider.get>);
 
 /** Whether an address to listen on is reachable only from this machine (plain HTTP is allowed there). */
 export function isLoopbackAddress(host: string): boolean {
@@ -94,11 +88,6 @@ function tlsFiles(dataDir: string) {
   return { dir, caKey: join(dir, 'ca-key.pem'), caCert: join(dir, 'ca.pem'), serverKey: join(dir, 'server-key.pem'), serverCert: join(dir, 'server.pem') };
 }
 
-/** Path of the own CA's certificate (public: what LOCKSTEP_CA may point at on the server's machine). */
-export function ownCaPath(dataDir: string): string {
-  return tlsFiles(dataDir).caCert;
-}
-
 /**
  * The server's own CA and a server certificate for `names`, from DATA_DIR/tls,
  * made on first start (keys 0600, each file written atomically). The CA is
@@ -108,51 +97,52 @@ export function ownCaPath(dataDir: string): string {
 export async function loadOrCreateOwnTls(dataDir: string, names: readonly string[], now = new Date()): Promise<ServerTls> {
   const files = tlsFiles(dataDir);
   await mkdir(files.dir, { recursive: true, mode: 0o700 });
-  const ca = await loadOrCreateCa(files, now);
+  const ca = (await readCa(files)) ?? (await createCa(files, now, await x509Library()));
   const caCert = new NodeCertificate(ca.pem);
+  const served = (certPem: string, keyPem: string): ServerTls => ({ key: keyPem, cert: `${certPem.trim()}\n${ca.pem.trim()}\n`, ca: { pem: ca.pem, fingerprint: certificateFingerprint(caCert.raw) } });
   const existing = await readOptional(files.serverCert);
   const existingKey = existing === undefined ? undefined : await readOptional(files.serverKey);
-  if (existing !== undefined && existingKey !== undefined && serverCertFits(existing, existingKey, caCert, names, now)) {
-    return { key: existingKey, cert: `${existing.trim()}\n${ca.pem.trim()}\n`, ca: { pem: ca.pem, fingerprint: certificateFingerprint(caCert.raw) } };
-  }
+  if (existing !== undefined && existingKey !== undefined && serverCertFits(existing, existingKey, caCert, names, now)) return served(existing, existingKey);
+  const x509 = await x509Library();
   const keys = await generateKeys();
+  const caKey = await webcrypto.subtle.importKey('pkcs8', pemBody(ca.keyPem), KEY_ALGORITHM, false, ['sign']);
   const certificate = await x509.X509CertificateGenerator.create({
     subject: `CN=${hostname()}`,
     issuer: new x509.X509Certificate(ca.pem).subject,
     notBefore: new Date(now.getTime() - 3600_000),
     notAfter: new Date(now.getTime() + SERVER_VALIDITY_DAYS * 24 * 3600_000),
     publicKey: keys.publicKey,
-    signingKey: ca.key,
+    signingKey: caKey,
     signingAlgorithm: SIGNING_ALGORITHM,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
       new x509.SubjectAlternativeNameExtension(names.map((name) => ({ type: isIP(name) ? 'ip' : 'dns', value: name }))),
-      await x509.AuthorityKeyIdentifierExtension.create(ca.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(await new x509.X509Certificate(ca.pem).publicKey.export(KEY_ALGORITHM, ['verify'])),
     ],
   });
   const keyPem = await privateKeyPem(keys.privateKey);
-  const certPem = certificate.toString('pem');
+  const certPem = `${certificate.toString('pem')}\n`;
   await writeFileAtomic(files.serverKey, keyPem, 0o600);
-  await writeFileAtomic(files.serverCert, `${certPem}\n`, 0o644);
-  return { key: keyPem, cert: `${certPem.trim()}\n${ca.pem.trim()}\n`, ca: { pem: ca.pem, fingerprint: certificateFingerprint(caCert.raw) } };
+  await writeFileAtomic(files.serverCert, certPem, 0o644);
+  return served(certPem, keyPem);
 }
 
-async function loadOrCreateCa(files: ReturnType<typeof tlsFiles>, now: Date): Promise<{ pem: string; key: CryptoKey; publicKey: CryptoKey }> {
+/** The own CA (certificate and key PEM), or undefined before the first start; a certificate whose key is gone is refused. */
+async function readCa(files: ReturnType<typeof tlsFiles>): Promise<{ pem: string; keyPem: string } | undefined> {
   const pem = await readOptional(files.caCert);
-  if (pem !== undefined) {
-    const keyPem = await readOptional(files.caKey);
-    if (keyPem === undefined) throw new LockstepError('bad-input', `${files.caCert} exists but its key ${files.caKey} does not; restore the key from a backup (agents pin this CA), or move ${files.dir} away to make a new CA and re-enroll every agent`);
-    const key = await webcrypto.subtle.importKey('pkcs8', pemBody(keyPem), KEY_ALGORITHM, false, ['sign']);
-    const publicKey = await new x509.X509Certificate(pem).publicKey.export(KEY_ALGORITHM, ['verify']);
-    return { pem, key, publicKey };
-  }
   // No CA certificate: a key without one (a crash between the two writes) was never used, and is replaced.
+  if (pem === undefined) return undefined;
+  const keyPem = await readOptional(files.caKey);
+  if (keyPem === undefined) throw new LockstepError('bad-input', `${files.caCert} exists but its key ${files.caKey} does not; restore the key from a backup (agents pin this CA), or move ${files.dir} away to make a new CA and re-enroll every agent`);
+  return { pem, keyPem };
+}
+
+async function createCa(files: ReturnType<typeof tlsFiles>, now: Date, x509: X509Library): Promise<{ pem: string; keyPem: string }> {
   const keys = await generateKeys();
-  const name = `CN=Lockstep server CA ${hostname()} ${now.toISOString().slice(0, 10)}`;
   const certificate = await x509.X509CertificateGenerator.createSelfSigned({
-    name,
+    name: `CN=Lockstep server CA ${hostname()} ${now.toISOString().slice(0, 10)}`,
     keys,
     notBefore: new Date(now.getTime() - 3600_000),
     notAfter: new Date(now.getTime() + CA_VALIDITY_YEARS * 365 * 24 * 3600_000),
@@ -163,10 +153,27 @@ async function loadOrCreateCa(files: ReturnType<typeof tlsFiles>, now: Date): Pr
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  const created = `${certificate.toString('pem')}\n`;
-  await writeFileAtomic(files.caKey, await privateKeyPem(keys.privateKey), 0o600);
-  await writeFileAtomic(files.caCert, created, 0o644);
-  return { pem: created, key: keys.privateKey, publicKey: keys.publicKey };
+  const pem = `${certificate.toString('pem')}\n`;
+  const keyPem = await privateKeyPem(keys.privateKey);
+  await writeFileAtomic(files.caKey, keyPem, 0o600);
+  await writeFileAtomic(files.caCert, pem, 0o644);
+  return { pem, keyPem };
+}
+
+type X509Library = typeof import('@peculiar/x509');
+
+/**
+ * @peculiar/x509, loaded only to make a certificate: loading it took 0.5 to
+ * 1.5 s (measured on a loaded machine), which a server reusing its
+ * certificate, or speaking plain HTTP, should not pay at every start.
+ */
+async function x509Library(): Promise<X509Library> {
+  // The shim must run before the library loads (its dependency tsyringe checks for it).
+  await import('./reflect-metadata-shim.js');
+  const x509 = await import('@peculiar/x509');
+  // The library types WebCrypto with the DOM lib, which this Node project does not load.
+  x509.cryptoProvider.set(webcrypto as unknown as ReturnType<typeof x509.cryptoProvider.get>);
+  return x509;
 }
 
 /** Whether a stored server certificate can be served again: the CA's, holding every name, its key, and not near its end. */
