@@ -162,7 +162,8 @@ async function startHealthEndpoint(): Promise<HealthEndpoint> {
 async function main(): Promise<void> {
   log(`rolling-deploy: ${HOSTS} production hosts, settings ${SETTINGS.map((s) => `${s.name} (healthy_after ${s.healthyAfter}, interval ${s.intervalMs} ms, pause ${s.pauseMs} ms)`).join(', ')}; ${WARMUP} warm-up + ${RUNS} measured runs each; load ${load()}`);
   const endpoints = new Map<string, HealthEndpoint>();
-  const fleet = await startFleet();
+  // Plain HTTP, as in the figures recorded before TLS: the ratios compare like with like.
+  const fleet = await startFleet({ tls: false });
   try {
     await fleet.applyConfig(config(SETTINGS[0] as Setting));
     const names = Array.from({ length: HOSTS }, (_, index) => `prod-${String(index + 1).padStart(2, '0')}`);

@@ -12,14 +12,18 @@ import * as commands from './cli/commands.js';
 import { errorBody } from './api/errors.js';
 import { cannotRead, EXIT_CODES, ifMissingSync, LockstepError, type ErrorKind } from './core/errors.js';
 import { addDriftCommands } from './cli/drift-program.js';
+import { trustFromSettings, type TlsTrust } from './api/tls-trust.js';
 
 const VERSION = '0.1.0';
+
+/** The CLI's pin of the server's CA (`lockstep --ca FILE`, LOCKSTEP_CA, `--ca-fingerprint`, LOCKSTEP_CA_FINGERPRINT), read before a command runs. */
+let serverTrust: TlsTrust | undefined;
 
 function client(): LockstepClient {
   const server = process.env.LOCKSTEP_SERVER ?? 'http://127.0.0.1:7400';
   const token = process.env.LOCKSTEP_TOKEN ?? readDefaultToken();
   if (!token) throw new LockstepError('unauthorized', 'LOCKSTEP_TOKEN is not set; export it (the admin token is in DATA_DIR/admin.token)');
-  return new LockstepClient({ server, token });
+  return new LockstepClient({ server, token, trust: serverTrust });
 }
 
 /** Convenience for the machine running the server: ./lockstep-data/admin.token when LOCKSTEP_SERVER is not set. */
@@ -42,7 +46,16 @@ function program(): Command {
     .enablePositionalOptions()
     // Commander's own errors are printed by main() in Lockstep's one-line format, like every other error.
     .configureOutput({ outputError: () => undefined })
-    .exitOverride();
+    .exitOverride()
+    // Before the command: `lockstep --ca FILE status` (options of the program go before the command).
+    .addOption(new Option('--ca <file>', "trust the server's certificate only if it chains to this PEM CA certificate").env('LOCKSTEP_CA'))
+    .addOption(new Option('--ca-fingerprint <sha256:hex>', "trust the server's certificate only if its chain holds the CA with this fingerprint (printed by `lockstep host add`)").env('LOCKSTEP_CA_FINGERPRINT'))
+    .hook('preAction', async (command, action) => {
+      // The server and the agent take their own TLS flags.
+      if (['server', 'agent', 'demo'].includes(action.name())) return;
+      const options = command.opts<{ ca?: string; caFingerprint?: string }>();
+      serverTrust = await trustFromSettings({ caFile: options.ca, fingerprint: options.caFingerprint }, { caFile: 'LOCKSTEP_CA', fingerprint: 'LOCKSTEP_CA_FINGERPRINT' });
+    });
 
   root
     .command('server')
@@ -55,7 +68,11 @@ function program(): Command {
     .option('--audit-anchor <file>', 'append every checkpoint to FILE, ideally on another disk or host (default: DATA_DIR/audit-anchor.jsonl)')
     .option('--offline-after <duration>', 'a host whose agent is not heard from this long is offline (status, alerts)', '40s')
     .option('--trust-proxy', 'take client addresses from X-Forwarded-For (only behind a reverse proxy that sets it)')
-    .action(async (options: { dataDir: string; listen: string; database?: string; checkpointEvery?: string; checkpointInterval?: string; auditAnchor?: string; offlineAfter?: string; trustProxy?: boolean }) => {
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM: the server certificate, then its CA chain)')
+    .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
+    .option('--tls-own-ca', "serve HTTPS with the server's own CA (made in DATA_DIR/tls) even on a loopback --listen; the default on any other")
+    .option('--insecure-http', 'serve plain HTTP on a non-loopback --listen (tokens cross the network in clear; logged as a warning)')
+    .action(async (options: { dataDir: string; listen: string; database?: string; checkpointEvery?: string; checkpointInterval?: string; auditAnchor?: string; offlineAfter?: string; trustProxy?: boolean; tlsCert?: string; tlsKey?: string; tlsOwnCa?: boolean; insecureHttp?: boolean }) => {
       const { runServerCommand } = await import('./server/command.js');
       await runServerCommand(options);
     });
@@ -68,7 +85,9 @@ function program(): Command {
     .option('--root <dir>', 'treat DIR as / for every host path', '/')
     .option('--state-dir <dir>', 'agent state (credential, blob cache); default ROOT/var/lib/lockstep-agent')
     .addOption(new Option('--sshd-log <file>', 'the sshd log to collect fire-call logins from, under ROOT (default /var/log/auth.log)').env('LOCKSTEP_SSHD_LOG'))
-    .action(async (options: { server: string; token?: string; root: string; stateDir?: string; sshdLog?: string }) => {
+    .option('--ca-fingerprint <sha256:hex>', "pin the server's CA by the fingerprint `lockstep host add` prints (needed for an https:// server until its CA is stored)")
+    .option('--ca <file>', "pin the server's CA given as a PEM certificate file")
+    .action(async (options: { server: string; token?: string; root: string; stateDir?: string; sshdLog?: string; caFingerprint?: string; ca?: string }) => {
       const { runAgentCommand } = await import('./agent/command.js');
       await runAgentCommand(options);
     });

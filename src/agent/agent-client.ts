@@ -1,12 +1,15 @@
 /**
  * The agent's side of the wire protocol: one method per agent route of the
- * route table, through the shared ApiClient over fetch, every answer
+ * route table, through the shared ApiClient over the transport the
+ * composition root made (node:https pinned to the server's CA), every answer
  * validated with the route's response schema. Failures are
  * LockstepErrors whose kind says what to do: `unavailable` (no connection,
  * timeout, 5xx) is worth a retry, the rest is not.
  */
 import type { z } from 'zod';
-import { ApiClient, type Transport, type WireRequest, type WireResponse } from '../api/api-client.js';
+import { ApiClient, type Transport } from '../api/api-client.js';
+import { HttpTransport } from '../api/http-transport.js';
+import type { TlsTrust } from '../api/tls-trust.js';
 import { ROUTE_SCHEMAS, type RouteSchemaSet } from '../api/route-schemas.js';
 import { ROUTES, type RouteName } from '../api/routes.js';
 import type { enrollResponse, workResponse, AgentReport, BlobPutResponse, CommandResult, DriftReport, FactsReport, FirecallAgentReport, FirecallTrust, HostSettings } from '../api/schemas.js';
@@ -25,9 +28,14 @@ const UPLOAD_TIMEOUT_MS = 120_000;
 /** A blob download that receives nothing for this long is given up (and retried). */
 const BODY_IDLE_TIMEOUT_MS = 60_000;
 
+/** The agent's connection to `server` (--server): gzip accepted, TLS pinned to `trust`, headers awaited at most 30 s unless a call says otherwise. */
+export function agentTransport(server: string, trust: TlsTrust): Transport {
+  return new HttpTransport(server, { trust, acceptGzip: true, defaultTimeoutMs: RESPONSE_TIMEOUT_MS, serverSetting: '--server' });
+}
+
 /** Enrolls with a one-time token; needs no credential. */
-export async function enroll(server: string, token: string, agentVersion: string | undefined, signal: AbortSignal): Promise<Enrollment> {
-  const client = new ApiClient(new FetchTransport(server), undefined, validateResponse);
+export async function enroll(transport: Transport, token: string, agentVersion: string | undefined, signal: AbortSignal): Promise<Enrollment> {
+  const client = new ApiClient(transport, undefined, validateResponse);
   return client.call('agentEnroll', { body: agentVersion === undefined ? { token } : { token, agentVersion }, signal });
 }
 
@@ -36,11 +44,11 @@ export class AgentClient implements ReleaseSource {
   private readonly api: ApiClient;
 
   constructor(
-    server: string,
+    transport: Transport,
     private readonly host: string,
     credential: string,
   ) {
-    this.api = new ApiClient(new FetchTransport(server), credential, validateResponse);
+    this.api = new ApiClient(transport, credential, validateResponse);
   }
 
   /** Long-polls for the next task or command, waiting up to `waitSeconds` on the server. */
@@ -75,7 +83,7 @@ export class AgentClient implements ReleaseSource {
 
   /**
    * The manifest of a release, as the server sent it (validated by the
-   * stager); with `base`, possibly a delta against that release. fetch asks
+   * stager); with `base`, possibly a delta against that release. The transport asks
    * for gzip and decompresses (the server gzips large manifests).
    */
   async fetchManifest(releaseId: string, signal: AbortSignal, base?: string): Promise<UntrustedManifest | UntrustedDelta> {
@@ -145,50 +153,6 @@ function validateResponse(name: RouteName, body: unknown): unknown {
   return parsed.data;
 }
 
-/**
- * The agent's transport: fetch (undici), which asks for gzip and decompresses
- * large manifests. The timeout covers waiting for the response headers only;
- * bodies are read after it is cleared (a blob download has its own idle timeout).
- */
-class FetchTransport implements Transport {
-  constructor(private readonly server: string) {}
-
-  async send(request: WireRequest): Promise<WireResponse> {
-    const url = `${this.server.replace(/\/+$/, '')}${request.path}`;
-    const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(), request.timeoutMs ?? RESPONSE_TIMEOUT_MS);
-    const signals = request.signal ? [request.signal, timeout.signal] : [timeout.signal];
-    const { body } = request;
-    let response: Response;
-    try {
-      response = await fetch(url, {
-        method: request.method,
-        headers: request.headers,
-        signal: AbortSignal.any(signals),
-        // A streamed body needs duplex 'half' (undici); a string or a Uint8Array is sent as is.
-        ...(body === undefined ? {} : typeof body === 'string' || body instanceof Uint8Array ? { body } : { body: body as NonNullable<RequestInit['body']>, duplex: 'half' }),
-      } as RequestInit);
-    } catch (error) {
-      if (request.signal?.aborted) throw request.signal.reason;
-      const why = timeout.signal.aborted ? 'timed out' : describe(error);
-      throw new LockstepError('unavailable', `cannot reach the Lockstep server at ${this.server}: ${why}`, { cause: error });
-    } finally {
-      clearTimeout(timer);
-    }
-    return {
-      status: response.status,
-      text: () => response.text().catch((error: unknown) => {
-        throw new LockstepError('unavailable', `the server's response could not be read: ${describe(error)}`);
-      }),
-      stream: response.body ?? noBytes(),
-    };
-  }
-}
-
-async function* noBytes(): AsyncGenerator<Uint8Array> {
-  // An answer without a body: nothing to stream.
-}
-
 async function* streamWithIdleTimeout(
   body: AsyncIterable<Uint8Array>,
   idle: AbortController,
@@ -210,7 +174,7 @@ async function* streamWithIdleTimeout(
   }
 }
 
-/** One line about a fetch failure, including the system error behind undici's "fetch failed". */
+/** One line about a failure, including the system error behind it. */
 function describe(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const cause = (error as Error & { cause?: unknown }).cause;

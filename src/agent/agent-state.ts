@@ -1,6 +1,7 @@
 /**
  * What the agent keeps in its state dir between runs: the credential it got
- * at enrollment (credential.json, 0600) and the last deploy_to it was told
+ * at enrollment (credential.json, 0600), the server's CA it pinned
+ * (server-ca.pem) and the last deploy_to it was told
  * (agent-state.json), so heartbeats and start-up cleanup know where to look.
  */
 import { readFile } from 'node:fs/promises';
@@ -22,6 +23,11 @@ export type AgentState = z.infer<typeof stateFile>;
 /** Path of the credential file in a state dir. */
 export function credentialPath(stateDir: string): string {
   return join(stateDir, 'credential.json');
+}
+
+/** Path of the server's CA certificate the agent pinned (public, but only the agent writes it). */
+export function serverCaPath(stateDir: string): string {
+  return join(stateDir, 'server-ca.pem');
 }
 
 /** Path of the state file in a state dir. */

@@ -12,7 +12,9 @@ import type { AgentCommand, AgentReport, AgentTask, HealthSpec } from '../api/sc
 import { LockstepError } from '../core/errors.js';
 import { BlobCache } from '../content/blob-cache.js';
 import { readCurrentReleaseId } from './release/activator.js';
-import { AgentClient, enroll } from './agent-client.js';
+import { AgentClient, agentTransport, enroll } from './agent-client.js';
+import { resolveServerTrust } from './server-trust.js';
+import type { Transport } from '../api/api-client.js';
 import { readAgentState, readCredential, writeAgentState, writeCredential, type AgentCredential } from './agent-state.js';
 import { deployLayout } from './release/deploy-layout.js';
 import { createDriftMonitor } from './drift/create-drift-monitor.js';
@@ -44,6 +46,10 @@ export interface AgentOptions {
   pollWaitSeconds?: number;
   /** The sshd log to collect fire-call logins from, as a host path (default /var/log/auth.log). */
   sshdLog?: string | undefined;
+  /** --ca FILE: the server's CA certificate to pin. */
+  caFile?: string | undefined;
+  /** --ca-fingerprint: the fingerprint of the server's CA to pin (then kept in the state dir). */
+  caFingerprint?: string | undefined;
 }
 
 /** How often the agent tells the server it is alive, besides once at start. */
@@ -65,9 +71,10 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
 async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   const { root, stateDir, logger } = options;
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const identity = await loadOrEnroll(options, signal);
+  const transport = agentTransport(options.server, await resolveServerTrust(options, signal));
+  const identity = await loadOrEnroll(options, transport, signal);
   const log = logger.child({ host: identity.host, env: identity.env });
-  const client = new AgentClient(options.server, identity.host, identity.credential);
+  const client = new AgentClient(transport, identity.host, identity.credential);
 
   const cache = new BlobCache(join(stateDir, 'blobs'));
   await cache.open();
@@ -257,7 +264,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
 }
 
 /** The stored credential, or a new one from enrolling with the token. */
-async function loadOrEnroll(options: AgentOptions, signal: AbortSignal): Promise<AgentCredential> {
+async function loadOrEnroll(options: AgentOptions, transport: Transport, signal: AbortSignal): Promise<AgentCredential> {
   const stored = await readCredential(options.stateDir);
   if (stored !== undefined) {
     if (stored.server !== options.server) {
@@ -271,7 +278,7 @@ async function loadOrEnroll(options: AgentOptions, signal: AbortSignal): Promise
   const token = options.token;
   let enrollment;
   try {
-    enrollment = await retry(() => enroll(options.server, token, undefined, signal), {
+    enrollment = await retry(() => enroll(transport, token, undefined, signal), {
       signal,
       onRetry: (error, attempt, delayMs) => options.logger.warn({ err: error, attempt, delayMs }, 'cannot enroll yet; retrying'),
     });

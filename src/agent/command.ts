@@ -5,7 +5,7 @@ import { acquireAgentLock } from './agent-lock.js';
 import { runAgent } from './agent.js';
 
 /** Runs the agent until SIGINT or SIGTERM; refuses to start while another agent runs with the same state dir. */
-export async function runAgentCommand(options: { server: string; token?: string | undefined; root: string; stateDir?: string | undefined; sshdLog?: string | undefined }): Promise<void> {
+export async function runAgentCommand(options: { server: string; token?: string | undefined; root: string; stateDir?: string | undefined; sshdLog?: string | undefined; caFingerprint?: string | undefined; ca?: string | undefined }): Promise<void> {
   const root = resolve(options.root);
   const stateDir = resolve(options.stateDir ?? join(root, 'var/lib/lockstep-agent'));
   const lock = await acquireAgentLock(stateDir);
@@ -15,7 +15,7 @@ export async function runAgentCommand(options: { server: string; token?: string 
     const stop = () => controller.abort();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
-    await runAgent({ server: options.server, token: options.token, root, stateDir, logger, sshdLog: options.sshdLog }, controller.signal);
+    await runAgent({ server: options.server, token: options.token, root, stateDir, logger, sshdLog: options.sshdLog, caFingerprint: options.caFingerprint, caFile: options.ca }, controller.signal);
   } finally {
     await lock.release();
   }

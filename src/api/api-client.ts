@@ -2,8 +2,8 @@
  * The one client of the API, for the CLI and the agent alike: it builds each
  * request from the route table (method, path with its parameters, query,
  * body) and turns every error response into a LockstepError through the one
- * decoder (errors.ts). How bytes travel is a Transport's business (node:http
- * for the CLI, fetch for the agent); whether answers are validated is the
+ * decoder (errors.ts). How bytes travel is a Transport's business
+ * (http-transport.ts, node:http(s) with the server's CA pinned); whether answers are validated is the
  * caller's (the agent checks them with the route schemas; the CLI, which must
  * not load zod, trusts its own server).
  */

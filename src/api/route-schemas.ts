@@ -41,6 +41,7 @@ const limit = (fallback: number, max: number) => z.coerce.number().int().min(1).
 export const ROUTE_SCHEMAS = {
   health: { response: ok },
   openapi: { response: z.record(z.string(), z.unknown()) },
+  serverCa: { response: api.serverCaResponse },
 
   applyConfig: { body: api.applyConfigRequest, response: api.applyConfigResponse },
   getConfig: { response: z.object({ version: z.number(), yaml: z.string(), appliedBy: z.string(), appliedAt: z.string() }) },

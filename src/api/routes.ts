@@ -79,6 +79,7 @@ export const DRIFT_BLOB_MAX_BYTES = 64 * 1024 * 1024;
 export const ROUTES = {
   health: { method: 'GET', path: '/health', access: 'public', summary: 'Whether the server answers' },
   openapi: { method: 'GET', path: '/openapi.json', access: 'public', summary: 'This API as an OpenAPI 3.1 document' },
+  serverCa: { method: 'GET', path: '/ca', access: 'public', summary: "The server's TLS CA certificate (PEM) and its fingerprint; public, like any CA certificate" },
 
   // ---- configuration ----
   applyConfig: { method: 'POST', path: '/config', access: 'admin', summary: 'Apply lockstep.yaml', maxBytes: CONFIG_MAX_BYTES, maxStringChars: 1_000_000 },

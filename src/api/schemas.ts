@@ -85,7 +85,10 @@ export const applyConfigRequest = z.strictObject({ yaml: z.string().max(1_000_00
 export const applyConfigResponse = z.object({ version: z.number(), changed: z.boolean() });
 
 export const addHostRequest = z.strictObject({ name: hostName, env: name });
-export const addHostResponse = z.object({ host: z.string(), env: z.string(), enrollToken: z.string() });
+/** `caFingerprint`: the server's CA, for the agent's --ca-fingerprint (null when the server speaks plain HTTP). */
+export const addHostResponse = z.object({ host: z.string(), env: z.string(), enrollToken: z.string(), caFingerprint: z.string().nullable() });
+/** The server's CA certificate (PEM) and its fingerprint; both null when the server speaks plain HTTP. */
+export const serverCaResponse = z.object({ fingerprint: z.string().nullable(), pem: z.string().nullable() });
 
 export const deployRequest = z.strictObject({
   release: z.string().min(1).max(200),

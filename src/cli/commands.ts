@@ -141,7 +141,9 @@ export async function hostAdd(client: LockstepClient, name: string, env: string,
   if (options.json) return json(result);
   line(`host ${result.host} added to ${result.env}. One-time enrollment token (shown once):`);
   line(result.enrollToken);
-  line(`on the host run: lockstep agent --server ${'$LOCKSTEP_SERVER'} --token ${result.enrollToken}`);
+  if (result.caFingerprint === null) return line(`on the host run: lockstep agent --server ${'$LOCKSTEP_SERVER'} --token ${result.enrollToken}`);
+  line(`server CA fingerprint: ${result.caFingerprint}`);
+  line(`on the host run: lockstep agent --server ${'$LOCKSTEP_SERVER'} --ca-fingerprint ${result.caFingerprint} --token ${result.enrollToken}`);
 }
 
 /** `lockstep host list`. */

@@ -11,13 +11,16 @@ import { createReadStream } from 'node:fs';
 import { ApiClient } from '../api/api-client.js';
 import type { RouteInput } from '../api/route-schemas.js';
 import type * as api from '../api/schemas.js';
-import { HttpTransport } from './http-transport.js';
+import { HttpTransport } from '../api/http-transport.js';
+import type { TlsTrust } from '../api/tls-trust.js';
 import { IN_FLIGHT_DEPLOYMENT_STATES } from '../core/deployment-states.js';
 import { longPoll } from '../core/long-poll.js';
 
 export interface ClientOptions {
   readonly server: string;
   readonly token: string;
+  /** How an https:// server's certificate is trusted (LOCKSTEP_CA, LOCKSTEP_CA_FINGERPRINT; default: the system's CAs). */
+  readonly trust?: TlsTrust | undefined;
 }
 
 /** The typed client. */
@@ -26,7 +29,7 @@ export class LockstepClient {
   private readonly api: ApiClient;
 
   constructor(options: ClientOptions) {
-    this.transport = new HttpTransport(options.server);
+    this.transport = new HttpTransport(options.server, { trust: options.trust });
     this.api = new ApiClient(this.transport, options.token);
   }
 

@@ -68,8 +68,10 @@ export async function runDemo(options: { dataDir: string; listen: string }): Pro
   await mkdir(demoDir, { recursive: true, mode: 0o700 });
   const logger = pino({ base: { service: 'lockstep-server' } }, pino.destination({ dest: join(dataDir, 'server.log'), append: true, mkdir: true }));
   const server = await startServer({ dataDir, listen: options.listen, logger });
+  // Plain HTTP on the default loopback listen; on any other the server serves HTTPS with its own CA, which the demo's agents and client pin.
+  const url = server.url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
   const token = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
-  const client = new LockstepClient({ server: server.url, token });
+  const client = new LockstepClient({ server: url, token, trust: server.ca === undefined ? undefined : { kind: 'ca', pem: server.ca.pem, source: 'the demo server' } });
   const agents: ChildProcess[] = [];
   const stop = async () => {
     for (const agent of agents) agent.kill('SIGTERM');
@@ -101,7 +103,7 @@ export async function runDemo(options: { dataDir: string; listen: string }): Pro
         if (known) throw new LockstepError('conflict', `demo host ${host.name} exists but its agent state is gone; remove ${dataDir} to start over`);
         enrollToken = (await client.addHost(host.name, host.env)).enrollToken;
       }
-      agents.push(await spawnAgent(server.url, root, stateDir, enrollToken));
+      agents.push(await spawnAgent(url, root, stateDir, enrollToken, server.ca?.fingerprint));
     }
     if (firstRun) {
       await waitForAgents(client, FLEET.length);
@@ -118,12 +120,13 @@ export async function runDemo(options: { dataDir: string; listen: string }): Pro
     }
     const cli = `node ${join(dirname(dirname(fileURLToPath(import.meta.url))), 'main.js')}`;
     say('');
-    say(`Lockstep is running at ${server.url}`);
+    say(`Lockstep is running at ${url}`);
     say(`admin token: ${token}   (also in ${join(dataDir, 'admin.token')})`);
     say(`hosts run under ${join(dataDir, 'hosts')}/<host>/srv/shop; server log: ${join(dataDir, 'server.log')}`);
     say('');
     say('In another terminal, try:');
-    say(`  export LOCKSTEP_SERVER=${server.url} LOCKSTEP_TOKEN=${token}; alias lockstep="${cli}"`);
+    const pin = server.ca === undefined ? '' : ` LOCKSTEP_CA=${join(dataDir, 'tls', 'ca.pem')}`;
+    say(`  export LOCKSTEP_SERVER=${url} LOCKSTEP_TOKEN=${token}${pin}; alias lockstep="${cli}"`);
     say('  lockstep status');
     say('  lockstep deploy shop@1.1.0 --to production');
     say('  lockstep rollback test');
@@ -141,11 +144,11 @@ export async function runDemo(options: { dataDir: string; listen: string }): Pro
   }
 }
 
-async function spawnAgent(server: string, root: string, stateDir: string, token: string | undefined): Promise<ChildProcess> {
+async function spawnAgent(server: string, root: string, stateDir: string, token: string | undefined, caFingerprint: string | undefined): Promise<ChildProcess> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const log = createWriteStream(join(root, 'agent.log'), { flags: 'a' });
   const main = join(dirname(dirname(fileURLToPath(import.meta.url))), 'main.js');
-  const args = [main, 'agent', '--server', server, '--root', root, '--state-dir', stateDir, ...(token ? ['--token', token] : [])];
+  const args = [main, 'agent', '--server', server, '--root', root, '--state-dir', stateDir, ...(caFingerprint ? ['--ca-fingerprint', caFingerprint] : []), ...(token ? ['--token', token] : [])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);

@@ -14,6 +14,10 @@ export async function runServerCommand(options: {
   auditAnchor?: string | undefined;
   offlineAfter?: string | undefined;
   trustProxy?: boolean | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  tlsOwnCa?: boolean | undefined;
+  insecureHttp?: boolean | undefined;
 }): Promise<void> {
   const checkpointEvery = options.checkpointEvery === undefined ? undefined : Number(options.checkpointEvery);
   if (checkpointEvery !== undefined && !(Number.isSafeInteger(checkpointEvery) && checkpointEvery > 0)) throw new LockstepError('bad-input', `--checkpoint-every "${options.checkpointEvery}" is not a positive integer`);
@@ -31,10 +35,16 @@ export async function runServerCommand(options: {
     auditAnchor: options.auditAnchor,
     offlineAfterMs,
     trustProxy: options.trustProxy,
+    tlsCert: options.tlsCert,
+    tlsKey: options.tlsKey,
+    tlsOwnCa: options.tlsOwnCa,
+    insecureHttp: options.insecureHttp,
     logger,
     onAdminToken: (token, file) => process.stderr.write(`lockstep: admin token (shown once; also in ${file}, mode 0600):\n${token}\n`),
   });
   process.stderr.write(`lockstep: server listening on ${server.url}\n`);
+  if (server.ca !== undefined) process.stderr.write(`lockstep: TLS CA fingerprint ${server.ca.fingerprint} (agents pin it with --ca-fingerprint; \`lockstep host add\` prints it too)\n`);
+  else if (options.insecureHttp === true) process.stderr.write('lockstep: warning: serving plain HTTP (--insecure-http): tokens and credentials cross the network in clear\n');
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

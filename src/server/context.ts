@@ -20,6 +20,14 @@ export interface ServerContext {
   readonly shutdown: AbortSignal;
   /** The key that seals secrets (undefined: this server was built without one and refuses to set secrets). */
   readonly secretKey: SecretKeyFile | undefined;
+  /** The CA of the server's TLS certificate, which agents pin (undefined: plain HTTP). */
+  readonly serverCa?: ServerCa | undefined;
+}
+
+/** The CA an HTTPS server's certificate chains to: its PEM and `sha256:` fingerprint. */
+export interface ServerCa {
+  readonly pem: string;
+  readonly fingerprint: string;
 }
 
 /** Who is calling: a person or script with a user token, or one host's agent. */

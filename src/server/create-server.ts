@@ -26,6 +26,7 @@ import { Notifier } from './notifier.js';
 import { SecretKeyFile } from './secrets/secret-key.js';
 import { secretRouteHandlers } from './secrets/secret-routes.js';
 import { bindRoutes } from './http/route-binder.js';
+import type { ServerTls } from './tls/server-tls.js';
 
 /** What a server is made of; the caller opens and owns the store and the blob store. */
 export interface ServerParts {
@@ -46,6 +47,8 @@ export interface ServerParts {
   readonly trustProxy?: boolean | undefined;
   /** Where the key that seals secrets is (DATA_DIR/secrets.key), created when the first secret is set; absent: no secrets. */
   readonly secretKeyFile?: string | undefined;
+  /** Serve HTTPS with this key and chain; its CA is what agents pin (default: plain HTTP). */
+  readonly tls?: ServerTls | undefined;
 }
 
 /** A built server: the application (not yet listening) and what the process wires around it. */
@@ -75,10 +78,11 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
     onlineWindowMs: parts.onlineWindowMs ?? DEFAULT_OFFLINE_AFTER_MS,
     shutdown: shutdown.signal,
     secretKey: parts.secretKeyFile === undefined ? undefined : new SecretKeyFile(parts.secretKeyFile),
+    serverCa: parts.tls?.ca,
   };
   const firecalls: FirecallContext = { ...context, ca: parts.firecallCa };
   const limiter = new FailedAuthLimiter();
-  const app = buildApp(context, limiter, { trustProxy: parts.trustProxy });
+  const app = buildApp(context, limiter, { trustProxy: parts.trustProxy, https: parts.tls });
   let openapi: unknown;
   bindRoutes(app, [
     coreRouteHandlers(context, limiter),
@@ -86,7 +90,7 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
     firecallRouteHandlers(firecalls),
     auditRouteHandlers(context, parts.audit),
     secretRouteHandlers(context),
-    { openapi: async () => (openapi ??= openApiDocument()) },
+    { openapi: async () => (openapi ??= openApiDocument()), serverCa: async () => ({ fingerprint: parts.tls?.ca.fingerprint ?? null, pem: parts.tls?.ca.pem ?? null }) },
   ]);
   await app.ready();
   const checkpointer = new AuditCheckpointer(context, parts.audit);

@@ -11,7 +11,7 @@ import { BlobStore } from '../content/blob-store.js';
 import { openPostgresStore } from '../store/postgres/postgres-store.js';
 import { openSqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { Store } from '../store/store.js';
-import type { ServerContext } from './context.js';
+import type { ServerCa, ServerContext } from './context.js';
 import { createServer } from './create-server.js';
 import { advanceDeployments } from './deployments/deployment-service.js';
 import { hashToken, newToken } from './http/tokens.js';
@@ -20,6 +20,7 @@ import { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.j
 import { closeExpiredFirecalls } from './firecall/firecall-service.js';
 import { sweepHostPresence } from './hosts/host-presence-service.js';
 import { SECRET_KEY_FILE } from './secrets/secret-key.js';
+import { isLoopbackAddress, loadOperatorTls, loadOrCreateOwnTls, serverNames, type ServerTls } from './tls/server-tls.js';
 
 /** Below this, a busy but healthy agent would be judged offline between two requests. */
 const MIN_OFFLINE_AFTER_MS = 2000;
@@ -43,11 +44,21 @@ export interface ServerOptions {
   readonly offlineAfterMs?: number | undefined;
   /** Take client addresses (for the failed-authentication limiter, logs) from X-Forwarded-For: only behind a reverse proxy (default off). */
   readonly trustProxy?: boolean | undefined;
+  /** The certificate chain (server certificate first) and key to serve HTTPS with. */
+  readonly tlsCert?: string | undefined;
+  /** The private key of tlsCert. */
+  readonly tlsKey?: string | undefined;
+  /** Serve HTTPS with the server's own CA even on a loopback listen. */
+  readonly tlsOwnCa?: boolean | undefined;
+  /** Serve plain HTTP on a non-loopback listen (a warning is logged). */
+  readonly insecureHttp?: boolean | undefined;
 }
 
 /** A running server. */
 export interface RunningServer {
   readonly url: string;
+  /** The CA agents pin (PEM and fingerprint); undefined when serving plain HTTP. */
+  readonly ca: ServerCa | undefined;
   close(): Promise<void>;
 }
 
@@ -112,6 +123,28 @@ async function assertCanListen(host: string, port: number, listen: string): Prom
   }
 }
 
+/** Checks the TLS flags together, before anything is written. */
+function checkTlsOptions(options: ServerOptions): void {
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new LockstepError('bad-input', '--tls-cert and --tls-key go together: pass both, or neither to use the server\'s own CA');
+  const chosen = [options.tlsCert !== undefined && '--tls-cert', options.tlsOwnCa === true && '--tls-own-ca', options.insecureHttp === true && '--insecure-http'].filter((flag) => flag !== false);
+  if (chosen.length > 1) throw new LockstepError('bad-input', `${chosen.join(' and ')} contradict each other; pass one of them`);
+}
+
+/**
+ * How the server speaks: HTTPS with the operator's certificate, HTTPS with its
+ * own CA (any non-loopback listen, or --tls-own-ca), or plain HTTP (a loopback
+ * listen, or --insecure-http, which is logged as a warning).
+ */
+async function chooseTls(options: ServerOptions, host: string, dataDir: string, operator: ServerTls | undefined): Promise<ServerTls | undefined> {
+  if (operator !== undefined) return operator;
+  if (options.insecureHttp === true) {
+    if (!isLoopbackAddress(host)) options.logger.warn({ listen: options.listen }, 'serving plain HTTP on a non-loopback address (--insecure-http): tokens and agent credentials cross the network in clear');
+    return undefined;
+  }
+  if (options.tlsOwnCa === true || !isLoopbackAddress(host)) return loadOrCreateOwnTls(dataDir, serverNames(host));
+  return undefined;
+}
+
 /** Starts the server and returns once it listens. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const dataDir = resolve(options.dataDir);
@@ -119,12 +152,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (options.checkpointEvery !== undefined && (!Number.isSafeInteger(options.checkpointEvery) || options.checkpointEvery < 1)) throw new LockstepError('bad-input', '--checkpoint-every must be a positive integer');
   if (options.checkpointIntervalMs !== undefined && !(options.checkpointIntervalMs >= 1000)) throw new LockstepError('bad-input', '--checkpoint-interval must be at least 1s');
   if (options.offlineAfterMs !== undefined && !(options.offlineAfterMs >= MIN_OFFLINE_AFTER_MS)) throw new LockstepError('bad-input', '--offline-after must be at least 2s');
-  // Nothing is written before the address and the database are known to work.
+  checkTlsOptions(options);
+  // Nothing is written before the address, the operator's certificate and the database are known to work.
   await assertCanListen(host, port, options.listen);
+  const operatorTls = options.tlsCert !== undefined && options.tlsKey !== undefined ? await loadOperatorTls(resolve(options.tlsCert), resolve(options.tlsKey)) : undefined;
   const postgres = options.database !== undefined && options.database !== '';
   const postgresStore = postgres ? await openMigrated(dataDir, options.database) : undefined;
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const store = postgresStore ?? (await openMigrated(dataDir, undefined));
+  const tls = await chooseTls(options, host, dataDir, operatorTls);
   const blobs = new BlobStore(join(dataDir, 'blobs'));
   await blobs.open();
   const audit = {
@@ -142,14 +178,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     onlineWindowMs: options.offlineAfterMs,
     trustProxy: options.trustProxy,
     secretKeyFile: join(dataDir, SECRET_KEY_FILE),
+    tls,
   });
   const { app, context, firecalls, checkpointer } = server;
   await ensureAdminToken(context, dataDir, options.onAdminToken);
   await app.listen({ host, port });
   const address = app.server.address();
   const boundPort = typeof address === 'object' && address ? address.port : port;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
-  options.logger.info({ url, dataDir, database: options.database ? 'postgres' : 'sqlite' }, 'lockstep server listening');
+  const url = `${tls === undefined ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+  options.logger.info({ url, dataDir, database: options.database ? 'postgres' : 'sqlite', caFingerprint: tls?.ca.fingerprint }, 'lockstep server listening');
 
   const startedAt = context.now().getTime();
   let sweeping = false;
@@ -172,6 +209,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   return {
     url,
+    ca: tls?.ca,
     async close() {
       clearInterval(checkpointTimer);
       // Sign the tail on the way out, so a stopped server leaves no unsigned events behind.

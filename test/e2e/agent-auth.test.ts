@@ -89,14 +89,14 @@ describe('agent credentials and enrollment', () => {
   it('an agent may fetch only releases and blobs deployed to its environment (403 otherwise)', async () => {
     const own = await fleet.http('GET', `/api/v1/agent/releases/${releaseId}?host=dev-1`, undefined, devCredential);
     assert.equal(own.status, 200, JSON.stringify(own.json));
-    const ownBlob = await fetch(`${fleet.url}/api/v1/agent/blobs/${blob}?host=dev-1`, { headers: { authorization: `Bearer ${devCredential}` } });
+    const ownBlob = await fleet.fetch(`${fleet.url}/api/v1/agent/blobs/${blob}?host=dev-1`, { headers: { authorization: `Bearer ${devCredential}` } });
     assert.equal(ownBlob.status, 200);
     assert.equal(await ownBlob.text(), 'only in development\n');
 
     const release = await fleet.http('GET', `/api/v1/agent/releases/${releaseId}?host=test-1`, undefined, testCredential);
     assert.equal(release.status, 403, JSON.stringify(release.json));
     assert.match((release.json as ErrorJson).error.message, /was never deployed to test/);
-    const blobResponse = await fetch(`${fleet.url}/api/v1/agent/blobs/${blob}?host=test-1`, { headers: { authorization: `Bearer ${testCredential}` } });
+    const blobResponse = await fleet.fetch(`${fleet.url}/api/v1/agent/blobs/${blob}?host=test-1`, { headers: { authorization: `Bearer ${testCredential}` } });
     assert.equal(blobResponse.status, 403);
     assert.doesNotMatch(await blobResponse.text(), /only in development/);
     // Naming the other host does not help.
@@ -122,7 +122,7 @@ describe('agent credentials and enrollment', () => {
 
   it('no token, or a wrong one, is 401', async () => {
     for (const path of ['/api/v1/status', '/api/v1/agent/work?host=dev-1&wait=0']) {
-      const response = await fetch(`${fleet.url}${path}`);
+      const response = await fleet.fetch(`${fleet.url}${path}`);
       assert.equal(response.status, 401, path);
       const wrong = await fleet.http('GET', path, undefined, 'not-a-token');
       assert.equal(wrong.status, 401, path);
@@ -151,7 +151,7 @@ describe('agent credentials and enrollment', () => {
 
 /** The answer to a bearer-token GET of `path`, as from a client behind a proxy that names `forwardedFor`. */
 async function bearerGet(fleet: Fleet, path: string, token: string, forwardedFor?: string): Promise<{ status: number; retryAfter: string | null; json: ErrorJson }> {
-  const response = await fetch(`${fleet.url}${path}`, { headers: { authorization: `Bearer ${token}`, ...(forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor }) } });
+  const response = await fleet.fetch(`${fleet.url}${path}`, { headers: { authorization: `Bearer ${token}`, ...(forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor }) } });
   return { status: response.status, retryAfter: response.headers.get('retry-after'), json: (await response.json()) as ErrorJson };
 }
 

@@ -28,7 +28,7 @@ describe('rejection: bad releases and bad configs store nothing', () => {
   const okContent = 'fine\n';
 
   async function putBlob(hash: string, body: string): Promise<{ status: number; json: unknown }> {
-    const response = await fetch(`${fleet.url}/api/v1/blobs/${hash}`, {
+    const response = await fleet.fetch(`${fleet.url}/api/v1/blobs/${hash}`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${fleet.token}`, 'content-type': 'application/octet-stream' },
       body,

@@ -266,7 +266,7 @@ export interface DeployEvent {
 export function deployStreaming(fleet: Fleet, args: readonly string[], onEvent: (event: DeployEvent) => void): Promise<CliResult & { events: DeployEvent[] }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [LOCKSTEP_MAIN, 'deploy', ...args, '--json'], {
-      env: { ...process.env, LOCKSTEP_SERVER: fleet.url, LOCKSTEP_TOKEN: fleet.token, NO_COLOR: '1' },
+      env: fleet.cliEnv,
       cwd: fleet.dir,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

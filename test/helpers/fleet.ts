@@ -2,7 +2,9 @@
  * A real Lockstep installation for end-to-end tests and benchmarks: the
  * `lockstep server` process on a free loopback port with its own data dir,
  * agents as real `lockstep agent` processes with sandbox roots, and the real
- * CLI. Nothing is mocked.
+ * CLI. Nothing is mocked. The server speaks HTTPS with its own CA (unless
+ * `tls: false`): agents pin it with --ca-fingerprint, CLI runs get
+ * LOCKSTEP_CA, and direct requests (`http`, `fetch`) trust it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
@@ -10,6 +12,8 @@ import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeTempDir, type TempDir } from './tmp.js';
+import { trustedFetch, type TrustedInit } from './trusted-fetch.js';
+import { pemCaFingerprint } from '../../src/api/tls-trust.js';
 
 /** The compiled `lockstep` entry. */
 export const LOCKSTEP_MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
@@ -40,6 +44,12 @@ export interface AgentHandle {
 export interface Fleet {
   readonly url: string;
   readonly token: string;
+  /** The server's CA (PEM), its file (DATA_DIR/tls/ca.pem) and fingerprint; undefined for a plain HTTP fleet. */
+  readonly ca: { readonly pem: string; readonly file: string; readonly fingerprint: string } | undefined;
+  /** The environment CLI runs get: LOCKSTEP_SERVER, LOCKSTEP_TOKEN, LOCKSTEP_CA, NO_COLOR. */
+  readonly cliEnv: NodeJS.ProcessEnv;
+  /** fetch against the server, trusting its CA. */
+  fetch(input: string | URL, init?: TrustedInit): Promise<Response>;
   readonly dir: string;
   readonly dataDir: string;
   readonly agents: AgentHandle[];
@@ -102,8 +112,8 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((done) => child.once('exit', () => done()));
 }
 
-/** Starts `lockstep server` listening on `listen`; resolves with the process and its URL once it listens. */
-async function spawnServer(dir: string, dataDir: string, listen: string, database: string | undefined, extraArgs: readonly string[] = []): Promise<{ process: ChildProcess; url: string }> {
+/** Starts `lockstep server` listening on `listen` (its stdout appended to DIR/server.log); resolves with the process and its URL once it listens. */
+export async function spawnServer(dir: string, dataDir: string, listen: string, database: string | undefined, extraArgs: readonly string[] = []): Promise<{ process: ChildProcess; url: string }> {
   const server = spawn(process.execPath, [LOCKSTEP_MAIN, 'server', '--data-dir', dataDir, '--listen', listen, ...(database ? ['--database', database] : []), ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -113,7 +123,7 @@ async function spawnServer(dir: string, dataDir: string, listen: string, databas
     const timer = setTimeout(() => reject(new Error(`server did not start within 30s: ${stderr}`)), 30_000);
     server.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
-      const match = /server listening on (http:\/\/\S+)/.exec(stderr);
+      const match = /server listening on (https?:\/\/\S+)/.exec(stderr);
       if (match?.[1]) {
         clearTimeout(timer);
         resolveUrl(match[1]);
@@ -127,16 +137,24 @@ async function spawnServer(dir: string, dataDir: string, listen: string, databas
   return { process: server, url };
 }
 
-/** Starts a server (SQLite unless `database` is given; `serverArgs` are added to its command line) in a fresh temp dir. */
-export async function startFleet(options: { database?: string; token?: string; serverArgs?: readonly string[] } = {}): Promise<Fleet> {
+/**
+ * Starts a server (SQLite unless `database` is given; `serverArgs` are added to its command line) in a fresh temp dir,
+ * serving HTTPS with its own CA unless `tls` is false.
+ */
+export async function startFleet(options: { database?: string; token?: string; serverArgs?: readonly string[]; tls?: boolean } = {}): Promise<Fleet> {
   const temp: TempDir = await makeTempDir('lockstep-e2e-');
   const dataDir = join(temp.path, 'server');
-  const first = await spawnServer(temp.path, dataDir, '127.0.0.1:0', options.database, options.serverArgs);
+  const serverArgs = [...(options.tls === false ? [] : ['--tls-own-ca']), ...(options.serverArgs ?? [])];
+  const first = await spawnServer(temp.path, dataDir, '127.0.0.1:0', options.database, serverArgs);
   let server = first.process;
   const url = first.url;
   // A server sharing a database with an earlier one creates no admin token of its own.
   const token = options.token ?? (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
-  const baseEnv = { ...process.env, LOCKSTEP_SERVER: url, LOCKSTEP_TOKEN: token, NO_COLOR: '1' };
+  const caFile = join(dataDir, 'tls', 'ca.pem');
+  const caPem = options.tls === false ? undefined : await readFile(caFile, 'utf8');
+  const ca = caPem === undefined ? undefined : { pem: caPem, file: caFile, fingerprint: pemCaFingerprint(caPem, caFile) };
+  const baseEnv: NodeJS.ProcessEnv = { ...process.env, LOCKSTEP_SERVER: url, LOCKSTEP_TOKEN: token, NO_COLOR: '1', ...(ca === undefined ? {} : { LOCKSTEP_CA: ca.file }) };
+  const fetchTrusted = trustedFetch(ca?.pem);
   const agents: AgentHandle[] = [];
 
   const cli: Fleet['cli'] = (args, cliOptions = {}) => runProcess(args, { ...baseEnv, ...cliOptions.env }, cliOptions.cwd ?? temp.path);
@@ -150,7 +168,7 @@ export async function startFleet(options: { database?: string; token?: string; s
     const log = createWriteStream(join(handle.root, 'agent.log'), { flags: 'a' });
     const child = spawn(
       process.execPath,
-      [LOCKSTEP_MAIN, 'agent', '--server', url, '--root', handle.root, '--state-dir', handle.stateDir, ...(enrollToken ? ['--token', enrollToken] : [])],
+      [LOCKSTEP_MAIN, 'agent', '--server', url, '--root', handle.root, '--state-dir', handle.stateDir, ...(ca === undefined ? [] : ['--ca-fingerprint', ca.fingerprint]), ...(enrollToken ? ['--token', enrollToken] : [])],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...handle.variables } },
     );
     child.stdout?.pipe(log);
@@ -180,6 +198,9 @@ export async function startFleet(options: { database?: string; token?: string; s
   const fleet: Fleet = {
     url,
     token,
+    ca,
+    cliEnv: baseEnv,
+    fetch: fetchTrusted,
     dir: temp.path,
     dataDir,
     agents,
@@ -192,7 +213,7 @@ export async function startFleet(options: { database?: string; token?: string; s
     },
     async startServer() {
       // Agents know this address: the new process must listen on the same port.
-      ({ process: server } = await spawnServer(temp.path, dataDir, new URL(url).host, options.database, options.serverArgs));
+      ({ process: server } = await spawnServer(temp.path, dataDir, new URL(url).host, options.database, serverArgs));
     },
     cli,
     ok,
@@ -231,7 +252,7 @@ export async function startFleet(options: { database?: string; token?: string; s
     async http(method, path, body, bearer = token) {
       const headers: Record<string, string> = { authorization: `Bearer ${bearer}` };
       if (body !== undefined) headers['content-type'] = 'application/json';
-      const response = await fetch(url + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+      const response = await fetchTrusted(url + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
       const text = await response.text();
       return { status: response.status, json: text ? (JSON.parse(text) as unknown) : undefined };
     },

@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { gunzipSync } from 'node:zlib';
 import { BlobCache } from '../../src/content/blob-cache.js';
 import { removeTree } from '../../src/content/remove-tree.js';
 import { releaseIdOf, type Manifest, type ManifestEntry } from '../../src/core/manifest.js';
@@ -175,7 +174,7 @@ describe('manifest delta (server)', () => {
     const url = new URL(`${fleet.url}/api/v1/agent/releases/${id}`);
     url.searchParams.set('host', 'web-1');
     if (base !== undefined) url.searchParams.set('base', base);
-    const response = await fetch(url, { headers: { authorization: `Bearer ${credential}`, ...headers } });
+    const response = await fleet.fetch(url, { headers: { authorization: `Bearer ${credential}`, ...headers } });
     return { status: response.status, body: (await response.json()) as Record<string, unknown>, encoding: response.headers.get('content-encoding') };
   }
 
@@ -209,18 +208,10 @@ describe('manifest delta (server)', () => {
     await fleet.ok(['deploy', big, '--to', 'development']);
     const url = new URL(`${fleet.url}/api/v1/agent/releases/${big}`);
     url.searchParams.set('host', 'web-1');
-    const { request } = await import('node:http');
-    const raw = await new Promise<{ encoding: string | undefined; body: Buffer }>((resolve, reject) => {
-      request(url, { headers: { authorization: `Bearer ${credential}`, 'accept-encoding': 'gzip' } }, (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => resolve({ encoding: response.headers['content-encoding'], body: Buffer.concat(chunks) }));
-      })
-        .on('error', reject)
-        .end();
-    });
-    assert.equal(raw.encoding, 'gzip');
-    const manifest = (JSON.parse(gunzipSync(raw.body).toString('utf8')) as { manifest: Manifest }).manifest;
+    // fleet.fetch gunzips a gzip body (and fails on one that is not), keeping the header.
+    const response = await fleet.fetch(url, { headers: { authorization: `Bearer ${credential}`, 'accept-encoding': 'gzip' } });
+    assert.equal(response.headers.get('content-encoding'), 'gzip');
+    const manifest = ((await response.json()) as { manifest: Manifest }).manifest;
     assert.equal(releaseIdOf(manifest), big);
   });
 });

@@ -24,6 +24,7 @@ import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 const ROUTES: Readonly<Record<string, Access>> = {
   'GET /api/v1/health': 'public',
   'GET /api/v1/openapi.json': 'public',
+  'GET /api/v1/ca': 'public',
   'POST /api/v1/config': 'admin',
   'GET /api/v1/config': 'viewer',
   'POST /api/v1/blobs/missing': 'deployer',

@@ -14,8 +14,8 @@ import { manifestOf } from '../releases/release-service.js';
 import { hashToken, newToken } from '../http/tokens.js';
 import { secretsForEnvironment } from '../secrets/secret-service.js';
 
-/** Registers a host in an environment and returns its one-time enrollment token. */
-export async function addHost(context: ServerContext, actor: string, name: string, env: string): Promise<{ host: string; env: string; enrollToken: string }> {
+/** Registers a host in an environment and returns its one-time enrollment token, with the server's CA fingerprint the agent pins. */
+export async function addHost(context: ServerContext, actor: string, name: string, env: string): Promise<{ host: string; env: string; enrollToken: string; caFingerprint: string | null }> {
   const config = await requireConfig(context.store.read);
   environmentOf(config, env);
   const enrollToken = newToken('enroll');
@@ -27,7 +27,7 @@ export async function addHost(context: ServerContext, actor: string, name: strin
     await repo.insertToken({ name: `enroll:${name}`, token_hash: hashToken(enrollToken), role: 'enroll', envs: JSON.stringify([env]), host: name, created_at: at, used_at: null, revoked_at: null });
     await repo.appendAudit({ at, actor, action: 'host.added', target: `host:${name}`, details: { env } });
   });
-  return { host: name, env, enrollToken };
+  return { host: name, env, enrollToken, caFingerprint: context.serverCa?.fingerprint ?? null };
 }
 
 /** Exchanges a one-time enrollment token for the agent's long-lived credential. */

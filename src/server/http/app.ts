@@ -56,9 +56,12 @@ declare module 'fastify' {
  * client's to invent. Only behind such a proxy, otherwise any client could
  * pick the address its failures are counted under.
  */
-export function buildApp(context: ServerContext, limiter: FailedAuthLimiter, options: { readonly trustProxy?: boolean | undefined } = {}): FastifyInstance {
+/** `https`: the key and certificate chain to serve TLS with (absent: plain HTTP). */
+export function buildApp(context: ServerContext, limiter: FailedAuthLimiter, options: { readonly trustProxy?: boolean | undefined; readonly https?: { readonly key: string; readonly cert: string } | undefined } = {}): FastifyInstance {
   // Routes that need more say so (maxBytes in the route table); a body over the limit is refused from its Content-Length before it is read, or as soon as a chunked one crosses it.
-  const app: FastifyInstance = Fastify({ loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: JSON_BODY_MAX_BYTES, trustProxy: options.trustProxy === true ? trustOneProxyHop : false });
+  const base = { loggerInstance: context.logger as FastifyBaseLogger, bodyLimit: JSON_BODY_MAX_BYTES, trustProxy: options.trustProxy === true ? trustOneProxyHop : false };
+  // An https.Server is an http.Server for every use here (routes, address, close); Fastify's types tell them apart.
+  const app: FastifyInstance = options.https === undefined ? Fastify(base) : (Fastify({ ...base, https: { key: options.https.key, cert: options.https.cert } }) as unknown as FastifyInstance);
 
   // Blobs pass through as streams, to disk; never buffered here.
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
