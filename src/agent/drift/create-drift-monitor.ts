@@ -45,7 +45,7 @@ export interface DriftMonitorOptions {
   /** For a blob a revert needs that the cache lacks or holds corrupted. */
   readonly fetchBlob?: RestoreContext['fetchBlob'];
   /** Checks kept release trees against their stat records, and repairs release trees with every tree sharing an edited inode. */
-  readonly verifier?: Pick<ReleaseVerifier, 'verifyTree' | 'repairPaths' | 'keptReleaseFindings'>;
+  readonly verifier?: Pick<ReleaseVerifier, 'verifyTree' | 'repairPaths' | 'keptReleaseFindings' | 'recordedStatCache'>;
   readonly logger: Logger;
   readonly signal: AbortSignal;
   /** Scanner threads (default: the CPUs, at most 4). */
