@@ -6,6 +6,7 @@
  * strings) rather than one object per entry: cloning 100,000 small objects
  * with bigint fields was the scanner's main cost.
  */
+import type { IoniceClass } from '../core/drift.js';
 
 /**
  * The stat fields of an entry: `signature` is "size:mtimeNs:ctimeNs:ino:mode:uid:gid"
@@ -73,7 +74,29 @@ export interface HashReply {
   readonly results: readonly HashResult[];
 }
 
+/**
+ * Sets how politely the receiving thread runs: its nice value (setpriority on Linux is per thread), its I/O
+ * class (ioprio_set through util-linux's `ionice -p TID`: Node has no API for it) and its share of the read cap.
+ */
+export interface ConfigureRequest {
+  readonly type: 'configure';
+  readonly id: number;
+  readonly nice: number;
+  readonly ionice: IoniceClass;
+  /** This thread's share of the pool's read cap, bytes per second; null: no cap. */
+  readonly maxReadBytesPerSecond: number | null;
+}
+
+/** What a thread could not apply of a ConfigureRequest (one line each; empty: all applied). */
+export interface ConfigureReply {
+  readonly id: number;
+  readonly configured: true;
+  /** The kernel's id of the thread (0 when unknown). */
+  readonly tid: number;
+  readonly problems: readonly string[];
+}
+
 /** Any request to a worker. */
-export type WorkerRequest = ListRequest | HashRequest;
+export type WorkerRequest = ListRequest | HashRequest | ConfigureRequest;
 /** Any reply from a worker. */
-export type WorkerReply = ListResult | HashReply;
+export type WorkerReply = ListResult | HashReply | ConfigureReply;
