@@ -27,9 +27,14 @@ export function hashOpenFile(fd: number, buffer: Buffer, afterRead?: (bytes: num
   for (;;) {
     const read = readSync(fd, buffer, 0, buffer.length, null);
     if (read === 0) break;
-    hash.update(read === buffer.length ? buffer : buffer.subarray(0, read));
     total += read;
     afterRead?.(read);
+    if (read < buffer.length) {
+      // A short read of a regular file is its end: no extra read() just to be told so (one syscall per small file).
+      hash.update(buffer.subarray(0, read));
+      break;
+    }
+    hash.update(buffer);
   }
   return { sha256: hash.digest('hex'), bytes: total };
 }

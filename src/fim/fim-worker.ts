@@ -12,7 +12,7 @@ import { parentPort } from 'node:worker_threads';
 import { hashOpenFile, HASH_CHUNK_BYTES } from '../content/file-hash.js';
 import type { IoniceClass } from '../core/drift.js';
 import { entryStat } from './entry-stat.js';
-import { NUMBERS_PER_ENTRY } from './worker-protocol.js';
+import { NUMBERS_PER_ENTRY, SIGNATURE_FIELD } from './worker-protocol.js';
 import type { ConfigureReply, ConfigureRequest, HashReply, HashRequest, HashResult, ListRequest, ListResult, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 const buffer = Buffer.allocUnsafe(HASH_CHUNK_BYTES);
@@ -103,7 +103,11 @@ function list(request: ListRequest): ListResult {
       return;
     }
     const stat = entryStat(info);
-    numbers.set([stat.mode, stat.uid, stat.gid, stat.size], index * NUMBERS_PER_ENTRY);
+    const base = index * NUMBERS_PER_ENTRY;
+    numbers[base] = stat.mode;
+    numbers[base + 1] = stat.uid;
+    numbers[base + 2] = stat.gid;
+    numbers[base + 3] = stat.size;
     signatures.push(stat.signature);
     dirKeys.push(stat.dirKey);
     let target = '';
@@ -121,7 +125,7 @@ function list(request: ListRequest): ListResult {
   return { id: request.id, names, numbers, signatures, dirKeys, targets, errors };
 }
 
-function hashOne(path: string, ino: string): HashResult {
+function hashOne(path: string, seen: string, racySinceNs: bigint): HashResult {
   let fd: number;
   try {
     // O_NOFOLLOW: a symlink swapped in after the walk is not followed; O_NONBLOCK: a FIFO swapped in cannot hang us.
@@ -132,10 +136,13 @@ function hashOne(path: string, ino: string): HashResult {
   try {
     const before = fstatSync(fd, { bigint: true });
     if (!before.isFile()) return { error: 'ENOTREG' };
-    if (String(before.ino) !== ino) return { error: 'ECHANGED' };
+    if (String(before.ino) !== seen.split(':')[SIGNATURE_FIELD.ino]) return { error: 'ECHANGED' };
     const digest = hashOpenFile(fd, buffer, throttle.bytesPerSecond > 0 ? afterRead : undefined);
-    const after = entryStat(fstatSync(fd, { bigint: true }));
-    return { sha256: digest.sha256, bytes: digest.bytes, stat: after };
+    const info = fstatSync(fd, { bigint: true });
+    const after = entryStat(info);
+    const racy = info.mtimeNs >= racySinceNs || info.ctimeNs >= racySinceNs;
+    // Most files held still: no stat object to clone back.
+    return { sha256: digest.sha256, bytes: digest.bytes, ...(after.signature === seen ? {} : { stat: after }), ...(racy ? { racy } : {}) };
   } catch (error) {
     return { error: errorCode(error) };
   } finally {
@@ -144,7 +151,8 @@ function hashOne(path: string, ino: string): HashResult {
 }
 
 function hash(request: HashRequest): HashReply {
-  return { id: request.id, results: request.files.map((file) => hashOne(file.path, file.ino)) };
+  const racySinceNs = BigInt(request.racySinceNs);
+  return { id: request.id, results: request.paths.map((path, index) => hashOne(path, request.signatures[index] ?? '', racySinceNs)) };
 }
 
 parentPort?.on('message', (request: WorkerRequest) => {

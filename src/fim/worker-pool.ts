@@ -64,9 +64,9 @@ export class FimWorkerPool {
     return this.#submit({ type: 'list', dir }, signal) as Promise<ListResult>;
   }
 
-  /** Hashes a batch of files; results in the order given. */
-  async hash(files: HashRequest['files'], signal?: AbortSignal): Promise<readonly HashResult[]> {
-    const reply = (await this.#submit({ type: 'hash', files }, signal)) as { results: readonly HashResult[] };
+  /** Hashes a batch of files (see HashRequest); results in the order given. */
+  async hash(files: Pick<HashRequest, 'paths' | 'signatures' | 'racySinceNs'>, signal?: AbortSignal): Promise<readonly HashResult[]> {
+    const reply = (await this.#submit({ type: 'hash', ...files }, signal)) as { results: readonly HashResult[] };
     return reply.results;
   }
 

@@ -53,18 +53,28 @@ export interface ListResult {
   readonly errors: readonly string[];
 }
 
-/** Hash a batch of files; `ino` (decimal) is what the walk saw, to notice a file replaced since. */
+/**
+ * Hash a batch of files: parallel arrays, one slot per file. `signatures` are what the walk saw (its inode tells
+ * a file replaced since); files whose mtime or ctime is at or after `racySinceNs` (decimal epoch ns) are "racy".
+ */
 export interface HashRequest {
   readonly type: 'hash';
   readonly id: number;
-  readonly files: readonly { readonly path: string; readonly ino: string }[];
+  readonly paths: readonly string[];
+  readonly signatures: readonly string[];
+  readonly racySinceNs: string;
 }
 
-/** A file's SHA-256 with the fstat after reading, or an errno code (ENOTREG, ECHANGED: not what the walk saw). */
+/**
+ * A file's SHA-256, or an errno code (ENOTREG, ECHANGED: not what the walk saw). `stat` is the fstat after
+ * reading only when it differs from the walk's (the file changed while it was read); `racy` when its times are
+ * too recent for a stat cache to trust (see HashRequest).
+ */
 export interface HashResult {
   readonly sha256?: string;
   readonly bytes?: number;
   readonly stat?: EntryStat;
+  readonly racy?: true;
   readonly error?: string;
 }
 
