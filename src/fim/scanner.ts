@@ -182,6 +182,17 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
     });
   };
 
+  /** Puts the cached entry of a file whose stat signature the cache vouches for (not in a full scan); false if none. */
+  const takeCached = (path: string, signature: string, mode: number, uid: number, gid: number, size: number): boolean => {
+    const cached = full ? undefined : cache?.lookup(path, signature);
+    if (cached === undefined) return false;
+    counters.cacheHits += 1;
+    // The signature includes mode, uid, gid and size, so an entry built for it is still exact.
+    cached.entry ??= { path, type: 'file', mode: mode & 0o7777, uid, gid, size, sha256: cached.sha256 };
+    put(cached.entry);
+    return true;
+  };
+
   const visit = (path: string, absolute: string, stat: EntryStat, target: string | undefined): string | undefined => {
     const kind = kindOf(stat.mode);
     switch (kind.type) {
@@ -203,14 +214,7 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
           put({ ...statFields(path, stat), problem: 'too-large', detail: `larger than the ${maxFileBytes}-byte hashing cap` });
           return undefined;
         }
-        const cached = options.full ? undefined : cache?.lookup(path, stat.signature);
-        if (cached !== undefined) {
-          counters.cacheHits += 1;
-          // The signature includes mode, uid, gid and size, so an entry built for it is still exact.
-          cached.entry ??= { path, type: 'file', mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, size: stat.size, sha256: cached.sha256 };
-          put(cached.entry);
-          return undefined;
-        }
+        if (takeCached(path, stat.signature, stat.mode, stat.uid, stat.gid, stat.size)) return undefined;
         batch.push({ path, absolute, stat });
         batchBytes += stat.size;
         if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) flushBatch();
@@ -260,17 +264,10 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
       const base = index * NUMBERS_PER_ENTRY;
       const mode = numbers[base] as number;
       // The common case of a periodic scan, without a stat object or an absolute path: a file its cache vouches for.
-      if (!full && cache !== undefined && (mode & S_IFMT) === S_IFREG && (numbers[base + 3] as number) <= maxFileBytes) {
-        const cached = cache.lookup(path, signature);
-        if (cached !== undefined) {
-          counters.files += 1;
-          counters.cacheHits += 1;
-          seenFiles.add(path);
-          // The signature includes mode, uid, gid and size, so an entry built for it is still exact.
-          cached.entry ??= { path, type: 'file', mode: mode & 0o7777, uid: numbers[base + 1] as number, gid: numbers[base + 2] as number, size: numbers[base + 3] as number, sha256: cached.sha256 };
-          put(cached.entry);
-          continue;
-        }
+      if ((mode & S_IFMT) === S_IFREG && (numbers[base + 3] as number) <= maxFileBytes && takeCached(path, signature, mode, numbers[base + 1] as number, numbers[base + 2] as number, numbers[base + 3] as number)) {
+        counters.files += 1;
+        seenFiles.add(path);
+        continue;
       }
       const stat: EntryStat = { signature, mode: numbers[base] as number, uid: numbers[base + 1] as number, gid: numbers[base + 2] as number, size: numbers[base + 3] as number, dirKey: dirKeys[index] as string };
       const target = (stat.mode & S_IFMT) === S_IFLNK && errors[index] === '' ? (targets[index] as string) : undefined;

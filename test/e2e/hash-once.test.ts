@@ -32,9 +32,11 @@ describe('hash once per deployment', () => {
   let fleet: Fleet;
   let host: AgentHandle;
 
+  // Complete lines only: the agent may be writing the last one while it is read.
   const lines = async (msg: string): Promise<ScanLine[]> =>
     (await readFile(join(host.root, 'agent.log'), 'utf8'))
       .split('\n')
+      .slice(0, -1)
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as ScanLine)
       .filter((line) => line.msg === msg);
