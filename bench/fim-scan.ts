@@ -1,17 +1,22 @@
 /**
- * File integrity scan against AIDE, side by side in one run on one generated
- * tree: cold baseline vs `aide --init`, a scan with no change and a scan after
- * 10 changed / 5 added / 5 removed files vs `aide --check` (same findings?),
- * realtime detection latency (edit -> watcher -> targeted re-scan -> finding)
- * over 50 edits, and the full re-hash throughput against `openssl speed -evp
- * sha256`. Prints figures; asserts nothing.
+ * File integrity scan against AIDE, Tripwire and integrit, all four side by
+ * side in one run on one generated tree: cold baseline vs each tool's init, a
+ * scan with no change and a scan after 10 changed / 5 added / 5 removed files
+ * vs each tool's check (how many findings each reports), realtime detection
+ * latency (edit -> watcher -> targeted re-scan -> finding) over 50 edits; the
+ * full re-hash in MB per CPU-second against `openssl speed -evp sha256` (one
+ * core), the no-change scan against a `find -printf` lstat walk of the same
+ * tree, and the throughput a co-located CPU-bound process keeps during a full
+ * re-hash with the default scan priority (and without it). Prints figures;
+ * asserts nothing.
  *
  *   node dist/bench/fim-scan.js [--files 100000] [--mib 1000] [--edits 50] [--keep] [--json]
  *
- * Needs AIDE (Debian package `aide`): as root it is installed with apt-get
- * when missing (said on stderr); otherwise the benchmark exits 2.
+ * Needs AIDE, Tripwire and integrit (Debian packages `aide`, `tripwire`,
+ * `integrit`): as root they are installed with apt-get when missing (said on
+ * stderr); otherwise the benchmark exits 2.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
@@ -23,6 +28,7 @@ import { scanTree } from '../src/fim/scanner.js';
 import { loadStatCache, saveStatCache, StatCache, statCachePath } from '../src/fim/stat-cache.js';
 import { watchTree } from '../src/fim/tree-watcher.js';
 import { FimWorkerPool } from '../src/fim/worker-pool.js';
+import { DEFAULT_SCAN_PRIORITY } from '../src/core/drift.js';
 import { args, machine, summarize, table, timedRun } from './bench-util.js';
 
 const argv = args(process.argv.slice(2));
@@ -32,15 +38,23 @@ const EDITS = argv.number('--edits', 50);
 const asJson = argv.has('--json');
 const log = (text: string): void => void process.stderr.write(`${text}\n`);
 
-function ensureAide(): void {
-  if (spawnSync('aide', ['--version'], { stdio: 'ignore' }).status === 0) return;
+/** The Debian packages of the other tools, and a command that tells whether each is installed. */
+const TOOLS = [
+  { package: 'aide', probe: ['aide', '--version'] },
+  { package: 'tripwire', probe: ['twadmin', '--help'] },
+  { package: 'integrit', probe: ['integrit', '-V'] },
+] as const;
+
+function ensureTools(): void {
+  const missing = TOOLS.filter((tool) => spawnSync(tool.probe[0], tool.probe.slice(1), { stdio: 'ignore' }).error !== undefined).map((tool) => tool.package);
+  if (missing.length === 0) return;
   if (process.getuid?.() !== 0) {
-    log('fim-scan: AIDE is missing; install the Debian package: sudo apt-get install -y aide');
+    log(`fim-scan: missing ${missing.join(', ')}; install the Debian packages: sudo apt-get install -y ${missing.join(' ')}`);
     process.exit(2);
   }
-  log('fim-scan: AIDE is missing; INSTALLING the Debian package `aide` with apt-get');
+  log(`fim-scan: missing ${missing.join(', ')}; INSTALLING the Debian packages with apt-get`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const command of [['update'], ['install', '-y', '--no-install-recommends', 'aide']]) {
+  for (const command of [['update'], ['install', '-y', '--no-install-recommends', ...missing]]) {
     if (spawnSync('apt-get', command, { stdio: 'inherit', env }).status !== 0) {
       log(`fim-scan: apt-get ${command.join(' ')} failed`);
       process.exit(2);
@@ -112,15 +126,181 @@ function parseAide(stdout: string): AideReport {
   return { added: paths(report.added), removed: paths(report.removed), changed: paths(report.changed) };
 }
 
+/** What a tool reported after the changes: every path it named (files and directories), relative to the tree. */
+interface ToolReport {
+  readonly added: string[];
+  readonly removed: string[];
+  readonly changed: string[];
+}
+
+/** One of the other integrity checkers: how to take its baseline and check against it, and how to read its report. */
+interface Checker {
+  readonly name: string;
+  readonly initLabel: string;
+  readonly checkLabel: string;
+  /** The configuration used, for the README. */
+  readonly config: string;
+  init(): Promise<number>;
+  check(): Promise<{ ms: number; exit: number; report: ToolReport | undefined }>;
+}
+
+const TRIPWIRE_PASSPHRASE = 'lockstep-bench';
+
+/** Tripwire 2.4: keys, a signed config and policy in its own dir; SHA-1 is its strongest hash (no SHA-256). */
+function tripwire(root: string, dir: string, relative: (path: string) => string): Checker {
+  mkdirSync(dir, { recursive: true });
+  const site = ['--site-keyfile', join(dir, 'site.key'), '--site-passphrase', TRIPWIRE_PASSPHRASE];
+  const config = [
+    `POLFILE=${dir}/tw.pol`, `DBFILE=${dir}/tw.twd`, `REPORTFILE=${dir}/report.twr`, `SITEKEYFILE=${dir}/site.key`, `LOCALKEYFILE=${dir}/local.key`,
+    'ROOT=/usr/sbin', 'EDITOR=/bin/false', 'LATEPROMPTING=false', 'LOOSEDIRECTORYCHECKING=false', 'MAILNOTIFYVIOLATIONS=false',
+    'EMAILREPORTLEVEL=3', 'REPORTLEVEL=3', 'SYSLOGREPORTING=false', 'MAILMETHOD=SENDMAIL', 'MAILPROGRAM=/bin/true', '',
+  ].join('\n');
+  // Type, permissions, inode, links, owner, group, size, mtime, ctime, SHA-1: the closest to what Lockstep compares.
+  const policy = `${root} -> +pinugstmcS ;\n`;
+  const paths = { cfg: join(dir, 'tw.cfg'), pol: join(dir, 'tw.pol') };
+  const files = ['--cfgfile', paths.cfg, '--polfile', paths.pol];
+  return {
+    name: 'tripwire',
+    initLabel: 'tripwire --init',
+    checkLabel: 'tripwire --check',
+    config: `twcfg.txt:\n${config}\ntwpol.txt:\n${policy}`,
+    async init() {
+      writeFileSync(join(dir, 'twcfg.txt'), config);
+      writeFileSync(join(dir, 'twpol.txt'), policy);
+      execFileSync('twadmin', ['--generate-keys', ...site], { stdio: 'ignore' });
+      execFileSync('twadmin', ['--generate-keys', '--local-keyfile', join(dir, 'local.key'), '--local-passphrase', TRIPWIRE_PASSPHRASE], { stdio: 'ignore' });
+      execFileSync('twadmin', ['--create-cfgfile', '--cfgfile', paths.cfg, ...site, join(dir, 'twcfg.txt')], { stdio: 'ignore' });
+      execFileSync('twadmin', ['--create-polfile', ...files, ...site, join(dir, 'twpol.txt')], { stdio: 'ignore' });
+      const run = await timedRun('tripwire', ['--init', ...files, '--local-passphrase', TRIPWIRE_PASSPHRASE]);
+      if (run.code !== 0) throw new Error(`tripwire --init exited ${run.code}: ${run.stderr}`);
+      return run.ms;
+    },
+    async check() {
+      // Exit status is a bit mask: 1 added, 2 removed, 4 changed.
+      const run = await timedRun('tripwire', ['--check', ...files]);
+      return { ms: run.ms, exit: run.code, report: parseTripwire(run.stdout, relative) };
+    },
+  };
+}
+
+/** Paths under "Added:", "Removed:" and "Modified:" of a Tripwire report (report level 3). */
+function parseTripwire(stdout: string, relative: (path: string) => string): ToolReport {
+  const report: ToolReport = { added: [], removed: [], changed: [] };
+  let section: string[] | undefined;
+  for (const line of stdout.split('\n')) {
+    if (line === 'Added:') section = report.added;
+    else if (line === 'Removed:') section = report.removed;
+    else if (line === 'Modified:') section = report.changed;
+    else if (line.startsWith('"') && section) section.push(relative(line.slice(1, -1)));
+    else if (line.startsWith('====')) section = undefined;
+  }
+  return report;
+}
+
+/** integrit 4.1: its default checks (SHA-1, inode, permissions, links, owner, group, size, mtime, ctime). */
+function integrit(root: string, dir: string, relative: (path: string) => string): Checker {
+  mkdirSync(dir, { recursive: true });
+  const conf = join(dir, 'integrit.conf');
+  const config = `root=${root}\nknown=${dir}/known.cdb\ncurrent=${dir}/current.cdb\n`;
+  return {
+    name: 'integrit',
+    initLabel: 'integrit -u',
+    checkLabel: 'integrit -c',
+    config,
+    async init() {
+      writeFileSync(conf, config);
+      const run = await timedRun('integrit', ['-C', conf, '-u']);
+      if (run.code !== 0) throw new Error(`integrit -u exited ${run.code}: ${run.stderr}`);
+      renameSync(join(dir, 'current.cdb'), join(dir, 'known.cdb'));
+      return run.ms;
+    },
+    async check() {
+      // A check alone does not look for missing files ("not doing update, so no check for missing files").
+      const run = await timedRun('integrit', ['-C', conf, '-c']);
+      return { ms: run.ms, exit: run.code, report: parseIntegrit(run.stdout, relative) };
+    },
+  };
+}
+
+/** Paths of integrit's "new:", "missing:" and "changed:" lines (a path may have several lines). */
+function parseIntegrit(stdout: string, relative: (path: string) => string): ToolReport {
+  const sets = { added: new Set<string>(), removed: new Set<string>(), changed: new Set<string>() };
+  for (const line of stdout.split('\n')) {
+    const match = /^(new|missing|changed):\s+(\S+)/.exec(line);
+    if (!match) continue;
+    const kind = match[1] === 'new' ? 'added' : match[1] === 'missing' ? 'removed' : 'changed';
+    sets[kind].add(relative(match[2] ?? ''));
+  }
+  return { added: [...sets.added], removed: [...sets.removed], changed: [...sets.changed] };
+}
+
+/** AIDE 0.18 with the attributes Lockstep compares, JSON report on stdout. */
+function aide(root: string, dir: string, relative: (path: string) => string): Checker {
+  const conf = join(dir, 'aide.conf');
+  const config = aideConfig(root, dir);
+  return {
+    name: 'aide',
+    initLabel: 'aide --init',
+    checkLabel: 'aide --check',
+    config,
+    async init() {
+      await writeFile(conf, config);
+      const run = await timedRun('aide', ['--init', '-c', conf]);
+      if (run.code !== 0) throw new Error(`aide --init exited ${run.code}: ${run.stderr}`);
+      renameSync(join(dir, 'aide.db.new'), join(dir, 'aide.db'));
+      return run.ms;
+    },
+    async check() {
+      const run = await timedRun('aide', ['--check', '-c', conf]);
+      let report: ToolReport | undefined;
+      try {
+        const parsed = parseAide(run.stdout);
+        report = { added: parsed.added.map(relative), removed: parsed.removed.map(relative), changed: parsed.changed.map(relative) };
+      } catch (error) {
+        if (run.stdout.trim() !== '') log(`fim-scan: could not parse AIDE's report: ${String(error)}`);
+      }
+      return { ms: run.ms, exit: run.code, report };
+    },
+  };
+}
+
+/** Wall-clock MB/s of `openssl speed -evp sha256` over `seconds` (a CPU-bound process: what it gets done per second). */
+function opensslRun(seconds: number, elapsed: boolean): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('openssl', ['speed', ...(elapsed ? ['-elapsed'] : []), '-evp', 'sha256', '-seconds', String(seconds), '-bytes', '16384'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', () => {
+      const line = out.split('\n').find((candidate) => candidate.startsWith('sha256'));
+      resolve((Number(line?.trim().split(/\s+/).at(-1)?.replace(/k$/, '')) * 1000) / 1e6);
+    });
+  });
+}
+
+/** CPU seconds of this process, every thread. */
+function cpuSeconds(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1e6;
+}
+
+/** Wall ms of `find DIR -printf` with lstat fields: the bare walk the no-change scan is compared with. */
+async function findWalk(dir: string): Promise<number> {
+  const run = await timedRun('sh', ['-c', `find "$1" -printf '%i %s %T@ %C@ %m %U %G %p\\n' > /dev/null`, 'find', dir]);
+  if (run.code !== 0) throw new Error(`find exited ${run.code}: ${run.stderr}`);
+  return run.ms;
+}
+
 async function main(): Promise<void> {
-  ensureAide();
+  ensureTools();
   const work = await mkdtemp(join(tmpdir(), 'lockstep-fim-bench-'));
   const tree = join(work, 'tree');
   const state = join(work, 'state');
-  const aideDir = join(work, 'aide');
   mkdirSync(tree);
   mkdirSync(state);
-  mkdirSync(aideDir);
+  mkdirSync(join(work, 'aide'));
+  const relative = (path: string): string => (path.startsWith(`${tree}/`) ? path.slice(tree.length + 1) : path === tree ? '' : path);
+  const checkers = [aide(tree, join(work, 'aide'), relative), tripwire(tree, join(work, 'tripwire'), relative), integrit(tree, join(work, 'integrit'), relative)];
   const figures: Record<string, unknown> = { machine: machine(), loadBefore: loadavg(), files: FILES };
   try {
     log(`fim-scan: generating ${FILES} files (~${MIB} MiB) in ${tree}`);
@@ -128,18 +308,16 @@ async function main(): Promise<void> {
     const bytes = await generateTree(tree);
     figures.treeBytes = bytes;
     log(`fim-scan: generated ${(bytes / 1024 / 1024).toFixed(0)} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-    const conf = join(aideDir, 'aide.conf');
-    await writeFile(conf, aideConfig(tree, aideDir));
-    figures.aideConfig = aideConfig(tree, aideDir);
+    figures.configs = Object.fromEntries(checkers.map((checker) => [checker.name, checker.config]));
     // Settle: files written within the racy window (1 s) are not cached, by design.
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    const aide = (mode: string) => timedRun('aide', [mode, '-c', conf]);
 
-    // 1. Cold baseline. Both sides read a page-cache-warm tree (it was just written).
-    log('fim-scan: aide --init');
-    const aideInit = await aide('--init');
-    if (aideInit.code !== 0) throw new Error(`aide --init exited ${aideInit.code}: ${aideInit.stderr}`);
-    renameSync(join(aideDir, 'aide.db.new'), join(aideDir, 'aide.db'));
+    // 1. Cold baseline. Every side reads a page-cache-warm tree (it was just written).
+    const initMs: Record<string, number> = {};
+    for (const checker of checkers) {
+      log(`fim-scan: ${checker.initLabel}`);
+      initMs[checker.name] = await checker.init();
+    }
     log('fim-scan: lockstep cold baseline');
     started = performance.now();
     const pool = new FimWorkerPool();
@@ -149,17 +327,26 @@ async function main(): Promise<void> {
     const coldMs = performance.now() - started;
     const baseline = baselineScan.entries;
 
-    // 2. No change.
-    log('fim-scan: aide --check (no change)');
-    const aideNoChange = await aide('--check');
+    // 2. No change: the other tools' checks, then 5 Lockstep scans interleaved with 5 `find` lstat walks.
+    const noChangeChecks: Record<string, { ms: number; exit: number }> = {};
+    for (const checker of checkers) {
+      log(`fim-scan: ${checker.checkLabel} (no change)`);
+      const { ms, exit } = await checker.check();
+      noChangeChecks[checker.name] = { ms, exit };
+    }
     const noChangeRuns: number[] = [];
+    const noChangeCpu: number[] = [];
+    const findRuns: number[] = [];
     let noChangeFindings = 0;
     let noChangeHashed = 0;
     for (let run = 0; run < 5; run++) {
+      const cpuBefore = cpuSeconds();
       const scan = await scanTree(tree, { cache, pool });
+      noChangeCpu.push((cpuSeconds() - cpuBefore) * 1000);
       noChangeRuns.push(scan.elapsedMs);
       noChangeFindings = diffSnapshot(baseline, scan.entries).length;
       noChangeHashed = scan.counters.hashedFiles;
+      findRuns.push(await findWalk(tree));
     }
     // As a freshly started agent would: load the cache file and start the threads first.
     started = performance.now();
@@ -176,8 +363,13 @@ async function main(): Promise<void> {
     for (const path of changed) appendFileSync(join(tree, path), 'changed');
     for (const path of removed) unlinkSync(join(tree, path));
     for (const path of added) writeFileSync(join(tree, path), `added ${path}`);
-    log('fim-scan: aide --check (20 changes)');
-    const aideChanges = await aide('--check');
+    const changeChecks: Record<string, { ms: number; exit: number; report: ToolReport | undefined; findings: number | undefined; files: number | undefined }> = {};
+    for (const checker of checkers) {
+      log(`fim-scan: ${checker.checkLabel} (20 changes)`);
+      const { ms, exit, report } = await checker.check();
+      const all = report && [...new Set([...report.added, ...report.removed, ...report.changed])];
+      changeChecks[checker.name] = { ms, exit, report, findings: all?.length, files: all?.filter((path) => path.endsWith('.dat')).length };
+    }
     const changeScan = await scanTree(tree, { cache, pool });
     const findings = diffSnapshot(baseline, changeScan.entries);
     const ours = {
@@ -185,22 +377,9 @@ async function main(): Promise<void> {
       removed: findings.filter((f) => f.kind === 'removed').map((f) => f.path),
       changed: [...new Set(findings.filter((f) => f.kind !== 'added' && f.kind !== 'removed').map((f) => f.path))],
     };
-    let aideReport: AideReport | undefined;
-    try {
-      aideReport = parseAide(aideChanges.stdout);
-    } catch (error) {
-      log(`fim-scan: could not parse AIDE's report: ${String(error)}`);
-    }
-    const relative = (path: string): string => (path.startsWith(`${tree}/`) ? path.slice(tree.length + 1) : path === tree ? '' : path);
-    const aideFiles = aideReport && {
-      added: aideReport.added.map(relative).sort(),
-      removed: aideReport.removed.map(relative).sort(),
-      // Directories whose mtime/ctime changed because an entry was added or removed: we report the entry, not the directory.
-      changed: aideReport.changed.map(relative).filter((path) => path.endsWith('.dat')).sort(),
-      changedDirectories: aideReport.changed.map(relative).filter((path) => !path.endsWith('.dat')).sort(),
-    };
+    const ourFindings = new Set([...ours.added, ...ours.removed, ...ours.changed]).size;
     const same = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && [...a].sort().every((value, i) => value === [...b].sort()[i]);
-    const sameFindings = aideFiles !== undefined && same(aideFiles.added, ours.added) && same(aideFiles.removed, ours.removed) && same(aideFiles.changed, ours.changed);
+    const exact = same(ours.added, added) && same(ours.removed, removed) && same(ours.changed, changed);
 
     // 4. Realtime: edit -> watcher -> targeted re-scan -> a content finding for that path.
     log(`fim-scan: realtime detection over ${EDITS} edits`);
@@ -243,54 +422,77 @@ async function main(): Promise<void> {
     const watchedDirectories = watcher.watchedDirectories();
     watcher.close();
 
-    // 5. Full re-hash throughput vs openssl (one core, 16 KiB blocks) times the worker count.
+    // 5. Full re-hash: MB per CPU-second of this process (every thread) against openssl's per CPU-second, one core.
     log('fim-scan: full re-hash');
+    const cpuBefore = cpuSeconds();
     const full = await scanTree(tree, { cache, pool, full: true });
-    const rehashBytesPerSecond = full.counters.hashedBytes / (full.elapsedMs / 1000);
-    const openssl = execFileSync('openssl', ['speed', '-elapsed', '-evp', 'sha256', '-seconds', '3', '-bytes', '16384'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    const opensslLine = openssl.split('\n').find((line) => line.startsWith('sha256'));
-    const opensslKBps = Number(opensslLine?.trim().split(/\s+/).at(-1)?.replace(/k$/, ''));
-    const opensslBytesPerSecond = opensslKBps * 1000;
+    const fullCpuSeconds = cpuSeconds() - cpuBefore;
+    const opensslPerCpuSecond = await opensslRun(3, false);
     await pool.close();
 
+    // 6. A co-located CPU-bound process (openssl speed, wall-clock throughput): alone, then during full re-hashes
+    // with the default scan priority (nice 10, idle I/O), then during full re-hashes at the agent's own priority.
+    const colocated = async (priority: 'default' | 'none'): Promise<number> => {
+      const busyPool = new FimWorkerPool(undefined, priority === 'default' ? { priority: () => DEFAULT_SCAN_PRIORITY } : {});
+      let stop = false;
+      const rehashing = (async () => {
+        while (!stop) await scanTree(tree, { pool: busyPool, full: true });
+      })();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const mbs = await opensslRun(5, true);
+      stop = true;
+      await rehashing;
+      await busyPool.close();
+      return mbs;
+    };
+    log('fim-scan: co-located CPU-bound process, solo / during re-hash (default priority) / during re-hash (no priority)');
+    const solo = await opensslRun(5, true);
+    const withDefault = await colocated('default');
+    const withNone = await colocated('none');
+    const soloAfter = await opensslRun(5, true);
+
     const noChange = summarize(noChangeRuns);
+    const find = summarize(findRuns);
     const latency = latencies.length > 0 ? summarize(latencies) : undefined;
+    const rehashMbPerCpuSecond = full.counters.hashedBytes / 1e6 / fullCpuSeconds;
     Object.assign(figures, {
       loadAfter: loadavg(),
-      coldBaseline: { lockstepMs: coldMs, aideInitMs: aideInit.ms, hashedFiles: baselineScan.counters.hashedFiles, hashedBytes: baselineScan.counters.hashedBytes, entries: baseline.length },
-      noChange: { lockstepMs: noChange, lockstepFreshProcessMs: freshMs, freshCacheHits: freshScan.counters.cacheHits, aideCheckMs: aideNoChange.ms, aideExit: aideNoChange.code, findings: noChangeFindings, hashedFiles: noChangeHashed },
-      changes: { lockstepMs: changeScan.elapsedMs, aideCheckMs: aideChanges.ms, aideExit: aideChanges.code, hashedFiles: changeScan.counters.hashedFiles, ours, aide: aideFiles, sameFindings, expected: { changed, added, removed } },
+      coldBaseline: { lockstepMs: coldMs, initMs, hashedFiles: baselineScan.counters.hashedFiles, hashedBytes: baselineScan.counters.hashedBytes, entries: baseline.length },
+      noChange: { lockstepMs: noChange, lockstepCpuMs: summarize(noChangeCpu), findMs: find, lockstepFreshProcessMs: freshMs, freshCacheHits: freshScan.counters.cacheHits, checks: noChangeChecks, findings: noChangeFindings, hashedFiles: noChangeHashed },
+      changes: { lockstepMs: changeScan.elapsedMs, checks: changeChecks, hashedFiles: changeScan.counters.hashedFiles, ours, ourFindings, exact, expected: { changed, added, removed } },
       realtime: { edits: EDITS, missed, latencyMs: latency, watchedDirectories, watchSetupMs },
-      fullRehash: { ms: full.elapsedMs, bytes: full.counters.hashedBytes, bytesPerSecond: rehashBytesPerSecond, workers: pool.size, opensslBytesPerSecondOneCore: opensslBytesPerSecond },
+      fullRehash: { wallMs: full.elapsedMs, cpuSeconds: fullCpuSeconds, bytes: full.counters.hashedBytes, mbPerCpuSecond: rehashMbPerCpuSecond, workers: pool.size, opensslMbPerCpuSecondOneCore: opensslPerCpuSecond },
+      colocated: { soloMbs: solo, soloAfterMbs: soloAfter, duringDefaultPriorityMbs: withDefault, duringNoPriorityMbs: withNone },
     });
     if (asJson) {
       process.stdout.write(`${JSON.stringify(figures, null, 2)}\n`);
     } else {
       const s = (value: number): string => `${(value / 1000).toFixed(2)} s`;
       const m = (value: number): string => `${value.toFixed(0)} ms`;
-      const mbs = (value: number): string => `${(value / 1e6).toFixed(0)} MB/s`;
       const ratio = (a: number, b: number): string => `${(a / b).toFixed(1)}x`;
       console.log(`machine: ${JSON.stringify(figures.machine)}`);
       console.log(`load average before: ${(figures.loadBefore as number[]).map((v) => v.toFixed(2)).join(' ')}, after: ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
       console.log(`tree: ${FILES} files, ${(bytes / 1024 / 1024).toFixed(0)} MiB, ${baseline.length} entries\n`);
-      console.log(
-        table([
-          ['step', 'lockstep', 'aide', 'aide / lockstep'],
-          ['cold baseline (vs --init)', s(coldMs), s(aideInit.ms), ratio(aideInit.ms, coldMs)],
-          [`no change, median of ${noChange.n} (vs --check)`, m(noChange.median), s(aideNoChange.ms), ratio(aideNoChange.ms, noChange.median)],
-          ['no change, fresh process (load cache, start threads)', m(freshMs), s(aideNoChange.ms), ratio(aideNoChange.ms, freshMs)],
-          ['10 changed + 5 added + 5 removed (vs --check)', m(changeScan.elapsedMs), s(aideChanges.ms), ratio(aideChanges.ms, changeScan.elapsedMs)],
-        ]),
-      );
-      console.log(`\nno-change scans: ${noChangeHashed} files hashed, ${noChangeFindings} findings; AIDE exit ${aideNoChange.code}`);
-      console.log(`after changes: ours added ${ours.added.length}, removed ${ours.removed.length}, changed ${ours.changed.length}; hashed ${changeScan.counters.hashedFiles} files`);
-      console.log(`after changes: aide added ${aideFiles?.added.length ?? '?'}, removed ${aideFiles?.removed.length ?? '?'}, changed files ${aideFiles?.changed.length ?? '?'} (+ ${aideFiles?.changedDirectories.length ?? '?'} directories with new mtime/ctime)`);
-      console.log(`same findings (files): ${sameFindings ? 'yes' : 'NO'}`);
+      const rows: string[][] = [['step', 'lockstep', ...checkers.map((checker) => checker.name), ...checkers.map((checker) => `${checker.name} / lockstep`)]];
+      rows.push(['cold baseline (vs init)', s(coldMs), ...checkers.map((c) => s(initMs[c.name] ?? NaN)), ...checkers.map((c) => ratio(initMs[c.name] ?? NaN, coldMs))]);
+      rows.push([`no change, median of ${noChange.n} (vs check)`, m(noChange.median), ...checkers.map((c) => s(noChangeChecks[c.name]?.ms ?? NaN)), ...checkers.map((c) => ratio(noChangeChecks[c.name]?.ms ?? NaN, noChange.median))]);
+      rows.push(['no change, fresh process (load cache, start threads)', m(freshMs), ...checkers.map((c) => s(noChangeChecks[c.name]?.ms ?? NaN)), ...checkers.map((c) => ratio(noChangeChecks[c.name]?.ms ?? NaN, freshMs))]);
+      rows.push(['10 changed + 5 added + 5 removed (vs check)', m(changeScan.elapsedMs), ...checkers.map((c) => s(changeChecks[c.name]?.ms ?? NaN)), ...checkers.map((c) => ratio(changeChecks[c.name]?.ms ?? NaN, changeScan.elapsedMs))]);
+      rows.push(['findings after the 20 changes (paths)', String(ourFindings), ...checkers.map((c) => String(changeChecks[c.name]?.findings ?? '?')), ...checkers.map(() => '')]);
+      console.log(table(rows));
+      console.log(`\nno-change scans: ${noChangeHashed} files hashed, ${noChangeFindings} findings; CPU median ${m(summarize(noChangeCpu).median)} (all threads)`);
+      console.log(`after changes: ours added ${ours.added.length}, removed ${ours.removed.length}, changed ${ours.changed.length} (exactly the 20 made: ${exact ? 'yes' : 'NO'}); hashed ${changeScan.counters.hashedFiles} files`);
+      for (const checker of checkers) {
+        const report = changeChecks[checker.name]?.report;
+        console.log(`after changes: ${checker.name} added ${report?.added.length ?? '?'}, removed ${report?.removed.length ?? '?'}, changed ${report?.changed.length ?? '?'} (${changeChecks[checker.name]?.findings ?? '?'} paths, ${changeChecks[checker.name]?.files ?? '?'} of them files); exit ${changeChecks[checker.name]?.exit}`);
+      }
+      console.log(`\nno change vs find -printf lstat walk (interleaved, median of 5): ${m(noChange.median)} vs ${m(find.median)} = ${ratio(noChange.median, find.median)} (goal <= 3x)`);
       console.log(`\nrealtime: ${EDITS} edits, ${missed} missed (10 s timeout), ${watchedDirectories} directories watched (set-up ${m(watchSetupMs)})`);
       if (latency) console.log(`realtime latency: median ${m(latency.median)}, p95 ${m(latency.p95)}, min ${m(latency.min)}, max ${m(latency.max)}`);
-      console.log(`\nfull re-hash: ${(full.counters.hashedBytes / 1024 / 1024).toFixed(0)} MiB in ${s(full.elapsedMs)} = ${mbs(rehashBytesPerSecond)} with ${pool.size} workers`);
-      console.log(`openssl speed -evp sha256 -elapsed (wall clock, 16 KiB blocks, one core): ${mbs(opensslBytesPerSecond)}; x${pool.size} = ${mbs(opensslBytesPerSecond * pool.size)}`);
-      console.log(`\nAIDE configuration:\n${aideConfig(tree, aideDir)}`);
+      console.log(`\nfull re-hash: ${(full.counters.hashedBytes / 1e6).toFixed(0)} MB in ${s(full.elapsedMs)} wall, ${fullCpuSeconds.toFixed(2)} CPU-s (all threads) = ${rehashMbPerCpuSecond.toFixed(0)} MB per CPU-second`);
+      console.log(`openssl speed -evp sha256 (16 KiB blocks, one core, per CPU-second): ${opensslPerCpuSecond.toFixed(0)} MB/s; ours = ${((100 * rehashMbPerCpuSecond) / opensslPerCpuSecond).toFixed(0)}% (goal >= 50%)`);
+      console.log(`\nco-located openssl speed -elapsed (MB/s): solo ${solo.toFixed(0)} / ${soloAfter.toFixed(0)} (before / after); during re-hash, default priority ${withDefault.toFixed(0)} (${((100 * withDefault) / ((solo + soloAfter) / 2)).toFixed(0)}% of solo, goal >= 90%); during re-hash, no priority ${withNone.toFixed(0)} (${((100 * withNone) / ((solo + soloAfter) / 2)).toFixed(0)}%)`);
+      for (const checker of checkers) console.log(`\n${checker.name} configuration:\n${checker.config}`);
     }
   } finally {
     if (!argv.has('--keep')) rmSync(work, { recursive: true, force: true });

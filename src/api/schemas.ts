@@ -310,7 +310,14 @@ export const hostSettings = z.object({
   /** deploy_to of the applied config (null: no config yet). */
   deployTo: z.string().nullable(),
   watch: z.array(watchSpec),
-  scan: z.object({ periodicMs: z.number().int().min(1000), fullMs: z.number().int().min(1000) }),
+  scan: z.object({
+    periodicMs: z.number().int().min(1000),
+    fullMs: z.number().int().min(1000),
+    /** How politely the scanner's threads run (defaults: an older server's settings lack them). */
+    nice: z.number().int().min(0).max(19).default(10),
+    ionice: z.enum(['idle', 'best-effort', 'none']).default('idle'),
+    maxReadBytesPerSecond: z.number().int().min(1).nullable().default(null),
+  }),
 });
 export type HostSettings = z.infer<typeof hostSettings>;
 

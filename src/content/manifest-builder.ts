@@ -3,11 +3,10 @@
  * following symlinks, hashes every regular file, and reports the file kinds
  * a release may not contain so the validator can name them.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mapBounded } from '../core/for-each-bounded.js';
+import { hashPath } from './file-hash.js';
 import type { ForbiddenEntry, ManifestEntry } from '../core/manifest.js';
 
 /** A walked entry plus, for files, where its content is on disk. */
@@ -48,7 +47,7 @@ export async function buildEntries(root: string, onProgress?: WalkProgress): Pro
   let hashedFiles = 0;
   let hashedBytes = 0;
   const hashed = await mapBounded(files, 8, async (file) => {
-    const sha256 = await hashFile(file.source);
+    const sha256 = await hashPath(file.source, file.size);
     hashedFiles += 1;
     hashedBytes += file.size;
     onProgress?.({ files: hashedFiles, bytes: hashedBytes });
@@ -57,9 +56,7 @@ export async function buildEntries(root: string, onProgress?: WalkProgress): Pro
   return [...entries, ...hashed];
 }
 
-/** SHA-256 (hex) of a file's content. */
+/** SHA-256 (hex) of a file's content (the scanner's hashing function, see file-hash.ts). */
 export async function hashFile(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+  return hashPath(path);
 }

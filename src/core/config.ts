@@ -121,14 +121,25 @@ const watchSchema = z.strictObject({
   exclude: z.array(z.string().min(1)).default([]),
 });
 
+const scanPrioritySchema = z
+  .strictObject({
+    nice: z.number().int('expected an integer nice value 0..19').min(0, 'expected a nice value 0..19').max(19, 'expected a nice value 0..19').default(10),
+    ionice: z.enum(['idle', 'best-effort', 'none']).default('idle'),
+    /** Absent: no cap. */
+    max_read_mb_s: z.number().positive('expected a positive number of MB per second (omit it for no cap)').optional(),
+  })
+  .default({ nice: 10, ionice: 'idle' });
+
 const driftSchema = z
   .strictObject({
     /** A scan that trusts the stat cache, covering what the watcher can miss. */
     scan_interval: duration('5m'),
     /** A scan that re-hashes every file. */
     full_scan_interval: duration('24h'),
+    /** How politely the scanner's threads run (issue 12): CPU nice, I/O class, read-rate cap in MB (10^6 bytes) per second. */
+    scan: scanPrioritySchema,
   })
-  .default({ scan_interval: 300_000, full_scan_interval: 86_400_000 });
+  .default({ scan_interval: 300_000, full_scan_interval: 86_400_000, scan: { nice: 10, ionice: 'idle' } });
 
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 

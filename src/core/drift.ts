@@ -196,6 +196,21 @@ export interface ScanIntervals {
 /** The defaults of the issue: a periodic scan every 5 minutes, a full re-hash every 24 hours. */
 export const DEFAULT_SCAN_INTERVALS: ScanIntervals = { periodicMs: 5 * 60_000, fullMs: 24 * 60 * 60_000 };
 
+/** The I/O scheduling class of scanner threads: idle (only when the disk is otherwise idle), best-effort, or none (left as is). */
+export type IoniceClass = 'idle' | 'best-effort' | 'none';
+
+/** How politely the drift scanner's threads run: lockstep.yaml's `drift.scan` (see docs/drift.md). */
+export interface ScanPriority {
+  /** The threads' nice value, 0..19 (higher yields more CPU to other processes). */
+  readonly nice: number;
+  readonly ionice: IoniceClass;
+  /** Bytes per second the threads may read to hash files, together; null: no cap. */
+  readonly maxReadBytesPerSecond: number | null;
+}
+
+/** The defaults of issue 12: nice 10, the idle I/O class, no read-rate cap. */
+export const DEFAULT_SCAN_PRIORITY: ScanPriority = { nice: 10, ionice: 'idle', maxReadBytesPerSecond: null };
+
 /** Which scan is due at `now` given when the last ones finished (epoch ms; null = never): a full one wins. */
 export function dueScan(now: number, lastScanAt: number | null, lastFullAt: number | null, intervals: ScanIntervals = DEFAULT_SCAN_INTERVALS): 'full' | 'periodic' | null {
   if (lastFullAt === null || now - lastFullAt >= intervals.fullMs) return 'full';

@@ -14,8 +14,3 @@ export function entryStat(info: BigIntStats): EntryStat {
     dirKey: info.isDirectory() ? `${info.dev}:${info.ino}` : '',
   };
 }
-
-/** One field of a signature (see SIGNATURE_FIELD), as a bigint. */
-export function signatureField(signature: string, index: number): bigint {
-  return BigInt(signature.split(':')[index] ?? '0');
-}

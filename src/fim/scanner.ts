@@ -10,8 +10,8 @@ import type { EntryProblem, SnapshotEntry, SnapshotEntryType, SpecialKind } from
 import { compileGlobs } from './glob.js';
 import type { StatCache } from './stat-cache.js';
 import { FimWorkerPool } from './worker-pool.js';
-import { entryStat, signatureField } from './entry-stat.js';
-import { NUMBERS_PER_ENTRY, SIGNATURE_FIELD } from './worker-protocol.js';
+import { entryStat } from './entry-stat.js';
+import { NUMBERS_PER_ENTRY } from './worker-protocol.js';
 import type { EntryStat, HashResult, ListResult } from './worker-protocol.js';
 
 /** How to scan. */
@@ -80,6 +80,7 @@ const BATCH_BYTES = 8 * 1024 * 1024;
 
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
+const S_IFREG = 0o100000;
 const FILE_KIND = { type: 'file' } as const;
 const DIR_KIND = { type: 'dir' } as const;
 const SYMLINK_KIND = { type: 'symlink' } as const;
@@ -118,12 +119,14 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
   const absoluteRoot = resolve(root);
   const nowNs = options.nowNs ?? (() => BigInt(Date.now()) * 1_000_000n);
   const scanStartNs = nowNs();
+  const racySinceNs = String(scanStartNs - RACY_WINDOW_NS);
   const excluded = compileGlobs(options.exclude ?? []);
   const excluding = (options.exclude ?? []).length > 0;
   const including = options.include !== undefined && options.include.length > 0;
   const included = compileGlobs(options.include ?? []);
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const cache = options.cache;
+  const full = options.full === true;
   const pool = options.pool ?? new FimWorkerPool();
   const counters: ScanCounters = { dirs: 0, files: 0, symlinks: 0, others: 0, hashedFiles: 0, hashedBytes: 0, cacheHits: 0, problems: 0 };
   // An array, not a Map: at 100,000 entries every hash-table insert of a fresh path string shows in the profile.
@@ -154,7 +157,7 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
     await options.beforeHash?.(jobs.map((job) => job.absolute));
     let results: readonly HashResult[];
     try {
-      results = await pool.hash(jobs.map((job) => ({ path: job.absolute, ino: job.stat.signature.split(':')[SIGNATURE_FIELD.ino] ?? '' })), options.signal);
+      results = await pool.hash({ paths: jobs.map((job) => job.absolute), signatures: jobs.map((job) => job.stat.signature), racySinceNs }, options.signal);
     } catch (error) {
       // Aborted: nothing to record; scanTree rejects once every batch is back.
       if (options.signal?.aborted) return;
@@ -171,12 +174,23 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
       counters.hashedFiles += 1;
       counters.hashedBytes += result.bytes ?? 0;
       const after = result.stat ?? job.stat;
-      put({ ...statFields(job.path, after), sha256: result.sha256 });
-      const changedWhileReading = after.signature !== job.stat.signature;
-      const racy = signatureField(after.signature, SIGNATURE_FIELD.mtimeNs) >= scanStartNs - RACY_WINDOW_NS || signatureField(after.signature, SIGNATURE_FIELD.ctimeNs) >= scanStartNs - RACY_WINDOW_NS;
-      if (changedWhileReading || racy) cache?.delete(job.path);
+      const { stat } = job;
+      put(result.stat === undefined ? { path: job.path, type: 'file', mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, size: stat.size, sha256: result.sha256 } : { ...statFields(job.path, after), sha256: result.sha256 });
+      // Changed while it was read (the worker then sends the new stat), or too recent to trust by its stat.
+      if (result.stat !== undefined || result.racy === true) cache?.delete(job.path);
       else cache?.set(job.path, after.signature, result.sha256);
     });
+  };
+
+  /** Puts the cached entry of a file whose stat signature the cache vouches for (not in a full scan); false if none. */
+  const takeCached = (path: string, signature: string, mode: number, uid: number, gid: number, size: number): boolean => {
+    const cached = full ? undefined : cache?.lookup(path, signature);
+    if (cached === undefined) return false;
+    counters.cacheHits += 1;
+    // The signature includes mode, uid, gid and size, so an entry built for it is still exact.
+    cached.entry ??= { path, type: 'file', mode: mode & 0o7777, uid, gid, size, sha256: cached.sha256 };
+    put(cached.entry);
+    return true;
   };
 
   const visit = (path: string, absolute: string, stat: EntryStat, target: string | undefined): string | undefined => {
@@ -200,14 +214,7 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
           put({ ...statFields(path, stat), problem: 'too-large', detail: `larger than the ${maxFileBytes}-byte hashing cap` });
           return undefined;
         }
-        const cached = options.full ? undefined : cache?.lookup(path, stat.signature);
-        if (cached !== undefined) {
-          counters.cacheHits += 1;
-          // The signature includes mode, uid, gid and size, so an entry built for it is still exact.
-          cached.entry ??= { path, type: 'file', mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, size: stat.size, sha256: cached.sha256 };
-          put(cached.entry);
-          return undefined;
-        }
+        if (takeCached(path, stat.signature, stat.mode, stat.uid, stat.gid, stat.size)) return undefined;
         batch.push({ path, absolute, stat });
         batchBytes += stat.size;
         if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) flushBatch();
@@ -255,6 +262,13 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
         continue;
       }
       const base = index * NUMBERS_PER_ENTRY;
+      const mode = numbers[base] as number;
+      // The common case of a periodic scan, without a stat object or an absolute path: a file its cache vouches for.
+      if ((mode & S_IFMT) === S_IFREG && (numbers[base + 3] as number) <= maxFileBytes && takeCached(path, signature, mode, numbers[base + 1] as number, numbers[base + 2] as number, numbers[base + 3] as number)) {
+        counters.files += 1;
+        seenFiles.add(path);
+        continue;
+      }
       const stat: EntryStat = { signature, mode: numbers[base] as number, uid: numbers[base + 1] as number, gid: numbers[base + 2] as number, size: numbers[base + 3] as number, dirKey: dirKeys[index] as string };
       const target = (stat.mode & S_IFMT) === S_IFLNK && errors[index] === '' ? (targets[index] as string) : undefined;
       const descend = visit(path, `${dirAbsolute}/${name}`, stat, target);

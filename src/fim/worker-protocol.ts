@@ -6,6 +6,7 @@
  * strings) rather than one object per entry: cloning 100,000 small objects
  * with bigint fields was the scanner's main cost.
  */
+import type { IoniceClass } from '../core/drift.js';
 
 /**
  * The stat fields of an entry: `signature` is "size:mtimeNs:ctimeNs:ino:mode:uid:gid"
@@ -52,18 +53,28 @@ export interface ListResult {
   readonly errors: readonly string[];
 }
 
-/** Hash a batch of files; `ino` (decimal) is what the walk saw, to notice a file replaced since. */
+/**
+ * Hash a batch of files: parallel arrays, one slot per file. `signatures` are what the walk saw (its inode tells
+ * a file replaced since); files whose mtime or ctime is at or after `racySinceNs` (decimal epoch ns) are "racy".
+ */
 export interface HashRequest {
   readonly type: 'hash';
   readonly id: number;
-  readonly files: readonly { readonly path: string; readonly ino: string }[];
+  readonly paths: readonly string[];
+  readonly signatures: readonly string[];
+  readonly racySinceNs: string;
 }
 
-/** A file's SHA-256 with the fstat after reading, or an errno code (ENOTREG, ECHANGED: not what the walk saw). */
+/**
+ * A file's SHA-256, or an errno code (ENOTREG, ECHANGED: not what the walk saw). `stat` is the fstat after
+ * reading only when it differs from the walk's (the file changed while it was read); `racy` when its times are
+ * too recent for a stat cache to trust (see HashRequest).
+ */
 export interface HashResult {
   readonly sha256?: string;
   readonly bytes?: number;
   readonly stat?: EntryStat;
+  readonly racy?: true;
   readonly error?: string;
 }
 
@@ -73,7 +84,29 @@ export interface HashReply {
   readonly results: readonly HashResult[];
 }
 
+/**
+ * Sets how politely the receiving thread runs: its nice value (setpriority on Linux is per thread), its I/O
+ * class (ioprio_set through util-linux's `ionice -p TID`: Node has no API for it) and its share of the read cap.
+ */
+export interface ConfigureRequest {
+  readonly type: 'configure';
+  readonly id: number;
+  readonly nice: number;
+  readonly ionice: IoniceClass;
+  /** This thread's share of the pool's read cap, bytes per second; null: no cap. */
+  readonly maxReadBytesPerSecond: number | null;
+}
+
+/** What a thread could not apply of a ConfigureRequest (one line each; empty: all applied). */
+export interface ConfigureReply {
+  readonly id: number;
+  readonly configured: true;
+  /** The kernel's id of the thread (0 when unknown). */
+  readonly tid: number;
+  readonly problems: readonly string[];
+}
+
 /** Any request to a worker. */
-export type WorkerRequest = ListRequest | HashRequest;
+export type WorkerRequest = ListRequest | HashRequest | ConfigureRequest;
 /** Any reply from a worker. */
-export type WorkerReply = ListResult | HashReply;
+export type WorkerReply = ListResult | HashReply | ConfigureReply;

@@ -179,7 +179,7 @@ describe('drift monitor', () => {
       env: 'production',
       deployTo: '/srv/app',
       watch: [{ path: '/etc/shop', include: [], exclude: ['*.swp'] }],
-      scan: { periodicMs: 60_000, fullMs: 3_600_000 },
+      scan: { periodicMs: 60_000, fullMs: 3_600_000, nice: 10, ionice: 'idle', maxReadBytesPerSecond: null },
     };
     await startMonitor();
   });

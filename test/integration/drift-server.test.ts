@@ -68,7 +68,7 @@ describe('drift on the server', () => {
     assert.equal(settings.status, 200);
     assert.deepEqual(
       { ...settings.json, revision: undefined },
-      { revision: undefined, env: 'production', deployTo: '/srv/shop', watch: [{ path: '/etc/shop', include: [], exclude: ['*.tmp'] }], scan: { periodicMs: 2000, fullMs: 86_400_000 } },
+      { revision: undefined, env: 'production', deployTo: '/srv/shop', watch: [{ path: '/etc/shop', include: [], exclude: ['*.tmp'] }], scan: { periodicMs: 2000, fullMs: 86_400_000, nice: 10, ionice: 'idle', maxReadBytesPerSecond: null } },
     );
     const work = await server.call('GET', '/api/v1/agent/work?host=prod-1&wait=0', prod);
     assert.deepEqual(work.json, { task: null, command: null, settingsRevision: settings.json.revision });

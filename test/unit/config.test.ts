@@ -35,7 +35,7 @@ const ENV_DEFAULTS = {
 };
 
 /** What a config gets when it says nothing about watched paths or scans. */
-const TOP_DEFAULTS = { watch: [], drift: { scan_interval: 300_000, full_scan_interval: 86_400_000 } };
+const TOP_DEFAULTS = { watch: [], drift: { scan_interval: 300_000, full_scan_interval: 86_400_000, scan: { nice: 10, ionice: 'idle' } } };
 
 const MINIMAL = `app: shop
 deploy_to: /srv/shop/
@@ -82,7 +82,7 @@ environments:
       email: { smtp: 'smtp://127.0.0.1:2525', from: lockstep@example.com, to: [ops@example.com] }
 `);
     assert.deepEqual(config.watch, [{ path: '/etc/nginx', include: [], exclude: ['*.bak'] }]);
-    assert.deepEqual(config.drift, { scan_interval: 30_000, full_scan_interval: 86_400_000 });
+    assert.deepEqual(config.drift, { scan_interval: 30_000, full_scan_interval: 86_400_000, scan: { nice: 10, ionice: 'idle' } });
     assert.deepEqual(config.environments.production?.alerts.email, { smtp: 'smtp://127.0.0.1:2525', from: 'lockstep@example.com', to: ['ops@example.com'] });
     assert.deepEqual(
       problems(`app: shop
@@ -101,6 +101,28 @@ environments:
         '8:72 environments.production.alerts.email.to: expected at least one recipient; found a list',
       ],
     );
+  });
+
+  it('reads how politely scans run (drift.scan), and locates its mistakes', () => {
+    const config = parseConfig(`app: shop
+deploy_to: /srv/shop
+drift:
+  scan: { nice: 15, ionice: best-effort, max_read_mb_s: 40 }
+environments:
+  production: {}
+`);
+    assert.deepEqual(config.drift.scan, { nice: 15, ionice: 'best-effort', max_read_mb_s: 40 });
+    const found = problems(`app: shop
+deploy_to: /srv/shop
+drift:
+  scan: { nice: 25, ionice: realtime, max_read_mb_s: 0 }
+environments:
+  production: {}
+`);
+    assert.equal(found.length, 3, found.join('\n'));
+    assert.match(found[0] ?? '', /^4:\d+ drift\.scan\.nice: expected a nice value 0\.\.19/);
+    assert.match(found[1] ?? '', /^4:\d+ drift\.scan\.ionice: /);
+    assert.match(found[2] ?? '', /^4:\d+ drift\.scan\.max_read_mb_s: expected a positive number of MB per second/);
   });
 
   it('reads durations and turns scalar vars into strings', () => {

@@ -126,7 +126,7 @@ describe('reportHostFacts', () => {
       assert.deepEqual(sent[0]?.watched, {});
 
       watched = { '/etc/app.conf': 'file 0644 0:0 abc' };
-      settings = { revision: 'r1', env: 'test', deployTo: '/srv/app', watch: [{ path: '/etc/app.conf', include: [], exclude: [] }], scan: { periodicMs: 5000, fullMs: 60000 } };
+      settings = { revision: 'r1', env: 'test', deployTo: '/srv/app', watch: [{ path: '/etc/app.conf', include: [], exclude: [] }], scan: { periodicMs: 5000, fullMs: 60000, nice: 10, ionice: 'idle', maxReadBytesPerSecond: null } };
       await until(2);
       assert.equal(sent.length, 2);
       assert.deepEqual(sent[1]?.watched, watched);

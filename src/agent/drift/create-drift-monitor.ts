@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { HostSettings } from '../../api/schemas.js';
 import type { BlobCache } from '../../content/blob-cache.js';
+import { DEFAULT_SCAN_PRIORITY, type ScanPriority } from '../../core/drift.js';
 import { FimWorkerPool } from '../../fim/worker-pool.js';
 import type { ManifestStore } from '../release/manifest-store.js';
 import type { ManifestFetcher } from '../release/release-baseline.js';
@@ -45,11 +46,18 @@ export interface DriftMonitorOptions {
   /** For a blob a revert needs that the cache lacks or holds corrupted. */
   readonly fetchBlob?: RestoreContext['fetchBlob'];
   /** Checks kept release trees against their stat records, and repairs release trees with every tree sharing an edited inode. */
-  readonly verifier?: Pick<ReleaseVerifier, 'verifyTree' | 'repairPaths' | 'keptReleaseFindings'>;
+  readonly verifier?: Pick<ReleaseVerifier, 'verifyTree' | 'repairPaths' | 'keptReleaseFindings' | 'recordedStatCache'>;
   readonly logger: Logger;
   readonly signal: AbortSignal;
   /** Scanner threads (default: the CPUs, at most 4). */
   readonly workers?: number;
+}
+
+/** The scanner threads' priority from the host settings (the defaults before they are known). */
+export function scanPriorityOf(settings: HostSettings | null): ScanPriority {
+  if (settings === null) return DEFAULT_SCAN_PRIORITY;
+  const { nice, ionice, maxReadBytesPerSecond } = settings.scan;
+  return { nice, ionice, maxReadBytesPerSecond };
 }
 
 /** A drift monitor for one host, its parts wired together. */
@@ -65,7 +73,12 @@ export function createDriftMonitor(options: DriftMonitorOptions): DriftMonitor {
     host,
     root,
     state,
-    pool: new FimWorkerPool(options.workers ?? Math.min(4, Math.max(1, availableParallelism()))),
+    // Scans run politely (drift.scan of lockstep.yaml; the defaults until the settings arrive): the host's own work comes first.
+    pool: new FimWorkerPool(options.workers ?? Math.min(4, Math.max(1, availableParallelism())), {
+      priority: () => scanPriorityOf(settings()),
+      onPriorityProblem: (problem) => logger.warn({ problem }, 'drift scans run at a higher priority than configured'),
+      onConfigured: (reply) => logger.debug({ tid: reply.tid }, 'scanner thread configured'),
+    }),
     manifests: options.manifests,
     fetchManifest: options.fetchManifest,
     verifier: options.verifier,

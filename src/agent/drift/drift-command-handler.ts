@@ -125,7 +125,7 @@ export class DriftCommandHandler {
     const releaseFile = paths.find((path) => findings.some((finding) => finding.scope === 'release' && finding.path === posix.normalize(path)) || (release !== null && releaseRelative(release.deployTo, path) !== undefined));
     if (releaseFile !== undefined) {
       const error = `${releaseFile} is a release file: release files cannot be accepted; adopt it instead with \`lockstep drift adopt ${this.#options.host} --version V --reason TEXT\``;
-      return { outcome: { ok: false, error }, stats: { entries: 0, hashedFiles: 0, elapsedMs: 0 } };
+      return { outcome: { ok: false, error }, stats: { entries: 0, hashedFiles: 0, hashedBytes: 0, elapsedMs: 0 } };
     }
     const { selected, notes } = this.#select(paths);
     const byScope = new Map<string, Set<string>>();

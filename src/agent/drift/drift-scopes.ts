@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { DriftFinding, WatchSpec } from '../../api/schemas.js';
 import { diffAgainstManifest, mergeRescan, type SnapshotEntry } from '../../core/drift.js';
 import { ifMissing } from '../../core/errors.js';
-import type { ManifestEntry } from '../../core/manifest.js';
+import { shortId, type ManifestEntry } from '../../core/manifest.js';
 import { scanTree, type ScanResult } from '../../fim/scanner.js';
 import { loadStatCache, saveStatCache, type StatCache } from '../../fim/stat-cache.js';
 import { watchTree, type TreeWatcher } from '../../fim/tree-watcher.js';
@@ -54,6 +54,8 @@ export interface WatchedScope {
 export interface ScanStats {
   entries: number;
   hashedFiles: number;
+  /** Bytes read to hash them (the agent logs it: a deployment's first scan should read next to nothing). */
+  hashedBytes: number;
   elapsedMs: number;
 }
 
@@ -67,8 +69,8 @@ export interface DriftScopesOptions {
   readonly manifests: ManifestStore;
   /** For a release manifest the store lacks. */
   readonly fetchManifest?: ManifestFetcher | undefined;
-  /** Checks kept release trees against their stat records. */
-  readonly verifier?: Pick<ReleaseVerifier, 'keptReleaseFindings'> | undefined;
+  /** Checks kept release trees against their stat records, and seeds a new release's stat cache from its record. */
+  readonly verifier?: Pick<ReleaseVerifier, 'keptReleaseFindings' | 'recordedStatCache'> | undefined;
   /** The release Lockstep activated (the release baseline, see BaselineKeeper). */
   readonly activated: () => ActiveRelease | null;
   /** A watcher saw a change: the callee runs `record` (which adds the paths to the pending ones) and schedules a re-scan. */
@@ -138,7 +140,7 @@ export class DriftScopes {
     const layout = deployLayout(this.#options.root, deployTo);
     const entries = await loadReleaseManifest(releaseId, this.#options.manifests, this.#options.fetchManifest, this.#log, this.#options.signal);
     const dir = releaseDir(layout, releaseId);
-    const loaded = await loadStatCache(this.#options.state.cacheFile(RELEASE_CACHE), dir);
+    const cache = await this.#releaseCache(layout, releaseId, dir);
     // Another switch may have happened while the manifest loaded: then that one is built next time.
     if (this.#options.activated() !== activated) return;
     const state: ReleaseScope = {
@@ -149,7 +151,7 @@ export class DriftScopes {
       pointerWatcher: undefined,
       dir,
       manifest: entries === undefined ? null : new Map(entries.map((entry) => [entry.path, entry])),
-      cache: loaded.cache,
+      cache,
       snapshot: null,
       watcher: undefined,
     };
@@ -169,6 +171,16 @@ export class DriftScopes {
     } catch (error) {
       this.#log.warn({ err: error, path: deployTo }, 'cannot watch the deploy directory; the periodic scan still checks current');
     }
+  }
+
+  /**
+   * The stat cache of a release tree: the saved one when it is this tree's, else (a release just activated) one
+   * seeded from the stat record taken at staging, so that its first drift scan hashes only what changed since.
+   */
+  async #releaseCache(layout: DeployLayout, releaseId: string, dir: string): Promise<StatCache> {
+    const loaded = await loadStatCache(this.#options.state.cacheFile(RELEASE_CACHE), dir);
+    if (loaded.kind === 'loaded' || this.#options.verifier === undefined) return loaded.cache;
+    return this.#options.verifier.recordedStatCache(layout, releaseId);
   }
 
   #closeRelease(): void {
@@ -210,7 +222,7 @@ export class DriftScopes {
   /** Scans every scope whole; `full` re-hashes every file. */
   async scanAll(full: boolean): Promise<ScanStats> {
     const started = performance.now();
-    const stats = { entries: 0, hashedFiles: 0, elapsedMs: 0 };
+    const stats = { entries: 0, hashedFiles: 0, hashedBytes: 0, elapsedMs: 0 };
     await this.syncRelease();
     const release = this.#release;
     if (release !== null) {
@@ -241,7 +253,7 @@ export class DriftScopes {
   /** Re-scans the given paths of each scope and merges the results into the snapshots. */
   async rescan(release: ReadonlySet<string>, watched: ReadonlyMap<string, ReadonlySet<string>>): Promise<ScanStats> {
     const started = performance.now();
-    const stats = { entries: 0, hashedFiles: 0, elapsedMs: 0 };
+    const stats = { entries: 0, hashedFiles: 0, hashedBytes: 0, elapsedMs: 0 };
     // A release not scanned since it became active is scanned whole later (resume, command); nothing to merge into.
     const state = this.#release;
     if (state !== null && state.snapshot !== null) {
@@ -317,8 +329,12 @@ export class DriftScopes {
   async verifyRelease(deployTo: string, releaseId: string): Promise<string | null> {
     const manifest = await loadReleaseManifest(releaseId, this.#options.manifests, this.#options.fetchManifest, this.#log, this.#options.signal);
     if (manifest === undefined) return null;
-    const dir = releaseDir(deployLayout(this.#options.root, deployTo), releaseId);
-    const scan = await scanTree(dir, { pool: this.#options.pool });
+    const layout = deployLayout(this.#options.root, deployTo);
+    const dir = releaseDir(layout, releaseId);
+    // A stat walk against the record taken at staging: only files changed since are hashed (no full re-hash).
+    const cache = await this.#options.verifier?.recordedStatCache(layout, releaseId);
+    const scan = await scanTree(dir, { pool: this.#options.pool, ...(cache === undefined ? {} : { cache }) });
+    this.#log.info({ release: shortId(releaseId), entries: scan.entries.length, hashedFiles: scan.counters.hashedFiles, hashedBytes: scan.counters.hashedBytes, elapsedMs: Math.round(scan.elapsedMs) }, 'checked the activated release against its manifest');
     const findings = groupFindings({
       scope: 'release',
       findings: scan.rootError === undefined ? diffAgainstManifest(manifest, scan.entries) : diffAgainstManifest(manifest, []),
@@ -357,9 +373,10 @@ export function addPaths(target: Map<string, Set<string>>, key: string, paths: I
   for (const path of paths) set.add(path);
 }
 
-function count(stats: { entries: number; hashedFiles: number }, scan: ScanResult): void {
+function count(stats: { entries: number; hashedFiles: number; hashedBytes: number }, scan: ScanResult): void {
   stats.entries += scan.entries.length;
   stats.hashedFiles += scan.counters.hashedFiles;
+  stats.hashedBytes += scan.counters.hashedBytes;
 }
 
 /** Where a symlink points; null when it is missing or not a symlink (EINVAL). Other errors are thrown. */

@@ -216,6 +216,7 @@ export class ScanScheduler {
         await this.#setUp();
       }
       const stats = await this.#scanAll(false);
+      this.#log.info({ deploymentId, entries: stats.entries, hashedFiles: stats.hashedFiles, hashedBytes: stats.hashedBytes, elapsedMs: Math.round(stats.elapsedMs) }, 'scanned for drift after the task');
       this.#options.keeper.becomeReady();
       // Not awaited: delivery retries while the server is away, and must not hold up the next scan.
       void this.#options.publisher.publish({ kind: 'deployment', deploymentId }, false, stats, true);

@@ -37,7 +37,8 @@ import { groupFindings } from '../drift/drift-findings.js';
 import { dropEditedCacheCopies, restoreReleaseEntry, type RestoreContext } from '../drift/drift-revert.js';
 import type { ManifestStore } from './manifest-store.js';
 import { loadReleaseManifest, type ManifestFetcher } from './release-baseline.js';
-import { sameButLinks, signatureInode, signatureLinks, statSignature, StatRecordStore, type StatRecord, type StatSignature } from './stat-record.js';
+import { StatCache } from '../../fim/stat-cache.js';
+import { sameButLinks, scannerSignature, signatureInode, signatureLinks, statSignature, StatRecordStore, type StatRecord, type StatSignature } from './stat-record.js';
 
 /** What the verifier needs from the agent. */
 export interface ReleaseVerifierOptions {
@@ -315,6 +316,26 @@ export class ReleaseVerifier {
         );
       }
       return findings;
+    });
+  }
+
+  /**
+   * The scanner's stat cache of a release tree, seeded from its stat record: each file Lockstep recorded (at
+   * staging, or hashed and found right since) with its manifest hash. The check after activation and the drift
+   * baseline of a new release are then a stat walk that hashes only what changed since the record (issue 12:
+   * hash each file once per deployment). Empty when the release has no record.
+   */
+  recordedStatCache(layout: DeployLayout, releaseId: string): Promise<StatCache> {
+    return this.#exclusive(async () => {
+      const dir = releaseDir(layout, releaseId);
+      const cache = new StatCache(dir);
+      const record = await this.#records.read(releaseId);
+      if (record === undefined) return cache;
+      for (const entry of record.manifest.entries) {
+        const signature = record.stats.get(entry.path);
+        if (entry.type === 'file' && signature !== null && signature !== undefined) cache.set(entry.path, scannerSignature(signature), entry.sha256);
+      }
+      return cache;
     });
   }
 

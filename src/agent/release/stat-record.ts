@@ -41,6 +41,15 @@ export function signatureInode(signature: StatSignature): string {
   return signature.slice(0, signature.indexOf(':'));
 }
 
+/**
+ * The same lstat as the scanner's stat-cache signature ("size:mtimeNs:ctimeNs:ino:mode:uid:gid", see EntryStat):
+ * the record taken at staging then seeds the drift scanner's cache, so a new release is not hashed again.
+ */
+export function scannerSignature(signature: StatSignature): string {
+  const field = signature.split(':');
+  return [field[FIELD.size], field[FIELD.mtimeNs], field[FIELD.ctimeNs], field[FIELD.ino], field[FIELD.mode], field[FIELD.uid], field[FIELD.gid]].join(':');
+}
+
 /** The link count of a signature. */
 export function signatureLinks(signature: StatSignature): number {
   return Number(signature.split(':')[FIELD.nlink]);
