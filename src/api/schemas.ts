@@ -288,6 +288,10 @@ export const driftEntryAttrs = z.strictObject({
   /** unreadable, vanished, loop, too-large. */
   problem: z.string().max(32).optional(),
   detail: z.string().max(500).optional(),
+  /** A package finding (type `other`, special `package`): the version installed (see docs/system-changes.md). */
+  version: z.string().max(256).optional(),
+  /** A file finding: the package that owns the file according to dpkg (a hand edit of a packaged file). */
+  ownedBy: z.string().max(256).optional(),
 });
 export type DriftEntryAttrs = z.infer<typeof driftEntryAttrs>;
 
