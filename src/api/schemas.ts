@@ -157,6 +157,8 @@ export const statusResponse = z.object({
       firecall: firecallSummary.nullable().optional(),
     }),
   ),
+  /** Scheduled parity (`parity:` in lockstep.yaml): per pair, the undeclared differences of the last check. Absent from older servers. */
+  parity: z.array(z.object({ a: z.string(), b: z.string(), undeclared: z.number(), since: z.string().nullable(), checkedAt: z.string().nullable() })).optional(),
 });
 export type StatusResponse = z.infer<typeof statusResponse>;
 

@@ -19,6 +19,7 @@ import { loadOrCreateSigningKey } from '../audit/signing-key.js';
 import { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.js';
 import { closeExpiredFirecalls } from './firecall/firecall-service.js';
 import { sweepHostPresence } from './hosts/host-presence-service.js';
+import { sweepParity } from './drift/parity-watch-service.js';
 
 /** Below this, a busy but healthy agent would be judged offline between two requests. */
 const MIN_OFFLINE_AFTER_MS = 2000;
@@ -160,6 +161,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       .catch((error: unknown) => options.logger.error({ err: error }, 'closing expired fire calls failed'))
       .then(() => sweepHostPresence(context, startedAt))
       .catch((error: unknown) => options.logger.error({ err: error }, 'alerting on hosts that went offline or silent failed'))
+      .then(() => sweepParity(context))
+      .catch((error: unknown) => options.logger.error({ err: error }, 'scheduled parity failed'))
       .finally(() => {
         sweeping = false;
       });

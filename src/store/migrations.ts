@@ -299,6 +299,18 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0010_i14-drift-parity': {
+    async up(db: Kysely<unknown>) {
+      // What scheduled parity last found per environment pair, so a restarted server alerts no difference twice.
+      await db.schema
+        .createTable('parity_alert_states')
+        .addColumn('pair', 'text', (c) => c.primaryKey())
+        .addColumn('differences', 'text', (c) => c.notNull())
+        .addColumn('since', 'text')
+        .addColumn('checked_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 /** The migrations, in order, for Kysely's Migrator. */

@@ -14,6 +14,7 @@ import type { DriftReadRepo, DriftWriteRepo } from './drift-repo.js';
 import type { FirecallReadRepo, FirecallWriteRepo } from './firecall-repo.js';
 import type { HostAlertStateReadRepo, HostAlertStateWriteRepo } from './host-alert-state-repo.js';
 import type { HostFactsReadRepo, HostFactsWriteRepo } from './host-facts-repo.js';
+import type { ParityAlertStateReadRepo, ParityAlertStateWriteRepo } from './parity-alert-state-repo.js';
 import type { HostReadRepo, HostWriteRepo } from './host-repo.js';
 import type { ReleaseReadRepo, ReleaseWriteRepo } from './release-repo.js';
 import type { TokenReadRepo, TokenWriteRepo } from './token-repo.js';
@@ -26,6 +27,7 @@ export type { DriftItemFilter, DriftItemRow, DriftScanRow } from './drift-repo.j
 export type { FirecallHostRow, FirecallRecordRow, FirecallRow } from './firecall-repo.js';
 export type { HostAlertStateRow } from './host-alert-state-repo.js';
 export type { HostFactsRow } from './host-facts-repo.js';
+export type { ParityAlertStateRow } from './parity-alert-state-repo.js';
 export type { HostRow } from './host-repo.js';
 export type { ReleaseEnvironmentRow, ReleaseRow } from './release-repo.js';
 export type { TokenRow } from './token-repo.js';
@@ -38,6 +40,7 @@ export interface ReadRepo
     HostReadRepo,
     HostFactsReadRepo,
     HostAlertStateReadRepo,
+    ParityAlertStateReadRepo,
     DeploymentReadRepo,
     AuditReadRepo,
     FirecallReadRepo,
@@ -54,6 +57,7 @@ export interface WriteRepo
     HostWriteRepo,
     HostFactsWriteRepo,
     HostAlertStateWriteRepo,
+    ParityAlertStateWriteRepo,
     DeploymentWriteRepo,
     AuditWriteRepo,
     FirecallWriteRepo,
