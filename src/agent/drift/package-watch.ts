@@ -27,6 +27,8 @@ export class PackageWatch {
   /** null: the host has no dpkg database (no package drift). */
   #installed: Record<string, string> | null = null;
   #baseline: Record<string, string> | undefined;
+  /** The stored baseline was looked for (once: a host without dpkg has none to read every scan). */
+  #baselineRead = false;
   #operations: ReadonlyMap<string, DpkgOperation> = new Map();
   /** Package → the paths of its file list; a removed package's list is kept while the baseline still has it. */
   #files = new Map<string, readonly string[]>();
@@ -67,7 +69,7 @@ export class PackageWatch {
     const status = join(this.#root, 'var/lib/dpkg/status');
     const info = await ifMissing(stat(status, { bigint: true }));
     const signature = info === undefined ? 'none' : `${info.size}:${info.mtimeNs}:${info.ino}`;
-    if (signature !== this.#signature || this.#baseline === undefined) {
+    if (signature !== this.#signature || (this.#baseline === undefined && this.#installed !== null)) {
       const text = info === undefined ? undefined : await ifMissing(readFile(status, 'utf8'));
       this.#installed = text === undefined ? null : parseDpkgStatus(text);
       this.#conffiles = parseConffiles(text ?? '');
@@ -76,7 +78,8 @@ export class PackageWatch {
         await this.#readFileLists();
         this.#operations = parseDpkgLog((await ifMissing(readFile(join(this.#root, 'var/log/dpkg.log'), 'utf8'))) ?? '');
       }
-      if (this.#baseline === undefined) {
+      if (this.#baseline === undefined && !this.#baselineRead) {
+        this.#baselineRead = true;
         this.#baseline = await this.#state.readPackageBaseline();
         if (this.#baseline === undefined && this.#installed !== null) this.rebaseline(null);
       }
