@@ -1,6 +1,6 @@
 /**
  * Host facts for `lockstep parity`: OS, kernel, architecture, installed
- * packages and the watched paths' digests, read under the agent's --root (so
+ * packages, the watched paths' digests and the system facts (system-facts.ts), read under the agent's --root (so
  * sandbox hosts can differ), sent at start and whenever they change.
  */
 import { execFile } from 'node:child_process';
@@ -13,6 +13,7 @@ import { canonicalJson } from '../core/manifest.js';
 import type { HostFacts } from '../core/parity.js';
 import { isTransient, retry, sleep } from './retry.js';
 import { ifMissing } from '../core/errors.js';
+import { readSystemFacts } from './system-facts.js';
 
 /** How often facts are re-read; reading is cheap (a stat of the package database decides whether to parse it). */
 export const FACTS_CHECK_MS = 60_000;
@@ -90,7 +91,14 @@ export class HostFactsReader {
   /** The facts now; `watched` comes from the drift monitor. */
   async read(watched: Readonly<Record<string, string>>): Promise<HostFacts> {
     const paths = Object.keys(watched).sort().slice(0, MAX_WATCHED);
-    return { os: await this.os(), kernel: release().slice(0, MAX_TEXT), arch: arch(), packages: await this.packages(), watched: Object.fromEntries(paths.map((path) => [path, watched[path] ?? ''])) };
+    return {
+      os: await this.os(),
+      kernel: release().slice(0, MAX_TEXT),
+      arch: arch(),
+      packages: await this.packages(),
+      watched: Object.fromEntries(paths.map((path) => [path, watched[path] ?? ''])),
+      system: await readSystemFacts(this.root),
+    };
   }
 
   private async os(): Promise<HostFacts['os']> {

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import * as api from './schemas.js';
+import { packageNameOf } from '../core/drift-items.js';
 import type { RouteName } from './routes.js';
 
 /** What is validated of one route; absent: the route has none of it (or it is a stream). */
@@ -32,7 +33,7 @@ const absolutePath = z
   .string()
   .min(1)
   .max(4096)
-  .refine((path) => path.startsWith('/') && !path.split('/').includes('..') && !path.includes('\0'), 'expected an absolute path without ".." segments');
+  .refine((path) => (path.startsWith('/') && !path.split('/').includes('..') && !path.includes('\0')) || packageNameOf(path) !== undefined, 'expected an absolute path without ".." segments, or package:NAME');
 /** Seconds a long poll may wait on the server. */
 const waitSeconds = (fallback: number) => z.coerce.number().min(0).max(30).default(fallback);
 const limit = (fallback: number, max: number) => z.coerce.number().int().min(1).max(max).default(fallback);

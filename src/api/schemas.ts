@@ -9,6 +9,7 @@ import { AGENT_COMMAND_KINDS, AGENT_COMMAND_STATES, DRIFT_ITEM_STATES, DRIFT_SCO
 import { FIRECALL_APPROVALS, FIRECALL_RECORD_KINDS, RECONCILE_MODES } from '../core/firecall-kinds.js';
 import { USER_ROLES } from '../core/token-roles.js';
 import { FORBIDDEN_ENTRY_TYPES } from '../core/manifest.js';
+import { SYSTEM_CATEGORIES, type SystemCategory } from '../core/parity.js';
 
 /** The largest id or count an integer column holds: PostgreSQL's integer stops at 2^31 - 1 (a larger one in a query is an error there, not "not found"). */
 export const MAX_STORED_INT = 2_147_483_647;
@@ -191,6 +192,8 @@ export const statusResponse = z.object({
       firecall: firecallSummary.nullable().optional(),
     }),
   ),
+  /** Scheduled parity (`parity:` in lockstep.yaml): per pair, the undeclared differences of the last check. Absent from older servers. */
+  parity: z.array(z.object({ a: z.string(), b: z.string(), undeclared: z.number(), since: z.string().nullable(), checkedAt: z.string().nullable() })).optional(),
 });
 export type StatusResponse = z.infer<typeof statusResponse>;
 
@@ -336,6 +339,10 @@ export const driftEntryAttrs = z.strictObject({
   /** unreadable, vanished, loop, too-large. */
   problem: z.string().max(32).optional(),
   detail: z.string().max(500).optional(),
+  /** A package finding (type `other`, special `package`): the version installed (see docs/system-changes.md). */
+  version: z.string().max(256).optional(),
+  /** A file finding: the package that owns the file according to dpkg (a hand edit of a packaged file). */
+  ownedBy: z.string().max(256).optional(),
 });
 export type DriftEntryAttrs = z.infer<typeof driftEntryAttrs>;
 
@@ -671,6 +678,12 @@ const MAX_WATCHED = 100_000;
 const boundedRecord = (key: z.ZodString, value: z.ZodString, max: number, what: string) =>
   z.record(key, value).refine((record) => Object.keys(record).length <= max, { message: `at most ${max} ${what}` });
 
+/** At most this many entries per system category (units, users, ports, …): a busy host has a few hundred. */
+const MAX_SYSTEM_ENTRIES = 10_000;
+const systemEntries = boundedRecord(z.string().min(1).max(256), z.string().max(256), MAX_SYSTEM_ENTRIES, 'entries');
+/** One source of system facts (SystemFactSet in src/core/parity.ts): per category, name → value. */
+const systemFactSet = z.strictObject(Object.fromEntries(SYSTEM_CATEGORIES.map((category) => [category, systemEntries.optional()])) as Record<SystemCategory, z.ZodOptional<typeof systemEntries>>);
+
 /**
  * What an agent reports about its host for `lockstep parity` (the shape of HostFacts in src/core/parity.ts).
  * `watched`: absolute host path → a short digest of the entry as it is now (type, mode, owner, hash or target).
@@ -683,6 +696,7 @@ export const hostFacts = z.strictObject({
     .strictObject({ manager: z.enum(['dpkg', 'rpm']), installed: boundedRecord(z.string().min(1).max(256), z.string().max(256), MAX_PACKAGES, 'packages') })
     .nullable(),
   watched: boundedRecord(z.string().min(1).max(4096).startsWith('/'), z.string().max(200), MAX_WATCHED, 'watched paths'),
+  system: z.strictObject({ configured: systemFactSet, live: systemFactSet }).optional(),
 });
 export type HostFactsBody = z.infer<typeof hostFacts>;
 
@@ -691,13 +705,15 @@ export const factsReport = z.strictObject({ host: hostName, facts: hostFacts });
 export type FactsReport = z.infer<typeof factsReport>;
 
 const parityDifference = z.object({
-  category: z.enum(['release', 'var', 'secret', 'fact', 'package', 'watched']),
+  category: z.enum(['release', 'var', 'secret', 'fact', 'package', 'watched', ...SYSTEM_CATEGORIES]),
   name: z.string(),
   /** Values per environment (or, within an environment, per host); empty: absent. */
   values: z.record(z.string(), z.array(z.string())),
   declared: z.boolean(),
   /** Set when two hosts of one environment differ. */
   within: z.object({ env: z.string(), host: z.string(), reference: z.string() }).nullable(),
+  /** A system fact read from the live system rather than from files under the agent's root. */
+  live: z.boolean().optional(),
   files: z.array(z.object({ path: z.string(), onlyIn: z.string().nullable() })).optional(),
   fileCount: z.number().optional(),
 });

@@ -321,6 +321,12 @@ export async function status(client: LockstepClient, env: string | undefined, op
   else {
     line(color.bold(`app ${result.app}`));
     for (const environment of result.environments) printEnvironment(environment);
+    const pairs = result.parity ?? [];
+    if (pairs.length > 0) line('');
+    for (const pair of pairs) {
+      const what = pair.checkedAt === null ? color.dim('not checked yet') : pair.undeclared === 0 ? color.green('no undeclared differences') : color.red(`${pair.undeclared} undeclared difference${pair.undeclared === 1 ? '' : 's'} since ${pair.since ?? '?'}`);
+      line(`parity ${pair.a} vs ${pair.b}: ${what}${pair.checkedAt === null ? '' : color.dim(` (checked ${ago(pair.checkedAt)})`)}`);
+    }
   }
   const diverged = result.environments.flatMap((environment) => environment.hosts.filter((host) => host.diverged === true).map((host) => `${host.name} (${environment.name})`));
   if (options.exitCode === true && diverged.length > 0) {

@@ -37,6 +37,7 @@ export async function driftList(client: LockstepClient, target: string | undefin
 /** One side of a finding in a few words: type, mode, owner, hash or target, problem. */
 export function describeAttrs(attrs: DriftEntryAttrs | null): string {
   if (attrs === null) return '(absent)';
+  if (attrs.special === 'package') return `${attrs.version ?? '?'}${attrs.detail ? ` (${attrs.detail})` : ''}`;
   const parts: string[] = [attrs.type === 'other' ? (attrs.special ?? 'special') : attrs.type];
   if (attrs.mode !== undefined && attrs.type !== 'symlink') parts.push(attrs.mode.toString(8).padStart(4, '0'));
   if (attrs.uid !== undefined || attrs.gid !== undefined) parts.push(`${attrs.uid ?? '?'}:${attrs.gid ?? '?'}`);
@@ -44,6 +45,7 @@ export function describeAttrs(attrs: DriftEntryAttrs | null): string {
   else if (attrs.size !== undefined && attrs.type === 'file') parts.push(`${attrs.size} B`);
   if (attrs.target !== undefined) parts.push(`-> ${attrs.target}`);
   if (attrs.problem !== undefined) parts.push(`(${attrs.problem}${attrs.detail ? `: ${attrs.detail}` : ''})`);
+  if (attrs.ownedBy !== undefined) parts.push(`(package ${attrs.ownedBy})`);
   return parts.join(' ');
 }
 

@@ -30,8 +30,8 @@ export function addDriftCommands(root: Command, client: () => LockstepClient): v
     .action(async (target: string, options: { path?: string[]; reason?: string; json?: boolean }) => (await load()).driftRevert(client(), target, options.path, options.reason, options));
   drift
     .command('accept <host>')
-    .description('admin: make the current state of watched paths the baseline (release files must be adopted instead)')
-    .requiredOption('--path <path...>', 'the drifted watched paths to accept')
+    .description("admin: make the current state of watched paths, or a package's new version (--path package:NAME), the baseline (release files must be adopted instead)")
+    .requiredOption('--path <path...>', 'the drifted watched paths (or package:NAME) to accept')
     .requiredOption('--reason <text>', 'why (recorded)')
     .addOption(jsonOption())
     .action(async (host: string, options: { path: string[]; reason: string; json?: boolean }) => (await load()).driftAccept(client(), host, options.path, options.reason, options));

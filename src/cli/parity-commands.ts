@@ -27,8 +27,13 @@ export async function parity(client: LockstepClient, a: string, b: string, optio
 function printParity(result: ParityResponse): void {
   const score = `${result.score}%`;
   line(`parity ${result.a} vs ${result.b}: ${result.undeclared > 0 ? color.red(score) : color.green(score)} (${result.compared} items compared: ${result.equal} equal, ${result.declared} declared, ${result.undeclared} undeclared)`);
+  let group = '';
   for (const difference of result.differences) {
-    line(formatDifference(difference, result.a, result.b));
+    // Grouped by what differs (the differences arrive sorted by category): a heading per group.
+    const heading = GROUP_HEADINGS[difference.category];
+    if (heading !== group) line(color.dim(`${heading}:`));
+    group = heading;
+    line(`  ${formatDifference(difference, result.a, result.b)}`);
     const files = difference.files ?? [];
     for (const file of files.slice(0, FILES_SHOWN)) line(`    ${file.onlyIn === null ? `~ ${file.path}` : `${file.onlyIn === result.a ? '-' : '+'} ${file.path} (only in ${file.onlyIn})`}`);
     const more = (difference.fileCount ?? files.length) - Math.min(files.length, FILES_SHOWN);
@@ -43,9 +48,9 @@ function printParity(result: ParityResponse): void {
  */
 export function formatDifference(difference: Difference, a: string, b: string): string {
   const label = difference.declared ? color.yellow('declared') : color.red('undeclared');
-  const what = difference.category === 'release' || difference.category === 'fact' ? difference.name : `${difference.category} ${difference.name}`;
+  const what = `${difference.category === 'release' || difference.category === 'fact' ? difference.name : `${difference.category} ${difference.name}`}${difference.live ? ' (live)' : ''}`;
   const sides = difference.within ? [difference.within.reference, difference.within.host] : [a, b];
-  const values = sides.map((side) => `${side}=${shown(difference.values[side] ?? [], difference.category)}`).join(' ');
+  const values = sides.map((side) => `${side}=${shown(difference.values[side] ?? [], difference.category, difference.live === true)}`).join(' ');
   const files = difference.category === 'release' && difference.fileCount ? `: ${difference.fileCount} file${difference.fileCount === 1 ? '' : 's'} differ` : '';
   if (difference.within) return `${label}  host ${difference.within.host} differs from ${difference.within.reference} in ${difference.within.env}: ${what}: ${values}`;
   return `${label}  ${what}: ${values}${files}`;
@@ -58,9 +63,33 @@ const ABSENT: Readonly<Record<Difference['category'], string>> = {
   fact: '(unknown)',
   package: '(not installed)',
   watched: '(absent)',
+  service: '(not enabled)',
+  user: '(no such user)',
+  group: '(no such group)',
+  sysctl: '(not set)',
+  port: '(not listening)',
+  mount: '(not mounted)',
+  module: '(not loaded)',
 };
 
-function shown(values: readonly string[], category: Difference['category']): string {
-  if (values.length === 0) return ABSENT[category];
+/** The group heading of each category in the printed comparison. */
+const GROUP_HEADINGS: Readonly<Record<Difference['category'], string>> = {
+  release: 'release',
+  var: 'vars',
+  secret: 'secrets',
+  fact: 'host facts',
+  package: 'packages',
+  watched: 'watched paths',
+  service: 'services',
+  user: 'users',
+  group: 'groups',
+  sysctl: 'sysctl',
+  port: 'listening ports',
+  mount: 'mounts',
+  module: 'kernel modules',
+};
+
+function shown(values: readonly string[], category: Difference['category'], live: boolean): string {
+  if (values.length === 0) return live && category === 'service' ? '(not running)' : ABSENT[category];
   return values.length === 1 ? (values[0] ?? '') : `{${values.join(', ')}}`;
 }

@@ -246,6 +246,19 @@ const environmentSchema = z.strictObject({
   secrets_in_env: z.boolean().optional(),
 });
 
+/** The shortest period of scheduled parity checks: each one reads every host's facts. */
+export const MIN_PARITY_EVERY_MS = 10_000;
+
+/** `parity:`: environment pairs the server compares by itself, every period and after each deployment to either. */
+const parityWatchSchema = z
+  .strictObject({
+    pairs: z
+      .array(z.tuple([z.string().regex(NAME, 'expected an environment name'), z.string().regex(NAME, 'expected an environment name')], { message: 'expected a pair of environments such as [test, production]' }))
+      .min(1, 'expected at least one pair such as [test, production]'),
+    every: duration('1h').refine((ms) => ms >= MIN_PARITY_EVERY_MS, { message: 'expected at least 10s' }),
+  })
+  .optional();
+
 /** The schema of lockstep.yaml. Unknown keys are errors: a typo must not silently disable a gate. */
 export const configSchema = z.strictObject({
   app: z.string().regex(NAME, 'expected an application name of lowercase letters, digits and - (at most 32)'),
@@ -260,6 +273,7 @@ export const configSchema = z.strictObject({
    * Absent: false.
    */
   secrets_in_env: z.boolean().optional(),
+  parity: parityWatchSchema,
   environments: z
     .record(z.string().regex(NAME, 'expected an environment name of lowercase letters, digits and - (at most 32)'), environmentSchema)
     .refine((envs) => Object.keys(envs).length > 0, { message: 'expected at least one environment' }),
@@ -390,6 +404,12 @@ export function promotionOrder(config: Config): string[] {
 function environmentGraphProblems(doc: Document, lineCounter: LineCounter, config: Config): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   const names = Object.keys(config.environments);
+  for (const [index, [a, b]] of (config.parity?.pairs ?? []).entries()) {
+    for (const [side, env] of [a, b].entries()) {
+      if (config.environments[env] === undefined) problems.push(locate(doc, lineCounter, ['parity', 'pairs', index, side], `expected one of ${names.join(', ')}; found "${env}"`));
+    }
+    if (a === b) problems.push(locate(doc, lineCounter, ['parity', 'pairs', index], 'compare two different environments'));
+  }
   for (const [name, env] of Object.entries(config.environments)) {
     if ((env.firecall?.notify.email.length ?? 0) > 0 && env.alerts.email === undefined) {
       problems.push(locate(doc, lineCounter, ['environments', name, 'firecall', 'notify', 'email'], 'fire-call email goes through alerts.email (its smtp and from); configure alerts.email in this environment'));

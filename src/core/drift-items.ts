@@ -3,8 +3,8 @@
  * lists with the unions built from them (store rows and wire schemas share them).
  */
 
-/** `release`: a path of the active release; `watch`: a path under a watched path. */
-export const DRIFT_SCOPES = ['release', 'watch'] as const;
+/** `release`: a path of the active release; `watch`: a path under a watched path; `package`: an OS package (path `package:NAME`). */
+export const DRIFT_SCOPES = ['release', 'watch', 'package'] as const;
 /** Where a drifted path lies (see DRIFT_SCOPES). */
 export type DriftScope = (typeof DRIFT_SCOPES)[number];
 
@@ -24,3 +24,16 @@ export type AgentCommandKind = (typeof AGENT_COMMAND_KINDS)[number];
 export const AGENT_COMMAND_STATES = ['pending', 'sent', 'done', 'failed'] as const;
 /** A command's state (see AGENT_COMMAND_STATES). */
 export type AgentCommandState = (typeof AGENT_COMMAND_STATES)[number];
+
+/** How a package drift item is named where paths name the others: `package:NAME` (NAME as dpkg lists it, `name:arch` when multiarch). */
+export const PACKAGE_ITEM_PREFIX = 'package:';
+
+/** The item path of a package. */
+export function packageItemPath(name: string): string {
+  return `${PACKAGE_ITEM_PREFIX}${name}`;
+}
+
+/** The package a `package:NAME` item path names (a valid Debian package name, optionally `:arch`), else undefined. */
+export function packageNameOf(path: string): string | undefined {
+  return /^package:([a-z0-9][a-z0-9+.-]*(?::[a-z0-9-]+)?)$/.exec(path)?.[1];
+}

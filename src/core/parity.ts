@@ -16,6 +16,21 @@ export interface HostFacts {
   readonly packages: { readonly manager: 'dpkg' | 'rpm'; readonly installed: Readonly<Record<string, string>> } | null;
   /** Absolute host path → digest of the watched entry as it is now. */
   readonly watched: Readonly<Record<string, string>>;
+  /** Units, users, sysctl values, ports, mounts, modules (absent: an agent older than these facts). */
+  readonly system?: SystemFacts | undefined;
+}
+
+/** The system facts compared one by one, each declared as `CATEGORY:NAME` (e.g. `service:nginx.service`, `port:443`). */
+export const SYSTEM_CATEGORIES = ['service', 'user', 'group', 'sysctl', 'port', 'mount', 'module'] as const;
+export type SystemCategory = (typeof SYSTEM_CATEGORIES)[number];
+
+/** Per category, name → value; a category left out was not read (e.g. running units in a sandbox), so it is not compared. */
+export type SystemFactSet = Readonly<Partial<Record<SystemCategory, Readonly<Record<string, string>>>>>;
+
+/** System facts by source: read from files under the agent's --root, or from the live system (the kernel, systemd). */
+export interface SystemFacts {
+  readonly configured: SystemFactSet;
+  readonly live: SystemFactSet;
 }
 
 /** One host as parity sees it. */
@@ -35,12 +50,12 @@ export interface ParityEnvironment {
   readonly vars: Readonly<Record<string, string>>;
   /** Secret name → a keyed digest of its value: equal digests, equal values; never a value itself. */
   readonly secrets: Readonly<Record<string, string>>;
-  /** Its `declared_differences`: var names, `secret:NAME`, `fact:NAME`, `package:NAME`, `watch:PATH`. */
+  /** Its `declared_differences`: var names, `secret:NAME`, `fact:NAME`, `package:NAME`, `watch:PATH`, `CATEGORY:NAME` of SYSTEM_CATEGORIES. */
   readonly declared: readonly string[];
   readonly hosts: readonly ParityHost[];
 }
 
-export type ParityCategory = 'release' | 'var' | 'secret' | 'fact' | 'package' | 'watched';
+export type ParityCategory = 'release' | 'var' | 'secret' | 'fact' | 'package' | 'watched' | SystemCategory;
 
 /** The facts compared by name (`fact:NAME` declares one). */
 export const FACT_NAMES = ['os', 'kernel', 'arch'] as const;
@@ -68,6 +83,8 @@ export interface ParityDifference {
   readonly declared: boolean;
   /** Set when two hosts of one environment differ: `host` differs from `reference`, which holds the most common value. */
   readonly within: { readonly env: string; readonly host: string; readonly reference: string } | null;
+  /** A system fact read from the live system (kernel, systemd), not from files under the agent's root. */
+  readonly live?: boolean;
   /** For the release: the files that differ (at most MAX_FILES; `fileCount` says how many in all). */
   readonly files?: readonly ParityFile[];
   readonly fileCount?: number;
@@ -94,7 +111,8 @@ export interface ParityResult {
 /** At most this many differing files are listed per release difference. */
 export const MAX_FILES = 1000;
 
-const CATEGORY_ORDER: readonly ParityCategory[] = ['release', 'var', 'secret', 'fact', 'package', 'watched'];
+const CATEGORY_ORDER: readonly ParityCategory[] = ['release', 'var', 'secret', 'fact', 'package', 'watched', ...SYSTEM_CATEGORIES];
+const SOURCES = ['configured', 'live'] as const;
 
 /** Compares environment `a` with environment `b`. */
 export function compareEnvironments(a: ParityEnvironment, b: ParityEnvironment): ParityResult {
@@ -141,6 +159,7 @@ export function compareEnvironments(a: ParityEnvironment, b: ParityEnvironment):
       const values = { [a.name]: distinct(factsA.map((host) => host.facts.watched[path])), [b.name]: distinct(factsB.map((host) => host.facts.watched[path])) };
       tally.item(sameValues(values) ? [] : [{ category: 'watched', name: path, values, declared: declaredBetween.watched(path), within: null }]);
     }
+    compareSystemBetween(a.name, factsA, b.name, factsB, declaredBetween, tally);
   } else {
     const silent = [factsA.length === 0 ? a.name : undefined, factsB.length === 0 ? b.name : undefined].filter((name) => name !== undefined);
     notes.push(`host facts not compared: no host of ${silent.join(' or ')} reported any`);
@@ -151,6 +170,23 @@ export function compareEnvironments(a: ParityEnvironment, b: ParityEnvironment):
   const differences = tally.differences.sort(byOrder);
   const score = tally.compared === 0 ? 100 : Math.floor((1000 * (tally.compared - tally.undeclared)) / tally.compared) / 10;
   return { a: a.name, b: b.name, score, compared: tally.compared, equal: tally.compared - tally.declared - tally.undeclared, declared: tally.declared, undeclared: tally.undeclared, differences, notes };
+}
+
+/** Each system category of each source, compared between the hosts of `a` and `b` that read it. */
+function compareSystemBetween(a: string, factsA: readonly Reported[], b: string, factsB: readonly Reported[], declared: Declarations, tally: Tally): void {
+  for (const source of SOURCES) {
+    for (const category of SYSTEM_CATEGORIES) {
+      const read = (hosts: readonly Reported[]) => hosts.filter((host) => host.facts.system?.[source][category] !== undefined);
+      const hostsA = read(factsA);
+      const hostsB = read(factsB);
+      if (hostsA.length === 0 || hostsB.length === 0) continue;
+      const valueOf = (host: Reported, name: string) => host.facts.system?.[source][category]?.[name];
+      for (const name of union(...[...hostsA, ...hostsB].map((host) => Object.keys(host.facts.system?.[source][category] ?? {})))) {
+        const values = { [a]: distinct(hostsA.map((host) => valueOf(host, name))), [b]: distinct(hostsB.map((host) => valueOf(host, name))) };
+        tally.item(sameValues(values) ? [] : [{ category, name, values, declared: declared.system(category, name), within: null, ...(source === 'live' ? { live: true } : {}) }]);
+      }
+    }
+  }
 }
 
 /** Counts compared items and collects their differences. */
@@ -218,7 +254,7 @@ function factValue(facts: HostFacts, fact: (typeof FACT_NAMES)[number]): string 
 function compareHostsWithin(env: ParityEnvironment, tally: Tally): void {
   const declared = declarations(env.declared);
   const hosts = [...env.hosts].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
-  const item = (category: ParityCategory, name: string, valueOf: (host: Reported) => string | undefined, among: readonly Reported[], isDeclared: boolean) => {
+  const item = (category: ParityCategory, name: string, valueOf: (host: Reported) => string | undefined, among: readonly Reported[], isDeclared: boolean, live = false) => {
     if (among.length < 2) return;
     const byHost = among.map((host) => ({ host: host.name, value: valueOf(host) }));
     const counts = new Map<string | undefined, number>();
@@ -234,6 +270,7 @@ function compareHostsWithin(env: ParityEnvironment, tally: Tally): void {
           values: { [reference.host]: present(reference.value), [entry.host]: present(entry.value) },
           declared: isDeclared,
           within: { env: env.name, host: entry.host, reference: reference.host },
+          ...(live ? { live: true } : {}),
         })),
     );
   };
@@ -250,9 +287,19 @@ function compareHostsWithin(env: ParityEnvironment, tally: Tally): void {
   for (const path of union(...withFacts.map((host) => Object.keys(host.facts.watched)))) {
     item('watched', path, (host) => host.facts.watched[path], withFacts, declared.watched(path));
   }
+  for (const source of SOURCES) {
+    for (const category of SYSTEM_CATEGORIES) {
+      const among = withFacts.filter((host) => host.facts.system?.[source][category] !== undefined);
+      for (const name of union(...among.map((host) => Object.keys(host.facts.system?.[source][category] ?? {})))) {
+        item(category, name, (host) => host.facts.system?.[source][category]?.[name], among, declared.system(category, name), source === 'live');
+      }
+    }
+  }
 }
 
 const EMPTY_FACTS: HostFacts = { os: { id: '', version: '' }, kernel: '', arch: '', packages: null, watched: {} };
+
+type Declarations = ReturnType<typeof declarations>;
 
 /** Which differences a list of declared_differences entries declares. */
 function declarations(entries: readonly string[]) {
@@ -265,6 +312,8 @@ function declarations(entries: readonly string[]) {
     package: (name: string) => set.has(`package:${name}`),
     // A declared directory declares everything under it.
     watched: (path: string) => watchPaths.some((declared) => path === declared || path.startsWith(`${declared}/`)),
+    // `port:443` declares 443/tcp and 443/udp; `port:443/tcp` only the one.
+    system: (category: SystemCategory, name: string) => set.has(`${category}:${name}`) || (category === 'port' && set.has(`port:${name.split('/')[0] ?? ''}`)),
   };
 }
 

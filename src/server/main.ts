@@ -21,6 +21,7 @@ import { closeExpiredFirecalls } from './firecall/firecall-service.js';
 import { sweepHostPresence } from './hosts/host-presence-service.js';
 import { SECRET_KEY_FILE } from './secrets/secret-key.js';
 import { isLoopbackAddress, loadOperatorTls, loadOrCreateOwnTls, serverNames, type ServerTls } from './tls/server-tls.js';
+import { sweepParity } from './drift/parity-watch-service.js';
 
 /** Below this, a busy but healthy agent would be judged offline between two requests. */
 const MIN_OFFLINE_AFTER_MS = 2000;
@@ -199,6 +200,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       .catch((error: unknown) => options.logger.error({ err: error }, 'closing expired fire calls failed'))
       .then(() => sweepHostPresence(context, startedAt))
       .catch((error: unknown) => options.logger.error({ err: error }, 'alerting on hosts that went offline or silent failed'))
+      .then(() => sweepParity(context))
+      .catch((error: unknown) => options.logger.error({ err: error }, 'scheduled parity failed'))
       .finally(() => {
         sweeping = false;
       });

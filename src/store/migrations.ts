@@ -324,6 +324,18 @@ const migrations: Record<string, Migration> = {
       }
     },
   },
+  '0012_parity_alert_states': {
+    async up(db: Kysely<unknown>) {
+      // What scheduled parity last found per environment pair, so a restarted server alerts no difference twice.
+      await db.schema
+        .createTable('parity_alert_states')
+        .addColumn('pair', 'text', (c) => c.primaryKey())
+        .addColumn('differences', 'text', (c) => c.notNull())
+        .addColumn('since', 'text')
+        .addColumn('checked_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 /** The migrations, in order, for Kysely's Migrator. */

@@ -364,7 +364,20 @@ export interface SecretsTable {
   set_at: string;
 }
 
+// ---- scheduled parity (src/server/drift/parity-watch-service.ts) ----
+
+export interface ParityAlertStatesTable {
+  /** `A B`: the pair as lockstep.yaml names it. */
+  pair: string;
+  /** JSON array of the undeclared differences (keys) found at the last check, sorted. */
+  differences: string;
+  /** Since when at least one undeclared difference was found without a break (null: none now). */
+  since: string | null;
+  checked_at: string;
+}
+
 // Merged into Database above.
 export interface Database {
   secrets: SecretsTable;
+  parity_alert_states: ParityAlertStatesTable;
 }

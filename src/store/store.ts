@@ -14,6 +14,7 @@ import type { DriftReadRepo, DriftWriteRepo } from './drift-repo.js';
 import type { FirecallReadRepo, FirecallWriteRepo } from './firecall-repo.js';
 import type { HostAlertStateReadRepo, HostAlertStateWriteRepo } from './host-alert-state-repo.js';
 import type { HostFactsReadRepo, HostFactsWriteRepo } from './host-facts-repo.js';
+import type { ParityAlertStateReadRepo, ParityAlertStateWriteRepo } from './parity-alert-state-repo.js';
 import type { HostReadRepo, HostWriteRepo } from './host-repo.js';
 import type { ReleaseReadRepo, ReleaseWriteRepo } from './release-repo.js';
 import type { SecretReadRepo, SecretWriteRepo } from './secret-repo.js';
@@ -27,6 +28,7 @@ export type { DriftItemFilter, DriftItemRow, DriftScanRow } from './drift-repo.j
 export type { FirecallHostRow, FirecallRecordRow, FirecallRow } from './firecall-repo.js';
 export type { HostAlertStateRow } from './host-alert-state-repo.js';
 export type { HostFactsRow } from './host-facts-repo.js';
+export type { ParityAlertStateRow } from './parity-alert-state-repo.js';
 export type { HostRow } from './host-repo.js';
 export type { ReleaseEnvironmentRow, ReleaseRow } from './release-repo.js';
 export type { SecretRow } from './secret-repo.js';
@@ -40,6 +42,7 @@ export interface ReadRepo
     HostReadRepo,
     HostFactsReadRepo,
     HostAlertStateReadRepo,
+    ParityAlertStateReadRepo,
     DeploymentReadRepo,
     AuditReadRepo,
     FirecallReadRepo,
@@ -57,6 +60,7 @@ export interface WriteRepo
     HostWriteRepo,
     HostFactsWriteRepo,
     HostAlertStateWriteRepo,
+    ParityAlertStateWriteRepo,
     DeploymentWriteRepo,
     AuditWriteRepo,
     FirecallWriteRepo,

@@ -80,7 +80,7 @@ describe('lockstep parity', () => {
     assertExit(result, 1, 'parity with undeclared differences');
     const lines = result.stdout.trim().split('\n');
     assert.match(lines[0] ?? '', /^parity test vs production: \d+(\.\d)?% \(\d+ items compared: \d+ equal, 1 declared, 2 undeclared\)$/);
-    assert.deepEqual(lines.slice(1), ['declared  var DB_HOST: test=db.test production=db.production', 'undeclared  var DB_POOL: test=10 production=20', 'undeclared  package nginx: test=1.22.1-9 production=1.22.1-10']);
+    assert.deepEqual(lines.slice(1), ['vars:', '  declared  var DB_HOST: test=db.test production=db.production', '  undeclared  var DB_POOL: test=10 production=20', 'packages:', '  undeclared  package nginx: test=1.22.1-9 production=1.22.1-10']);
     assert.match(result.stderr, /2 undeclared differences between test and production; declare intended ones under declared_differences/);
 
     const json = await fleet.cli(['parity', 'test', 'production', '--json']);
@@ -105,9 +105,11 @@ describe('lockstep parity', () => {
     const result = await fleet.cli(['parity', 'test', 'production']);
     assertExit(result, 0, 'parity with only declared differences');
     assert.deepEqual(result.stdout.trim().split('\n').slice(1), [
-      'declared  var DB_HOST: test=db.test production=db.production',
-      'declared  var DB_POOL: test=10 production=20',
-      'declared  package nginx: test=1.22.1-9 production=1.22.1-10',
+      'vars:',
+      '  declared  var DB_HOST: test=db.test production=db.production',
+      '  declared  var DB_POOL: test=10 production=20',
+      'packages:',
+      '  declared  package nginx: test=1.22.1-9 production=1.22.1-10',
     ]);
     const parsed = await parityJson();
     assert.equal(parsed.score, 100);

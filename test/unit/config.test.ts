@@ -171,7 +171,7 @@ environments:
 
   it('lists the known keys when an unknown key resembles none of them', () => {
     assert.deepEqual(problems(`app: shop\ndeploy_to: /srv\nwebhooks: 1\nenvironments:\n  a: {}\n`), [
-      '3:1 webhooks: unknown key "webhooks" (expected one of app, deploy_to, keep_releases, watch, drift, secrets_in_env, environments)',
+      '3:1 webhooks: unknown key "webhooks" (expected one of app, deploy_to, keep_releases, watch, drift, secrets_in_env, parity, environments)',
     ]);
   });
 

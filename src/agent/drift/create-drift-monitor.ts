@@ -23,6 +23,7 @@ import type { RestoreContext } from './drift-revert.js';
 import { DriftScopes } from './drift-scopes.js';
 import { DriftStateDir, type ActiveRelease } from './drift-state.js';
 import { FindingsPublisher } from './findings-publisher.js';
+import { PackageWatch } from './package-watch.js';
 import { ScanScheduler } from './scan-scheduler.js';
 import { SerialQueue } from '../../core/serial-queue.js';
 import { WatchBaselines } from './watch-baselines.js';
@@ -67,6 +68,7 @@ export function createDriftMonitor(options: DriftMonitorOptions): DriftMonitor {
   const state = new DriftStateDir(join(options.stateDir, 'drift'));
   const queue = new SerialQueue();
   const baselines = new WatchBaselines(state, cache, logger);
+  const packages = new PackageWatch(root, state, logger);
   // The scopes' watchers report to the scheduler and read the release baseline from the keeper, both built below
   // (the callbacks run only once the monitor has started).
   const scopes: DriftScopes = new DriftScopes({
@@ -82,14 +84,16 @@ export function createDriftMonitor(options: DriftMonitorOptions): DriftMonitor {
     manifests: options.manifests,
     fetchManifest: options.fetchManifest,
     verifier: options.verifier,
+    packages,
     activated: (): ActiveRelease | null => keeper.activated,
     onChange: (record) => scheduler.changed(record),
     logger,
     signal,
   });
   const keeper = new BaselineKeeper({ root, state, baselines, scopes, queue, settings, deployTo, logger });
-  const publisher = new FindingsPublisher({ host, deployTo, cache, scopes, keeper, reporter: new DriftReporter(options.sink, logger, signal), logger });
-  const commands = new DriftCommandHandler({ host, cache, fetchBlob: options.fetchBlob, verifier: options.verifier, scopes, keeper, publisher, logger, signal });
+  const publisher = new FindingsPublisher({ host, deployTo, cache, scopes, keeper, reporter: new DriftReporter(options.sink, logger, signal), packages, logger });
+  const commands = new DriftCommandHandler({ host, cache, fetchBlob: options.fetchBlob, verifier: options.verifier, scopes, keeper, publisher, packages, logger, signal });
   const scheduler = new ScanScheduler({ state, queue, scopes, keeper, publisher, commands, cache, settings, logger, signal });
-  return new DriftMonitor({ scheduler, keeper, scopes, publisher });
+  packages.watch(() => scheduler.changed(() => undefined));
+  return new DriftMonitor({ scheduler, keeper, scopes, publisher, packages });
 }

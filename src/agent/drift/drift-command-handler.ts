@@ -18,6 +18,8 @@ import { keptRelative, releaseRelative } from './drift-findings.js';
 import { restoreReleaseEntry, restoreWatchEntry, type RestoreContext } from './drift-revert.js';
 import { addPaths, type DriftScopes, type ScanStats } from './drift-scopes.js';
 import type { FindingsPublisher } from './findings-publisher.js';
+import type { PackageWatch } from './package-watch.js';
+import { packageNameOf } from '../../core/drift-items.js';
 
 /** The outcome of a command, as the server is told (without the host). */
 export type CommandOutcome = Omit<CommandResult, 'host'>;
@@ -39,6 +41,13 @@ export interface DriftCommandHandlerOptions {
   readonly scopes: DriftScopes;
   readonly keeper: BaselineKeeper;
   readonly publisher: Pick<FindingsPublisher, 'current' | 'compute'>;
+  /** The package baseline (accept of a package finding). */
+  readonly packages?: Pick<PackageWatch, 'rebaseline' | 'attributedPaths'> | undefined;
+  /**
+   * Reinstalls the released version of a package (`drift revert` of a package finding). Not wired yet: it needs the
+   * release's packages (issue 14, release parts); it must run through DriftMonitor.ownPackageChange.
+   */
+  readonly reinstallPackage?: ((name: string, version: string | null) => Promise<void>) | undefined;
   readonly logger: Logger;
   readonly signal: AbortSignal;
 }
@@ -70,7 +79,12 @@ export class DriftCommandHandler {
       try {
         const kept = release === null ? undefined : keptRelative(release.deployTo, finding.path);
         const current = release === null ? undefined : releaseRelative(release.deployTo, finding.path);
-        if (finding.scope === 'release' && release !== null && finding.path === posix.join(release.deployTo, 'current')) {
+        if (finding.scope === 'package') {
+          const name = packageNameOf(finding.path) ?? finding.path;
+          const reinstall = this.#options.reinstallPackage;
+          if (reinstall === undefined) throw new Error(`a package cannot be reverted yet; make ${finding.expected?.version ?? 'its absence'} the released version through a release, or accept ${name}'s new version with lockstep drift accept`);
+          await reinstall(name, finding.expected?.version ?? null);
+        } else if (finding.scope === 'release' && release !== null && finding.path === posix.join(release.deployTo, 'current')) {
           // Back to the release Lockstep activated, proven to be its manifest, with one rename (a revert is Lockstep's own change).
           await verifier?.verifyTree(release.layout, release.releaseId, signal);
           await pointCurrent(release.layout, release.releaseId);
@@ -129,11 +143,15 @@ export class DriftCommandHandler {
     }
     const { selected, notes } = this.#select(paths);
     const byScope = new Map<string, Set<string>>();
-    for (const finding of selected) {
-      const located = scopes.locateWatched(finding.path);
+    const packageNames = selected.filter((finding) => finding.scope === 'package').map((finding) => packageNameOf(finding.path) ?? finding.path);
+    // Accepting a package accepts the watched files its operation changed with it: they are its new version's.
+    const hostPaths = [...selected.filter((finding) => finding.scope !== 'package').map((finding) => finding.path), ...(this.#options.packages?.attributedPaths(packageNames) ?? [])];
+    for (const path of hostPaths) {
+      const located = scopes.locateWatched(path);
       if (located !== undefined) addPaths(byScope, located.watched.scope.spec.path, [located.relative]);
     }
     const stats = await keeper.accept(byScope);
+    if (packageNames.length > 0) this.#options.packages?.rebaseline(packageNames);
     this.#log.info({ accepted: selected.map((finding) => finding.path) }, 'drift accepted into the baseline');
     const detail = [`accepted ${selected.length} ${selected.length === 1 ? 'path' : 'paths'} into the baseline`, ...notes].join('; ').slice(0, 4000);
     return { outcome: { ok: true, detail }, stats };

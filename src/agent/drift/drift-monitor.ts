@@ -17,6 +17,7 @@ import type { BaselineKeeper } from './baseline-keeper.js';
 import type { CommandOutcome } from './drift-command-handler.js';
 import type { DriftScopes } from './drift-scopes.js';
 import type { FindingsPublisher } from './findings-publisher.js';
+import type { PackageWatch } from './package-watch.js';
 import type { ScanScheduler } from './scan-scheduler.js';
 
 export type { CommandOutcome } from './drift-command-handler.js';
@@ -27,6 +28,7 @@ export interface DriftMonitorParts {
   readonly keeper: BaselineKeeper;
   readonly scopes: DriftScopes;
   readonly publisher: FindingsPublisher;
+  readonly packages: PackageWatch;
 }
 
 /** Watches one host for drift and reports it. */
@@ -58,8 +60,12 @@ export class DriftMonitor {
   }
 
   /** Runs the switch of `current` to `releaseId`; the release baseline moves with it (see BaselineKeeper.activation). */
-  activation<T>(deployTo: string, releaseId: string, switchRelease: () => Promise<T>): Promise<T> {
-    return this.#parts.keeper.activation(deployTo, releaseId, switchRelease);
+  async activation<T>(deployTo: string, releaseId: string, switchRelease: () => Promise<T>): Promise<T> {
+    const result = await this.#parts.keeper.activation(deployTo, releaseId, switchRelease);
+    // A deployment is where the package baseline moves: the package set now is what this release runs with.
+    await this.#parts.packages.refresh();
+    this.#parts.packages.rebaseline(null);
+    return result;
   }
 
   /** After a task: scans and reports with the deployment as cause, `delayMs` later (see ScanScheduler.resume). */
@@ -87,6 +93,14 @@ export class DriftMonitor {
     return this.#parts.keeper.ownChange(hostPaths, change);
   }
 
+  /**
+   * Runs a package operation Lockstep makes itself (install, upgrade, downgrade, remove of release packages, or the
+   * revert of a package finding) and makes the package set after it the baseline: never drift (see PackageWatch.ownChange).
+   */
+  ownPackageChange<T>(change: () => Promise<T>): Promise<T> {
+    return this.#parts.packages.ownChange(change);
+  }
+
   /** Absolute host path → a short digest of what is there now, for every watched entry (for parity). */
   watchedSummary(): Record<string, string> {
     return this.#parts.scopes.watchedSummary();
@@ -107,6 +121,8 @@ export class DriftMonitor {
     this.#parts.publisher.close();
     await this.#parts.scheduler.close();
     await this.#parts.keeper.close();
+    this.#parts.packages.close();
+    await this.#parts.packages.flushed();
     await this.#parts.scopes.close();
   }
 }

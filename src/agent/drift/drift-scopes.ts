@@ -73,6 +73,8 @@ export interface DriftScopesOptions {
   readonly verifier?: Pick<ReleaseVerifier, 'keptReleaseFindings' | 'recordedStatCache'> | undefined;
   /** The release Lockstep activated (the release baseline, see BaselineKeeper). */
   readonly activated: () => ActiveRelease | null;
+  /** Re-reads the package database when it changed (see PackageWatch); scanned with every scan. */
+  readonly packages?: { refresh(): Promise<void> } | undefined;
   /** A watcher saw a change: the callee runs `record` (which adds the paths to the pending ones) and schedules a re-scan. */
   readonly onChange: (record: () => void) => void;
   readonly logger: Logger;
@@ -224,6 +226,7 @@ export class DriftScopes {
     const started = performance.now();
     const stats = { entries: 0, hashedFiles: 0, hashedBytes: 0, elapsedMs: 0 };
     await this.syncRelease();
+    await this.#options.packages?.refresh();
     const release = this.#release;
     if (release !== null) {
       await this.readPointer();
@@ -254,6 +257,7 @@ export class DriftScopes {
   async rescan(release: ReadonlySet<string>, watched: ReadonlyMap<string, ReadonlySet<string>>): Promise<ScanStats> {
     const started = performance.now();
     const stats = { entries: 0, hashedFiles: 0, hashedBytes: 0, elapsedMs: 0 };
+    await this.#options.packages?.refresh();
     // A release not scanned since it became active is scanned whole later (resume, command); nothing to merge into.
     const state = this.#release;
     if (state !== null && state.snapshot !== null) {

@@ -82,6 +82,17 @@ export class DriftStateDir {
     await writeFileAtomic(join(this.dir, 'activated.json'), JSON.stringify(activated), 0o600);
   }
 
+  /** The package set at the last deployment or accept (name → version); undefined when none was taken yet. */
+  async readPackageBaseline(): Promise<Record<string, string> | undefined> {
+    const value = await this.#readJson('package-baseline.json');
+    if (!isRecord(value) || !isRecord(value.installed)) return undefined;
+    return Object.fromEntries(Object.entries(value.installed).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+  }
+
+  async writePackageBaseline(installed: Readonly<Record<string, string>>): Promise<void> {
+    await writeFileAtomic(join(this.dir, 'package-baseline.json'), JSON.stringify({ installed }), 0o600);
+  }
+
   /** The stat cache file of a scanned root (`release`, or a watch path). */
   cacheFile(name: string): string {
     return join(this.dir, `cache-${createHash('sha256').update(name).digest('hex').slice(0, 16)}.json`);

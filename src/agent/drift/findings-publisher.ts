@@ -13,6 +13,7 @@ import { cappedFindings, releaseFindings, releaseRelative, watchFindings } from 
 import type { DriftReporter, PendingUpload } from './drift-reporter.js';
 import { dropEditedCacheCopies } from './drift-revert.js';
 import type { DriftScopes, ScanStats } from './drift-scopes.js';
+import type { PackageWatch } from './package-watch.js';
 import { scopeHostPath } from './watch-scope.js';
 
 /** What the publisher needs. */
@@ -25,6 +26,8 @@ export interface FindingsPublisherOptions {
   readonly scopes: DriftScopes;
   readonly keeper: BaselineKeeper;
   readonly reporter: Pick<DriftReporter, 'send'>;
+  /** Adds package findings and attributes the file changes of package operations to them (see PackageWatch). */
+  readonly packages?: Pick<PackageWatch, 'apply'> | undefined;
   readonly logger: Logger;
 }
 
@@ -67,7 +70,8 @@ export class FindingsPublisher {
       const baseline = keeper.watchBaseline(watched.scope.spec)?.entries ?? [];
       groups.push(watchFindings({ baseline, snapshot: watched.snapshot, hostPath: (path) => scopeHostPath(watched.scope, path) }, deployTo, heldBack));
     }
-    return { ...cappedFindings(groups), uploads };
+    const packages = this.#options.packages;
+    return { ...cappedFindings(packages === undefined ? groups : [packages.apply(groups.flat())]), uploads };
   }
 
   /** Computes the findings and queues a report when they changed (or always, with `force`); resolves when it was delivered. */

@@ -13,7 +13,7 @@ import type { ServerContext } from '../context.js';
 import { reconcileDrift, storedFields, type CloseCause, type DriftReconciliation } from './drift-reconcile.js';
 import { keptReleasePath, releaseScopePrefix } from '../hosts/host-settings.js';
 import { openFirecallFor } from '../firecall/firecall-service.js';
-import { OPEN_DRIFT_STATES } from '../../core/drift-items.js';
+import { OPEN_DRIFT_STATES, packageNameOf } from '../../core/drift-items.js';
 
 /** At most this many paths are named in one audit event or alert; the count is always exact. */
 const LISTED = 100;
@@ -25,7 +25,9 @@ export function driftPathProblems(findings: readonly DriftFinding[], deployTo: s
   const problems: string[] = [];
   for (const finding of findings) {
     const path = finding.path;
-    if (!path.startsWith('/') || path.includes('\0') || path.split('/').some((segment) => segment === '..' || segment === '.')) {
+    if (finding.scope === 'package') {
+      if (packageNameOf(path) === undefined) problems.push(`${path}: a package item's path must be package:NAME with a Debian package name`);
+    } else if (!path.startsWith('/') || path.includes('\0') || path.split('/').some((segment) => segment === '..' || segment === '.')) {
       problems.push(`${path}: expected an absolute path without "." or ".." segments`);
     } else if (finding.scope === 'release' && !(path.startsWith(prefix) && path.length > prefix.length) && path !== prefix.slice(0, -1) && !kept.test(path)) {
       // DEPLOY_TO/current itself is a release-scope item too: `current` re-pointed by hand; a kept release's file is drift of that release.

@@ -129,7 +129,7 @@ export async function requestAccept(context: ServerContext, principal: UserPrinc
       throw new LockstepError('refused', `${path} is a release file: release files cannot be accepted; adopt it instead with \`lockstep drift adopt ${host.name} --version V --reason TEXT\``);
     }
   }
-  const unknown = normalized.filter((path) => !open.some((item) => item.path === path && item.scope === 'watch'));
+  const unknown = normalized.filter((path) => !open.some((item) => item.path === path && (item.scope === 'watch' || item.scope === 'package')));
   if (unknown.length > 0) throw new LockstepError('bad-input', `no open drift at ${unknown.join(', ')} on ${host.name}; list it with: lockstep drift ${host.name}`);
   const [view] = await createCommands(context, principal.name, [host.name], { kind: 'drift-accept', paths: normalized, reason });
   return view as CommandView;

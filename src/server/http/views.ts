@@ -9,6 +9,7 @@ import type { AuditEventRow, HostRow, ReadRepo } from '../../store/store.js';
 import { isDiverged } from '../../core/host-divergence.js';
 import { ACTIVE_DEPLOYMENTS } from '../../core/report-decision.js';
 import { currentConfig } from '../config-service.js';
+import { parityWatchSummary } from '../drift/parity-watch-service.js';
 import type { ServerContext } from '../context.js';
 import { viewOf } from '../deployments/deployment-service.js';
 import { firecallSummary } from '../firecall/firecall-service.js';
@@ -94,7 +95,8 @@ export async function status(context: ServerContext, onlyEnv?: string): Promise<
       firecall: await firecallSummary(repo, name),
     });
   }
-  return { app: config.app, environments };
+  const parity = (await parityWatchSummary(context)).filter((pair) => onlyEnv === undefined || pair.a === onlyEnv || pair.b === onlyEnv);
+  return { app: config.app, environments, parity };
 }
 
 /** Deployments and rollbacks, newest first. */

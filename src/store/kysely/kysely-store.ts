@@ -16,6 +16,7 @@ import { kyselyDriftRepo } from './drift-repo.js';
 import type { Executor } from './executor.js';
 import { kyselyFirecallRepo } from './firecall-repo.js';
 import { kyselyHostAlertStateRepo } from './host-alert-state-repo.js';
+import { kyselyParityAlertStateRepo } from './parity-alert-state-repo.js';
 import { kyselyHostFactsRepo } from './host-facts-repo.js';
 import { kyselyHostRepo } from './host-repo.js';
 import { kyselyReleaseRepo } from './release-repo.js';
@@ -73,6 +74,7 @@ function kyselyRepo(db: Executor, appended?: AppendedAudit): WriteRepo {
     ...kyselyHostRepo(db),
     ...kyselyHostFactsRepo(db),
     ...kyselyHostAlertStateRepo(db),
+    ...kyselyParityAlertStateRepo(db),
     ...kyselyDeploymentRepo(db),
     ...kyselyAuditRepo(db, appended),
     ...kyselyFirecallRepo(db),
