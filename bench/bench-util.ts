@@ -4,6 +4,7 @@
  * Benchmarks print figures; they never assert on time.
  */
 import { spawn } from 'node:child_process';
+import { createCipheriv, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readlink } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
@@ -127,4 +128,19 @@ export async function expectHostsOn(hosts: readonly AgentHandle[], releaseId: st
     }),
   );
   if (wrong.length > 0) throw new Error(`hosts not on ${releaseId.slice(0, 12)}: ${wrong.join('; ')}`);
+}
+
+/** Incompressible, deterministic file content: AES-256-CTR keystream keyed by path and generation. */
+export function incompressible(path: string, generation: number, size: number): Buffer {
+  const key = createHash('sha256').update(`lockstep-bench:${path}:${generation}`).digest();
+  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(size));
+}
+
+/** The 1-, 5- and 15-minute load averages, as /proc/loadavg gives them. */
+export function loadAverage(): string {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  } catch {
+    return 'unknown';
+  }
 }
