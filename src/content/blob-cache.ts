@@ -8,13 +8,14 @@
  * file of a hash is its content, and further variants are copied from it.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { lstatSync, readdirSync, unlinkSync, type BigIntStats } from 'node:fs';
-import { chmod, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync, type BigIntStats } from 'node:fs';
+import { chmod, lstat, mkdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ifMissing, ifMissingSync, LockstepError } from '../core/errors.js';
 import { forEachBounded } from '../core/for-each-bounded.js';
 import { fsyncDirectory, fsyncFile } from './atomic-file.js';
 import { copyWithMode } from './copy-with-mode.js';
+import { syncFileSystem } from './sync-file-system.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 /** Synchronous lstat calls between two yields to the event loop. */
@@ -137,15 +138,18 @@ export class BlobCache {
     const hasher = createHash('sha256');
     let size = 0;
     try {
-      const handle = await open(tmpPath, 'wx', 0o600);
+      // Synchronous writes: a write to the page cache takes microseconds, and on a
+      // loaded 2-CPU box each thread-pool round trip of an async one cost far more
+      // (1,000 blobs of 20 KB: 2.3 s awaited one call after another).
+      const fd = openSync(tmpPath, 'wx', 0o600);
       try {
         for await (const chunk of content) {
           hasher.update(chunk);
           size += chunk.byteLength;
-          await handle.write(chunk);
+          for (let written = 0; written < chunk.byteLength; ) written += writeSync(fd, chunk, written);
         }
       } finally {
-        await handle.close();
+        closeSync(fd);
       }
       const actual = hasher.digest('hex');
       if (actual !== hash) throw new LockstepError('failed', `blob ${hash} was corrupted in transfer: its content hashes to ${actual}`);
@@ -169,11 +173,19 @@ export class BlobCache {
    * another writer stored it first).
    */
   async commit(received: readonly ReceivedBlob[]): Promise<boolean[]> {
+    if (received.length === 0) return [];
+    const renamed = new Set<ReceivedBlob>();
     try {
-      await forEachBounded(received, SYNC_CONCURRENCY, async (blob) => {
-        await fsyncFile(blob.tmpPath);
-        await chmod(blob.tmpPath, blob.mode);
-      });
+      for (const blob of received) chmodSync(blob.tmpPath, blob.mode);
+      // One syncfs for the whole batch; without it, one fsync per file (opened for reading, so at 0600 first).
+      const synced = await syncFileSystem(this.tmpDir);
+      if (!synced) {
+        await forEachBounded(received, SYNC_CONCURRENCY, async (blob) => {
+          await chmod(blob.tmpPath, 0o600);
+          await fsyncFile(blob.tmpPath);
+          await chmod(blob.tmpPath, blob.mode);
+        });
+      }
       const created: boolean[] = [];
       const shards = new Set<string>();
       for (const blob of received) {
@@ -182,16 +194,20 @@ export class BlobCache {
           created.push(false);
           continue;
         }
-        await mkdir(dirname(finalPath), { recursive: true, mode: 0o700 });
-        await rename(blob.tmpPath, finalPath);
-        shards.add(dirname(finalPath));
+        const shard = dirname(finalPath);
+        if (!shards.has(shard)) mkdirSync(shard, { recursive: true, mode: 0o700 });
+        renameSync(blob.tmpPath, finalPath);
+        renamed.add(blob);
+        shards.add(shard);
         created.push(true);
       }
-      await forEachBounded([...shards], SYNC_CONCURRENCY, fsyncDirectory);
-      if (shards.size > 0) await fsyncDirectory(this.root);
+      if (shards.size > 0 && !(synced && (await syncFileSystem(this.root)))) {
+        await forEachBounded([...shards], SYNC_CONCURRENCY, fsyncDirectory);
+        await fsyncDirectory(this.root);
+      }
       return created;
     } finally {
-      await this.discard(received);
+      await this.discard(received.filter((blob) => !renamed.has(blob)));
     }
   }
 

@@ -222,13 +222,13 @@ describe('manifest delta (server)', () => {
     assert.equal(blobs, sizes.size, 'every blob asked for arrived, then the end line');
     const never = await bulk(ids['3.0.0'] ?? '', [...sizes.keys()].slice(0, 1));
     assert.equal(never.status, 403);
-    assert.match(((await never.json()) as { error: string }).error, /was never deployed to development/);
+    assert.match(((await never.json()) as { error: { message: string } }).error.message, /was never deployed to development/);
     const v3 = (await fleet.http('GET', `/api/v1/releases/${ids['3.0.0'] ?? ''}`)).json as { manifest: Manifest };
     const foreign = v3.manifest.entries.find((entry) => entry.type === 'file' && !sizes.has(entry.sha256));
     assert.ok(foreign?.type === 'file');
     const mixed = await bulk(ids['2.0.0'] ?? '', [[...sizes.keys()][0] ?? '', foreign.sha256]);
     assert.equal(mixed.status, 403);
-    assert.match(((await mixed.json()) as { error: string }).error, new RegExp(`blob ${foreign.sha256} is not part of release`));
+    assert.match(((await mixed.json()) as { error: { message: string } }).error.message, new RegExp(`blob ${foreign.sha256} is not part of release`));
   });
 
   it('gzips a large manifest for a client that accepts it', async () => {

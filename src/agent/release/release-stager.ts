@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { linkSync, symlinkSync, type BigIntStats } from 'node:fs';
-import { link, lstat, mkdir, rename } from 'node:fs/promises';
+import { lstat, mkdir, rename } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { ifMissing, LockstepError } from '../../core/errors.js';
@@ -28,6 +28,7 @@ import type { BlobFrame } from '../../content/blob-frames.js';
 import { corruptBlobError } from '../../content/blob-store.js';
 import { copyWithMode } from '../../content/copy-with-mode.js';
 import { fsyncDirectory } from '../../content/atomic-file.js';
+import { syncFileSystem } from '../../content/sync-file-system.js';
 import { removeTree } from '../../content/remove-tree.js';
 import { releaseDir, type DeployLayout } from './deploy-layout.js';
 import { forEachBounded } from '../../core/for-each-bounded.js';
@@ -198,9 +199,11 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
       await cache.discard(received);
       throw error;
     }
+    const receivedMs = Math.round(performance.now() - started);
     await cache.commit(received);
     blobsFetched = missing.length;
-    if (missing.length > 0) logger.info({ release: releaseId, blobs: missing.length, bytes: bytesFetched }, 'fetched missing blobs');
+    const commitMs = Math.round(performance.now() - started) - receivedMs;
+    if (missing.length > 0) logger.info({ release: releaseId, blobs: missing.length, bytes: bytesFetched, receivedMs, commitMs }, 'fetched missing blobs');
   };
 
   await mkdir(layout.releasesDir, { recursive: true, mode: 0o755 });
@@ -411,31 +414,42 @@ async function buildTree(
   if (later.length > 0) {
     await fetchMissing(later);
     await cache.makeVariants(later.map((entry) => ({ hash: entry.sha256, mode: entry.mode })));
+    // Linked like the ready ones above (synchronously, a batch between two yields); what cannot be linked is copied.
     let linkImpossible = false;
-    await forEachBounded(later, FILE_CONCURRENCY, async (entry) => {
+    const copies: FileEntry[] = [];
+    for (let start = 0; start < later.length; start += LINK_BATCH) {
+      await new Promise((resolve) => setImmediate(resolve));
       signal.throwIfAborted();
-      const destination = inside(staging, entry.path);
-      if (!linkImpossible) {
+      const batch = later.slice(start, start + LINK_BATCH);
+      // Downloads took time in which a parent could have been swapped for a link.
+      directories.verifyParentsOf(batch.map((entry) => entry.path));
+      for (const entry of batch) {
+        const source = linkImpossible ? undefined : cache.readyFileWithMode(entry.sha256, entry.mode);
+        if (source === undefined) {
+          copies.push(entry);
+          continue;
+        }
         try {
-          const source = await cache.fileWithMode(entry.sha256, entry.mode);
-          // Downloads took time in which a parent could have been swapped for a link.
-          directories.verifyParentsOf([entry.path]);
-          await link(source, destination);
-          return;
+          linkSync(source, inside(staging, entry.path));
         } catch (error) {
           if (!linkFailureAllowsCopy(error)) throw error;
-          // Another filesystem: no link will ever work, so stop making variants.
+          // Another filesystem: no link will ever work.
           if ((error as NodeJS.ErrnoException).code === 'EXDEV') linkImpossible = true;
+          copies.push(entry);
         }
       }
+    }
+    await forEachBounded(copies, FILE_CONCURRENCY, async (entry) => {
+      signal.throwIfAborted();
       directories.verifyParentsOf([entry.path]);
-      await copyWithMode(cache.copyOf(entry.sha256) ?? cache.pathOf(entry.sha256), destination, entry.mode);
+      await copyWithMode(cache.copyOf(entry.sha256) ?? cache.pathOf(entry.sha256), inside(staging, entry.path), entry.mode);
     });
   }
 
   // Every entry is durable in its directory before the tree gets its release
-  // name. fsync before chmod: a directory without read permission cannot be opened for it.
-  await forEachBounded([...dirs.map((dir) => inside(staging, dir.path)), staging], FILE_CONCURRENCY, fsyncDirectory);
+  // name: one syncfs, else each directory fsynced (before chmod: a directory
+  // without read permission cannot be opened for it).
+  if (!(await syncFileSystem(staging))) await forEachBounded([...dirs.map((dir) => inside(staging, dir.path)), staging], FILE_CONCURRENCY, fsyncDirectory);
   // The tree is exactly the manifest, in the directories made here.
   directories.verifyContents(entries.map((entry) => entry.path));
   for (const dir of [...dirs].reverse()) if (dir.mode !== 0o700) directories.chmod(dir.path, dir.mode);
