@@ -165,14 +165,24 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
     }
     try {
       const bulk = source.fetchBlobs?.bind(source);
+      let bulkUnknown = false;
       if (bulk !== undefined) {
         await forEachBounded(bulkBatches(missing, sizes), options.fetchConcurrency ?? BULK_STREAMS, (batch) =>
           retry(
             async () => {
               // A retry asks only for what the broken stream did not deliver.
               const left = new Map(batch.filter((hash) => !fetched.has(hash)).map((hash) => [hash, sizes.get(hash) ?? 0]));
-              if (left.size === 0) return;
-              for await (const frame of await bulk(releaseId, left, signal)) {
+              if (left.size === 0 || bulkUnknown) return;
+              let frames: AsyncIterable<BlobFrame>;
+              try {
+                frames = await bulk(releaseId, left, signal);
+              } catch (error) {
+                // A server older than the bulk route answers 404: fetch blob by blob below.
+                if (!(error instanceof LockstepError && error.kind === 'not-found')) throw error;
+                bulkUnknown = true;
+                return;
+              }
+              for await (const frame of frames) {
                 if (frame.kind === 'fail') {
                   throw frame.reason === 'corrupt' ? new LockstepError('failed', corruptBlobError(frame.hash).message) : new LockstepError('failed', `blob ${frame.hash} is missing from the server's store`);
                 }
@@ -186,8 +196,9 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
             },
           ),
         );
-      } else {
-        await forEachBounded(missing, options.fetchConcurrency ?? 8, (hash) =>
+      }
+      if (bulk === undefined || bulkUnknown) {
+        await forEachBounded(missing.filter((hash) => !fetched.has(hash)), bulk === undefined ? (options.fetchConcurrency ?? 8) : 8, (hash) =>
           retry(async () => store(hash, await source.fetchBlob(hash, signal)), {
             signal,
             maxAttempts: BLOB_FETCH_ATTEMPTS,
