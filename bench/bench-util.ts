@@ -144,3 +144,20 @@ export function loadAverage(): string {
     return 'unknown';
   }
 }
+
+/** CPU time (user + system) a running process has used so far, in ms, from /proc/PID/stat (clock ticks of 10 ms). */
+export function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start at state, field 3; utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** Like timedRun, with the CPU time (user + system) of the command and its children, from the shell's `times`. */
+export async function timedRunWithCpu(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Timed & { readonly cpuMs: number }> {
+  const result = await timedRun('sh', ['-c', '"$@"; status=$?; times >&2; exit $status', 'sh', command, ...args], options);
+  const lines = result.stderr.trimEnd().split('\n');
+  const children = lines.at(-1) ?? '';
+  const seconds = [...children.matchAll(/(\d+)m([\d.]+)s/g)].reduce((sum, match) => sum + Number(match[1]) * 60 + Number(match[2]), 0);
+  return { ...result, stderr: lines.slice(0, -2).join('\n'), cpuMs: seconds * 1000 };
+}
