@@ -25,6 +25,7 @@ import {
 } from '../../core/manifest.js';
 import type { BlobCache, ReceivedBlob } from '../../content/blob-cache.js';
 import type { BlobFrame } from '../../content/blob-frames.js';
+import type { StagingProgress } from '../../api/schemas.js';
 import { corruptBlobError } from '../../content/blob-store.js';
 import { copyWithMode } from '../../content/copy-with-mode.js';
 import { fsyncDirectory } from '../../content/atomic-file.js';
@@ -69,14 +70,6 @@ export interface ReleaseSource {
   fetchBlobs?(releaseId: string, sizes: ReadonlyMap<string, number>, signal: AbortSignal): Promise<AsyncIterable<BlobFrame>>;
 }
 
-/** How far staging got: bytes and blobs fetched of those the cache lacked. */
-export interface StagingProgress {
-  readonly bytes: number;
-  readonly totalBytes: number;
-  readonly files: number;
-  readonly totalFiles: number;
-  readonly elapsedMs: number;
-}
 
 /** What staging did. */
 export type StageResult =
@@ -93,7 +86,7 @@ export interface StageOptions {
   readonly signal: AbortSignal;
   /** Blob downloads in flight at once (default 8); with a bulk source, bulk streams in flight (default 3). */
   readonly fetchConcurrency?: number;
-  /** Told as bytes arrive (cheap: keep the latest and sample it). */
+  /** Told as bytes arrive: bytes and blobs fetched of those the cache lacked (cheap: keep the latest and sample it). */
   readonly onProgress?: (progress: StagingProgress) => void;
   /** Where the manifests of staged releases are kept; without it every manifest is fetched in full. */
   readonly manifests?: ManifestStore;
