@@ -63,9 +63,14 @@ export class BlobCache {
     return join(this.root, hash.slice(0, 2), hash);
   }
 
-  /** Whether the cache holds the blob. */
+  /** Whether the cache holds the blob's content: the blob itself or one of its mode variants. */
   async has(hash: string): Promise<boolean> {
-    return (await fileMode(this.pathOf(hash))) !== undefined;
+    return (await fileMode(this.pathOf(hash))) !== undefined || this.copyOf(hash) !== undefined;
+  }
+
+  /** Whether the cache holds the blob itself (0444, linked only by 0444 release files): a pristine copy. */
+  hasBlob(hash: string): boolean {
+    return fileModeSync(this.pathOf(hash)) !== undefined;
   }
 
   /** Path of the variant `mode` of a blob (whether or not it exists). */
