@@ -212,7 +212,9 @@ async function cachedBlobs(stateDir: string): Promise<Map<string, number>> {
   for (const shard of await readdir(root).catch(() => [] as string[])) {
     if (!/^[0-9a-f]{2}$/.test(shard)) continue;
     for (const name of await readdir(join(root, shard))) {
-      if (/^[0-9a-f]{64}$/.test(name)) result.set(name, (await lstat(join(root, shard, name))).size);
+      // A blob is stored once, as `<hash>` (0444) or as the mode variant its first use needed (`<hash>.644`).
+      const hash = /^([0-9a-f]{64})(\.[0-7]{3})?$/.exec(name)?.[1];
+      if (hash !== undefined && !result.has(hash)) result.set(hash, (await lstat(join(root, shard, name))).size);
     }
   }
   return result;
