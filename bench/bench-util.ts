@@ -4,6 +4,7 @@
  * Benchmarks print figures; they never assert on time.
  */
 import { spawn } from 'node:child_process';
+import { createCipheriv, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readlink } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
@@ -127,4 +128,36 @@ export async function expectHostsOn(hosts: readonly AgentHandle[], releaseId: st
     }),
   );
   if (wrong.length > 0) throw new Error(`hosts not on ${releaseId.slice(0, 12)}: ${wrong.join('; ')}`);
+}
+
+/** Incompressible, deterministic file content: AES-256-CTR keystream keyed by path and generation. */
+export function incompressible(path: string, generation: number, size: number): Buffer {
+  const key = createHash('sha256').update(`lockstep-bench:${path}:${generation}`).digest();
+  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(size));
+}
+
+/** The 1-, 5- and 15-minute load averages, as /proc/loadavg gives them. */
+export function loadAverage(): string {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** CPU time (user + system) a running process has used so far, in ms, from /proc/PID/stat (clock ticks of 10 ms). */
+export function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start at state, field 3; utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** Like timedRun, with the CPU time (user + system) of the command and its children, from the shell's `times`. */
+export async function timedRunWithCpu(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Timed & { readonly cpuMs: number }> {
+  const result = await timedRun('sh', ['-c', '"$@"; status=$?; times >&2; exit $status', 'sh', command, ...args], options);
+  const lines = result.stderr.trimEnd().split('\n');
+  const children = lines.at(-1) ?? '';
+  const seconds = [...children.matchAll(/(\d+)m([\d.]+)s/g)].reduce((sum, match) => sum + Number(match[1]) * 60 + Number(match[2]), 0);
+  return { ...result, stderr: lines.slice(0, -2).join('\n'), cpuMs: seconds * 1000 };
 }

@@ -21,13 +21,12 @@
  *   --cold  drop the page cache (sync; echo 3 > /proc/sys/vm/drop_caches) before every timed step
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createCipheriv, createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { LOCKSTEP_MAIN, startFleet, testConfig, type AgentHandle, type Fleet } from '../test/helpers/fleet.js';
-import { args, bytes, dropCaches, machine, mustSucceed, ms, summarize, table, timedRun, type Timed } from './bench-util.js';
+import { args, bytes, dropCaches, incompressible, machine, mustSucceed, ms, summarize, table, timedRun, type Timed } from './bench-util.js';
 import { prng } from '../test/helpers/prng.js';
 
 const argv = args(process.argv.slice(2));
@@ -60,11 +59,7 @@ function layout(): TreeFile[] {
   return files;
 }
 
-/** Incompressible, deterministic content: AES-256-CTR keystream keyed by path and generation. */
-function content(path: string, generation: number, size: number): Buffer {
-  const key = createHash('sha256').update(`lockstep-bench:${path}:${generation}`).digest();
-  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(size));
-}
+const content = incompressible;
 
 async function writeTree(root: string, files: readonly TreeFile[]): Promise<number> {
   let total = 0;
@@ -217,7 +212,9 @@ async function cachedBlobs(stateDir: string): Promise<Map<string, number>> {
   for (const shard of await readdir(root).catch(() => [] as string[])) {
     if (!/^[0-9a-f]{2}$/.test(shard)) continue;
     for (const name of await readdir(join(root, shard))) {
-      if (/^[0-9a-f]{64}$/.test(name)) result.set(name, (await lstat(join(root, shard, name))).size);
+      // A blob is stored once, as `<hash>` (0444) or as the mode variant its first use needed (`<hash>.644`).
+      const hash = /^([0-9a-f]{64})(\.[0-7]{3})?$/.exec(name)?.[1];
+      if (hash !== undefined && !result.has(hash)) result.set(hash, (await lstat(join(root, shard, name))).size);
     }
   }
   return result;

@@ -12,8 +12,9 @@ import { HttpTransport } from '../api/http-transport.js';
 import type { TlsTrust } from '../api/tls-trust.js';
 import { ROUTE_SCHEMAS, type RouteSchemaSet } from '../api/route-schemas.js';
 import { ROUTES, type RouteName } from '../api/routes.js';
-import type { enrollResponse, workResponse, AgentReport, BlobPutResponse, CommandResult, DriftReport, FactsReport, FirecallAgentReport, FirecallTrust, HostSettings } from '../api/schemas.js';
+import type { enrollResponse, workResponse, AgentReport, AgentReportResponse, BlobPutResponse, CommandResult, DriftReport, FactsReport, FirecallAgentReport, FirecallTrust, HostSettings } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
+import { readBlobFrames, type BlobFrame } from '../content/blob-frames.js';
 import type { ReleaseSource, UntrustedDelta, UntrustedManifest } from './release/release-stager.js';
 
 /** The answer to an enrollment. */
@@ -103,12 +104,23 @@ export class AgentClient implements ReleaseSource {
       if (error instanceof LockstepError && error.kind === 'conflict') throw new LockstepError('failed', error.message, error.details);
       throw error;
     }
-    return streamWithIdleTimeout(body, idle, signal, hash);
+    return streamWithIdleTimeout(body, idle, signal, `blob ${hash}`);
   }
 
-  /** Sends one report (once; the caller retries). */
-  async report(report: AgentReport, signal: AbortSignal): Promise<void> {
-    await this.api.call('agentReport', { body: report, signal });
+  /**
+   * Many blobs of one release in one framed stream (content/blob-frames.ts);
+   * `sizes`: the manifest's size of each hash asked for. A stalled or broken
+   * transfer fails as `unavailable` (the caller retries what it did not get).
+   */
+  async fetchBlobs(releaseId: string, sizes: ReadonlyMap<string, number>, signal: AbortSignal): Promise<AsyncIterable<BlobFrame>> {
+    const idle = new AbortController();
+    const body = await this.api.open('agentBlobs', { body: { host: this.host, releaseId, hashes: [...sizes.keys()] }, signal: AbortSignal.any([signal, idle.signal]) });
+    return readBlobFrames(streamWithIdleTimeout(body, idle, signal, `${sizes.size} blobs`), sizes);
+  }
+
+  /** Sends one report (once; the caller retries); the answer says how long the host has left to switch. */
+  async report(report: AgentReport, signal: AbortSignal): Promise<AgentReportResponse> {
+    return this.api.call('agentReport', { body: report, signal });
   }
 
   /** Tells the server the agent is alive and what `current` points at. */
@@ -157,7 +169,7 @@ async function* streamWithIdleTimeout(
   body: AsyncIterable<Uint8Array>,
   idle: AbortController,
   signal: AbortSignal,
-  hash: string,
+  what: string,
 ): AsyncGenerator<Uint8Array> {
   let timer = setTimeout(() => idle.abort(), BODY_IDLE_TIMEOUT_MS);
   try {
@@ -168,7 +180,7 @@ async function* streamWithIdleTimeout(
     }
   } catch (error) {
     if (signal.aborted) throw signal.reason;
-    throw new LockstepError('unavailable', `download of blob ${hash} broke off: ${idle.signal.aborted ? 'no data for 60 s' : describe(error)}`);
+    throw new LockstepError('unavailable', `download of ${what} broke off: ${idle.signal.aborted ? 'no data for 60 s' : describe(error)}`);
   } finally {
     clearTimeout(timer);
   }

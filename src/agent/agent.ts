@@ -8,7 +8,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { AgentCommand, AgentReport, AgentTask, HealthSpec } from '../api/schemas.js';
+import type { AgentCommand, AgentReport, AgentReportResponse, AgentTask, HealthSpec } from '../api/schemas.js';
 import { LockstepError } from '../core/errors.js';
 import { BlobCache } from '../content/blob-cache.js';
 import { readCurrentReleaseId } from './release/activator.js';
@@ -161,9 +161,9 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   // Host facts for `lockstep parity`; they stop with the heartbeats.
   const facts = reportHostFacts({ root, settings: settings.get, watchedSummary: () => monitor.watchedSummary(), watchedReady: () => monitor.baselineReady(), send: (body, abort) => client.facts(body, abort), logger: log, changes: () => tasksRun }, AbortSignal.any([signal, stopHeartbeats.signal]));
 
-  const report = async (body: AgentReport): Promise<void> => {
+  const report = async (body: AgentReport): Promise<AgentReportResponse | undefined> => {
     try {
-      await retry(() => client.report(body, signal), {
+      return await retry(() => client.report(body, signal), {
         signal,
         onRetry: (error, attempt, delayMs) => log.warn({ err: error, state: body.state, attempt, delayMs }, 'report failed; retrying'),
       });
@@ -171,6 +171,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
       if (signal.aborted) throw error;
       // The server refused it (e.g. the deployment is over); retrying cannot help.
       log.error({ err: error, deploymentId: body.deploymentId, state: body.state }, 'server refused the report');
+      return undefined;
     }
   };
 

@@ -149,6 +149,7 @@ export const ROUTES = {
   agentWork: { method: 'GET', path: '/agent/work', access: 'agent', summary: 'Long-poll for the next task or command', longPoll: true },
   agentRelease: { method: 'GET', path: '/agent/releases/:id', access: 'agent', summary: "A release's manifest, or a delta against a base the agent has" },
   agentBlob: { method: 'GET', path: '/agent/blobs/:hash', access: 'agent', summary: "One blob's bytes", response: 'stream' },
+  agentBlobs: { method: 'POST', path: '/agent/blobs', access: 'agent', summary: 'Many blobs of one release in one framed stream (see docs/operations.md)', response: 'stream', maxBytes: BLOB_LIST_MAX_BYTES },
   agentBlobUpload: { method: 'PUT', path: '/agent/blobs/:hash', access: 'agent', summary: 'Upload the content of a drifted file', request: 'stream', maxBytes: DRIFT_BLOB_MAX_BYTES },
   agentReport: { method: 'POST', path: '/agent/report', access: 'agent', summary: "Report a deployment step's progress", maxBytes: AGENT_BATCH_MAX_BYTES },
   agentHeartbeat: { method: 'POST', path: '/agent/heartbeat', access: 'agent', summary: 'Alive, with the current release and health' },

@@ -116,6 +116,17 @@ export type HostStepState = z.infer<typeof hostStepState>;
 export const deploymentState = z.enum(DEPLOYMENT_STATES);
 export type DeploymentState = z.infer<typeof deploymentState>;
 
+/** What a host has staged of its task so far: bytes and blobs fetched of those it lacked. */
+export const stagingProgress = z.strictObject({
+  bytes: z.number().int().min(0),
+  totalBytes: z.number().int().min(0),
+  files: z.number().int().min(0),
+  totalFiles: z.number().int().min(0),
+  /** Since staging started, on the host's clock (for the rate). */
+  elapsedMs: z.number().int().min(0),
+});
+export type StagingProgress = z.infer<typeof stagingProgress>;
+
 export const deploymentView = z.object({
   id: z.number(),
   env: z.string(),
@@ -143,7 +154,11 @@ export const deploymentView = z.object({
   overrideReason: z.string().nullable(),
   approvals: z.array(z.object({ actor: z.string(), decision: z.enum(APPROVAL_DECISIONS), comment: z.string().nullable(), at: z.string() })),
   hosts: z.array(
-    z.object({ host: z.string(), batch: z.number(), state: hostStepState, fromReleaseId: z.string().nullable(), error: z.string().nullable(), updatedAt: z.string() }),
+    z.object({
+      host: z.string(), batch: z.number(), state: hostStepState, fromReleaseId: z.string().nullable(), error: z.string().nullable(), updatedAt: z.string(),
+      /** The host's last staging progress in this deployment (absent: none reported). */
+      progress: stagingProgress.optional(),
+    }),
   ),
 });
 export type DeploymentView = z.infer<typeof deploymentView>;
@@ -435,6 +450,15 @@ export type DriftRevertResponse = z.infer<typeof driftRevertResponse>;
 export const driftAdoptResponse = z.object({ release: releaseSummary, created: z.boolean(), host: z.string(), items: z.number(), firstEnv: z.string().nullable() });
 export type DriftAdoptResponse = z.infer<typeof driftAdoptResponse>;
 
+/** The bulk blob fetch: blobs of one release the host is being deployed (or has); the answer is a framed stream (content/blob-frames.ts). */
+export const agentBlobsRequest = z.strictObject({
+  host: hostName,
+  releaseId: sha256,
+  hashes: z.array(sha256).min(1).max(100_000),
+});
+export type AgentBlobsRequest = z.infer<typeof agentBlobsRequest>;
+
+
 export const agentReport = z.strictObject({
   host: hostName,
   deploymentId: z.number().int().max(MAX_STORED_INT),
@@ -447,8 +471,13 @@ export const agentReport = z.strictObject({
   logs: z.array(z.strictObject({ source: z.string().max(64), text: z.string().max(16_384) })).max(2000).optional(),
   /** The release `current` points at after this step (null: none). */
   currentReleaseId: sha256.nullable(),
+  /** With `staging`: how far the transfer got; progress pushes the step's deadline forward (host_timeout counts silence). */
+  progress: stagingProgress.optional(),
 });
 export type AgentReport = z.infer<typeof agentReport>;
+/** The answer to a report: the time the host has left to switch after it (null: no deadline; absent: unknown). */
+export const agentReportResponse = z.object({ ok: z.literal(true), remainingMs: z.number().nullable().optional() });
+export type AgentReportResponse = z.infer<typeof agentReportResponse>;
 
 export const heartbeatRequest = z.strictObject({
   host: hostName,

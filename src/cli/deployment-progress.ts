@@ -3,6 +3,8 @@
  * with one line per batch and a mark per host (log-update); otherwise plain
  * lines as hosts change state; with --json, NDJSON events (one JSON object a
  * line) ending with a `finished` event that holds the whole deployment.
+ * A staging host's transfer shows as bytes and files of those it lacked, with
+ * its rate (a `progress` event in NDJSON).
  */
 import logUpdate from 'log-update';
 import type { DeploymentView } from '../api/schemas.js';
@@ -11,6 +13,10 @@ import { shortId } from '../core/manifest.js';
 import { color, line } from './output.js';
 
 type HostStep = DeploymentView['hosts'][number];
+type Progress = NonNullable<HostStep['progress']>;
+
+/** In plain lines, a host's transfer is printed at most this often. */
+const LINE_PROGRESS_EVERY_MS = 5000;
 
 /** How progress is shown. */
 export type ProgressMode = 'terminal' | 'lines' | 'ndjson';
@@ -50,6 +56,8 @@ const SYMBOL: Readonly<Record<HostStep['state'], string>> = {
 /** Renders successive views of one deployment. */
 export class DeploymentProgress {
   private readonly seen = new Map<string, string>();
+  /** Per host: the bytes of the progress last shown, and when (lines). */
+  private readonly progressShown = new Map<string, { bytes: number; at: number }>();
   private lastState: string | undefined;
   private lastBatch = -1;
   private readonly started = Date.now();
@@ -88,6 +96,7 @@ export class DeploymentProgress {
       const label = batchLabel(view, batch).padEnd(12);
       rows.push(`  ${batch === view.currentBatch && view.state === 'running' ? color.bold(label) : label} ${hosts.map((host) => MARK[host.state](`${SYMBOL[host.state]} ${host.host}`)).join('  ')}`);
     }
+    for (const host of view.hosts) if (host.state === 'staging' && host.progress) rows.push(color.dim(`  ${host.host}: ${transferText(host.progress)}`));
     for (const host of view.hosts) if (host.error) rows.push(color.red(`  ${host.host}: ${host.error}`));
     return rows.join('\n');
   }
@@ -102,6 +111,7 @@ export class DeploymentProgress {
       if (host.state === 'pending' || host.state === 'waiting') continue;
       line(`  ${host.host}: ${MARK[host.state](host.state === 'succeeded' ? 'ok' : host.state.replace('_', ' '))}${host.error ? ` ${host.error}` : ''}`);
     }
+    for (const host of this.progressed(view, LINE_PROGRESS_EVERY_MS)) line(`  ${host.host}: ${transferText(host.progress as Progress)}`);
     // The deployment's own state last, after the host lines that led to it.
     if (view.state !== this.lastState && this.lastState !== undefined && view.state !== 'succeeded') line(`${title(view)}: ${view.state.replace(/_/g, ' ')}`);
     this.lastState = view.state;
@@ -117,6 +127,18 @@ export class DeploymentProgress {
     });
   }
 
+  /** The staging hosts whose transfer moved since it was last shown, at most once per `everyMs`; remembers them as shown. */
+  private progressed(view: DeploymentView, everyMs: number): DeploymentView['hosts'] {
+    const now = Date.now();
+    return view.hosts.filter((host) => {
+      if (host.state !== 'staging' || host.progress === undefined) return false;
+      const last = this.progressShown.get(host.host);
+      if (last !== undefined && (last.bytes === host.progress.bytes || now - last.at < everyMs)) return false;
+      this.progressShown.set(host.host, { bytes: host.progress.bytes, at: now });
+      return true;
+    });
+  }
+
   private events(view: DeploymentView): void {
     if (view.state !== this.lastState) {
       this.lastState = view.state;
@@ -125,7 +147,23 @@ export class DeploymentProgress {
     for (const host of this.changedHosts(view)) {
       process.stdout.write(`${JSON.stringify({ event: 'host', id: view.id, host: host.host, batch: host.batch, state: host.state, error: host.error, at: host.updatedAt })}\n`);
     }
+    for (const host of this.progressed(view, 0)) {
+      const progress = host.progress as Progress;
+      process.stdout.write(`${JSON.stringify({ event: 'progress', id: view.id, host: host.host, ...progress, bytesPerSecond: bytesPerSecond(progress) })}\n`);
+    }
   }
+}
+
+/** The average rate of a transfer so far, in bytes per second. */
+function bytesPerSecond(progress: Progress): number {
+  return progress.elapsedMs > 0 ? Math.round((progress.bytes * 1000) / progress.elapsedMs) : 0;
+}
+
+/** "fetching 12.0 of 24.0 MB (50%), 12 of 24 files, 4.0 MB/s". */
+function transferText(progress: Progress): string {
+  const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+  const percent = progress.totalBytes > 0 ? Math.floor((progress.bytes * 100) / progress.totalBytes) : 100;
+  return `fetching ${mb(progress.bytes)} of ${mb(progress.totalBytes)} MB (${percent}%), ${progress.files} of ${progress.totalFiles} files, ${mb(bytesPerSecond(progress))} MB/s`;
 }
 
 function title(view: DeploymentView): string {

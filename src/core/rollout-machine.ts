@@ -79,6 +79,8 @@ export interface RolloutState {
 /** A host's report about its task, as it enters the machine. */
 export interface HostReport extends ReportedState {
   readonly error?: string | undefined;
+  /** The report carries staging progress (bytes moved since the last one): the host is not silent. */
+  readonly progressed?: boolean | undefined;
 }
 
 /** What is recorded elsewhere about the host an event is about: facts recorded once, and other deployments. */
@@ -297,6 +299,7 @@ function onReport(draft: Draft, host: string, report: HostReport, history: HostH
     case 'ignore':
       break;
     case 'advance': {
+      if (report.progressed === true && decision.step === 'staging') extendDeadline(draft, step);
       if (decision.step === step.state) break;
       // A host that failed and was then returned keeps why it failed.
       const next = decision.step;
@@ -393,6 +396,18 @@ function advance(draft: Draft): void {
   const revertFailed = steps.filter((step) => step.state === 'revert_failed');
   const error = `${deployment.error ?? 'rollout stopped'}${revertFailed.length ? `; could not return ${revertFailed.map((step) => `${step.host} (${step.error ?? 'failed'})`).join(', ')}` : ''}`;
   finishFailed(draft, error);
+}
+
+/**
+ * `host_timeout` measures silence, not size: a host that reports staging
+ * progress in time gets a full `host_timeout` from now (never less than it
+ * had), so a large release may take longer than the timeout while a host that
+ * stops sending still fails at its deadline.
+ */
+function extendDeadline(draft: Draft, step: StepFacts): void {
+  if (step.deadlineAt === null || !switchHasDeadline(draft.deployment.kind, step.state)) return;
+  const pushed = deadlineFor(draft.config, draft.now);
+  if (pushed > step.deadlineAt) draft.setStep(step.host, { deadlineAt: pushed });
 }
 
 /** A host that has not finished by its deadline (offline, hung) fails its step. */

@@ -37,7 +37,7 @@ export interface DeploymentWriteRepo extends DeploymentReadRepo {
   /** Updates a deployment and increments its revision (in PostgreSQL this also locks its row). */
   updateDeployment(id: number, patch: Partial<Pick<DeploymentRow, 'state' | 'finished_at' | 'error' | 'current_batch' | 'next_batch_at' | 'override_reason'>>): Promise<DeploymentRow>;
   insertDeploymentHost(row: DeploymentHostRow): Promise<void>;
-  updateDeploymentHost(id: number, host: string, patch: Partial<Pick<DeploymentHostRow, 'state' | 'error' | 'updated_at' | 'deadline_at'>>): Promise<void>;
+  updateDeploymentHost(id: number, host: string, patch: Partial<Pick<DeploymentHostRow, 'state' | 'error' | 'updated_at' | 'deadline_at' | 'progress'>>): Promise<void>;
   appendDeploymentLogs(rows: readonly DeploymentLogRow[]): Promise<void>;
   insertApproval(row: ApprovalRow): Promise<void>;
 }

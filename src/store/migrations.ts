@@ -336,6 +336,12 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0013_step_progress': {
+    async up(db: Kysely<unknown>) {
+      // A host's staging progress (bytes and files), for the live view of a deployment.
+      await db.schema.alterTable('deployment_hosts').addColumn('progress', 'text').execute();
+    },
+  },
 };
 
 /** The migrations, in order, for Kysely's Migrator. */

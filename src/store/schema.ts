@@ -125,6 +125,8 @@ export interface DeploymentHostsTable {
   batch: number;
   /** When a host that has not finished its step fails it (host_timeout). */
   deadline_at: string | null;
+  /** The host's last staging progress (JSON of api's StagingProgress), shown by `deploy --follow`; null: none reported. */
+  progress: string | null;
 }
 
 export interface DeploymentLogsTable {

@@ -67,7 +67,8 @@ export interface Fleet {
   applyConfig(yaml: string): Promise<void>;
   /** Registers a host and starts its agent; resolves when the agent is enrolled and polling. */
   /** `variables` are added to the agent's process environment (e.g. a per-host APP_PORT). */
-  addAgent(name: string, env: string, options?: { variables?: Record<string, string> }): Promise<AgentHandle>;
+  /** `server`: the URL the agent talks to instead of the server's own (a proxy in between). */
+  addAgent(name: string, env: string, options?: { variables?: Record<string, string>; server?: string }): Promise<AgentHandle>;
   /** Calls the HTTP API directly (for what the CLI would never send). */
   http(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; json: unknown }>;
   /** Stops every process and removes the directory. */
@@ -164,11 +165,11 @@ export async function startFleet(options: { database?: string; token?: string; s
     return result.stdout;
   };
 
-  async function startAgent(handle: { name: string; root: string; stateDir: string; variables: Record<string, string> }, enrollToken?: string): Promise<ChildProcess> {
+  async function startAgent(handle: { name: string; root: string; stateDir: string; variables: Record<string, string>; server?: string | undefined }, enrollToken?: string): Promise<ChildProcess> {
     const log = createWriteStream(join(handle.root, 'agent.log'), { flags: 'a' });
     const child = spawn(
       process.execPath,
-      [LOCKSTEP_MAIN, 'agent', '--server', url, '--root', handle.root, '--state-dir', handle.stateDir, ...(ca === undefined ? [] : ['--ca-fingerprint', ca.fingerprint]), ...(enrollToken ? ['--token', enrollToken] : [])],
+      [LOCKSTEP_MAIN, 'agent', '--server', handle.server ?? url, '--root', handle.root, '--state-dir', handle.stateDir, ...(ca === undefined ? [] : ['--ca-fingerprint', ca.fingerprint]), ...(enrollToken ? ['--token', enrollToken] : [])],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...handle.variables } },
     );
     child.stdout?.pipe(log);
@@ -233,7 +234,7 @@ export async function startFleet(options: { database?: string; token?: string; s
         env,
         root,
         stateDir,
-        process: await startAgent({ name, root, stateDir, variables }, added.enrollToken),
+        process: await startAgent({ name, root, stateDir, variables, server: agentOptions.server }, added.enrollToken),
         path: (hostPath) => join(root, hostPath),
         async kill(signal = 'SIGTERM') {
           const child = handle.process;
@@ -242,7 +243,7 @@ export async function startFleet(options: { database?: string; token?: string; s
         },
         async restart() {
           await handle.kill();
-          handle.process = await startAgent({ ...handle, variables });
+          handle.process = await startAgent({ ...handle, variables, server: agentOptions.server });
         },
       };
       agents.push(handle);

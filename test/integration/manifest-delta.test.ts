@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { BlobCache } from '../../src/content/blob-cache.js';
+import { readBlobFrames } from '../../src/content/blob-frames.js';
 import { removeTree } from '../../src/content/remove-tree.js';
 import { releaseIdOf, type Manifest, type ManifestEntry } from '../../src/core/manifest.js';
 import { deployLayout } from '../../src/agent/release/deploy-layout.js';
@@ -199,6 +200,34 @@ describe('manifest delta (server)', () => {
     }
     // The release itself must still be allowed, whatever the base.
     assert.equal((await ask(ids['3.0.0'] ?? '', ids['1.0.0'])).status, 403);
+  });
+
+  it('bulk fetch: streams the blobs of a release deployed to the environment, checked once for the request; refuses another release and a foreign blob', async () => {
+    const bulk = (releaseId: string, hashes: readonly string[]) =>
+      fetch(`${fleet.url}/api/v1/agent/blobs`, { method: 'POST', headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' }, body: JSON.stringify({ host: 'web-1', releaseId, hashes }) });
+    const manifest = (await ask(ids['2.0.0'] ?? '')).body.manifest as Manifest;
+    const sizes = new Map(manifest.entries.flatMap((entry) => (entry.type === 'file' ? [[entry.sha256, entry.size] as const] : [])));
+    const answer = await bulk(ids['2.0.0'] ?? '', [...sizes.keys()]);
+    assert.equal(answer.status, 200);
+    let blobs = 0;
+    for await (const frame of readBlobFrames(answer.body as AsyncIterable<Uint8Array>, sizes)) {
+      assert.equal(frame.kind, 'blob');
+      if (frame.kind !== 'blob') continue;
+      const hasher = createHash('sha256');
+      for await (const chunk of frame.body) hasher.update(chunk);
+      assert.equal(hasher.digest('hex'), frame.hash);
+      blobs++;
+    }
+    assert.equal(blobs, sizes.size, 'every blob asked for arrived, then the end line');
+    const never = await bulk(ids['3.0.0'] ?? '', [...sizes.keys()].slice(0, 1));
+    assert.equal(never.status, 403);
+    assert.match(((await never.json()) as { error: { message: string } }).error.message, /was never deployed to development/);
+    const v3 = (await fleet.http('GET', `/api/v1/releases/${ids['3.0.0'] ?? ''}`)).json as { manifest: Manifest };
+    const foreign = v3.manifest.entries.find((entry) => entry.type === 'file' && !sizes.has(entry.sha256));
+    assert.ok(foreign?.type === 'file');
+    const mixed = await bulk(ids['2.0.0'] ?? '', [[...sizes.keys()][0] ?? '', foreign.sha256]);
+    assert.equal(mixed.status, 403);
+    assert.match(((await mixed.json()) as { error: { message: string } }).error.message, new RegExp(`blob ${foreign.sha256} is not part of release`));
   });
 
   it('gzips a large manifest for a client that accepts it', async () => {

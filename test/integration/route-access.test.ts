@@ -54,6 +54,7 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'GET /api/v1/agent/work': 'agent',
   'GET /api/v1/agent/releases/:id': 'agent',
   'GET /api/v1/agent/blobs/:hash': 'agent',
+  'POST /api/v1/agent/blobs': 'agent',
   'POST /api/v1/agent/report': 'agent',
   'POST /api/v1/agent/heartbeat': 'agent',
   'GET /api/v1/agent/settings': 'agent',

@@ -75,7 +75,7 @@ function deploymentRow(id: number, releaseId: string, overrides: Partial<Deploym
 }
 
 function stepRow(deploymentId: number, host: string, state: StepState): DeploymentHostRow {
-  return { deployment_id: deploymentId, host, from_release_id: null, state, error: null, updated_at: at(deploymentId), batch: 0, deadline_at: null };
+  return { deployment_id: deploymentId, host, from_release_id: null, state, error: null, updated_at: at(deploymentId), batch: 0, deadline_at: null, progress: null };
 }
 
 /** Checks that `events` form an unbroken chain from the genesis hash, numbered 1..n. */

@@ -58,8 +58,8 @@ function rollout(deployment: Partial<DeploymentFacts>, steps: readonly StepFacts
 }
 
 const fresh: HostHistory = { dropAudited: false, lateSwitchAudited: false, movedByAnother: false };
-const report = (host: string, state: ReportState, on: string | null, more: { task?: TaskKind; error?: string; history?: Partial<HostHistory> } = {}): RolloutEvent => ({
-  kind: 'report', host, report: { state, currentReleaseId: on, taskKind: more.task, error: more.error }, history: { ...fresh, ...more.history },
+const report = (host: string, state: ReportState, on: string | null, more: { task?: TaskKind; error?: string; history?: Partial<HostHistory>; progressed?: boolean } = {}): RolloutEvent => ({
+  kind: 'report', host, report: { state, currentReleaseId: on, taskKind: more.task, error: more.error, progressed: more.progressed }, history: { ...fresh, ...more.history },
 });
 const observation = (host: string, on: string | null, history: Partial<HostHistory> = {}): RolloutEvent => ({ kind: 'observation', host, currentReleaseId: on, history: { ...fresh, ...history } });
 const tick: RolloutEvent = { kind: 'tick' };
@@ -273,6 +273,49 @@ const rows: readonly Row[] = [
     state: rollout({}, canaryThen('staging', 'waiting')),
     event: tick,
     expect: { deployment: 'running', steps: { h1: 'staging', h2: 'waiting' }, effects: [] },
+  },
+  // ---- host_timeout counts silence: staging progress pushes the deadline ----
+  {
+    name: 'staging progress in time: the step gets a full host_timeout from now',
+    state: rollout({}, canaryThen('staging', 'waiting')),
+    event: report('h1', 'staging', OLD, { progressed: true }),
+    expect: { deployment: 'running', steps: { h1: 'staging', h2: 'waiting' }, effects: [] },
+    deadlines: { h1: DEADLINE },
+  },
+  {
+    name: 'the first staging report with progress of a pending step: staging, deadline pushed',
+    state: rollout({}, canaryThen('pending', 'waiting')),
+    event: report('h1', 'staging', OLD, { progressed: true }),
+    expect: { deployment: 'running', steps: { h1: 'staging', h2: 'waiting' }, effects: [] },
+    deadlines: { h1: DEADLINE },
+  },
+  {
+    name: 'a staging report without progress leaves the deadline where it was',
+    state: rollout({}, canaryThen('staging', 'waiting')),
+    event: report('h1', 'staging', OLD),
+    expect: { deployment: 'running', steps: { h1: 'staging', h2: 'waiting' }, effects: [] },
+    deadlines: { h1: FUTURE },
+  },
+  {
+    name: 'progress never shortens a deadline (a longer host_timeout was in force when the task went out)',
+    state: rollout({}, canaryThen('staging', 'waiting').map((s) => (s.host === 'h1' ? { ...s, deadlineAt: '2030-01-01T12:05:00.000Z' } : s))),
+    event: report('h1', 'staging', OLD, { progressed: true }),
+    expect: { deployment: 'running', steps: { h1: 'staging', h2: 'waiting' }, effects: [] },
+    deadlines: { h1: '2030-01-01T12:05:00.000Z' },
+  },
+  {
+    name: 'progress after the deadline comes too late: the step fails as timed out',
+    state: rollout({}, [step('h1', 0, 'staging', { deadlineAt: PAST }), step('h2', 1, 'waiting')]),
+    event: report('h1', 'staging', OLD, { progressed: true }),
+    expect: { deployment: 'failed', steps: { h1: 'failed', h2: 'skipped' }, effects: ['audit deployment.rolling_back', ...failedRollout] },
+    errors: { h1: 'did not finish within 1m (reported staging)' },
+  },
+  {
+    name: 'progress of a return (no deadline) changes no deadline',
+    state: rollout({ kind: 'return', releaseId: OLD, fromReleaseId: NEW, batches: 1 }, [step('h1', 0, 'staging', { fromReleaseId: NEW, deadlineAt: null })]),
+    event: report('h1', 'staging', NEW, { progressed: true }),
+    expect: { deployment: 'running', steps: { h1: 'staging' }, effects: [] },
+    deadlines: { h1: null },
   },
   {
     name: 'a report after the deadline, host not switched: the step fails as timed out',

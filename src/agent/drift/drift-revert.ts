@@ -116,9 +116,11 @@ async function restoreEntry(absolute: string, wanted: Wanted | null, context: Re
 
 /** The cache path of a blob whose content was checked; a corrupt or missing one is fetched again. */
 async function verifiedBlob(context: RestoreContext, hash: string): Promise<string> {
+  // A downloaded blob may exist only as the mode variant its first use needed.
+  const found = context.cache.copyOf(hash);
+  if (found !== undefined && (await hashOfFile(found)) === hash) return found;
+  if (found !== undefined) await rm(found, { force: true });
   const path = context.cache.pathOf(hash);
-  if ((await hashOfFile(path)) === hash) return path;
-  await rm(path, { force: true });
   if (context.fetchBlob === undefined) throw new Error(`its content ${hash.slice(0, 12)} is not in the agent's blob cache`);
   try {
     await context.cache.put(hash, await context.fetchBlob(hash, context.signal));

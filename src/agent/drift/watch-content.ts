@@ -22,7 +22,8 @@ export async function storeBaselineContent(cache: BlobCache, root: string, entri
       continue;
     }
     try {
-      if (await cache.has(entry.sha256)) continue;
+      // The blob itself, not a mode variant a release tree links (an in-place edit there would change it).
+      if (cache.hasBlob(entry.sha256)) continue;
       // put() verifies the hash: a file changed since it was scanned is not stored under the old hash.
       await cache.put(entry.sha256, createReadStream(join(root, entry.path)), entry.size);
     } catch (error) {

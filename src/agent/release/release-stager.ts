@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { linkSync, symlinkSync, type BigIntStats } from 'node:fs';
-import { link, lstat, mkdir, rename } from 'node:fs/promises';
+import { lstat, mkdir, rename } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { ifMissing, LockstepError } from '../../core/errors.js';
@@ -26,8 +26,12 @@ import {
 } from '../../core/manifest.js';
 import { systemPartsProblems, type SystemParts } from '../../core/system-parts.js';
 import type { BlobCache, ReceivedBlob } from '../../content/blob-cache.js';
+import type { BlobFrame } from '../../content/blob-frames.js';
+import type { StagingProgress } from '../../api/schemas.js';
+import { corruptBlobError } from '../../content/blob-store.js';
 import { copyWithMode } from '../../content/copy-with-mode.js';
 import { fsyncDirectory } from '../../content/atomic-file.js';
+import { syncFileSystem } from '../../content/sync-file-system.js';
 import { removeTree } from '../../content/remove-tree.js';
 import { releaseDir, type DeployLayout } from './deploy-layout.js';
 import { forEachBounded } from '../../core/for-each-bounded.js';
@@ -63,7 +67,13 @@ export interface ReleaseSource {
   fetchManifest(releaseId: string, signal: AbortSignal, base?: string): Promise<UntrustedManifest | UntrustedDelta>;
   /** The bytes of one blob, streamed. */
   fetchBlob(hash: string, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
+  /**
+   * Many blobs of one release in one framed stream (`sizes`: each hash asked
+   * for with its manifest size); without it blobs are fetched one by one.
+   */
+  fetchBlobs?(releaseId: string, sizes: ReadonlyMap<string, number>, signal: AbortSignal): Promise<AsyncIterable<BlobFrame>>;
 }
+
 
 /** What staging did. */
 export type StageResult =
@@ -78,8 +88,10 @@ export interface StageOptions {
   readonly cache: BlobCache;
   readonly logger: Logger;
   readonly signal: AbortSignal;
-  /** Blob downloads in flight at once (default 8). */
+  /** Blob downloads in flight at once (default 8); with a bulk source, bulk streams in flight (default 3). */
   readonly fetchConcurrency?: number;
+  /** Told as bytes arrive: bytes and blobs fetched of those the cache lacked (cheap: keep the latest and sample it). */
+  readonly onProgress?: (progress: StagingProgress) => void;
   /** Where the manifests of staged releases are kept; without it every manifest is fetched in full. */
   readonly manifests?: ManifestStore;
   /** A release on disk to ask for a delta against (normally the one `current` points at). */
@@ -93,6 +105,11 @@ export const STAGING_PREFIX = '.staging-';
 
 const FILE_CONCURRENCY = 16;
 const BLOB_FETCH_ATTEMPTS = 6;
+/** Bulk streams in flight: 2–4 keep the server's disk and the agent's hashing busy without splitting bandwidth too fine. */
+const BULK_STREAMS = 3;
+/** One bulk request carries at most this many blobs or bytes (a larger blob goes alone): the unit of a retry. */
+const BULK_BATCH_BLOBS = 1000;
+const BULK_BATCH_BYTES = 64 * 1024 * 1024;
 
 /** Makes DEPLOY_TO/releases/<id> exist and match its manifest; fetches only the blobs the cache lacks. */
 export async function stageRelease(options: StageOptions): Promise<StageResult> {
@@ -112,33 +129,89 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
   let bytesFetched = 0;
   const fetched = new Set<string>();
   /**
-   * Fetches the blobs among `hashes` the cache lacks. Called by buildTree for
-   * the files whose cached variant is not there, so the lstat that finds a
-   * variant to link doubles as the cache lookup (10,000 fewer lstats when
-   * only 10 files changed). Downloads are verified into tmp files, then made
-   * durable in one batch.
+   * Fetches the blobs the cache lacks among `wanted` (the files whose cached
+   * variant is not there, from buildTree, so the lstat that finds a variant
+   * to link doubles as the cache lookup: 10,000 fewer lstats when only 10
+   * files changed). Each blob is written once, as the variant its first use
+   * needs. Downloads are verified into tmp files as they stream, then made
+   * durable in one batch (see BlobCache.commit).
    */
-  const fetchMissing = async (hashes: readonly string[]): Promise<void> => {
-    const missing = await cache.missing(hashes);
+  const fetchMissing = async (wanted: readonly FileEntry[]): Promise<void> => {
+    const modes = new Map<string, number>();
+    for (const entry of wanted) if (!modes.has(entry.sha256)) modes.set(entry.sha256, entry.mode);
+    const missing = await cache.missing(modes.keys());
     const received: ReceivedBlob[] = [];
+    const started = performance.now();
+    const totalBytes = missing.reduce((sum, hash) => sum + (sizes.get(hash) ?? 0), 0);
+    let bytesSoFar = 0;
+    const progress = (): void =>
+      options.onProgress?.({ bytes: bytesSoFar, totalBytes, files: fetched.size, totalFiles: missing.length, elapsedMs: Math.round(performance.now() - started) });
+    const store = async (hash: string, content: AsyncIterable<Uint8Array>): Promise<void> => {
+      const blob = await cache.receive(hash, counted(content), sizes.get(hash), modes.get(hash));
+      received.push(blob);
+      fetched.add(hash);
+      bytesFetched += blob.size;
+      progress();
+    };
+    async function* counted(content: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+      for await (const chunk of content) {
+        bytesSoFar += chunk.byteLength;
+        progress();
+        yield chunk;
+      }
+    }
     try {
-      await forEachBounded(missing, options.fetchConcurrency ?? 8, async (hash) => {
-        const blob = await retry(async () => cache.receive(hash, await source.fetchBlob(hash, signal), sizes.get(hash)), {
-          signal,
-          maxAttempts: BLOB_FETCH_ATTEMPTS,
-          onRetry: (error, attempt, delayMs) => logger.warn({ err: error, blob: hash, attempt, delayMs }, 'blob download failed; retrying'),
-        });
-        received.push(blob);
-        fetched.add(hash);
-        bytesFetched += blob.size;
-      });
+      const bulk = source.fetchBlobs?.bind(source);
+      let bulkUnknown = false;
+      if (bulk !== undefined) {
+        await forEachBounded(bulkBatches(missing, sizes), options.fetchConcurrency ?? BULK_STREAMS, (batch) =>
+          retry(
+            async () => {
+              // A retry asks only for what the broken stream did not deliver.
+              const left = new Map(batch.filter((hash) => !fetched.has(hash)).map((hash) => [hash, sizes.get(hash) ?? 0]));
+              if (left.size === 0 || bulkUnknown) return;
+              let frames: AsyncIterable<BlobFrame>;
+              try {
+                frames = await bulk(releaseId, left, signal);
+              } catch (error) {
+                // A server older than the bulk route answers 404: fetch blob by blob below.
+                if (!(error instanceof LockstepError && error.kind === 'not-found')) throw error;
+                bulkUnknown = true;
+                return;
+              }
+              for await (const frame of frames) {
+                if (frame.kind === 'fail') {
+                  throw frame.reason === 'corrupt' ? new LockstepError('failed', corruptBlobError(frame.hash).message) : new LockstepError('failed', `blob ${frame.hash} is missing from the server's store`);
+                }
+                await store(frame.hash, frame.body);
+              }
+            },
+            {
+              signal,
+              maxAttempts: BLOB_FETCH_ATTEMPTS,
+              onRetry: (error, attempt, delayMs) => logger.warn({ err: error, blobs: batch.length, attempt, delayMs }, 'bulk blob download failed; retrying what it did not deliver'),
+            },
+          ),
+        );
+      }
+      if (bulk === undefined || bulkUnknown) {
+        await forEachBounded(missing.filter((hash) => !fetched.has(hash)), bulk === undefined ? (options.fetchConcurrency ?? 8) : 8, (hash) =>
+          retry(async () => store(hash, await source.fetchBlob(hash, signal)), {
+            signal,
+            maxAttempts: BLOB_FETCH_ATTEMPTS,
+            onRetry: (error, attempt, delayMs) => logger.warn({ err: error, blob: hash, attempt, delayMs }, 'blob download failed; retrying'),
+          }),
+        );
+      }
     } catch (error) {
       await cache.discard(received);
       throw error;
     }
+    const receivedMs = Math.round(performance.now() - started);
     await cache.commit(received);
     blobsFetched = missing.length;
-    if (missing.length > 0) logger.info({ release: releaseId, blobs: missing.length, bytes: bytesFetched }, 'fetched missing blobs');
+    const commitMs = Math.round(performance.now() - started) - receivedMs;
+    if (missing.length > 0) logger.info({ release: releaseId, blobs: missing.length, bytes: bytesFetched, receivedMs, commitMs }, 'fetched missing blobs');
   };
 
   await mkdir(layout.releasesDir, { recursive: true, mode: 0o755 });
@@ -173,6 +246,25 @@ export async function stageRelease(options: StageOptions): Promise<StageResult> 
   await fsyncDirectory(layout.releasesDir);
   await saved;
   return { kind: 'staged', files: files.length, blobsFetched, bytesFetched, manifest: via };
+}
+
+/** The missing blobs cut into bulk requests, in manifest order (neighbours on the server's disk travel together). */
+function bulkBatches(missing: readonly string[], sizes: ReadonlyMap<string, number>): string[][] {
+  const batches: string[][] = [];
+  let batch: string[] = [];
+  let bytes = 0;
+  for (const hash of missing) {
+    const size = sizes.get(hash) ?? 0;
+    if (batch.length > 0 && (batch.length >= BULK_BATCH_BLOBS || bytes + size > BULK_BATCH_BYTES)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(hash);
+    bytes += size;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
 }
 
 function isDelta(answer: UntrustedManifest | UntrustedDelta): answer is UntrustedDelta {
@@ -281,7 +373,7 @@ async function buildTree(
   directories: StagingDirectories,
   manifest: Manifest,
   cache: BlobCache,
-  fetchMissing: (hashes: readonly string[]) => Promise<void>,
+  fetchMissing: (wanted: readonly FileEntry[]) => Promise<void>,
   signal: AbortSignal,
 ): Promise<Map<string, StagedLink>> {
   const staging = directories.pathOf('');
@@ -330,33 +422,44 @@ async function buildTree(
   }
 
   if (later.length > 0) {
-    await fetchMissing(later.map((entry) => entry.sha256));
+    await fetchMissing(later);
     await cache.makeVariants(later.map((entry) => ({ hash: entry.sha256, mode: entry.mode })));
+    // Linked like the ready ones above (synchronously, a batch between two yields); what cannot be linked is copied.
     let linkImpossible = false;
-    await forEachBounded(later, FILE_CONCURRENCY, async (entry) => {
+    const copies: FileEntry[] = [];
+    for (let start = 0; start < later.length; start += LINK_BATCH) {
+      await new Promise((resolve) => setImmediate(resolve));
       signal.throwIfAborted();
-      const destination = inside(staging, entry.path);
-      if (!linkImpossible) {
+      const batch = later.slice(start, start + LINK_BATCH);
+      // Downloads took time in which a parent could have been swapped for a link.
+      directories.verifyParentsOf(batch.map((entry) => entry.path));
+      for (const entry of batch) {
+        const source = linkImpossible ? undefined : cache.readyFileWithMode(entry.sha256, entry.mode);
+        if (source === undefined) {
+          copies.push(entry);
+          continue;
+        }
         try {
-          const source = await cache.fileWithMode(entry.sha256, entry.mode);
-          // Downloads took time in which a parent could have been swapped for a link.
-          directories.verifyParentsOf([entry.path]);
-          await link(source, destination);
-          return;
+          linkSync(source, inside(staging, entry.path));
         } catch (error) {
           if (!linkFailureAllowsCopy(error)) throw error;
-          // Another filesystem: no link will ever work, so stop making variants.
+          // Another filesystem: no link will ever work.
           if ((error as NodeJS.ErrnoException).code === 'EXDEV') linkImpossible = true;
+          copies.push(entry);
         }
       }
+    }
+    await forEachBounded(copies, FILE_CONCURRENCY, async (entry) => {
+      signal.throwIfAborted();
       directories.verifyParentsOf([entry.path]);
-      await copyWithMode(cache.pathOf(entry.sha256), destination, entry.mode);
+      await copyWithMode(cache.copyOf(entry.sha256) ?? cache.pathOf(entry.sha256), inside(staging, entry.path), entry.mode);
     });
   }
 
   // Every entry is durable in its directory before the tree gets its release
-  // name. fsync before chmod: a directory without read permission cannot be opened for it.
-  await forEachBounded([...dirs.map((dir) => inside(staging, dir.path)), staging], FILE_CONCURRENCY, fsyncDirectory);
+  // name: one syncfs, else each directory fsynced (before chmod: a directory
+  // without read permission cannot be opened for it).
+  if (!(await syncFileSystem(staging))) await forEachBounded([...dirs.map((dir) => inside(staging, dir.path)), staging], FILE_CONCURRENCY, fsyncDirectory);
   // The tree is exactly the manifest, in the directories made here.
   directories.verifyContents(entries.map((entry) => entry.path));
   for (const dir of [...dirs].reverse()) if (dir.mode !== 0o700) directories.chmod(dir.path, dir.mode);

@@ -10,7 +10,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { AgentReport, AgentTask } from '../../api/schemas.js';
+import type { AgentReport, AgentTask, StagingProgress } from '../../api/schemas.js';
 import { shortId } from '../../core/manifest.js';
 import type { BlobCache } from '../../content/blob-cache.js';
 import { activateRelease, readCurrentReleaseId, type Activation } from './activator.js';
@@ -32,14 +32,41 @@ export type TaskOutcome =
   | { readonly kind: 'failed'; readonly error: string; readonly currentReleaseId: string | null }
   | { readonly kind: 'cancelled'; readonly reason: string; readonly currentReleaseId: string | null };
 
+/** A task's deadline on this host: `signal` aborts when it passes; the server may move it later (staging progress). */
+export interface TaskDeadline {
+  readonly signal: AbortSignal;
+  /** Moves the deadline to `remainingMs` after `since` (a performance.now() reading), never earlier than it was. */
+  extend(since: number, remainingMs: number): void;
+}
+
 /**
  * Aborts when the task's deadline passes: `remainingMs` counted from now on
  * this host's monotonic clock (call it as the task arrives), so a skewed
  * wall clock cannot move it. Never aborts for a task without a deadline.
  */
-export function taskDeadline(task: AgentTask): AbortSignal {
-  return task.remainingMs === null || task.remainingMs === undefined ? new AbortController().signal : AbortSignal.timeout(task.remainingMs);
+export function taskDeadline(task: AgentTask): TaskDeadline {
+  const controller = new AbortController();
+  if (task.remainingMs === null || task.remainingMs === undefined) return { signal: controller.signal, extend: () => undefined };
+  let due = performance.now() + task.remainingMs;
+  const fire = (): void => {
+    const left = due - performance.now();
+    if (left > 0) {
+      setTimeout(fire, left).unref();
+      return;
+    }
+    controller.abort(new DOMException('the task deadline passed', 'TimeoutError'));
+  };
+  setTimeout(fire, task.remainingMs).unref();
+  return {
+    signal: controller.signal,
+    extend: (since, remainingMs) => {
+      if (!controller.signal.aborted) due = Math.max(due, since + remainingMs);
+    },
+  };
 }
+
+/** How often a host tells the server how far staging got (the server's host_timeout counts silence). */
+export const PROGRESS_INTERVAL_MS = 1000;
 
 /** What `runTask` needs from the agent. */
 export interface TaskContext {
@@ -49,12 +76,12 @@ export interface TaskContext {
   readonly source: ReleaseSource;
   /** The manifests of staged releases, for manifest deltas (optional: without it manifests come in full). */
   readonly manifests?: ManifestStore;
-  /** Delivers a report, retrying transient failures itself; rejects only when the agent stops. */
-  readonly report: (report: AgentReport) => Promise<void>;
+  /** Delivers a report, retrying transient failures itself; rejects only when the agent stops. Answers with the time left to switch when the server said. */
+  readonly report: (report: AgentReport) => Promise<{ readonly remainingMs?: number | null | undefined } | undefined | void>;
   readonly logger: Logger;
   readonly signal: AbortSignal;
   /** The task's deadline (from `taskDeadline` when the task arrived); absent: none. */
-  readonly deadline?: AbortSignal;
+  readonly deadline?: AbortSignal | TaskDeadline;
   /**
    * The first scan after a deploy: the error that fails the step when the
    * activated release differs from its manifest (null: it matches).
@@ -80,7 +107,8 @@ const MAX_ERROR_LENGTH = 4000;
 /** Carries out one task and reports its progress; failures are reported and returned, not thrown. */
 export async function runTask(task: AgentTask, context: TaskContext): Promise<TaskOutcome> {
   const { host, logger, signal } = context;
-  const deadline = context.deadline ?? new AbortController().signal;
+  const deadline = context.deadline === undefined ? new AbortController().signal : context.deadline instanceof AbortSignal ? context.deadline : context.deadline.signal;
+  const extendDeadline = context.deadline instanceof AbortSignal ? undefined : context.deadline?.extend;
   // Everything the task does stops at the deadline; `signal` alone means the agent stops.
   const taskSignal = AbortSignal.any([signal, deadline]);
   /** What the task was doing, for the report of a drop. */
@@ -93,10 +121,11 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     for (const text of lines) logs.push({ source, text: text.slice(0, 16_000) });
     if (logs.length > 1500) logs = logs.slice(-1500);
   };
-  const report = (state: AgentReport['state'], currentReleaseId: string | null, error?: string): Promise<void> => {
+  const report = async (state: AgentReport['state'], currentReleaseId: string | null, error?: string, progress?: StagingProgress): Promise<void> => {
     const sent = logs;
     logs = [];
-    return context.report({
+    const since = performance.now();
+    const answer = await context.report({
       host,
       deploymentId: task.deploymentId,
       state,
@@ -104,7 +133,10 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       currentReleaseId,
       ...(error === undefined ? {} : { error }),
       ...(sent.length > 0 ? { logs: sent } : {}),
+      ...(progress === undefined ? {} : { progress }),
     });
+    // Counted from when the report left: the server's deadline is never later than ours.
+    if (answer && typeof answer.remainingMs === 'number') extendDeadline?.(since, answer.remainingMs);
   };
   /** Runs a hook's command (or an after_change command) with the hooks' timeout and environment. */
   const runCommand = async (name: string, command: string, where: ReleaseProcess, previousReleaseId: string | null, commandSignal: AbortSignal, extraEnv: Record<string, string> = {}) => {
@@ -181,6 +213,8 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     }
 
     const started = performance.now();
+    // While staging, the server hears every PROGRESS_INTERVAL_MS how far it got (each report after the one before).
+    const progress = progressReporter(stagingReported ?? Promise.resolve(), (value) => report('staging', onDisk, undefined, value));
     const staging = await stageRelease({
       layout,
       releaseId: task.releaseId,
@@ -190,6 +224,10 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
       signal: taskSignal,
       ...(context.manifests === undefined ? {} : { manifests: context.manifests, baseReleaseId: onDisk }),
       ...(context.verifier === undefined ? {} : { recorder: context.verifier }),
+      onProgress: progress.update,
+    }).finally(() => {
+      // Later reports wait for the last progress report, so the server sees them in order.
+      stagingReported = progress.stop();
     });
     taskSignal.throwIfAborted();
     const before = await readCurrentReleaseId(layout);
@@ -297,6 +335,38 @@ export async function runTask(task: AgentTask, context: TaskContext): Promise<Ta
     await report('failed', currentReleaseId, message);
     return { kind: 'failed', error: message, currentReleaseId };
   }
+}
+
+/**
+ * Sends the latest staging progress every PROGRESS_INTERVAL_MS while it
+ * changes, one report at a time, each after `after` (the staging report).
+ * `stop` ends it and returns the chain of reports sent, to await before the next report.
+ */
+function progressReporter(after: Promise<void>, send: (progress: StagingProgress) => Promise<void>): { update: (progress: StagingProgress) => void; stop: () => Promise<void> } {
+  let latest: StagingProgress | undefined;
+  let sentBytes = -1;
+  let chain = after;
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy || latest === undefined || latest.bytes === sentBytes) return;
+    const value = latest;
+    sentBytes = value.bytes;
+    busy = true;
+    chain = chain.then(() => send(value)).finally(() => {
+      busy = false;
+    });
+    chain.catch(() => undefined);
+  }, PROGRESS_INTERVAL_MS);
+  timer.unref();
+  return {
+    update: (progress) => {
+      latest = progress;
+    },
+    stop: () => {
+      clearInterval(timer);
+      return chain;
+    },
+  };
 }
 
 async function prune(layout: DeployLayout, task: AgentTask, previousReleaseId: string | null, log: Logger, verifier: TaskContext['verifier'], signal: AbortSignal): Promise<string[]> {

@@ -9,7 +9,7 @@
  * loads its state, applies its transitions and effects in one transaction,
  * and notifies and alerts after commit.
  */
-import type { AgentReport, DeploymentView } from '../../api/schemas.js';
+import type { AgentReport, DeploymentView, StagingProgress } from '../../api/schemas.js';
 import { environmentOf, type Config, type EnvironmentConfig } from '../../core/config.js';
 import { LockstepError, notFound } from '../../core/errors.js';
 import { type ReleaseInEnvironment } from '../../core/gate.js';
@@ -232,8 +232,12 @@ async function begin(
   return deploymentView(context, id);
 }
 
-/** Records one host's report and moves the deployment on (the decision: core/rollout-machine.ts). */
-export async function recordReport(context: ServerContext, host: string, report: AgentReport): Promise<void> {
+/**
+ * Records one host's report and moves the deployment on (the decision:
+ * core/rollout-machine.ts). Returns the time the host has left to switch,
+ * which staging progress may have pushed forward (null: no deadline).
+ */
+export async function recordReport(context: ServerContext, host: string, report: AgentReport): Promise<{ remainingMs: number | null }> {
   const at = context.now();
   const iso = at.toISOString();
   const config = await requireConfig(context.store.read);
@@ -249,12 +253,25 @@ export async function recordReport(context: ServerContext, host: string, report:
     const event: RolloutEvent = {
       kind: 'report',
       host,
-      report: { state: report.state, currentReleaseId: report.currentReleaseId, taskKind: report.taskKind, error: report.error },
+      report: { state: report.state, currentReleaseId: report.currentReleaseId, taskKind: report.taskKind, error: report.error, progressed: report.progress !== undefined },
       history: await historyOf(repo, state.deployment, host),
     };
-    return decideAndApply(repo, config, state, event, at);
+    if (report.progress !== undefined) await repo.updateDeploymentHost(state.deployment.id, host, { progress: JSON.stringify(report.progress) });
+    const outcome = decideRollout(state, event, config.environments[state.deployment.env], at);
+    const deadline = deadlineAfter(state, outcome, host);
+    return { applied: await applyOutcome(repo, config, state.deployment, outcome, at), deadline };
   });
-  afterCommit(context, config, applied);
+  afterCommit(context, config, applied.applied);
+  return { remainingMs: applied.deadline === null ? null : Math.max(0, Date.parse(applied.deadline) - at.getTime()) };
+}
+
+/** The deadline of `host`'s step after an outcome: the last one its transitions set, else the one it had. */
+function deadlineAfter(state: RolloutState, outcome: RolloutOutcome, host: string): string | null {
+  let deadline = state.steps.find((step) => step.host === host)?.deadlineAt ?? null;
+  for (const transition of outcome.transitions) {
+    if (transition.kind === 'step' && transition.host === host && transition.patch.deadlineAt !== undefined) deadline = transition.patch.deadlineAt;
+  }
+  return deadline;
 }
 
 /**
@@ -420,7 +437,7 @@ async function insertOpened(repo: WriteRepo, config: Config, opened: OpenedDeplo
     current_batch: deployment.currentBatch, batches: deployment.batches, next_batch_at: deployment.nextBatchAt, override_reason: deployment.overrideReason,
   });
   for (const step of opened.steps) {
-    await repo.insertDeploymentHost({ deployment_id: deployment.id, host: step.host, from_release_id: step.fromReleaseId, state: step.state, error: step.error, updated_at: iso, batch: step.batch, deadline_at: step.deadlineAt });
+    await repo.insertDeploymentHost({ deployment_id: deployment.id, host: step.host, from_release_id: step.fromReleaseId, state: step.state, error: step.error, updated_at: iso, batch: step.batch, deadline_at: step.deadlineAt, progress: null });
   }
   return applyEffects(repo, config, deployment, opened.effects, at, iso);
 }
@@ -560,7 +577,10 @@ export async function viewOf(repo: ReadRepo, row: DeploymentRow): Promise<Deploy
     overrideReason: row.override_reason,
     approvals,
     hosts: steps
-      .map((step) => ({ host: step.host, batch: Number(step.batch), state: step.state, fromReleaseId: step.from_release_id, error: step.error, updatedAt: step.updated_at }))
+      .map((step) => ({
+        host: step.host, batch: Number(step.batch), state: step.state, fromReleaseId: step.from_release_id, error: step.error, updatedAt: step.updated_at,
+        ...(step.progress === null ? {} : { progress: JSON.parse(step.progress) as StagingProgress }),
+      }))
       .sort((a, b) => a.batch - b.batch || (a.host < b.host ? -1 : 1)),
   };
 }

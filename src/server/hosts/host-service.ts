@@ -168,15 +168,24 @@ export class FetchScope {
   /** Whether a blob belongs to a release deployed to `env`. */
   async blobAllowed(env: string, hash: string): Promise<boolean> {
     for (const releaseId of await this.context.store.read.releaseIdsDeployedTo(env)) {
-      let blobs = this.blobsByRelease.get(releaseId);
-      if (!blobs) {
-        const row = await this.context.store.read.release(releaseId);
-        if (!row) continue;
-        blobs = new Set(blobsOf(manifestOf(row)));
-        this.blobsByRelease.set(releaseId, blobs);
-      }
-      if (blobs.has(hash)) return true;
+      if ((await this.blobsOf(releaseId))?.has(hash) === true) return true;
     }
     return false;
+  }
+
+  /** The blobs of a release deployed to `env` (one query: the bulk fetch checks its scope once per request); undefined when it was not. */
+  async releaseBlobs(env: string, releaseId: string): Promise<ReadonlySet<string> | undefined> {
+    return (await this.releaseAllowed(env, releaseId)) ? this.blobsOf(releaseId) : undefined;
+  }
+
+  private async blobsOf(releaseId: string): Promise<ReadonlySet<string> | undefined> {
+    let blobs = this.blobsByRelease.get(releaseId);
+    if (!blobs) {
+      const row = await this.context.store.read.release(releaseId);
+      if (!row) return undefined;
+      blobs = new Set(blobsOf(manifestOf(row)));
+      this.blobsByRelease.set(releaseId, blobs);
+    }
+    return blobs;
   }
 }

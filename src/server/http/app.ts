@@ -30,6 +30,7 @@ import { parityView, recordFacts } from '../drift/parity-service.js';
 import { abortOnClose, actorOf, agentOf, bodyTooLarge, userOf } from './route-helpers.js';
 import type { RouteHandlers } from './route-binder.js';
 import { reportCorruptBlob } from '../releases/blob-integrity.js';
+import { blobBatchStream } from '../releases/blob-batch.js';
 import { corruptBlobError } from '../../content/blob-store.js';
 
 export type { Access } from './access.js';
@@ -265,10 +266,20 @@ export function coreRouteHandlers(context: ServerContext, limiter: FailedAuthLim
       }
       return reply.header('content-type', 'application/octet-stream').header('content-length', blob.size).send(blob.stream);
     },
+    agentBlobs: async ({ body }, request, reply) => {
+      const agent = agentOf(request, body.host);
+      // The scope is checked once for the whole request: every blob must be one of this release's.
+      const allowed = await scope.releaseBlobs(agent.env, body.releaseId);
+      if (allowed === undefined) throw new LockstepError('forbidden', `release ${body.releaseId} was never deployed to ${agent.env}`);
+      const foreign = body.hashes.find((hash) => !allowed.has(hash));
+      if (foreign !== undefined) throw new LockstepError('forbidden', `blob ${foreign} is not part of release ${body.releaseId}`);
+      const stream = blobBatchStream(context.blobs, [...new Set(body.hashes)], (corrupt) => reportCorruptBlob(context, corrupt, agent.host));
+      return reply.header('content-type', 'application/octet-stream').send(stream);
+    },
     agentReport: async ({ body }, request) => {
       const agent = agentOf(request, body.host);
-      await recordReport(context, agent.host, body);
-      return { ok: true };
+      const { remainingMs } = await recordReport(context, agent.host, body);
+      return { ok: true, remainingMs };
     },
     agentHeartbeat: async ({ body }, request) => {
       const agent = agentOf(request, body.host);
