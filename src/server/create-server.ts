@@ -24,6 +24,7 @@ import type { FirecallContext } from './firecall/firecall-service.js';
 import { firecallRouteHandlers } from './firecall/firecall-routes.js';
 import { Notifier } from './notifier.js';
 import { bindRoutes } from './http/route-binder.js';
+import { RolloutViews } from './deployments/rollout-views.js';
 
 /** What a server is made of; the caller opens and owns the store and the blob store. */
 export interface ServerParts {
@@ -69,6 +70,7 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
     logger: parts.logger,
     now: parts.now ?? (() => new Date()),
     onlineWindowMs: parts.onlineWindowMs ?? DEFAULT_OFFLINE_AFTER_MS,
+    rollouts: new RolloutViews(),
     shutdown: shutdown.signal,
   };
   const firecalls: FirecallContext = { ...context, ca: parts.firecallCa };
