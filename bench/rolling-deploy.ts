@@ -27,8 +27,8 @@
  *
  * Agent CPU per host per deployment is the agents' utime + stime over the
  * deployment divided by the hosts (goal: under 50 ms). `--profile-agents DIR`
- * runs every agent with `--cpu-prof --cpu-prof-dir DIR` and stops them with
- * SIGTERM at the end, so each writes its profile (where that CPU goes).
+ * profiles every agent (bench/cpu-profile.ts, preloaded) and stops them with
+ * SIGTERM at the end, so each writes DIR/<pid>.cpuprofile (where that CPU goes).
  *
  * Usage: node dist/bench/rolling-deploy.js [--runs 5] [--warmup 1] [--hosts 50] [--profile-agents DIR] [--json]
  */
@@ -114,6 +114,8 @@ const HOSTS = argv.number('--hosts', 50);
 const JSON_OUTPUT = argv.has('--json');
 const PROFILE_FLAG = process.argv.indexOf('--profile-agents');
 const PROFILE_DIR = PROFILE_FLAG >= 0 ? process.argv[PROFILE_FLAG + 1] : undefined;
+/** Preloaded into profiled agents (NODE_OPTIONS does not allow --cpu-prof). */
+const PROFILER = new URL('./cpu-profile.js', import.meta.url).href;
 const FILES = 100;
 const CHANGED = 3;
 
@@ -186,7 +188,7 @@ async function main(): Promise<void> {
         ...(await Promise.all(
           group.map(async (name) => {
             const began = performance.now();
-            const profile: Record<string, string> = PROFILE_DIR === undefined ? {} : { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}` };
+            const profile: Record<string, string> = PROFILE_DIR === undefined ? {} : { NODE_OPTIONS: `--import=${PROFILER}`, LOCKSTEP_CPU_PROFILE_DIR: PROFILE_DIR };
             const handle = await fleet.addAgent(name, 'production', { variables: { HEALTH_PORT: String((endpoints.get(name) as HealthEndpoint).port), ...profile } });
             agentStartMs.push(performance.now() - began);
             return handle;
