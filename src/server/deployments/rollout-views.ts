@@ -8,6 +8,10 @@
  * after the view's; otherwise (a restart, an event another server handled on
  * a shared PostgreSQL, a transaction that rolled back) the view is rebuilt
  * from the database. A view is kept only after its transaction committed.
+ * So every change to a deployment's steps must be a transition of the
+ * rollout machine applied by deployment-service.ts under the row's lock (or
+ * at least bump the row's revision): a direct write to `deployment_hosts`
+ * would leave the views stale.
  */
 import { IN_FLIGHT_DEPLOYMENT_STATES } from '../../core/deployment-states.js';
 import { applyTransitions, type DeploymentFacts, type RolloutOutcome, type RolloutState, type StepFacts } from '../../core/rollout-machine.js';
