@@ -11,7 +11,7 @@ import { formatDuration } from '../core/duration.js';
 import { cannotRead, LockstepError } from '../core/errors.js';
 import { shortId } from '../core/manifest.js';
 import { ago, color, formatBytes, json, line, progress, progressDone, table } from './output.js';
-import { DeploymentProgress, progressMode } from './deployment-progress.js';
+import { openProgress, progressMode } from './deployment-progress.js';
 import { uploadRelease } from './release-upload.js';
 
 /** Options every printing command takes. */
@@ -217,7 +217,7 @@ async function follow(client: LockstepClient, first: DeploymentView, wait: boole
     else line(`${what}: ${first.version} (${shortId(first.releaseId)}) to ${first.env} started; follow it with: lockstep deploy --follow ${first.id}`);
     return;
   }
-  const progress = new DeploymentProgress(progressMode(options.json === true));
+  const progress = await openProgress(options.json === true);
   if (!options.json && progressMode(false) === 'lines') line(`${what}: ${first.version} (${shortId(first.releaseId)}) to ${first.env} on ${first.hosts.length} host${first.hosts.length === 1 ? '' : 's'}`);
   progress.update(first);
   let announced = false;

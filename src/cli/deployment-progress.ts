@@ -6,7 +6,7 @@
  * A staging host's transfer shows as bytes and files of those it lacked, with
  * its rate (a `progress` event in NDJSON).
  */
-import logUpdate from 'log-update';
+import type logUpdate from 'log-update';
 import type { DeploymentView } from '../api/schemas.js';
 import { formatDuration } from '../core/duration.js';
 import { shortId } from '../core/manifest.js';
@@ -53,6 +53,19 @@ const SYMBOL: Readonly<Record<HostStep['state'], string>> = {
   revert_failed: '✗',
 };
 
+/** Redraws a block of lines in place on a terminal. */
+type TerminalBlock = typeof logUpdate;
+
+/**
+ * Opens the progress output for `--json` or not. log-update is loaded only to
+ * draw on a terminal: its Unicode width tables take ~9 ms to set up, which
+ * every command paid at start-up when it was a static import.
+ */
+export async function openProgress(json: boolean): Promise<DeploymentProgress> {
+  const mode = progressMode(json);
+  return new DeploymentProgress(mode, mode === 'terminal' ? (await import('log-update')).default : undefined);
+}
+
 /** Renders successive views of one deployment. */
 export class DeploymentProgress {
   private readonly seen = new Map<string, string>();
@@ -62,11 +75,20 @@ export class DeploymentProgress {
   private lastBatch = -1;
   private readonly started = Date.now();
 
-  constructor(private readonly mode: ProgressMode) {}
+  constructor(
+    private readonly mode: ProgressMode,
+    private readonly terminal?: TerminalBlock,
+  ) {}
+
+  /** The terminal block, which `openProgress` loads for the terminal mode. */
+  private get draw(): TerminalBlock {
+    if (this.terminal === undefined) throw new Error('DeploymentProgress: the terminal mode needs log-update; create it with openProgress()');
+    return this.terminal;
+  }
 
   /** Shows a new view (call with every revision). */
   update(view: DeploymentView): void {
-    if (this.mode === 'terminal') logUpdate(this.block(view));
+    if (this.mode === 'terminal') this.draw(this.block(view));
     else if (this.mode === 'lines') this.lines(view);
     else this.events(view);
   }
@@ -74,8 +96,8 @@ export class DeploymentProgress {
   /** Leaves the final view on screen (terminal) or emits the final event (NDJSON). */
   finish(view: DeploymentView): void {
     if (this.mode === 'terminal') {
-      logUpdate(this.block(view));
-      logUpdate.done();
+      this.draw(this.block(view));
+      this.draw.done();
     } else if (this.mode === 'lines') {
       this.lines(view);
     } else {

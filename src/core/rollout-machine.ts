@@ -195,6 +195,35 @@ function actionOf(kind: DeploymentKind): string {
   return kind === 'deploy' ? 'deployment' : kind;
 }
 
+function patchDeployment(deployment: DeploymentFacts, patch: DeploymentPatch): DeploymentFacts {
+  return { ...deployment, ...patch };
+}
+
+function patchStep(step: StepFacts, patch: Omit<StepPatch, 'updatedAt'>): StepFacts {
+  const { host, batch, fromReleaseId } = step;
+  return { host, batch, fromReleaseId, state: patch.state ?? step.state, error: patch.error !== undefined ? patch.error : step.error, deadlineAt: patch.deadlineAt !== undefined ? patch.deadlineAt : step.deadlineAt };
+}
+
+/**
+ * The deployment and its steps as `transitions` leave them: what a caller
+ * that keeps a rollout between events (the server's view of an in-flight
+ * deployment) holds next, without reading the rows back.
+ */
+export function applyTransitions(before: Pick<RolloutState, 'deployment' | 'steps'>, transitions: readonly Transition[]): Pick<RolloutState, 'deployment' | 'steps'> {
+  let deployment = before.deployment;
+  const steps = [...before.steps];
+  for (const transition of transitions) {
+    if (transition.kind === 'deployment') {
+      deployment = patchDeployment(deployment, transition.patch);
+      continue;
+    }
+    const index = steps.findIndex((step) => step.host === transition.host);
+    const current = steps[index];
+    if (current !== undefined) steps[index] = patchStep(current, transition.patch);
+  }
+  return { deployment, steps };
+}
+
 /** The working copy of one event's decision: the state as it changes, and what was decided so far. */
 class Draft {
   deployment: DeploymentFacts;
@@ -222,7 +251,7 @@ class Draft {
   }
 
   setDeployment(patch: DeploymentPatch): void {
-    this.deployment = { ...this.deployment, ...patch };
+    this.deployment = patchDeployment(this.deployment, patch);
     this.transitions.push({ kind: 'deployment', patch });
   }
 
@@ -230,7 +259,7 @@ class Draft {
     const index = this.steps.findIndex((step) => step.host === host);
     const current = this.steps[index];
     if (current === undefined) return;
-    this.steps[index] = { ...current, ...patch };
+    this.steps[index] = patchStep(current, patch);
     this.transitions.push({ kind: 'step', host, patch: { ...patch, updatedAt: this.iso } });
   }
 

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { BlobStore } from '../content/blob-store.js';
 import type { Store } from '../store/store.js';
 import type { AlertDispatcher } from './alerts/alert-dispatcher.js';
+import type { RolloutViews } from './deployments/rollout-views.js';
 import type { Notifier } from './notifier.js';
 import type { SecretKeyFile } from './secrets/secret-key.js';
 
@@ -16,6 +17,8 @@ export interface ServerContext {
   readonly now: () => Date;
   /** How long a host counts as online after it was last seen. */
   readonly onlineWindowMs: number;
+  /** The in-flight deployments as this server last committed them (deployments/rollout-views.ts). */
+  readonly rollouts: RolloutViews;
   /** Aborted when the server shuts down, so long polls end before the store closes. */
   readonly shutdown: AbortSignal;
   /** The key that seals secrets (undefined: this server was built without one and refuses to set secrets). */

@@ -26,6 +26,7 @@ import { Notifier } from './notifier.js';
 import { SecretKeyFile } from './secrets/secret-key.js';
 import { secretRouteHandlers } from './secrets/secret-routes.js';
 import { bindRoutes } from './http/route-binder.js';
+import { RolloutViews } from './deployments/rollout-views.js';
 import type { ServerTls } from './tls/server-tls.js';
 
 /** What a server is made of; the caller opens and owns the store and the blob store. */
@@ -76,6 +77,7 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
     logger: parts.logger,
     now: parts.now ?? (() => new Date()),
     onlineWindowMs: parts.onlineWindowMs ?? DEFAULT_OFFLINE_AFTER_MS,
+    rollouts: new RolloutViews(),
     shutdown: shutdown.signal,
     secretKey: parts.secretKeyFile === undefined ? undefined : new SecretKeyFile(parts.secretKeyFile),
     serverCa: parts.tls?.ca,

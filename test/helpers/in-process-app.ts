@@ -15,7 +15,7 @@ import { createServer } from '../../src/server/create-server.js';
 import { hashToken, newToken } from '../../src/server/http/tokens.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../src/store/store.js';
-import { makeTempDir } from './tmp.js';
+import { makeTempDir, type TempDir } from './tmp.js';
 
 export interface InProcessApp {
   readonly app: FastifyInstance;
@@ -25,6 +25,8 @@ export interface InProcessApp {
   readonly adminToken: string;
   /** The temp dir of the store (lockstep.db) and blobs. */
   readonly dir: string;
+  /** Where its database, blobs and keys are (a second app may share them: `sameDataAs`). */
+  readonly dataDir: string;
   /** Calls a route; `body` as JSON, or a Buffer sent as application/octet-stream. `json` is any: tests read the fields they assert on. */
   call(method: string, url: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }>;
   /** Registers and enrolls a host; returns its agent credential. */
@@ -34,32 +36,45 @@ export interface InProcessApp {
   close(): Promise<void>;
 }
 
-/**
- * Starts the app with `configYaml` applied; alerts retry after `alertDelayMs`; `now` is the server's clock (default: the real one);
- * `store` another store than SQLite in the temp dir (e.g. a StoreBackend's PostgreSQL database).
- */
-export async function startInProcessApp(configYaml: string, options: { alertDelayMs?: number; now?: () => Date; store?: () => Promise<Store> } = {}): Promise<InProcessApp> {
-  const temp = await makeTempDir('lockstep-app-');
-  const store = options.store ? await options.store() : openSqliteStore(join(temp.path, 'lockstep.db'));
+/** How a test app is started besides its configuration. */
+export interface InProcessOptions {
+  readonly alertDelayMs?: number;
+  /** The server's clock (default: the real one). */
+  readonly now?: () => Date;
+  /** Opens the store on the database file (default: openSqliteStore), e.g. to watch its queries. */
+  readonly openStore?: (file: string) => Store;
+  /** A second server over the same database, blobs and keys (as servers sharing one database): no config is applied, the admin token is shared. */
+  readonly sameDataAs?: InProcessApp;
+  /** Another store than SQLite in the data dir (e.g. a StoreBackend's PostgreSQL database). */
+  readonly store?: () => Promise<Store>;
+}
+
+/** Starts the app with `configYaml` applied; alerts retry after `alertDelayMs`; `now` is the server's clock (default: the real one). */
+export async function startInProcessApp(configYaml: string, options: InProcessOptions = {}): Promise<InProcessApp> {
+  const temp = options.sameDataAs === undefined ? await makeTempDir('lockstep-app-') : undefined;
+  const dataDir = options.sameDataAs?.dataDir ?? (temp as TempDir).path;
+  const store = options.store ? await options.store() : (options.openStore ?? openSqliteStore)(join(dataDir, 'lockstep.db'));
   await store.migrate();
-  const blobs = new BlobStore(join(temp.path, 'blobs'));
+  const blobs = new BlobStore(join(dataDir, 'blobs'));
   await blobs.open();
   const logger = pino({ level: 'silent' });
   const server = await createServer({
     store,
     blobs,
     logger,
-    audit: { key: await loadOrCreateSigningKey(temp.path), every: 100, intervalMs: 300_000, anchorFile: join(temp.path, 'audit-anchor.jsonl') },
-    firecallCa: new SshCertificateAuthority(join(temp.path, 'firecall-ca')),
+    audit: { key: await loadOrCreateSigningKey(dataDir), every: 100, intervalMs: 300_000, anchorFile: join(dataDir, 'audit-anchor.jsonl') },
+    firecallCa: new SshCertificateAuthority(join(dataDir, 'firecall-ca')),
     now: options.now,
     alertRetry: { attempts: 4, firstDelayMs: options.alertDelayMs ?? 50 },
-    secretKeyFile: join(temp.path, 'secrets.key'),
+    secretKeyFile: join(dataDir, 'secrets.key'),
   });
   const { app, context } = server;
-  const adminToken = newToken('user');
-  await store.transaction((repo) =>
-    repo.insertToken({ name: 'admin', token_hash: hashToken(adminToken), role: 'admin', envs: null, host: null, created_at: new Date().toISOString(), used_at: null, revoked_at: null }),
-  );
+  const adminToken = options.sameDataAs?.adminToken ?? newToken('user');
+  if (options.sameDataAs === undefined) {
+    await store.transaction((repo) =>
+      repo.insertToken({ name: 'admin', token_hash: hashToken(adminToken), role: 'admin', envs: null, host: null, created_at: new Date().toISOString(), used_at: null, revoked_at: null }),
+    );
+  }
 
   const call: InProcessApp['call'] = async (method, url, token, body) => {
     const binary = Buffer.isBuffer(body);
@@ -71,15 +86,18 @@ export async function startInProcessApp(configYaml: string, options: { alertDela
     });
     return { status: response.statusCode, json: response.body ? JSON.parse(response.body) : undefined };
   };
-  const applied = await call('POST', '/api/v1/config', adminToken, { yaml: configYaml, file: 'lockstep.yaml' });
-  if (applied.status !== 200) throw new Error(`config not applied: ${JSON.stringify(applied.json)}`);
+  if (options.sameDataAs === undefined) {
+    const applied = await call('POST', '/api/v1/config', adminToken, { yaml: configYaml, file: 'lockstep.yaml' });
+    if (applied.status !== 200) throw new Error(`config not applied: ${JSON.stringify(applied.json)}`);
+  }
 
   return {
     app,
     context,
     firecalls: server.firecalls,
     adminToken,
-    dir: temp.path,
+    dir: dataDir,
+    dataDir,
     call,
     async enroll(name, env) {
       const host = await call('POST', '/api/v1/hosts', adminToken, { name, env });
@@ -95,7 +113,7 @@ export async function startInProcessApp(configYaml: string, options: { alertDela
       await context.alerts.drain();
       await server.close();
       await store.close();
-      await temp.remove();
+      await temp?.remove();
     },
   };
 }

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { PolicyVerdict } from '../../src/core/policy.js';
 import type { DeploymentKind, DeploymentState, ReportState, StepState, TaskKind } from '../../src/core/report-decision.js';
 import {
+  applyTransitions,
   decideRollout,
   openDeployment,
   openReturn,
@@ -88,21 +89,10 @@ function describeEffect(effect: RolloutEffect): string {
   }
 }
 
-/** The state after the outcome's transitions. */
-function after(state: RolloutState, outcome: RolloutOutcome): { deployment: DeploymentFacts; steps: StepFacts[] } {
-  let deployment = state.deployment;
-  const steps = [...state.steps];
-  for (const transition of outcome.transitions) {
-    if (transition.kind === 'deployment') {
-      deployment = { ...deployment, ...transition.patch };
-    } else {
-      const index = steps.findIndex((s) => s.host === transition.host);
-      const { updatedAt, ...patch } = transition.patch;
-      assert.equal(updatedAt, now.toISOString());
-      steps[index] = { ...(steps[index] as StepFacts), ...patch };
-    }
-  }
-  return { deployment, steps };
+/** The state after the outcome's transitions (as the server keeps it between events); every step change is stamped `now`. */
+function after(state: RolloutState, outcome: RolloutOutcome): { deployment: DeploymentFacts; steps: readonly StepFacts[] } {
+  for (const transition of outcome.transitions) if (transition.kind === 'step') assert.equal(transition.patch.updatedAt, now.toISOString());
+  return applyTransitions(state, outcome.transitions);
 }
 
 function summarize(state: RolloutState, outcome: RolloutOutcome): Summary {

@@ -38,6 +38,7 @@ import type { Principal, ServerContext } from '../context.js';
 import { keys } from '../notifier.js';
 import { manifestOf, resolveRelease } from '../releases/release-service.js';
 import { plannedRelease, templateRule } from '../system/system-plan-service.js';
+import { recordedFor, viewAfter, type RecordedOnce, type RolloutView } from './rollout-views.js';
 
 
 /** The gate's facts about a release in one environment, from its record. */
@@ -241,37 +242,29 @@ export async function recordReport(context: ServerContext, host: string, report:
   const at = context.now();
   const iso = at.toISOString();
   const config = await requireConfig(context.store.read);
-  const applied = await context.store.transaction(async (repo) => {
+  const noStep = () => new LockstepError('forbidden', `deployment #${report.deploymentId} has no step for host ${host}`);
+  // The step's deadline after this report (staging progress may push it): what the agent is told it has left.
+  let deadline: string | null = null;
+  const applied = await inRollout(context, report.deploymentId, async (repo) => {
     await repo.updateHost(host, { last_seen_at: iso, current_release_id: report.currentReleaseId });
-    if (!(await repo.deploymentHosts(report.deploymentId)).some((candidate) => candidate.host === host)) {
-      throw new LockstepError('forbidden', `deployment #${report.deploymentId} has no step for host ${host}`);
-    }
-    const { state } = await loadRollout(repo, report.deploymentId);
+    const rollout = await openRollout(context, repo, report.deploymentId);
+    if (rollout === undefined || !rollout.state.steps.some((candidate) => candidate.host === host)) throw noStep();
     if (report.logs && report.logs.length > 0) {
-      await repo.appendDeploymentLogs(report.logs.map((log, line) => ({ deployment_id: state.deployment.id, host, at: iso, line, source: log.source, text: log.text })));
+      await repo.appendDeploymentLogs(report.logs.map((log, line) => ({ deployment_id: report.deploymentId, host, at: iso, line, source: log.source, text: log.text })));
     }
+    if (report.progress !== undefined) await repo.updateDeploymentHost(report.deploymentId, host, { progress: JSON.stringify(report.progress) });
     const event: RolloutEvent = {
       kind: 'report',
       host,
       report: { state: report.state, currentReleaseId: report.currentReleaseId, taskKind: report.taskKind, error: report.error, progressed: report.progress !== undefined },
-      history: await historyOf(repo, state.deployment, host),
+      history: await historyOf(repo, rollout, host),
     };
-    if (report.progress !== undefined) await repo.updateDeploymentHost(state.deployment.id, host, { progress: JSON.stringify(report.progress) });
-    const outcome = decideRollout(state, event, config.environments[state.deployment.env], at);
-    const deadline = deadlineAfter(state, outcome, host);
-    return { applied: await applyOutcome(repo, config, state.deployment, outcome, at), deadline };
+    const decided = await decideAndApply(repo, config, rollout, event, at);
+    deadline = decided.view.steps.find((step) => step.host === host)?.deadlineAt ?? null;
+    return decided;
   });
-  afterCommit(context, config, applied.applied);
-  return { remainingMs: applied.deadline === null ? null : Math.max(0, Date.parse(applied.deadline) - at.getTime()) };
-}
-
-/** The deadline of `host`'s step after an outcome: the last one its transitions set, else the one it had. */
-function deadlineAfter(state: RolloutState, outcome: RolloutOutcome, host: string): string | null {
-  let deadline = state.steps.find((step) => step.host === host)?.deadlineAt ?? null;
-  for (const transition of outcome.transitions) {
-    if (transition.kind === 'step' && transition.host === host && transition.patch.deadlineAt !== undefined) deadline = transition.patch.deadlineAt;
-  }
-  return deadline;
+  afterCommit(context, config, applied);
+  return { remainingMs: deadline === null ? null : Math.max(0, Date.parse(deadline) - at.getTime()) };
 }
 
 /**
@@ -284,68 +277,131 @@ export async function observeHostRelease(context: ServerContext, host: string, c
   const config = await currentConfig(context.store.read);
   if (config === undefined) return;
   const at = context.now();
-  const applied = await context.store.transaction(async (repo) => {
+  const decided = await context.store.transaction(async (repo): Promise<Decided | undefined> => {
     const row = await repo.host(host);
     // A later report or heartbeat already said something else.
-    if (row === undefined || row.current_release_id !== currentReleaseId) return [];
+    if (row === undefined || row.current_release_id !== currentReleaseId) return undefined;
     for (const candidate of await repo.listDeployments({ env: row.env, limit: 5 })) {
       if (!(await repo.deploymentHosts(candidate.id)).some((step) => step.host === host)) continue;
-      const { state } = await loadRollout(repo, candidate.id);
-      const event: RolloutEvent = { kind: 'observation', host, currentReleaseId, history: await historyOf(repo, state.deployment, host) };
-      return decideAndApply(repo, config, state, event, at);
+      const rollout = await openRollout(context, repo, Number(candidate.id));
+      if (rollout === undefined) continue;
+      const event: RolloutEvent = { kind: 'observation', host, currentReleaseId, history: await historyOf(repo, rollout, host) };
+      return decideAndApply(repo, config, rollout, event, at);
     }
-    return [];
+    return undefined;
   });
-  afterCommit(context, config, applied);
+  if (decided !== undefined) keepView(context, decided);
+  afterCommit(context, config, decided?.applied ?? []);
+}
+
+/** One deployment's rollout as an event finds it: the locked row, what the machine looks at, and the server's view it came from. */
+interface OpenedRollout {
+  readonly row: DeploymentRow;
+  readonly state: RolloutState;
+  readonly view: RolloutView;
 }
 
 /**
- * Loads what the rollout machine looks at, locking the deployment's row
- * first (bumping its revision: PostgreSQL then evaluates concurrent events of
- * one deployment one after the other).
+ * Locks the deployment's row first (bumping its revision: PostgreSQL then
+ * evaluates concurrent events of one deployment one after the other) and
+ * takes what the rollout machine looks at: the deployment from the locked
+ * row; its steps, release and once-only audit events from the server's view
+ * when the revision shows nothing changed them since, else from the
+ * database; the environment's hosts and current release from the database,
+ * since heartbeats and other deployments change those. Undefined: no such
+ * deployment.
  */
-async function loadRollout(repo: WriteRepo, id: number): Promise<{ row: DeploymentRow; state: RolloutState }> {
+async function openRollout(context: ServerContext, repo: WriteRepo, id: number): Promise<OpenedRollout | undefined> {
+  if (!context.rollouts.has(id) && (await repo.deployment(id)) === undefined) return undefined;
   const row = await repo.updateDeployment(id, {});
-  const steps = await repo.deploymentHosts(id);
+  const view = context.rollouts.current(id, Number(row.revision)) ?? (await loadView(repo, row));
   const hosts = new Map((await repo.listHosts(row.env)).map((host) => [host.name, { lastSeenAt: host.last_seen_at, currentReleaseId: host.current_release_id }] as const));
-  const release = await repo.release(row.release_id);
   return {
     row,
+    view,
     state: {
       deployment: {
         id: Number(row.id), env: row.env, kind: row.kind as DeploymentKind, state: row.state as DeploymentState, releaseId: row.release_id, fromReleaseId: row.from_release_id,
         requestedBy: row.requested_by, createdAt: row.created_at, error: row.error, currentBatch: Number(row.current_batch), batches: Number(row.batches), nextBatchAt: row.next_batch_at,
       },
-      steps: steps.map((step) => ({ host: step.host, batch: Number(step.batch), state: step.state as StepState, fromReleaseId: step.from_release_id, error: step.error, deadlineAt: step.deadline_at })),
+      steps: view.steps,
       hosts,
       environmentCurrent: (await repo.environmentCurrent(row.env)) ?? null,
-      release: release === undefined ? undefined : { app: release.app, version: release.version },
+      release: view.release,
     },
   };
 }
 
+/** Builds the view of a deployment from the database (its first event in this server, or after someone else changed it), at the locked row's revision. */
+async function loadView(repo: WriteRepo, row: DeploymentRow): Promise<RolloutView> {
+  const id = Number(row.id);
+  const steps = await repo.deploymentHosts(id);
+  const release = await repo.release(row.release_id);
+  const recorded = new Map<string, RecordedOnce>();
+  for (const event of await repo.auditSince(row.created_at, ['deployment.task_dropped', 'deployment.late_switch'])) {
+    if (!event.target.startsWith('host:') || (JSON.parse(event.details) as { deployment?: number }).deployment !== id) continue;
+    const host = event.target.slice('host:'.length);
+    const before = recorded.get(host) ?? { dropAudited: false, lateSwitchAudited: false };
+    recorded.set(host, event.action === 'deployment.task_dropped' ? { ...before, dropAudited: true } : { ...before, lateSwitchAudited: true });
+  }
+  return {
+    revision: Number(row.revision),
+    steps: steps.map((step) => ({ host: step.host, batch: Number(step.batch), state: step.state as StepState, fromReleaseId: step.from_release_id, error: step.error, deadlineAt: step.deadline_at })),
+    release: release === undefined ? undefined : { app: release.app, version: release.version },
+    recorded,
+  };
+}
+
 /** What is recorded about `host` beyond the deployment's rows: its events recorded once, and other deployments that will move it. */
-async function historyOf(repo: WriteRepo, deployment: DeploymentFacts, host: string): Promise<HostHistory> {
-  const target = `host:${host}`;
-  const recorded = (await repo.auditSince(deployment.createdAt, ['deployment.task_dropped', 'deployment.late_switch'])).filter(
-    (event) => event.target === target && (JSON.parse(event.details) as { deployment?: number }).deployment === deployment.id,
-  );
+async function historyOf(repo: WriteRepo, rollout: OpenedRollout, host: string): Promise<HostHistory> {
+  const { deployment } = rollout.state;
   let movedByAnother = false;
   for (const active of await repo.activeDeployments(deployment.env)) {
     if (Number(active.id) === deployment.id) continue;
     const step = (await repo.deploymentHosts(active.id)).find((candidate) => candidate.host === host);
     if (step !== undefined && !FINISHED_STEPS.includes(step.state as StepState)) movedByAnother = true;
   }
-  return {
-    dropAudited: recorded.some((event) => event.action === 'deployment.task_dropped'),
-    lateSwitchAudited: recorded.some((event) => event.action === 'deployment.late_switch'),
-    movedByAnother,
-  };
+  return { ...recordedFor(rollout.view, host), movedByAnother };
+}
+
+/** An event's outcome applied in its transaction: what to do after commit, and the view to keep then. */
+interface Decided {
+  readonly applied: Applied[];
+  readonly id: number;
+  readonly view: RolloutView;
+  readonly inFlight: boolean;
 }
 
 /** Asks the machine what `event` does to the deployment and applies it in the caller's transaction. */
-function decideAndApply(repo: WriteRepo, config: Config, state: RolloutState, event: RolloutEvent, at: Date): Promise<Applied[]> {
-  return applyOutcome(repo, config, state.deployment, decideRollout(state, event, config.environments[state.deployment.env], at), at);
+async function decideAndApply(repo: WriteRepo, config: Config, rollout: OpenedRollout, event: RolloutEvent, at: Date): Promise<Decided> {
+  const { state } = rollout;
+  const outcome = decideRollout(state, event, config.environments[state.deployment.env], at);
+  const applied = await applyOutcome(repo, config, state.deployment, outcome, at);
+  return { applied, id: state.deployment.id, ...viewAfter(rollout.view, state.deployment, outcome, Number(rollout.row.revision)) };
+}
+
+/** Keeps the view a committed event left, for the deployment's next event. */
+function keepView(context: ServerContext, decided: Decided): void {
+  context.rollouts.keep(decided.id, decided.view, decided.inFlight);
+}
+
+/**
+ * Runs one event of deployment `id` in a transaction, after the events of the
+ * same deployment before it in this server; keeps the view it leaves once it
+ * committed, and forgets the view when it failed. Returns what to do after commit.
+ */
+async function inRollout(context: ServerContext, id: number, work: (repo: WriteRepo) => Promise<Decided | undefined>): Promise<Applied[]> {
+  return context.rollouts.serially(id, async () => {
+    try {
+      const decided = await context.store.transaction(work);
+      if (decided === undefined) return [];
+      keepView(context, decided);
+      return decided.applied;
+    } catch (error) {
+      context.rollouts.forget(id);
+      throw error;
+    }
+  });
 }
 
 /** What a transaction decided for one deployment, for the notifications and alerts sent after it commits. */
@@ -465,9 +521,9 @@ function afterCommit(context: ServerContext, config: Config, applied: readonly A
 async function tick(context: ServerContext, id: number, config?: Config): Promise<void> {
   const current = config ?? (await requireConfig(context.store.read));
   const at = context.now();
-  const applied = await context.store.transaction(async (repo) => {
-    const { state } = await loadRollout(repo, id);
-    return decideAndApply(repo, current, state, { kind: 'tick' }, at);
+  const applied = await inRollout(context, id, async (repo) => {
+    const rollout = await openRollout(context, repo, id);
+    return rollout === undefined ? undefined : decideAndApply(repo, current, rollout, { kind: 'tick' }, at);
   });
   afterCommit(context, current, applied);
 }
@@ -479,6 +535,7 @@ async function tick(context: ServerContext, id: number, config?: Config): Promis
  */
 export async function advanceDeployments(context: ServerContext): Promise<void> {
   const active = await context.store.read.activeDeployments();
+  context.rollouts.retain(active.map((deployment) => Number(deployment.id)));
   if (active.length === 0) return;
   const config = await requireConfig(context.store.read);
   for (const deployment of active) {
@@ -494,15 +551,16 @@ export async function advanceDeployments(context: ServerContext): Promise<void> 
  */
 async function settleApproval(context: ServerContext, config: Config, id: number): Promise<void> {
   const now = context.now();
-  const applied = await context.store.transaction(async (repo) => {
-    const { row, state } = await loadRollout(repo, id);
-    if (row.state !== 'awaiting_approval') return [];
+  const applied = await inRollout(context, id, async (repo) => {
+    const rollout = await openRollout(context, repo, id);
+    if (rollout === undefined || rollout.row.state !== 'awaiting_approval') return undefined;
+    const { row } = rollout;
     const release = (await repo.release(row.release_id)) as ReleaseRow;
     // An environment that left the config cannot be allowed into; it only expires.
     const verdict: PolicyVerdict = config.environments[row.env] !== undefined
       ? await planDeployment(repo, config, release, row.env, now, { requester: row.requested_by, deployment: row })
       : { kind: 'waiting', rules: [], reason: `${row.env} is not in the configuration` };
-    return decideAndApply(repo, config, state, { kind: 'approval-check', verdict }, now);
+    return decideAndApply(repo, config, rollout, { kind: 'approval-check', verdict }, now);
   });
   afterCommit(context, config, applied);
   // Watchers re-read it either way (a follower waits for any change).
@@ -518,9 +576,10 @@ export async function decideDeployment(context: ServerContext, principal: UserPr
   const config = await requireConfig(context.store.read);
   const now = context.now();
   const at = now.toISOString();
-  const applied = await context.store.transaction(async (repo) => {
-    if (!(await repo.deployment(id))) throw notFound(`no deployment #${id}; list them with: lockstep history`);
-    const { row: deployment, state } = await loadRollout(repo, id);
+  const applied = await inRollout(context, id, async (repo) => {
+    const rollout = await openRollout(context, repo, id);
+    if (rollout === undefined) throw notFound(`no deployment #${id}; list them with: lockstep history`);
+    const { row: deployment } = rollout;
     requireEnvironmentScope(principal, deployment.env);
     if (deployment.state !== 'awaiting_approval') throw new LockstepError('conflict', `deployment #${id} is not waiting for approval (it is ${deployment.state.replace(/_/g, ' ')})`);
     const release = (await repo.release(deployment.release_id)) as ReleaseRow;
@@ -534,7 +593,7 @@ export async function decideDeployment(context: ServerContext, principal: UserPr
     if ((await repo.approvals(id)).some((row) => row.actor === principal.name)) throw new LockstepError('conflict', `${principal.name} already decided on deployment #${id}`);
     await repo.insertApproval({ deployment_id: id, actor: principal.name, decision, comment: comment ?? null, at });
     const event: RolloutEvent = { kind: 'decision', actor: principal.name, decision, comment: comment ?? null };
-    return decideAndApply(repo, config, state, event, now);
+    return decideAndApply(repo, config, rollout, event, now);
   });
   if (decision === 'approve') await settleApproval(context, config, id);
   else afterCommit(context, config, applied);
