@@ -50,7 +50,7 @@ const VALUES = [PROD_DB_PASSWORD, TEST_DB_PASSWORD, DEV_DB_PASSWORD, API_KEY, RO
 /** Runs the CLI with `input` on its standard input. */
 function cliWithInput(fleet: Fleet, args: readonly string[], input: string): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [LOCKSTEP_MAIN, ...args], { env: { ...process.env, LOCKSTEP_SERVER: fleet.url, LOCKSTEP_TOKEN: fleet.token, NO_COLOR: '1' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [LOCKSTEP_MAIN, ...args], { env: fleet.cliEnv, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -238,7 +238,7 @@ describe('secrets per environment', () => {
       if (spec.method !== 'GET' || spec.access === 'agent') continue;
       const params = Object.fromEntries([...spec.path.matchAll(/:([A-Za-z]+)/g)].map((match) => [match[1] ?? '', fill[match[1] ?? ''] ?? 'x']));
       const path = `${API_PREFIX}${routePath(name as keyof typeof ROUTES, params)}${queries[name] ?? ''}`;
-      const response = await fetch(fleet.url + path, { headers: { authorization: `Bearer ${fleet.token}` } });
+      const response = await fleet.fetch(fleet.url + path, { headers: { authorization: `Bearer ${fleet.token}` } });
       const text = await response.text();
       captured.push(text);
       assert.deepEqual(leaked(text), [], `GET ${path} (${response.status})`);
