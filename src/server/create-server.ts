@@ -24,6 +24,9 @@ import type { FirecallContext } from './firecall/firecall-service.js';
 import { firecallRouteHandlers } from './firecall/firecall-routes.js';
 import { Notifier } from './notifier.js';
 import { bindRoutes } from './http/route-binder.js';
+import { blobRouteHandlers } from './releases/blob-routes.js';
+import { BlobIntake, type BlobLimits } from './releases/upload-service.js';
+import { DEFAULT_BLOB_QUOTA_BYTES, DEFAULT_DRIFT_QUOTA_BYTES, DEFAULT_GC_GRACE_MS } from '../core/blob-retention.js';
 
 /** What a server is made of; the caller opens and owns the store and the blob store. */
 export interface ServerParts {
@@ -42,6 +45,8 @@ export interface ServerParts {
   readonly alertRetry?: { readonly attempts: number; readonly firstDelayMs: number } | undefined;
   /** Take client addresses from X-Forwarded-For (only behind a reverse proxy that sets it; default off). */
   readonly trustProxy?: boolean | undefined;
+  /** Blob quotas and gc's grace period (defaults: core/blob-retention.ts). */
+  readonly blobLimits?: Partial<BlobLimits> | undefined;
 }
 
 /** A built server: the application (not yet listening) and what the process wires around it. */
@@ -50,6 +55,8 @@ export interface LockstepServer {
   readonly context: ServerContext;
   readonly firecalls: FirecallContext;
   readonly checkpointer: AuditCheckpointer;
+  /** Blob uploads under sessions and quotas; its limits drive gc. */
+  readonly intake: BlobIntake;
   /** Ends long polls and closes the application (not the store; alerts under way go on: `context.alerts.drain()` waits for them). */
   close(): Promise<void>;
 }
@@ -74,12 +81,18 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
   const firecalls: FirecallContext = { ...context, ca: parts.firecallCa };
   const limiter = new FailedAuthLimiter();
   const app = buildApp(context, limiter, { trustProxy: parts.trustProxy });
+  const intake = new BlobIntake(context, {
+    blobQuotaBytes: parts.blobLimits?.blobQuotaBytes ?? DEFAULT_BLOB_QUOTA_BYTES,
+    driftQuotaBytes: parts.blobLimits?.driftQuotaBytes ?? DEFAULT_DRIFT_QUOTA_BYTES,
+    gcGraceMs: parts.blobLimits?.gcGraceMs ?? DEFAULT_GC_GRACE_MS,
+  });
   let openapi: unknown;
   bindRoutes(app, [
     coreRouteHandlers(context, limiter),
     driftRouteHandlers(context),
     firecallRouteHandlers(firecalls),
     auditRouteHandlers(context, parts.audit),
+    blobRouteHandlers(context, intake),
     { openapi: async () => (openapi ??= openApiDocument()) },
   ]);
   await app.ready();
@@ -91,6 +104,7 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
     context,
     firecalls,
     checkpointer,
+    intake,
     async close() {
       shutdown.abort();
       await app.close();

@@ -19,6 +19,9 @@ import { loadOrCreateSigningKey } from '../audit/signing-key.js';
 import { SshCertificateAuthority } from '../firecall/ssh-certificate-authority.js';
 import { closeExpiredFirecalls } from './firecall/firecall-service.js';
 import { sweepHostPresence } from './hosts/host-presence-service.js';
+import { collectGarbage } from './releases/blob-gc.js';
+import type { BlobLimits } from './releases/upload-service.js';
+import { DEFAULT_GC_INTERVAL_MS } from '../core/blob-retention.js';
 
 /** Below this, a busy but healthy agent would be judged offline between two requests. */
 const MIN_OFFLINE_AFTER_MS = 2000;
@@ -42,6 +45,10 @@ export interface ServerOptions {
   readonly offlineAfterMs?: number | undefined;
   /** Take client addresses (for the failed-authentication limiter, logs) from X-Forwarded-For: only behind a reverse proxy (default off). */
   readonly trustProxy?: boolean | undefined;
+  /** Blob quotas and gc's grace period (defaults: core/blob-retention.ts). */
+  readonly blobLimits?: Partial<BlobLimits> | undefined;
+  /** How often the server collects garbage blobs itself (default 1 h; 0: never). */
+  readonly gcIntervalMs?: number | undefined;
 }
 
 /** A running server. */
@@ -140,8 +147,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     firecallCa: new SshCertificateAuthority(join(dataDir, 'firecall-ca')),
     onlineWindowMs: options.offlineAfterMs,
     trustProxy: options.trustProxy,
+    blobLimits: options.blobLimits,
   });
-  const { app, context, firecalls, checkpointer } = server;
+  const { app, context, firecalls, checkpointer, intake } = server;
   await ensureAdminToken(context, dataDir, options.onAdminToken);
   await app.listen({ host, port });
   const address = app.server.address();
@@ -168,9 +176,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     checkpointer.run().catch((error: unknown) => options.logger.error({ err: error }, 'signing audit checkpoints failed'));
   }, 1000);
 
+  const gcIntervalMs = options.gcIntervalMs ?? DEFAULT_GC_INTERVAL_MS;
+  const gcTimer =
+    gcIntervalMs > 0 ?
+      setInterval(() => {
+        collectGarbage(context, intake, undefined, false).catch((error: unknown) => options.logger.error({ err: error }, 'collecting unreferenced blobs failed'));
+      }, gcIntervalMs)
+    : undefined;
+
   return {
     url,
     async close() {
+      clearInterval(gcTimer);
       clearInterval(checkpointTimer);
       // Sign the tail on the way out, so a stopped server leaves no unsigned events behind.
       await checkpointer.run(true).catch((error: unknown) => options.logger.error({ err: error }, 'signing audit checkpoints failed'));

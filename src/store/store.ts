@@ -17,6 +17,7 @@ import type { HostFactsReadRepo, HostFactsWriteRepo } from './host-facts-repo.js
 import type { HostReadRepo, HostWriteRepo } from './host-repo.js';
 import type { ReleaseReadRepo, ReleaseWriteRepo } from './release-repo.js';
 import type { TokenReadRepo, TokenWriteRepo } from './token-repo.js';
+import type { UploadReadRepo, UploadWriteRepo } from './upload-repo.js';
 
 export type { AgentCommandRow } from './agent-command-repo.js';
 export type { AuditCheckpointRow, AuditEventRow, AuditInput, AuditSigner } from './audit-repo.js';
@@ -29,6 +30,7 @@ export type { HostFactsRow } from './host-facts-repo.js';
 export type { HostRow } from './host-repo.js';
 export type { ReleaseEnvironmentRow, ReleaseRow } from './release-repo.js';
 export type { TokenRow } from './token-repo.js';
+export type { BlobHoldRow, UploadSessionRow } from './upload-repo.js';
 
 /** Queries that change nothing, of every area. */
 export interface ReadRepo
@@ -42,7 +44,8 @@ export interface ReadRepo
     AuditReadRepo,
     FirecallReadRepo,
     DriftReadRepo,
-    AgentCommandReadRepo {}
+    AgentCommandReadRepo,
+    UploadReadRepo {}
 
 /** Queries and changes of every area; only available inside a transaction. */
 export interface WriteRepo
@@ -58,7 +61,8 @@ export interface WriteRepo
     AuditWriteRepo,
     FirecallWriteRepo,
     DriftWriteRepo,
-    AgentCommandWriteRepo {}
+    AgentCommandWriteRepo,
+    UploadWriteRepo {}
 
 /** What differs between databases, stated as capabilities rather than names. */
 export interface StoreCapabilities {

@@ -5,6 +5,7 @@ import { LockstepError, notFound } from '../../core/errors.js';
 import { blobsOf, canonicalManifest, manifestProblems, releaseIdOf, shortId, type Manifest, type ManifestEntry } from '../../core/manifest.js';
 import type { ReleaseReadRepo, ReleaseRow } from '../../store/release-repo.js';
 import { requireConfig } from '../config-service.js';
+import { closeUploadSession } from './upload-service.js';
 import type { ServerContext } from '../context.js';
 
 /**
@@ -32,6 +33,9 @@ export async function createRelease(context: ServerContext, actor: string, reque
   const id = releaseIdOf(manifest);
   const at = context.now().toISOString();
   const created = await context.store.transaction(async (repo) => {
+    // Its blobs are referenced from now on: no quota holds them, and the upload session that carried them is done.
+    await repo.releaseBlobHolds(blobsOf(manifest));
+    if (request.uploadSession !== undefined) await closeUploadSession(repo, actor, request.uploadSession, at);
     if (await repo.release(id)) return false;
     const sameVersion = await repo.releaseByVersion(app, manifest.version);
     if (sameVersion) {

@@ -20,6 +20,7 @@ import { kyselyHostFactsRepo } from './host-facts-repo.js';
 import { kyselyHostRepo } from './host-repo.js';
 import { kyselyReleaseRepo } from './release-repo.js';
 import { kyselyTokenRepo } from './token-repo.js';
+import { kyselyUploadRepo } from './upload-repo.js';
 
 /** Builds a store over a Kysely instance whose dialect the caller chose. */
 export function createKyselyStore(db: Kysely<Database>, capabilities: StoreCapabilities): Store {
@@ -77,5 +78,6 @@ function kyselyRepo(db: Executor, appended?: AppendedAudit): WriteRepo {
     ...kyselyFirecallRepo(db),
     ...kyselyDriftRepo(db),
     ...kyselyAgentCommandRepo(db),
+    ...kyselyUploadRepo(db),
   };
 }
