@@ -7,7 +7,7 @@
  * quota; a drift upload only within its host's quota. Garbage collection
  * removes what nothing references any more (blob-gc.ts).
  */
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { UploadBatchResponse, UploadSessionView } from '../../api/schemas.js';
 import { driftHeldBytes, MAX_OPEN_UPLOAD_SESSIONS, quotaRoom, tokenHeldBytes, UPLOAD_SESSION_TTL_MS, type HeldBlob } from '../../core/blob-retention.js';
 import { OPEN_DRIFT_STATES } from '../../core/drift-items.js';
@@ -16,7 +16,6 @@ import { shortId } from '../../core/manifest.js';
 import { SerialQueue } from '../../core/serial-queue.js';
 import type { BlobHoldRow, UploadSessionRow, WriteRepo } from '../../store/store.js';
 import type { ServerContext } from '../context.js';
-import { cappedBody } from '../http/route-helpers.js';
 
 /** The server's limits on stored blobs (server options). */
 export interface BlobLimits {
@@ -126,14 +125,16 @@ export class BlobIntake {
       body.resume();
       throw refusal();
     }
-    const capped = body.pipe(cappedBody(room));
-    let stored: { size: number; created: boolean };
-    try {
-      stored = await this.context.blobs.put(hash, capped);
-    } catch (error) {
-      if ((error as { statusCode?: number }).statusCode === 413) throw refusal();
-      throw error;
-    }
+    // A generator rather than pipe(): the body's own errors (the route's size cap, a dropped connection) must reach put().
+    const capped = async function* (): AsyncGenerator<Buffer> {
+      let seen = 0;
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        seen += chunk.length;
+        if (seen > room) throw refusal();
+        yield chunk;
+      }
+    };
+    const stored = await this.context.blobs.put(hash, Readable.from(capped()));
     const at = this.context.now().toISOString();
     await this.context.store.transaction((repo) => repo.upsertBlobHold({ holder, hash, size: stored.size, at }));
     return stored;
