@@ -10,6 +10,7 @@ import { BlobStore } from '../../src/content/blob-store.js';
 import { loadOrCreateSigningKey } from '../../src/audit/signing-key.js';
 import { SshCertificateAuthority } from '../../src/firecall/ssh-certificate-authority.js';
 import type { ServerContext } from '../../src/server/context.js';
+import type { BlobLimits } from '../../src/server/releases/upload-service.js';
 import { createServer } from '../../src/server/create-server.js';
 import { hashToken, newToken } from '../../src/server/http/tokens.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -18,6 +19,8 @@ import { makeTempDir } from './tmp.js';
 export interface InProcessApp {
   readonly app: FastifyInstance;
   readonly context: ServerContext;
+  /** The blob store's directory. */
+  readonly blobDir: string;
   readonly adminToken: string;
   /** Calls a route; `body` as JSON, or a Buffer sent as application/octet-stream. `json` is any: tests read the fields they assert on. */
   call(method: string, url: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }>;
@@ -29,7 +32,7 @@ export interface InProcessApp {
 }
 
 /** Starts the app with `configYaml` applied; alerts retry after `alertDelayMs`; `now` is the server's clock (default: the real one). */
-export async function startInProcessApp(configYaml: string, options: { alertDelayMs?: number; now?: () => Date } = {}): Promise<InProcessApp> {
+export async function startInProcessApp(configYaml: string, options: { alertDelayMs?: number; now?: () => Date; blobLimits?: Partial<BlobLimits> } = {}): Promise<InProcessApp> {
   const temp = await makeTempDir('lockstep-app-');
   const store = openSqliteStore(join(temp.path, 'lockstep.db'));
   await store.migrate();
@@ -44,6 +47,7 @@ export async function startInProcessApp(configYaml: string, options: { alertDela
     firecallCa: new SshCertificateAuthority(join(temp.path, 'firecall-ca')),
     now: options.now,
     alertRetry: { attempts: 4, firstDelayMs: options.alertDelayMs ?? 50 },
+    blobLimits: options.blobLimits,
   });
   const { app, context } = server;
   const adminToken = newToken('user');
@@ -67,6 +71,7 @@ export async function startInProcessApp(configYaml: string, options: { alertDela
   return {
     app,
     context,
+    blobDir: join(temp.path, 'blobs'),
     adminToken,
     call,
     async enroll(name, env) {

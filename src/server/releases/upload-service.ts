@@ -33,7 +33,7 @@ function overQuota(what: string, heldBytes: number, quotaBytes: number, fix: str
 }
 
 function mib(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+  return bytes < 1024 * 1024 ? `${bytes} bytes` : `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
 function heldOf(rows: readonly BlobHoldRow[]): HeldBlob[] {
