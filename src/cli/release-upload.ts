@@ -9,7 +9,8 @@ import type { LockstepClient } from '../client/lockstep-client.js';
 import { cannotRead, ifMissing, LockstepError } from '../core/errors.js';
 import { manifestProblems, type ManifestEntry } from '../core/manifest.js';
 import { forEachBounded } from '../core/for-each-bounded.js';
-import { buildEntries } from '../content/manifest-builder.js';
+import { buildEntries, hashFile, type BulkHasher } from '../content/manifest-builder.js';
+import { FimWorkerPool } from '../fim/worker-pool.js';
 import { FRAME_HEADER_BYTES, frameHeader } from '../content/blob-frames.js';
 
 /** How blobs are grouped into upload batches. */
@@ -22,10 +23,29 @@ export interface Batching {
   readonly blobs: number;
 }
 
-/** Four streams keep the server's disk and the link busy while a batch waits for its fsync pass; batches of 16 MiB or 1,000 blobs. */
-export const DEFAULT_BATCHING: Batching = { streams: 4, bytes: 16 * 1024 * 1024, blobs: 1000 };
+/** Four streams keep the server's disk and the link busy while a batch waits for its fsync pass; batches of 8 MiB or 250 blobs (one fsync pass each on the server). */
+export const DEFAULT_BATCHING: Batching = { streams: 4, bytes: 8 * 1024 * 1024, blobs: 250 };
 /** Files up to this size are read whole; larger ones are streamed. */
 const READ_WHOLE_BYTES = 1024 * 1024;
+
+/**
+ * Hashes in the scanner's worker threads (every CPU, large synchronous reads,
+ * many files per message); where a worker cannot run (a bundled CLI without
+ * the worker file), the files are hashed here instead, the same way.
+ */
+function pooledHasher(pool: FimWorkerPool): BulkHasher {
+  let workers = true;
+  return async (files) => {
+    if (workers) {
+      try {
+        return await pool.hash(files);
+      } catch {
+        workers = false;
+      }
+    }
+    return Promise.all(files.map(async (file) => ({ sha256: await hashFile(file.path), bytes: (await stat(file.path)).size })));
+  };
+}
 
 /** One blob to send: its hash, the file it is read from and the size it had when hashed. */
 interface BlobSource {
@@ -94,7 +114,13 @@ export async function uploadRelease(client: LockstepClient, dir: string, version
     throw cannotRead(dir, error);
   });
   if (!info?.isDirectory()) throw new LockstepError('bad-input', `${dir} is not a directory`);
-  const walked = await buildEntries(dir, ({ files, bytes }) => onProgress?.(`hashing: ${files} files, ${bytes} bytes`));
+  const pool = new FimWorkerPool();
+  let walked;
+  try {
+    walked = await buildEntries(dir, ({ files, bytes }) => onProgress?.(`hashing: ${files} files, ${bytes} bytes`), pooledHasher(pool));
+  } finally {
+    await pool.close();
+  }
   const problems = manifestProblems(walked);
   if (problems.length > 0) {
     const first = problems[0];

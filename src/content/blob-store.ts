@@ -14,11 +14,16 @@ import { join } from 'node:path';
 import { Transform, pipeline as pipeStreams, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ifMissing, LockstepError } from '../core/errors.js';
+import { mapBounded } from '../core/for-each-bounded.js';
 import { readFrames } from './blob-frames.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 /** Blobs of a batch written before one fsync pass makes them durable (and the most file descriptors a batch holds open). */
 const SYNC_PASS_FILES = 256;
+/** Blobs up to this size are received whole in memory, checked, then written… */
+const SMALL_BLOB_BYTES = 1024 * 1024;
+/** …this many at once (at most 16 MiB held). */
+const WRITES_IN_FLIGHT = 16;
 
 /** What a batch of framed blobs stored. */
 export interface StoredBatch {
@@ -143,38 +148,79 @@ export class BlobStore {
    */
   async putFrames(stream: AsyncIterable<Buffer>, admit: (hash: string, size: number) => void): Promise<StoredBatch> {
     let written: WrittenBlob[] = [];
+    const writing = new Set<Promise<void>>();
+    let failure: unknown;
     let blobs = 0;
     let bytes = 0;
     let created = 0;
+    // Small blobs are checked in memory and written WRITES_IN_FLIGHT at a time: one at a time, every blob waited for its open, write and close in turn.
+    const startWrite = (hash: string, content: Buffer): void => {
+      const pending: Promise<void> = this.writeTemp(hash, content).then(
+        (blob) => void written.push(blob),
+        (error: unknown) => void (failure ??= error),
+      );
+      writing.add(pending);
+      void pending.finally(() => writing.delete(pending));
+    };
+    const settleWrites = async (): Promise<void> => {
+      await Promise.all(writing);
+      if (failure !== undefined) throw failure;
+    };
     try {
       for await (const frame of readFrames(stream)) {
         if (!HEX64.test(frame.hash)) throw new LockstepError('bad-input', `frame ${blobs + 1} has a malformed hash`);
         admit(frame.hash, frame.size);
-        const tmpPath = join(this.tmpDir, `${frame.hash}.${randomBytes(6).toString('hex')}`);
-        const handle = await open(tmpPath, 'wx', 0o444);
-        written.push({ hash: frame.hash, tmpPath, handle });
         const hasher = createHash('sha256');
-        for await (const piece of frame.bytes) {
-          hasher.update(piece);
-          await handle.write(piece);
+        if (frame.size <= SMALL_BLOB_BYTES) {
+          const pieces: Buffer[] = [];
+          for await (const piece of frame.bytes) pieces.push(piece);
+          const content = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
+          checkHash(frame.hash, hasher.update(content).digest('hex'));
+          while (writing.size >= WRITES_IN_FLIGHT) await Promise.race(writing);
+          if (failure !== undefined) throw failure;
+          startWrite(frame.hash, content);
+        } else {
+          const tmpPath = join(this.tmpDir, `${frame.hash}.${randomBytes(6).toString('hex')}`);
+          const handle = await open(tmpPath, 'wx', 0o444);
+          written.push({ hash: frame.hash, tmpPath, handle });
+          for await (const piece of frame.bytes) {
+            hasher.update(piece);
+            await handle.write(piece);
+          }
+          checkHash(frame.hash, hasher.digest('hex'));
         }
-        const actual = hasher.digest('hex');
-        if (actual !== frame.hash) throw new LockstepError('bad-input', `blob content does not match its hash: expected ${frame.hash}, content hashes to ${actual}`);
         blobs += 1;
         bytes += frame.size;
         if (written.length >= SYNC_PASS_FILES) {
+          await settleWrites();
           created += await this.commitWritten(written);
           written = [];
         }
       }
+      await settleWrites();
       created += await this.commitWritten(written);
       written = [];
       return { blobs, bytes, created };
     } finally {
+      await Promise.all(writing);
       for (const blob of written) {
         await blob.handle.close().catch(() => undefined);
         await rm(blob.tmpPath, { force: true });
       }
+    }
+  }
+
+  /** Writes a checked blob to a temporary file, left open for its fsync pass. */
+  private async writeTemp(hash: string, content: Buffer): Promise<WrittenBlob> {
+    const tmpPath = join(this.tmpDir, `${hash}.${randomBytes(6).toString('hex')}`);
+    const handle = await open(tmpPath, 'wx', 0o444);
+    try {
+      await handle.write(content);
+      return { hash, tmpPath, handle };
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      await rm(tmpPath, { force: true });
+      throw error;
     }
   }
 
@@ -183,15 +229,14 @@ export class BlobStore {
     if (written.length === 0) return 0;
     await Promise.all(written.map((blob) => blob.handle.datasync()));
     await Promise.all(written.map((blob) => blob.handle.close()));
-    const directories = new Set<string>();
-    let created = 0;
-    for (const blob of written) {
-      const directory = join(this.root, blob.hash.slice(0, 2));
-      if (!directories.has(directory)) await mkdir(directory, { recursive: true });
-      directories.add(directory);
-      if ((await this.sizeOf(blob.hash)) === undefined) created += 1;
+    const directories = new Set(written.map((blob) => join(this.root, blob.hash.slice(0, 2))));
+    await Promise.all([...directories].map((directory) => mkdir(directory, { recursive: true })));
+    const fresh = await mapBounded(written, WRITES_IN_FLIGHT, async (blob) => {
+      const absent = (await this.sizeOf(blob.hash)) === undefined;
       await rename(blob.tmpPath, this.pathOf(blob.hash));
-    }
+      return absent;
+    });
+    const created = fresh.filter(Boolean).length;
     await Promise.all([...directories].map((directory) => syncDirectory(directory)));
     return created;
   }
@@ -287,6 +332,11 @@ export class BlobStore {
       return { hash, actual, size: opened.size, quarantinedAt: undefined, quarantineError: error };
     }
   }
+}
+
+/** Fails unless a blob's content hashed to its name. */
+function checkHash(expected: string, actual: string): void {
+  if (actual !== expected) throw new LockstepError('bad-input', `blob content does not match its hash: expected ${expected}, content hashes to ${actual}`);
 }
 
 /** Makes a directory's entries (renames into it) durable. */
