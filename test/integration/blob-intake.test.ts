@@ -59,6 +59,18 @@ describe('blob intake: upload sessions, quotas and gc', () => {
     const foreign = await server.call('PUT', `/api/v1/uploads/${opened.json.id}`, other, framed(first));
     assert.equal(foreign.status, 404, 'a session belongs to the token that opened it');
 
+    const forged = Buffer.concat([frameHeader(sha(first), first.length), Buffer.from(first.toString().toUpperCase())]);
+    const mismatch = await server.call('PUT', `/api/v1/uploads/${opened.json.id}`, deployer, forged);
+    assert.equal(mismatch.status, 400, 'a frame whose bytes do not hash to its name is refused');
+    assert.match(mismatch.json.error.message, new RegExp(`^blob content does not match its hash: expected ${sha(first)}`));
+    const resized = await server.call('PUT', `/api/v1/uploads/${opened.json.id}`, deployer, Buffer.concat([frameHeader(sha(first), second.length), second]));
+    assert.equal(resized.status, 400);
+    assert.match(resized.json.error.message, new RegExp(`is ${second.length} bytes in the stream but was listed as ${first.length} bytes when session ${opened.json.id} opened$`));
+    assert.equal(await exists(first), false, 'and nothing of it is stored');
+    const truncated = await server.call('PUT', `/api/v1/uploads/${opened.json.id}`, deployer, framed(first).subarray(0, 50));
+    assert.equal(truncated.status, 400);
+    assert.match(truncated.json.error.message, new RegExp(`^upload stream ends inside blob ${sha(first)}`));
+
     const batch = await server.call('PUT', `/api/v1/uploads/${opened.json.id}`, deployer, framed(first, second));
     assert.equal(batch.status, 200, JSON.stringify(batch.json));
     assert.deepEqual(batch.json, { blobs: 2, bytes: first.length + second.length, created: 2 });
