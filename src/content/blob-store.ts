@@ -15,11 +15,14 @@ import { join } from 'node:path';
 import { Transform, pipeline as pipeStreams, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ifMissing, LockstepError } from '../core/errors.js';
+import { mapBounded } from '../core/for-each-bounded.js';
 import { readFrames } from './blob-frames.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 /** Blobs of a batch written before one fsync pass makes them durable (and the most file descriptors a batch holds open). */
 const SYNC_PASS_FILES = 256;
+/** Stats under way at once when checking many blobs. */
+const STATS_IN_FLIGHT = 32;
 /** Blobs up to this size are received whole in memory, checked, then written. */
 const SMALL_BLOB_BYTES = 1024 * 1024;
 
@@ -106,9 +109,14 @@ export class BlobStore {
 
   /** The hashes among `hashes` that the store lacks. */
   async missing(hashes: readonly string[]): Promise<string[]> {
-    const result: string[] = [];
-    for (const hash of new Set(hashes)) if ((await this.sizeOf(hash)) === undefined) result.push(hash);
-    return result;
+    const unique = [...new Set(hashes)];
+    const sizes = await this.sizesOf(unique);
+    return unique.filter((_hash, index) => sizes[index] === undefined);
+  }
+
+  /** The sizes of stored blobs (undefined where absent), in the order given; a few stats at a time, since a release may name 100,000. */
+  sizesOf(hashes: readonly string[]): Promise<(number | undefined)[]> {
+    return mapBounded(hashes, STATS_IN_FLIGHT, (hash) => this.sizeOf(hash));
   }
 
   /** Stores a stream whose SHA-256 must equal `hash`; nothing is kept when it does not. */

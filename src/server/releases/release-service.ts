@@ -24,9 +24,10 @@ export async function createRelease(context: ServerContext, actor: string, reque
     throw new LockstepError('bad-input', `release rejected: ${first?.path}: ${first?.problem}${more}`, { problems });
   }
   const manifest = canonicalManifest({ app, version: request.version, entries: request.entries as ManifestEntry[] });
-  for (const entry of manifest.entries) {
-    if (entry.type !== 'file') continue;
-    const size = await context.blobs.sizeOf(entry.sha256);
+  const files = manifest.entries.filter((entry) => entry.type === 'file');
+  const sizes = await context.blobs.sizesOf(files.map((entry) => entry.sha256));
+  for (const [index, entry] of files.entries()) {
+    const size = sizes[index];
     if (size === undefined) throw new LockstepError('bad-input', `release rejected: ${entry.path}: content ${shortId(entry.sha256)} was not uploaded`);
     if (size !== entry.size) throw new LockstepError('bad-input', `release rejected: ${entry.path}: declared size ${entry.size} but the content has ${size} bytes`);
   }
