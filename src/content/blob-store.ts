@@ -156,11 +156,11 @@ export class BlobStore {
    * Stores every blob of a framed stream (blob-frames.ts). `admit` sees each
    * frame's hash and declared size before its bytes are read and throws to
    * refuse it (the whole request fails; blobs already stored stay, being
-   * proven content). Each blob is hashed as it streams into a temporary
-   * file; then, per pass of up to SYNC_PASS_FILES blobs, all are fsynced
-   * together, renamed into place, and their directories fsynced: once this
-   * resolves, every blob of the batch survives a crash, at a few fsync
-   * waits per batch instead of one per blob.
+   * proven content). Each blob is hashed as it is read and written to a
+   * temporary file; then, per pass of up to SYNC_PASS_FILES blobs, their data
+   * is synced, they are renamed into place, and the renames synced: once this
+   * resolves, every blob of the batch survives a crash, at two sync waits
+   * per pass instead of one per blob.
    */
   async putFrames(stream: AsyncIterable<Buffer>, admit: (hash: string, size: number) => void): Promise<StoredBatch> {
     let written: WrittenBlob[] = [];
