@@ -106,9 +106,15 @@ export interface UploadedRelease {
 
 /**
  * Creates a release from `dir`. The tree is validated locally with the
- * server's own rules first, so a bad tree uploads nothing.
+ * server's own rules first, so a bad tree uploads nothing. `batching` is
+ * for tests; the CLI uses the defaults.
  */
-export async function uploadRelease(client: LockstepClient, dir: string, version: string, app: string | undefined, onProgress?: (text: string) => void,
+export async function uploadRelease(
+  client: LockstepClient,
+  dir: string,
+  version: string,
+  app: string | undefined,
+  onProgress?: (text: string) => void,
   batching: Batching = DEFAULT_BATCHING,
 ): Promise<UploadedRelease> {
   const info = await ifMissing(stat(dir)).catch((error: unknown) => {
