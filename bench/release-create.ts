@@ -43,6 +43,7 @@ async function timedWithCpu(command: string, argv: readonly string[], env?: Node
   const file = join(tmpdir(), `lockstep-bench-time-${process.pid}`);
   const run = mustSucceed(command, await timedRun('/usr/bin/time', ['-f', '%U %S', '-o', file, command, ...argv], env ? { env } : {}));
   const [user, system] = (await readFile(file, 'utf8')).trim().split(/\s+/).slice(-2).map(Number);
+  await rm(file, { force: true });
   return { ms: run.ms, cpu: (user ?? 0) + (system ?? 0), stdout: run.stdout };
 }
 
