@@ -23,8 +23,8 @@ export interface Batching {
   readonly blobs: number;
 }
 
-/** Four streams keep the server's disk and the link busy while a batch waits for its fsync pass; batches of 8 MiB or 250 blobs (one fsync pass each on the server). */
-export const DEFAULT_BATCHING: Batching = { streams: 4, bytes: 8 * 1024 * 1024, blobs: 250 };
+/** Four streams keep the server's disk and the link busy while a batch waits for its sync pass; batches of 16 MiB or 1,000 blobs (one sync pass each on the server). */
+export const DEFAULT_BATCHING: Batching = { streams: 4, bytes: 16 * 1024 * 1024, blobs: 1000 };
 /** Files up to this size are read whole; larger ones are streamed. */
 const READ_WHOLE_BYTES = 1024 * 1024;
 

@@ -8,7 +8,7 @@
  * counts it as missing and the next upload of the right bytes replaces it.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createWriteStream, existsSync, fdatasync as fdatasyncCallback, mkdirSync, openSync, renameSync, rmSync, write as writeCallback, writeSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, renameSync, rmSync, write as writeCallback, writeSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
@@ -20,8 +20,8 @@ import { mapBounded } from '../core/for-each-bounded.js';
 import { readFrames } from './blob-frames.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
-/** Blobs of a batch written before one fsync pass makes them durable (and the most file descriptors a batch holds open). */
-const SYNC_PASS_FILES = 256;
+/** Blobs of a batch written before one sync pass makes them durable (each pass spawns `sync` twice, ~10 ms each). */
+const SYNC_PASS_FILES = 1024;
 /** Stats under way at once when checking many blobs. */
 const STATS_IN_FLIGHT = 32;
 /** Blobs up to this size are received whole in memory, checked, then written. */
@@ -43,14 +43,12 @@ export interface StoredBlob {
   readonly storedAtMs: number;
 }
 
-/** A blob written to a temporary file (still open), hashed, waiting for its fsync pass and rename. */
+/** A blob written to a temporary file, hashed, waiting for its sync pass and rename. */
 interface WrittenBlob {
   readonly hash: string;
   readonly tmpPath: string;
-  readonly fd: number;
 }
 
-const fdatasync = promisify(fdatasyncCallback);
 const writeChunk = promisify(writeCallback);
 const execFileAsync = promisify(execFile);
 
@@ -180,15 +178,23 @@ export class BlobStore {
           for await (const piece of frame.bytes) pieces.push(piece);
           const content = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
           checkHash(frame.hash, hasher.update(content).digest('hex'));
+          written.push({ hash: frame.hash, tmpPath });
           const fd = openSync(tmpPath, 'wx', 0o444);
-          written.push({ hash: frame.hash, tmpPath, fd });
-          for (let offset = 0; offset < content.length; ) offset += writeSync(fd, content, offset);
+          try {
+            for (let offset = 0; offset < content.length; ) offset += writeSync(fd, content, offset);
+          } finally {
+            closeSync(fd);
+          }
         } else {
+          written.push({ hash: frame.hash, tmpPath });
           const fd = openSync(tmpPath, 'wx', 0o444);
-          written.push({ hash: frame.hash, tmpPath, fd });
-          for await (const piece of frame.bytes) {
-            hasher.update(piece);
-            await writeAll(fd, piece);
+          try {
+            for await (const piece of frame.bytes) {
+              hasher.update(piece);
+              await writeAll(fd, piece);
+            }
+          } finally {
+            closeSync(fd);
           }
           checkHash(frame.hash, hasher.digest('hex'));
         }
@@ -205,14 +211,7 @@ export class BlobStore {
       created += await this.commitWritten(pass);
       return { blobs, bytes, created };
     } finally {
-      for (const blob of written) {
-        try {
-          closeSync(blob.fd);
-        } catch {
-          // Already closed by a failed pass.
-        }
-        rmSync(blob.tmpPath, { force: true });
-      }
+      for (const blob of written) rmSync(blob.tmpPath, { force: true });
     }
   }
 
@@ -225,22 +224,20 @@ export class BlobStore {
    */
   private async commitWritten(written: readonly WrittenBlob[]): Promise<number> {
     if (written.length === 0) return 0;
-    try {
-      if (!(await syncFileSystem(this.tmpDir))) await Promise.all(written.map((blob) => fdatasync(blob.fd)));
-    } finally {
-      for (const blob of written) closeSync(blob.fd);
-    }
+    if (!(await syncFileSystem(this.tmpDir))) await Promise.all(written.map((blob) => syncFile(blob.tmpPath)));
     const directories = new Set(written.map((blob) => join(this.root, blob.hash.slice(0, 2))));
     for (const directory of directories) mkdirSync(directory, { recursive: true });
     let created = 0;
+    let renamed = 0;
     try {
       for (const blob of written) {
         const finalPath = this.pathOf(blob.hash);
         if (!existsSync(finalPath)) created += 1;
         renameSync(blob.tmpPath, finalPath);
+        renamed += 1;
       }
     } finally {
-      for (const blob of written) rmSync(blob.tmpPath, { force: true });
+      for (const blob of written.slice(renamed)) rmSync(blob.tmpPath, { force: true });
     }
     if (!(await syncFileSystem(this.root))) await Promise.all([...directories].map((directory) => syncDirectory(directory)));
     return created;
@@ -361,6 +358,16 @@ async function syncFileSystem(path: string): Promise<boolean> {
 /** Fails unless a blob's content hashed to its name. */
 function checkHash(expected: string, actual: string): void {
   if (actual !== expected) throw new LockstepError('bad-input', `blob content does not match its hash: expected ${expected}, content hashes to ${actual}`);
+}
+
+/** Makes a file's data durable (the fallback where syncfs is missing). */
+async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Makes a directory's entries (renames into it) durable. */

@@ -17,6 +17,9 @@ import { SerialQueue } from '../../core/serial-queue.js';
 import type { BlobHoldRow, UploadSessionRow, WriteRepo } from '../../store/store.js';
 import type { ServerContext } from '../context.js';
 
+/** Sessions whose parsed blob lists are kept in memory. */
+const EXPECTED_CACHE_SESSIONS = 16;
+
 /** The server's limits on stored blobs (server options). */
 export interface BlobLimits {
   /** Bytes each deployer token may upload outside sessions that no release references yet. */
@@ -44,6 +47,7 @@ function heldOf(rows: readonly BlobHoldRow[]): HeldBlob[] {
 export class BlobIntake {
   /** Release creation, session opening and gc's removals run one at a time, so gc never removes a blob a release is being made of. */
   readonly blobLock = new SerialQueue();
+  private readonly expectedBySession = new Map<number, ReadonlyMap<string, number>>();
 
   constructor(
     private readonly context: ServerContext,
@@ -76,8 +80,7 @@ export class BlobIntake {
 
   /** Stores one batch of framed blobs into an open session of `token`: each must be one the session lacked, at its declared size. */
   async receiveBatch(token: string, sessionId: number, body: Readable): Promise<UploadBatchResponse> {
-    const session = await this.openSessionOf(token, sessionId);
-    const expected = new Map((JSON.parse(session.missing) as { hash: string; size: number }[]).map((blob) => [blob.hash, blob.size]));
+    const expected = await this.expectedBlobs(token, sessionId);
     return this.context.blobs.putFrames(body, (hash, size) => {
       const declared = expected.get(hash);
       if (declared === undefined) throw new LockstepError('bad-input', `blob ${shortId(hash)} is not one upload session ${sessionId} lacks; open a session listing it (POST /uploads)`);
@@ -138,6 +141,23 @@ export class BlobIntake {
     const at = this.context.now().toISOString();
     await this.context.store.transaction((repo) => repo.upsertBlobHold({ holder, hash, size: stored.size, at }));
     return stored;
+  }
+
+  /**
+   * The blobs an open session of `token` accepts, by hash, with their sizes.
+   * Parsed once per session and kept for the session's batches (a 20,000-blob
+   * list re-read and re-parsed for each of its batches was a second of CPU);
+   * the session's state is read again each time.
+   */
+  private async expectedBlobs(token: string, sessionId: number): Promise<ReadonlyMap<string, number>> {
+    const session = await this.openSessionOf(token, sessionId);
+    const cached = this.expectedBySession.get(sessionId);
+    if (cached !== undefined) return cached;
+    const expected = new Map((JSON.parse(session.missing) as { hash: string; size: number }[]).map((blob) => [blob.hash, blob.size]));
+    this.expectedBySession.set(sessionId, expected);
+    // Sessions last an hour and a token has at most a few open; keep the latest few.
+    if (this.expectedBySession.size > EXPECTED_CACHE_SESSIONS) this.expectedBySession.delete(this.expectedBySession.keys().next().value as number);
+    return expected;
   }
 
   private async openSessionOf(token: string, sessionId: number): Promise<UploadSessionRow> {
