@@ -74,7 +74,7 @@ const AGENT_BATCH_MAX_BYTES = 64 * 1024 * 1024;
 const RELEASE_BLOB_MAX_BYTES = 16 * 1024 * 1024 * 1024;
 /** An upload session's blob list: 100,000 blobs of ~90 bytes of JSON each (hash and size), with room. */
 const UPLOAD_LIST_MAX_BYTES = 16 * 1024 * 1024;
-/** One upload batch: its largest blob plus the 40-byte frame headers of the rest (clients send batches of ~32 MiB). */
+/** One upload batch: its largest blob plus the 40-byte frame headers of the rest (the CLI sends batches of up to 16 MiB). */
 const UPLOAD_BATCH_MAX_BYTES = RELEASE_BLOB_MAX_BYTES + 64 * 1024 * 1024;
 /** The largest drifted file an agent may upload (the protocol's cap). */
 export const DRIFT_BLOB_MAX_BYTES = 64 * 1024 * 1024;
