@@ -30,9 +30,9 @@ describe('blob store: framed batches', () => {
       process.env.PATH = path;
       try {
         await withTempDir(async (dir) => {
-          const blobs = [Buffer.alloc(0), Buffer.from('small\n'), randomBytes(3 * 1024 * 1024 + 5), randomBytes(4096)];
+          const blobs = [Buffer.alloc(0), Buffer.from('small\n'), randomBytes(1024 * 1024 + 5), randomBytes(4096)];
           const body = Buffer.concat(blobs.flatMap((blob) => [frameHeader(sha(blob), blob.length), blob]));
-          for (const cut of [1, 7, 40, 65_536]) {
+          for (const cut of [13, 40, 65_536]) {
             const root = join(dir, `store-${cut}`);
             const store = new BlobStore(root);
             await store.open();
