@@ -8,6 +8,8 @@
 // - the server, agent and demo roles (fastify, kysely, pino, better-sqlite3…);
 // - core/config.js (zod and yaml, ~1 MB: only `init` and `apply` need it) and
 //   core/release-parts-file.js (yaml: only `release create` of a dir with lockstep-release.yaml);
+// - fim/worker-pool.js, whose threads load ./fim-worker.js next to it (from
+//   the bundle that path would not exist and hashing would fall back to one thread);
 // - core/errors.js, so that LockstepError is one class for the bundle and the
 //   roles it loads: the CLI entry maps errors to exit codes with instanceof.
 import { build } from 'esbuild';
@@ -17,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const distSrc = resolve(root, 'dist/src');
-const EXTERNAL = new Set(['server/command.js', 'agent/command.js', 'demo/demo.js', 'core/config.js', 'core/release-parts-file.js', 'core/errors.js']);
+const EXTERNAL = new Set(['server/command.js', 'agent/command.js', 'demo/demo.js', 'core/config.js', 'core/release-parts-file.js', 'fim/worker-pool.js', 'core/errors.js']);
 
 /** Keeps the modules above out, importing them by their path from dist/src/ (where the bundle is written). */
 const keepOutside = {

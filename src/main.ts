@@ -72,7 +72,11 @@ function program(): Command {
     .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
     .option('--tls-own-ca', "serve HTTPS with the server's own CA (made in DATA_DIR/tls) even on a loopback --listen; the default on any other")
     .option('--insecure-http', 'serve plain HTTP on a non-loopback --listen (tokens cross the network in clear; logged as a warning)')
-    .action(async (options: { dataDir: string; listen: string; database?: string; checkpointEvery?: string; checkpointInterval?: string; auditAnchor?: string; offlineAfter?: string; trustProxy?: boolean; tlsCert?: string; tlsKey?: string; tlsOwnCa?: boolean; insecureHttp?: boolean }) => {
+    .option('--blob-quota-mb <mib>', 'each deployer token may hold this many MiB of blobs uploaded outside an upload session that no release references', '256')
+    .option('--drift-quota-mb <mib>', "each host's agent may hold this many MiB of drifted files for its open drift items", '256')
+    .option('--gc-grace <duration>', 'gc keeps an unreferenced blob until it is this old', '24h')
+    .option('--gc-interval <duration>', 'how often the server runs gc itself (0: never)', '1h')
+    .action(async (options: { dataDir: string; listen: string; database?: string; checkpointEvery?: string; checkpointInterval?: string; auditAnchor?: string; offlineAfter?: string; trustProxy?: boolean; tlsCert?: string; tlsKey?: string; tlsOwnCa?: boolean; insecureHttp?: boolean; blobQuotaMb?: string; driftQuotaMb?: string; gcGrace?: string; gcInterval?: string }) => {
       const { runServerCommand } = await import('./server/command.js');
       await runServerCommand(options);
     });
@@ -264,6 +268,13 @@ function program(): Command {
     .option('--limit <n>', 'how many', '50')
     .addOption(jsonOption())
     .action((env: string | undefined, options: { limit: string; json?: boolean }) => commands.history(client(), env, positive(options.limit, '--limit'), options));
+
+  root
+    .command('gc')
+    .description("remove stored blobs that no release, open drift item or open upload session references and that are older than the server's --gc-grace (admin; audited as blob.gc)")
+    .option('--dry-run', 'only list what would be removed')
+    .addOption(jsonOption())
+    .action((options: { dryRun?: boolean; json?: boolean }) => commands.gc(client(), options));
 
   root
     .command('parity <a> <b>')

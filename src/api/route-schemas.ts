@@ -49,6 +49,9 @@ export const ROUTE_SCHEMAS = {
 
   missingBlobs: { body: api.missingBlobsRequest, response: api.missingBlobsResponse },
   uploadBlob: { params: hashParam, response: api.blobPutResponse },
+  openUpload: { body: api.openUploadRequest, response: api.uploadSessionView },
+  uploadBatch: { params: idParam, response: api.uploadBatchResponse },
+  gc: { body: api.gcRequest, response: api.gcResponse },
   createRelease: { body: api.createReleaseRequest, response: api.createReleaseResponse },
   listReleases: { query: z.object({ limit: limit(100, 1000) }), response: api.releaseListResponse },
   showRelease: { params: refParam, response: api.releaseShowResponse },

@@ -72,6 +72,10 @@ const PATH_LIST_MAX_BYTES = 8 * 1024 * 1024;
 const AGENT_BATCH_MAX_BYTES = 64 * 1024 * 1024;
 /** The largest release blob an upload may carry. */
 const RELEASE_BLOB_MAX_BYTES = 16 * 1024 * 1024 * 1024;
+/** An upload session's blob list: 100,000 blobs of ~90 bytes of JSON each (hash and size), with room. */
+const UPLOAD_LIST_MAX_BYTES = 16 * 1024 * 1024;
+/** One upload batch: its largest blob plus the 40-byte frame headers of the rest (the CLI sends batches of up to 16 MiB). */
+const UPLOAD_BATCH_MAX_BYTES = RELEASE_BLOB_MAX_BYTES + 64 * 1024 * 1024;
 /** The largest drifted file an agent may upload (the protocol's cap). */
 export const DRIFT_BLOB_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -87,7 +91,17 @@ export const ROUTES = {
 
   // ---- blobs and releases ----
   missingBlobs: { method: 'POST', path: '/blobs/missing', access: 'deployer', summary: 'Which of these blobs the server lacks', maxBytes: BLOB_LIST_MAX_BYTES },
-  uploadBlob: { method: 'PUT', path: '/blobs/:hash', access: 'deployer', summary: 'Upload one blob; the server checks its hash', request: 'stream', maxBytes: RELEASE_BLOB_MAX_BYTES },
+  uploadBlob: { method: 'PUT', path: '/blobs/:hash', access: 'deployer', summary: "Upload one blob (it must be in an open upload session of the token, or fit the token's quota); the server checks its hash", request: 'stream', maxBytes: RELEASE_BLOB_MAX_BYTES },
+  openUpload: { method: 'POST', path: '/uploads', access: 'deployer', summary: 'Open an upload session for the blobs of a release being created; answers which the server lacks', status: 201, maxBytes: UPLOAD_LIST_MAX_BYTES },
+  uploadBatch: {
+    method: 'PUT',
+    path: '/uploads/:id',
+    access: 'deployer',
+    summary: "Upload many blobs of a session in one stream of frames: 32-byte SHA-256, 8-byte big-endian length, the bytes; each is checked against its hash",
+    request: 'stream',
+    maxBytes: UPLOAD_BATCH_MAX_BYTES,
+  },
+  gc: { method: 'POST', path: '/gc', access: 'admin', summary: 'Remove (or, with dryRun, list) blobs that no release, open drift item or open upload session references, past the grace period', request: 'optional-json' },
   createRelease: { method: 'POST', path: '/releases', access: 'deployer', summary: 'Create a release from a manifest whose blobs were uploaded', maxBytes: MANIFEST_MAX_BYTES },
   listReleases: { method: 'GET', path: '/releases', access: 'viewer', summary: 'Releases, newest first' },
   showRelease: { method: 'GET', path: '/releases/:ref', access: 'viewer', summary: 'One release (id, id prefix or app@version) with its manifest' },

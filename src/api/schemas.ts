@@ -63,11 +63,33 @@ export const createReleaseRequest = z.strictObject({
   entries: z.array(wireEntry).max(1_000_000),
   /** Managed files and packages, from the release dir's lockstep-release.yaml. */
   system: wireSystemParts.optional(),
+  /** The upload session that carried its blobs (POST /uploads); creating the release closes it. */
+  uploadSession: z.number().int().positive().optional(),
 });
 export type CreateReleaseRequest = z.infer<typeof createReleaseRequest>;
 
 export const missingBlobsRequest = z.strictObject({ hashes: z.array(sha256).max(1_000_000) });
 export const missingBlobsResponse = z.object({ missing: z.array(sha256) });
+
+/** Opens an upload session: every blob a release being created references, with its size. */
+export const openUploadRequest = z.strictObject({ blobs: z.array(z.strictObject({ hash: sha256, size: z.number().int().min(0).max(16 * 1024 ** 3) })).max(1_000_000) });
+/** An open upload session: the blobs the server lacks, to be sent in batches (PUT /uploads/:id) before it expires. */
+export const uploadSessionView = z.object({ id: z.number(), missing: z.array(sha256), missingBytes: z.number(), expiresAt: z.string() });
+/** What one upload batch stored. */
+export const uploadBatchResponse = z.object({ blobs: z.number(), bytes: z.number(), created: z.number() });
+/** `lockstep gc`: list only (dryRun) or remove. */
+export const gcRequest = z.strictObject({ dryRun: z.boolean().default(false) });
+/** The blobs gc removed (or would remove), with their total. */
+export const gcResponse = z.object({
+  dryRun: z.boolean(),
+  graceSeconds: z.number(),
+  count: z.number(),
+  bytes: z.number(),
+  blobs: z.array(z.object({ hash: sha256, size: z.number(), storedAt: z.string() })),
+});
+export type UploadSessionView = z.infer<typeof uploadSessionView>;
+export type UploadBatchResponse = z.infer<typeof uploadBatchResponse>;
+export type GcResponse = z.infer<typeof gcResponse>;
 
 export const releaseSummary = z.object({
   id: sha256,

@@ -61,6 +61,15 @@ export async function releaseCreate(client: LockstepClient, dir: string, version
   );
 }
 
+/** `lockstep gc`: removes blobs no release, open drift item or open upload session references, past the server's grace period. */
+export async function gc(client: LockstepClient, options: OutputOptions & { dryRun?: boolean }): Promise<void> {
+  const result = await client.gc(options.dryRun === true);
+  if (options.json) return json(result);
+  if (result.dryRun) for (const blob of result.blobs) line(`${blob.hash}  ${formatBytes(blob.size)}  stored ${ago(blob.storedAt)}`);
+  const verb = result.dryRun ? 'would remove' : 'removed';
+  process.stderr.write(`${verb} ${result.count} unreferenced blob${result.count === 1 ? '' : 's'} (${formatBytes(result.bytes)}) older than ${formatDuration(result.graceSeconds * 1000)}\n`);
+}
+
 /** `lockstep release list`. */
 export async function releaseList(client: LockstepClient, options: OutputOptions): Promise<void> {
   const { releases } = await client.listReleases();

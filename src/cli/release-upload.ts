@@ -1,15 +1,105 @@
-/** Making a release from a directory: hash the tree, upload only the blobs the server lacks, register the manifest. */
+/**
+ * Making a release from a directory: hash the tree, open an upload session
+ * listing its blobs, stream the ones the server lacks in a few parallel
+ * batches of framed blobs, and register the manifest (which closes the session).
+ */
+import { createReadStream, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { LockstepClient } from '../client/lockstep-client.js';
 import { cannotRead, ifMissing, LockstepError } from '../core/errors.js';
 import { manifestProblems, type ManifestEntry } from '../core/manifest.js';
 import { forEachBounded } from '../core/for-each-bounded.js';
-import { buildEntries } from '../content/manifest-builder.js';
 import { readDebControl } from '../content/deb-control.js';
 import type { DebControl } from '../core/release-parts-file.js';
 import { RELEASE_PARTS_FILE, systemPartsProblems, type SystemParts } from '../core/system-parts.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { buildEntries, hashFile, type BulkHasher } from '../content/manifest-builder.js';
+import type { FimWorkerPool } from '../fim/worker-pool.js';
+import { FRAME_HEADER_BYTES, frameHeader } from '../content/upload-frames.js';
+
+/** How blobs are grouped into upload batches. */
+export interface Batching {
+  /** Batches sent at once. */
+  readonly streams: number;
+  /** A batch closes once it holds this many bytes (a larger blob travels alone)… */
+  readonly bytes: number;
+  /** …or this many blobs. */
+  readonly blobs: number;
+}
+
+/** Four streams keep the server's disk and the link busy while a batch waits for its sync pass; batches of 16 MiB or 1,000 blobs (one sync pass each on the server). */
+export const DEFAULT_BATCHING: Batching = { streams: 4, bytes: 16 * 1024 * 1024, blobs: 1000 };
+/** A racySinceNs no file's times reach (the year 2262 in epoch nanoseconds). */
+const NEVER_RACY_NS = '9223372036854775807';
+/** Files up to this size are read whole; larger ones are streamed. */
+const READ_WHOLE_BYTES = 1024 * 1024;
+
+/**
+ * Hashes in the scanner's worker threads (every CPU, large synchronous reads,
+ * many files per message); where a worker cannot run (a bundled CLI without
+ * the worker file), the files are hashed here instead, the same way.
+ */
+function pooledHasher(pool: FimWorkerPool): BulkHasher {
+  let workers = true;
+  return async (files) => {
+    if (workers) {
+      try {
+        // No stat signatures to compare (the walk's are not the scanner's) and nothing is "racy" here: only the digests count.
+        return await pool.hash({ paths: files.map((file) => file.path), signatures: files.map(() => ''), racySinceNs: NEVER_RACY_NS });
+      } catch {
+        workers = false;
+      }
+    }
+    return Promise.all(files.map(async (file) => ({ sha256: await hashFile(file.path), bytes: (await stat(file.path)).size })));
+  };
+}
+
+/** One blob to send: its hash, the file it is read from and the size it had when hashed. */
+interface BlobSource {
+  readonly hash: string;
+  readonly source: string;
+  readonly size: number;
+}
+
+/** Splits blobs into batches of at most `limits.bytes` (or one larger blob) and `limits.blobs`. */
+function batchesOf(blobs: readonly BlobSource[], limits: Batching): BlobSource[][] {
+  const batches: BlobSource[][] = [];
+  let current: BlobSource[] = [];
+  let bytes = 0;
+  for (const blob of blobs) {
+    if (current.length > 0 && (bytes + blob.size > limits.bytes || current.length >= limits.blobs)) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(blob);
+    bytes += blob.size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
+/** The frames of a batch: each blob's header, then its bytes; a file whose size changed since it was hashed fails the batch. */
+async function* framesOf(batch: readonly BlobSource[]): AsyncGenerator<Uint8Array> {
+  for (const blob of batch) {
+    yield frameHeader(blob.hash, blob.size);
+    let read = 0;
+    if (blob.size <= READ_WHOLE_BYTES) {
+      // Synchronous: for a small file one thread-pool round trip per call cost more than the read itself (measured on the server side).
+      const content = readFileSync(blob.source);
+      read = content.length;
+      if (read === blob.size) yield content;
+    } else {
+      for await (const chunk of createReadStream(blob.source, { highWaterMark: 1 << 20 })) {
+        read += (chunk as Buffer).length;
+        if (read > blob.size) break;
+        yield chunk as Buffer;
+      }
+    }
+    if (read !== blob.size) throw new LockstepError('bad-input', `${blob.source} changed while the release was being created (${blob.size} bytes when hashed, ${read} now); run release create again`);
+  }
+}
 
 /** What `uploadRelease` did. */
 export interface UploadedRelease {
@@ -24,14 +114,30 @@ export interface UploadedRelease {
 
 /**
  * Creates a release from `dir`. The tree is validated locally with the
- * server's own rules first, so a bad tree uploads nothing.
+ * server's own rules first, so a bad tree uploads nothing. `batching` is
+ * for tests; the CLI uses the defaults.
  */
-export async function uploadRelease(client: LockstepClient, dir: string, version: string, app: string | undefined, onProgress?: (text: string) => void): Promise<UploadedRelease> {
+export async function uploadRelease(
+  client: LockstepClient,
+  dir: string,
+  version: string,
+  app: string | undefined,
+  onProgress?: (text: string) => void,
+  batching: Batching = DEFAULT_BATCHING,
+): Promise<UploadedRelease> {
   const info = await ifMissing(stat(dir)).catch((error: unknown) => {
     throw cannotRead(dir, error);
   });
   if (!info?.isDirectory()) throw new LockstepError('bad-input', `${dir} is not a directory`);
-  const walked = await buildEntries(dir, ({ files, bytes }) => onProgress?.(`hashing: ${files} files, ${bytes} bytes`));
+  // Loaded here, not at start: every other command would pay for it.
+  const { FimWorkerPool } = await import('../fim/worker-pool.js');
+  const pool = new FimWorkerPool();
+  let walked;
+  try {
+    walked = await buildEntries(dir, ({ files, bytes }) => onProgress?.(`hashing: ${files} files, ${bytes} bytes`), pooledHasher(pool));
+  } finally {
+    await pool.close();
+  }
   const problems = manifestProblems(walked);
   if (problems.length > 0) {
     const first = problems[0];
@@ -40,20 +146,20 @@ export async function uploadRelease(client: LockstepClient, dir: string, version
   const entries = walked.map(({ source: _source, ...entry }) => entry as ManifestEntry);
   // Read before any upload: a bad lockstep-release.yaml uploads nothing.
   const system = await readSystemParts(dir, entries);
-  const sources = new Map<string, { source: string; size: number }>();
-  for (const entry of walked) if (entry.type === 'file' && entry.source) sources.set(entry.sha256, { source: entry.source, size: entry.size });
-  const { missing } = await client.missingBlobs([...sources.keys()]);
+  const sources = new Map<string, BlobSource>();
+  for (const entry of walked) if (entry.type === 'file' && entry.source) sources.set(entry.sha256, { hash: entry.sha256, source: entry.source, size: entry.size });
+  const session = await client.openUpload([...sources.values()].map(({ hash, size }) => ({ hash, size })));
+  const missing = session.missing.flatMap((hash) => sources.get(hash) ?? []);
   let blobs = 0;
   let bytes = 0;
-  await forEachBounded(missing, 4, async (hash) => {
-    const blob = sources.get(hash);
-    if (!blob) return;
-    await client.uploadBlob(hash, blob.source, blob.size);
-    blobs += 1;
-    bytes += blob.size;
-    onProgress?.(`uploading: ${blobs}/${missing.length} blobs, ${bytes} bytes`);
+  await forEachBounded(batchesOf(missing, batching), batching.streams, async (batch) => {
+    const size = batch.reduce((sum, blob) => sum + FRAME_HEADER_BYTES + blob.size, 0);
+    const stored = await client.uploadBatch(session.id, framesOf(batch), size);
+    blobs += stored.blobs;
+    bytes += stored.bytes;
+    onProgress?.(`uploading: ${blobs}/${missing.length} blobs, ${bytes}/${session.missingBytes} bytes`);
   });
-  const result = await client.createRelease({ ...(app !== undefined ? { app } : {}), version, entries, ...(system === undefined ? {} : { system: { files: [...system.files], packages: [...system.packages] } }) });
+  const result = await client.createRelease({ ...(app !== undefined ? { app } : {}), version, entries, uploadSession: session.id, ...(system === undefined ? {} : { system: { files: [...system.files], packages: [...system.packages] } }) });
   const release = result.release;
   return { id: release.id, app: release.app, version: release.version, created: result.created, files: release.files, bytes: release.bytes, uploaded: { blobs, bytes } };
 }

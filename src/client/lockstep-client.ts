@@ -48,6 +48,18 @@ export class LockstepClient {
   async uploadBlob(hash: string, file: string, size: number): Promise<void> {
     await this.api.call('uploadBlob', { params: { hash }, bytes: createReadStream(file), size });
   }
+  /** Opens an upload session for the blobs of a release being created; the answer names the ones the server lacks. */
+  openUpload(blobs: readonly { hash: string; size: number }[]) {
+    return this.api.call('openUpload', { body: { blobs: [...blobs] } });
+  }
+  /** Sends one batch of framed blobs (content/blob-frames.ts) of `size` bytes into an open session. */
+  uploadBatch(session: number, frames: AsyncIterable<Uint8Array>, size: number) {
+    return this.api.call('uploadBatch', { params: { id: session }, bytes: frames, size });
+  }
+  /** Removes (or lists, with dryRun) blobs nothing references any more. */
+  gc(dryRun: boolean) {
+    return this.api.call('gc', { body: { dryRun } });
+  }
   createRelease(request: api.CreateReleaseRequest) {
     return this.api.call('createRelease', { body: request });
   }

@@ -1,10 +1,12 @@
 /**
  * Builds a release manifest from a directory: walks the tree without
- * following symlinks, hashes every regular file, and reports the file kinds
- * a release may not contain so the validator can name them.
+ * following symlinks, hashes every regular file (in bulk through a hasher the
+ * caller gives, such as the scanner's worker pool, else here), and reports
+ * the file kinds a release may not contain so the validator can name them.
  */
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { LockstepError } from '../core/errors.js';
 import { mapBounded } from '../core/for-each-bounded.js';
 import { hashPath } from './file-hash.js';
 import type { ForbiddenEntry, ManifestEntry } from '../core/manifest.js';
@@ -12,24 +14,39 @@ import type { ForbiddenEntry, ManifestEntry } from '../core/manifest.js';
 /** A walked entry plus, for files, where its content is on disk. */
 export type WalkedEntry = (ManifestEntry | ForbiddenEntry) & { readonly source?: string };
 
-/** Progress of a walk: called after each hashed file. */
+/** Progress of a walk: called after each hashed file (or batch of files). */
 export type WalkProgress = (done: { files: number; bytes: number }) => void;
 
+/** One file's hash from a bulk hasher, or the errno code that stopped it (ECHANGED: not the file the walk saw). */
+export interface BulkHashResult {
+  readonly sha256?: string;
+  readonly bytes?: number;
+  readonly error?: string;
+}
+
+/** Hashes many files at once (`ino`: the inode the walk saw, decimal); one result per file, in order. */
+export type BulkHasher = (files: readonly { readonly path: string; readonly ino: string }[]) => Promise<readonly BulkHashResult[]>;
+
+/** Files per bulk hashing request: few enough to spread over the workers, many enough that a small file costs no message of its own. */
+const HASH_BATCH_FILES = 128;
+/** …and at most this many bytes per request. */
+const HASH_BATCH_BYTES = 32 * 1024 * 1024;
+
 /** Walks `root` and returns its entries (paths relative to root, '/'-separated), files hashed. */
-export async function buildEntries(root: string, onProgress?: WalkProgress): Promise<WalkedEntry[]> {
+export async function buildEntries(root: string, onProgress?: WalkProgress, hasher?: BulkHasher): Promise<WalkedEntry[]> {
   const entries: WalkedEntry[] = [];
-  const files: { path: string; source: string; mode: number; size: number }[] = [];
+  const files: WalkedFile[] = [];
   async function walk(dir: string, prefix: string): Promise<void> {
     const names = (await readdir(dir)).sort();
     for (const name of names) {
       const source = join(dir, name);
       const path = prefix ? `${prefix}/${name}` : name;
-      const info = await lstat(source);
+      const info = await lstat(source, { bigint: true });
       if (info.isDirectory()) {
-        entries.push({ path, type: 'dir', mode: info.mode & 0o777 });
+        entries.push({ path, type: 'dir', mode: Number(info.mode & 0o777n) });
         await walk(source, path);
       } else if (info.isFile()) {
-        files.push({ path, source, mode: info.mode & 0o777, size: info.size });
+        files.push({ path, source, mode: Number(info.mode & 0o777n), size: Number(info.size), ino: String(info.ino) });
       } else if (info.isSymbolicLink()) {
         entries.push({ path, type: 'symlink', target: await readlink(source) });
       } else if (info.isFIFO()) {
@@ -46,14 +63,59 @@ export async function buildEntries(root: string, onProgress?: WalkProgress): Pro
   await walk(root, '');
   let hashedFiles = 0;
   let hashedBytes = 0;
-  const hashed = await mapBounded(files, 8, async (file) => {
+  const hashOne = async (file: WalkedFile): Promise<string> => {
     const sha256 = await hashPath(file.source, file.size);
     hashedFiles += 1;
     hashedBytes += file.size;
     onProgress?.({ files: hashedFiles, bytes: hashedBytes });
-    return { path: file.path, type: 'file' as const, mode: file.mode, size: file.size, sha256, source: file.source };
-  });
+    return sha256;
+  };
+  const hashBatch = async (batch: readonly WalkedFile[]): Promise<string[]> => {
+    if (hasher === undefined) return mapBounded(batch, 8, hashOne);
+    const results = await hasher(batch.map((file) => ({ path: file.source, ino: file.ino })));
+    const hashes = batch.map((file, index) => {
+      const result = results[index];
+      if (result?.sha256 === undefined || result.bytes !== file.size) {
+        const why = result?.error === 'ECHANGED' || result?.error === undefined ? 'it changed while it was being hashed; run again' : result.error;
+        throw new LockstepError('bad-input', `cannot hash ${file.source}: ${why}`);
+      }
+      return result.sha256;
+    });
+    hashedFiles += batch.length;
+    hashedBytes += batch.reduce((sum, file) => sum + file.size, 0);
+    onProgress?.({ files: hashedFiles, bytes: hashedBytes });
+    return hashes;
+  };
+  const hashes = (await mapBounded(batchesOf(files), 4, hashBatch)).flat();
+  const hashed = files.map((file, index) => ({ path: file.path, type: 'file' as const, mode: file.mode, size: file.size, sha256: hashes[index] as string, source: file.source }));
   return [...entries, ...hashed];
+}
+
+/** A regular file found by the walk. */
+interface WalkedFile {
+  readonly path: string;
+  readonly source: string;
+  readonly mode: number;
+  readonly size: number;
+  readonly ino: string;
+}
+
+/** Groups files into hashing requests of at most HASH_BATCH_FILES files and HASH_BATCH_BYTES (a larger file alone). */
+function batchesOf(files: readonly WalkedFile[]): WalkedFile[][] {
+  const batches: WalkedFile[][] = [];
+  let current: WalkedFile[] = [];
+  let bytes = 0;
+  for (const file of files) {
+    if (current.length > 0 && (current.length >= HASH_BATCH_FILES || bytes + file.size > HASH_BATCH_BYTES)) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(file);
+    bytes += file.size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
 }
 
 /** SHA-256 (hex) of a file's content (the scanner's hashing function, see file-hash.ts). */

@@ -26,6 +26,9 @@ import { Notifier } from './notifier.js';
 import { SecretKeyFile } from './secrets/secret-key.js';
 import { secretRouteHandlers } from './secrets/secret-routes.js';
 import { bindRoutes } from './http/route-binder.js';
+import { blobRouteHandlers } from './releases/blob-routes.js';
+import { BlobIntake, type BlobLimits } from './releases/upload-service.js';
+import { DEFAULT_BLOB_QUOTA_BYTES, DEFAULT_DRIFT_QUOTA_BYTES, DEFAULT_GC_GRACE_MS } from '../core/blob-retention.js';
 import { RolloutViews } from './deployments/rollout-views.js';
 import type { ServerTls } from './tls/server-tls.js';
 
@@ -50,6 +53,8 @@ export interface ServerParts {
   readonly secretKeyFile?: string | undefined;
   /** Serve HTTPS with this key and chain; its CA is what agents pin (default: plain HTTP). */
   readonly tls?: ServerTls | undefined;
+  /** Blob quotas and gc's grace period (defaults: core/blob-retention.ts). */
+  readonly blobLimits?: Partial<BlobLimits> | undefined;
 }
 
 /** A built server: the application (not yet listening) and what the process wires around it. */
@@ -58,6 +63,8 @@ export interface LockstepServer {
   readonly context: ServerContext;
   readonly firecalls: FirecallContext;
   readonly checkpointer: AuditCheckpointer;
+  /** Blob uploads under sessions and quotas; its limits drive gc. */
+  readonly intake: BlobIntake;
   /** Ends long polls and closes the application (not the store; alerts under way go on: `context.alerts.drain()` waits for them). */
   close(): Promise<void>;
 }
@@ -85,12 +92,18 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
   const firecalls: FirecallContext = { ...context, ca: parts.firecallCa };
   const limiter = new FailedAuthLimiter();
   const app = buildApp(context, limiter, { trustProxy: parts.trustProxy, https: parts.tls });
+  const intake = new BlobIntake(context, {
+    blobQuotaBytes: parts.blobLimits?.blobQuotaBytes ?? DEFAULT_BLOB_QUOTA_BYTES,
+    driftQuotaBytes: parts.blobLimits?.driftQuotaBytes ?? DEFAULT_DRIFT_QUOTA_BYTES,
+    gcGraceMs: parts.blobLimits?.gcGraceMs ?? DEFAULT_GC_GRACE_MS,
+  });
   let openapi: unknown;
   bindRoutes(app, [
     coreRouteHandlers(context, limiter),
     driftRouteHandlers(context),
     firecallRouteHandlers(firecalls),
     auditRouteHandlers(context, parts.audit),
+    blobRouteHandlers(context, intake),
     secretRouteHandlers(context),
     { openapi: async () => (openapi ??= openApiDocument()), serverCa: async () => ({ fingerprint: parts.tls?.ca.fingerprint ?? null, pem: parts.tls?.ca.pem ?? null }) },
   ]);
@@ -103,6 +116,7 @@ export async function createServer(parts: ServerParts): Promise<LockstepServer> 
     context,
     firecalls,
     checkpointer,
+    intake,
     async close() {
       shutdown.abort();
       await app.close();

@@ -22,6 +22,9 @@ import { sweepHostPresence } from './hosts/host-presence-service.js';
 import { SECRET_KEY_FILE } from './secrets/secret-key.js';
 import { isLoopbackAddress, loadOperatorTls, loadOrCreateOwnTls, serverNames, type ServerTls } from './tls/server-tls.js';
 import { sweepParity } from './drift/parity-watch-service.js';
+import { collectGarbage } from './releases/blob-gc.js';
+import type { BlobLimits } from './releases/upload-service.js';
+import { DEFAULT_GC_INTERVAL_MS } from '../core/blob-retention.js';
 
 /** Below this, a busy but healthy agent would be judged offline between two requests. */
 const MIN_OFFLINE_AFTER_MS = 2000;
@@ -53,6 +56,10 @@ export interface ServerOptions {
   readonly tlsOwnCa?: boolean | undefined;
   /** Serve plain HTTP on a non-loopback listen (a warning is logged). */
   readonly insecureHttp?: boolean | undefined;
+  /** Blob quotas and gc's grace period (defaults: core/blob-retention.ts). */
+  readonly blobLimits?: Partial<BlobLimits> | undefined;
+  /** How often the server collects garbage blobs itself (default 1 h; 0: never). */
+  readonly gcIntervalMs?: number | undefined;
 }
 
 /** A running server. */
@@ -180,8 +187,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     trustProxy: options.trustProxy,
     secretKeyFile: join(dataDir, SECRET_KEY_FILE),
     tls,
+    blobLimits: options.blobLimits,
   });
-  const { app, context, firecalls, checkpointer } = server;
+  const { app, context, firecalls, checkpointer, intake } = server;
   await ensureAdminToken(context, dataDir, options.onAdminToken);
   await app.listen({ host, port });
   const address = app.server.address();
@@ -210,10 +218,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     checkpointer.run().catch((error: unknown) => options.logger.error({ err: error }, 'signing audit checkpoints failed'));
   }, 1000);
 
+  const gcIntervalMs = options.gcIntervalMs ?? DEFAULT_GC_INTERVAL_MS;
+  const gcTimer =
+    gcIntervalMs > 0 ?
+      setInterval(() => {
+        collectGarbage(context, intake, undefined, false).catch((error: unknown) => options.logger.error({ err: error }, 'collecting unreferenced blobs failed'));
+      }, gcIntervalMs)
+    : undefined;
+
   return {
     url,
     ca: tls?.ca,
     async close() {
+      clearInterval(gcTimer);
       clearInterval(checkpointTimer);
       // Sign the tail on the way out, so a stopped server leaves no unsigned events behind.
       await checkpointer.run(true).catch((error: unknown) => options.logger.error({ err: error }, 'signing audit checkpoints failed'));

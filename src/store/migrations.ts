@@ -342,6 +342,29 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('deployment_hosts').addColumn('progress', 'text').execute();
     },
   },
+  '0014_upload_sessions': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('upload_sessions')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('token', 'text', (c) => c.notNull())
+        .addColumn('blobs', 'text', (c) => c.notNull())
+        .addColumn('missing', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('closed_at', 'text')
+        .execute();
+      await db.schema
+        .createTable('blob_holds')
+        .addColumn('holder', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('blob_holds_pk', ['holder', 'hash'])
+        .execute();
+      await db.schema.createIndex('blob_holds_hash').on('blob_holds').column('hash').execute();
+    },
+  },
 };
 
 /** The migrations, in order, for Kysely's Migrator. */

@@ -378,8 +378,36 @@ export interface ParityAlertStatesTable {
   checked_at: string;
 }
 
+// ---- blob intake: upload sessions and quotas (src/server/releases/upload-service.ts) ----
+
+/** A short-lived permission to upload the blobs of one release being created. */
+export interface UploadSessionsTable {
+  id: number;
+  /** The token that opened it: only that token may upload into it. */
+  token: string;
+  /** JSON array of every blob hash the release references (gc keeps them while the session is open). */
+  blobs: string;
+  /** JSON array of the hashes the server lacked when it opened: the ones it accepts. */
+  missing: string;
+  created_at: string;
+  expires_at: string;
+  /** When the release was created with it. */
+  closed_at: string | null;
+}
+
+/** A blob uploaded outside a session, counted against its uploader's quota until a release references it. */
+export interface BlobHoldsTable {
+  /** `token:NAME` (a deployer's PUT /blobs/:hash) or `host:NAME` (a drift upload). */
+  holder: string;
+  hash: string;
+  size: number;
+  at: string;
+}
+
 // Merged into Database above.
 export interface Database {
   secrets: SecretsTable;
   parity_alert_states: ParityAlertStatesTable;
+  upload_sessions: UploadSessionsTable;
+  blob_holds: BlobHoldsTable;
 }

@@ -19,6 +19,7 @@ import type { HostReadRepo, HostWriteRepo } from './host-repo.js';
 import type { ReleaseReadRepo, ReleaseWriteRepo } from './release-repo.js';
 import type { SecretReadRepo, SecretWriteRepo } from './secret-repo.js';
 import type { TokenReadRepo, TokenWriteRepo } from './token-repo.js';
+import type { UploadReadRepo, UploadWriteRepo } from './upload-repo.js';
 
 export type { AgentCommandRow } from './agent-command-repo.js';
 export type { AuditCheckpointRow, AuditEventRow, AuditInput, AuditSigner } from './audit-repo.js';
@@ -33,6 +34,7 @@ export type { HostRow } from './host-repo.js';
 export type { ReleaseEnvironmentRow, ReleaseRow } from './release-repo.js';
 export type { SecretRow } from './secret-repo.js';
 export type { TokenRow } from './token-repo.js';
+export type { BlobHoldRow, UploadSessionRow } from './upload-repo.js';
 
 /** Queries that change nothing, of every area. */
 export interface ReadRepo
@@ -48,7 +50,8 @@ export interface ReadRepo
     FirecallReadRepo,
     DriftReadRepo,
     AgentCommandReadRepo,
-    SecretReadRepo {}
+    SecretReadRepo,
+    UploadReadRepo {}
 
 /** Queries and changes of every area; only available inside a transaction. */
 export interface WriteRepo
@@ -66,7 +69,8 @@ export interface WriteRepo
     FirecallWriteRepo,
     DriftWriteRepo,
     AgentCommandWriteRepo,
-    SecretWriteRepo {}
+    SecretWriteRepo,
+    UploadWriteRepo {}
 
 /** What differs between databases, stated as capabilities rather than names. */
 export interface StoreCapabilities {

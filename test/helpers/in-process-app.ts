@@ -11,6 +11,7 @@ import { loadOrCreateSigningKey } from '../../src/audit/signing-key.js';
 import { SshCertificateAuthority } from '../../src/firecall/ssh-certificate-authority.js';
 import type { ServerContext } from '../../src/server/context.js';
 import type { FirecallContext } from '../../src/server/firecall/firecall-service.js';
+import type { BlobLimits } from '../../src/server/releases/upload-service.js';
 import { createServer } from '../../src/server/create-server.js';
 import { hashToken, newToken } from '../../src/server/http/tokens.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -22,6 +23,8 @@ export interface InProcessApp {
   readonly context: ServerContext;
   /** The fire-call services' context (the server's sweeper calls closeExpiredFirecalls with it). */
   readonly firecalls: FirecallContext;
+  /** The blob store's directory. */
+  readonly blobDir: string;
   readonly adminToken: string;
   /** The temp dir of the store (lockstep.db) and blobs. */
   readonly dir: string;
@@ -47,6 +50,8 @@ export interface InProcessOptions {
   readonly sameDataAs?: InProcessApp;
   /** Another store than SQLite in the data dir (e.g. a StoreBackend's PostgreSQL database). */
   readonly store?: () => Promise<Store>;
+  /** Blob quotas and gc's grace period (defaults: core/blob-retention.ts). */
+  readonly blobLimits?: Partial<BlobLimits>;
 }
 
 /** Starts the app with `configYaml` applied; alerts retry after `alertDelayMs`; `now` is the server's clock (default: the real one). */
@@ -67,6 +72,7 @@ export async function startInProcessApp(configYaml: string, options: InProcessOp
     now: options.now,
     alertRetry: { attempts: 4, firstDelayMs: options.alertDelayMs ?? 50 },
     secretKeyFile: join(dataDir, 'secrets.key'),
+    blobLimits: options.blobLimits,
   });
   const { app, context } = server;
   const adminToken = options.sameDataAs?.adminToken ?? newToken('user');
@@ -95,6 +101,7 @@ export async function startInProcessApp(configYaml: string, options: InProcessOp
     app,
     context,
     firecalls: server.firecalls,
+    blobDir: join(dataDir, 'blobs'),
     adminToken,
     dir: dataDir,
     dataDir,

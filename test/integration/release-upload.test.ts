@@ -1,7 +1,7 @@
 /**
- * `lockstep release create` uploads blobs through the one bounded pool: when
- * an upload fails, no further blob is sent, and the command fails only once
- * the uploads under way have finished (nothing keeps uploading behind its error).
+ * `lockstep release create` uploads batches of blobs through the one bounded
+ * pool: when a batch fails, no further batch is sent, and the command fails
+ * only once the batches under way have finished (nothing keeps uploading behind its error).
  */
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -17,17 +17,19 @@ const turns = async (count: number): Promise<void> => {
 };
 
 describe('release upload', () => {
-  it('a failed blob upload stops the upload: nothing is sent after it, and the error waits for the uploads under way', async () => {
+  it('a failed batch stops the upload: nothing is sent after it, and the error waits for the batches under way', async () => {
     await withTempDir(async (dir) => {
       for (let index = 0; index < 12; index++) await writeFile(join(dir, `file-${index}.txt`), `content ${index}\n`);
       const started: string[] = [];
       const releases: (() => void)[] = [];
       let created = false;
-      // The server's side of an upload, failing the first blob and holding the others until the test lets them finish.
+      // The server's side of an upload, failing the first batch and holding the others until the test lets them finish.
       const server = {
-        missingBlobs: async (hashes: readonly string[]) => ({ missing: [...hashes] }),
-        uploadBlob: async (hash: string) => {
-          started.push(hash);
+        openUpload: async (blobs: readonly { hash: string; size: number }[]) => ({ id: 1, missing: blobs.map((blob) => blob.hash), missingBytes: 0, expiresAt: '' }),
+        uploadBatch: async (_session: number, frames: AsyncIterable<Uint8Array>) => {
+          let batch = '';
+          for await (const frame of frames) batch += Buffer.from(frame).toString('latin1');
+          started.push(batch);
           if (started.length === 1) throw new Error('upload refused: disk full');
           await new Promise<void>((resolve) => releases.push(resolve));
         },
@@ -37,15 +39,15 @@ describe('release upload', () => {
         },
       };
       let settled = false;
-      const upload = uploadRelease(server as unknown as LockstepClient, dir, '1.0.0', undefined).finally(() => (settled = true));
-      await until('four uploads at once', async () => (started.length >= 4 ? true : undefined), 10_000);
+      const upload = uploadRelease(server as unknown as LockstepClient, dir, '1.0.0', undefined, undefined, { streams: 4, bytes: 1024, blobs: 1 }).finally(() => (settled = true));
+      await until('four batches at once', async () => (started.length >= 4 ? true : undefined), 10_000);
       await turns(20);
-      assert.equal(started.length, 4, 'four uploads at once, the first of them failed');
-      assert.equal(settled, false, 'the command waits for the three uploads under way');
+      assert.equal(started.length, 4, 'four batches at once, the first of them failed');
+      assert.equal(settled, false, 'the command waits for the three batches under way');
       for (const release of releases.splice(0)) release();
       await assert.rejects(upload, /disk full/);
       await turns(20);
-      assert.equal(started.length, 4, 'no blob is sent after the failure');
+      assert.equal(started.length, 4, 'no batch is sent after the failure');
       assert.equal(created, false);
     });
   });

@@ -1,9 +1,9 @@
 /**
  * The drift routes: what agents send (settings, drift reports, command
- * results, uploaded content of drifted files) and what people ask (list,
- * scan, revert, accept, adopt, follow a command).
+ * results) and what people ask (list,
+ * scan, revert, accept, adopt, follow a command). Uploaded drifted files go
+ * through the blob intake (releases/blob-routes.ts), which holds their quota.
  */
-import { LockstepError } from '../../core/errors.js';
 import { recordCommandResult, waitForCommand } from './agent-command-service.js';
 import { currentConfig } from '../config-service.js';
 import type { ServerContext } from '../context.js';
@@ -31,12 +31,6 @@ export function driftRouteHandlers(context: ServerContext): RouteHandlers {
       const agent = agentOf(request, body.host);
       await recordCommandResult(context, agent.host, params.id, body);
       return { ok: true };
-    },
-    agentBlobUpload: async ({ params, query, body }, request) => {
-      agentOf(request, query.host);
-      if (!(body && typeof body.pipe === 'function')) throw new LockstepError('bad-input', 'send the blob as application/octet-stream');
-      // The route binder caps the stream at the table's DRIFT_BLOB_MAX_BYTES (413).
-      return context.blobs.put(params.hash, body);
     },
 
     // ---- people ----

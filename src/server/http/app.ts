@@ -22,7 +22,7 @@ import { decideDeployment, deploymentView, recordReport, rejectRelease, startDep
 import { createToken, listTokens, revokeToken } from './token-service.js';
 import { planRollout } from '../deployments/plan-service.js';
 import { addHost, enroll, FetchScope, pollWork, recordHeartbeat } from '../hosts/host-service.js';
-import { createRelease, manifestOf, resolveRelease, summarize } from '../releases/release-service.js';
+import { manifestOf, resolveRelease, summarize } from '../releases/release-service.js';
 import { manifestDeltaOf } from '../releases/manifest-delta.js';
 import { hashToken } from './tokens.js';
 import { auditView, driftOverview, history, hostView, placementOverview, status } from './views.js';
@@ -158,11 +158,6 @@ export function coreRouteHandlers(context: ServerContext, limiter: FailedAuthLim
 
     // ---- blobs and releases ----
     missingBlobs: async ({ body }) => ({ missing: await context.blobs.missing(body.hashes) }),
-    uploadBlob: async ({ params, body }) => {
-      if (!(body && typeof body.pipe === 'function')) throw new LockstepError('bad-input', 'send the blob as application/octet-stream');
-      return context.blobs.put(params.hash, body);
-    },
-    createRelease: async ({ body }, request) => createRelease(context, actorOf(request), body),
     listReleases: async ({ query }) => {
       const rows = await context.store.read.listReleases(query.limit);
       return { releases: await Promise.all(rows.map((row) => summarize(context.store.read, row))) };

@@ -6,6 +6,7 @@ import { blobsOf, canonicalManifest, manifestProblems, releaseIdOf, shortId, typ
 import { systemPartsProblems } from '../../core/system-parts.js';
 import type { ReleaseReadRepo, ReleaseRow } from '../../store/release-repo.js';
 import { requireConfig } from '../config-service.js';
+import { closeUploadSession } from './upload-service.js';
 import type { ServerContext } from '../context.js';
 
 /**
@@ -31,15 +32,19 @@ export async function createRelease(context: ServerContext, actor: string, reque
     throw new LockstepError('bad-input', `release rejected: ${first?.path}: ${first?.problem}${more}`, { problems: systemProblems });
   }
   const manifest = canonicalManifest({ app, version: request.version, entries, ...(request.system === undefined ? {} : { system: request.system }) });
-  for (const entry of manifest.entries) {
-    if (entry.type !== 'file') continue;
-    const size = await context.blobs.sizeOf(entry.sha256);
+  const files = manifest.entries.filter((entry) => entry.type === 'file');
+  const sizes = await context.blobs.sizesOf(files.map((entry) => entry.sha256));
+  for (const [index, entry] of files.entries()) {
+    const size = sizes[index];
     if (size === undefined) throw new LockstepError('bad-input', `release rejected: ${entry.path}: content ${shortId(entry.sha256)} was not uploaded`);
     if (size !== entry.size) throw new LockstepError('bad-input', `release rejected: ${entry.path}: declared size ${entry.size} but the content has ${size} bytes`);
   }
   const id = releaseIdOf(manifest);
   const at = context.now().toISOString();
   const created = await context.store.transaction(async (repo) => {
+    // Its blobs are referenced from now on: no quota holds them, and the upload session that carried them is done.
+    await repo.releaseBlobHolds(blobsOf(manifest));
+    if (request.uploadSession !== undefined) await closeUploadSession(repo, actor, request.uploadSession, at);
     if (await repo.release(id)) return false;
     const sameVersion = await repo.releaseByVersion(app, manifest.version);
     if (sameVersion) {

@@ -22,6 +22,7 @@ import { kyselyHostRepo } from './host-repo.js';
 import { kyselyReleaseRepo } from './release-repo.js';
 import { kyselySecretRepo } from './secret-repo.js';
 import { kyselyTokenRepo } from './token-repo.js';
+import { kyselyUploadRepo } from './upload-repo.js';
 
 /** Builds a store over a Kysely instance whose dialect the caller chose. */
 export function createKyselyStore(db: Kysely<Database>, capabilities: StoreCapabilities): Store {
@@ -81,5 +82,6 @@ function kyselyRepo(db: Executor, appended?: AppendedAudit): WriteRepo {
     ...kyselyDriftRepo(db),
     ...kyselyAgentCommandRepo(db),
     ...kyselySecretRepo(db),
+    ...kyselyUploadRepo(db),
   };
 }
