@@ -16,6 +16,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildEntries, hashFile, type BulkHasher } from '../content/manifest-builder.js';
 import type { FimWorkerPool } from '../fim/worker-pool.js';
+import { SIGNATURE_FIELD } from '../fim/worker-protocol.js';
 import { FRAME_HEADER_BYTES, frameHeader } from '../content/upload-frames.js';
 
 /** How blobs are grouped into upload batches. */
@@ -30,6 +31,13 @@ export interface Batching {
 
 /** Four streams keep the server's disk and the link busy while a batch waits for its sync pass; batches of 16 MiB or 1,000 blobs (one sync pass each on the server). */
 export const DEFAULT_BATCHING: Batching = { streams: 4, bytes: 16 * 1024 * 1024, blobs: 1000 };
+/** A stat signature (fim/entry-stat.ts) that names only the inode, the one field the worker checks before hashing. */
+function inodeSignature(ino: string): string {
+  const fields = ['', '', '', '', '', '', ''];
+  fields[SIGNATURE_FIELD.ino] = ino;
+  return fields.join(':');
+}
+
 /** A racySinceNs no file's times reach (the year 2262 in epoch nanoseconds). */
 const NEVER_RACY_NS = '9223372036854775807';
 /** Files up to this size are read whole; larger ones are streamed. */
@@ -45,8 +53,8 @@ function pooledHasher(pool: FimWorkerPool): BulkHasher {
   return async (files) => {
     if (workers) {
       try {
-        // No stat signatures to compare (the walk's are not the scanner's) and nothing is "racy" here: only the digests count.
-        return await pool.hash({ paths: files.map((file) => file.path), signatures: files.map(() => ''), racySinceNs: NEVER_RACY_NS });
+        // The worker refuses a file whose inode is not the walk's (replaced since); the other signature fields and "racy" do not matter here.
+        return await pool.hash({ paths: files.map((file) => file.path), signatures: files.map((file) => inodeSignature(file.ino)), racySinceNs: NEVER_RACY_NS });
       } catch {
         workers = false;
       }

@@ -48,7 +48,7 @@ describe('bulk release upload and gc', () => {
     // One blob uploaded on its own (within the token's quota) that no release references.
     const stray = Buffer.from('uploaded, never released\n');
     const hash = createHash('sha256').update(stray).digest('hex');
-    const put = await fetch(`${fleet.url}/api/v1/blobs/${hash}`, { method: 'PUT', headers: { authorization: `Bearer ${fleet.token}`, 'content-type': 'application/octet-stream' }, body: stray });
+    const put = await fleet.fetch(`${fleet.url}/api/v1/blobs/${hash}`, { method: 'PUT', headers: { authorization: `Bearer ${fleet.token}`, 'content-type': 'application/octet-stream' }, body: stray });
     assert.equal(put.status, 200, await put.text());
 
     const listed = JSON.parse(await fleet.ok(['gc', '--dry-run', '--json'])) as { dryRun: boolean; count: number; blobs: { hash: string }[] };

@@ -204,7 +204,7 @@ describe('manifest delta (server)', () => {
 
   it('bulk fetch: streams the blobs of a release deployed to the environment, checked once for the request; refuses another release and a foreign blob', async () => {
     const bulk = (releaseId: string, hashes: readonly string[]) =>
-      fetch(`${fleet.url}/api/v1/agent/blobs`, { method: 'POST', headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' }, body: JSON.stringify({ host: 'web-1', releaseId, hashes }) });
+      fleet.fetch(`${fleet.url}/api/v1/agent/blobs`, { method: 'POST', headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' }, body: JSON.stringify({ host: 'web-1', releaseId, hashes }) });
     const manifest = (await ask(ids['2.0.0'] ?? '')).body.manifest as Manifest;
     const sizes = new Map(manifest.entries.flatMap((entry) => (entry.type === 'file' ? [[entry.sha256, entry.size] as const] : [])));
     const answer = await bulk(ids['2.0.0'] ?? '', [...sizes.keys()]);
