@@ -28,6 +28,7 @@ import { reportHostFacts } from './host-facts.js';
 import { SettingsHolder } from './settings-holder.js';
 import { runTask, taskDeadline } from './release/task-runner.js';
 import { SystemActivator } from './system/system-activator.js';
+import { reinstallReleasedPackage } from './system/package-revert.js';
 import { SystemState } from './system/system-state.js';
 import { DEFAULT_SSHD_LOG, runFirecallDuties } from './firecall/firecall-agent.js';
 
@@ -122,13 +123,24 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     fetchManifest: (releaseId, fetchSignal) => client.fetchManifest(releaseId, fetchSignal),
     fetchBlob: (hash, fetchSignal) => client.fetchBlob(hash, fetchSignal),
     verifier,
+    // A package revert is Lockstep's own package operation: the package baseline moves with it.
+    reinstallPackage: (name, version) =>
+      monitor.ownPackageChange(() =>
+        reinstallReleasedPackage({ root, deployTo, cache, manifests, source: client, fetchBlob: (hash, fetchSignal) => client.fetchBlob(hash, fetchSignal), signal }, name, version),
+      ),
     logger: log,
     signal,
   });
   /** Tasks finished so far (host facts re-read after each). */
   let tasksRun = 0;
-  // Managed files are written as Lockstep's own change: never drift.
-  const system = new SystemActivator({ root, state: new SystemState(stateDir), protectedDirs: [resolve(stateDir)], ownChange: (paths, change) => monitor.ownChange(paths, change) });
+  // Managed files are written and packages installed as Lockstep's own change: never drift.
+  const system = new SystemActivator({
+    root,
+    state: new SystemState(stateDir),
+    protectedDirs: [resolve(stateDir)],
+    ownChange: (paths, change) => monitor.ownChange(paths, change),
+    ownPackageChange: (change) => monitor.ownPackageChange(change),
+  });
   settings.onChange((latest) => {
     // During a task its deploy_to is the authority; the settings' one is taken between tasks.
     void (async () => {

@@ -175,11 +175,21 @@ export class PackageWatch {
   async ownChange<T>(change: () => Promise<T>): Promise<T> {
     this.#ownPending++;
     try {
-      return await change();
-    } finally {
+      // Only the packages this operation changed move: another package changed by hand before it stays drift.
       this.#signature = undefined;
       await this.refresh();
-      this.rebaseline(null);
+      const before = { ...(this.#installed ?? {}) };
+      try {
+        return await change();
+      } finally {
+        this.#signature = undefined;
+        await this.refresh();
+        const after = this.#installed ?? {};
+        const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((name) => before[name] !== after[name]);
+        if (this.#baseline === undefined) this.rebaseline(null);
+        else if (changed.length > 0) this.rebaseline(changed);
+      }
+    } finally {
       this.#ownPending--;
     }
   }
