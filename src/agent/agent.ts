@@ -18,6 +18,7 @@ import type { Transport } from '../api/api-client.js';
 import { readAgentState, readCredential, writeAgentState, writeCredential, type AgentCredential } from './agent-state.js';
 import { deployLayout } from './release/deploy-layout.js';
 import { createDriftMonitor } from './drift/create-drift-monitor.js';
+import type { CommandOutcome } from './drift/drift-monitor.js';
 import { checkCurrentRelease } from './health/health-checker.js';
 import { removeLeftovers } from './release/leftover-cleaner.js';
 import { ReleaseVerifier } from './release/release-verifier.js';
@@ -29,6 +30,7 @@ import { SettingsHolder } from './settings-holder.js';
 import { runTask, taskDeadline } from './release/task-runner.js';
 import { SystemActivator } from './system/system-activator.js';
 import { reinstallReleasedPackage } from './system/package-revert.js';
+import { captureHost } from './system/host-capture.js';
 import { SystemState } from './system/system-state.js';
 import { DEFAULT_SSHD_LOG, runFirecallDuties } from './firecall/firecall-agent.js';
 
@@ -259,10 +261,21 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     if (outcome.kind === 'cancelled') log.warn({ deploymentId: task.deploymentId, reason: outcome.reason }, 'task dropped at its deadline');
   }
 
-  /** Runs a drift command and answers it; the answer is retried like a report. */
+  /** `release capture`: uploads the host's .deb files and the given files, and answers with their list. */
+  async function capture(packages: boolean, paths: readonly string[]): Promise<CommandOutcome> {
+    try {
+      const captured = await captureHost({ root, host: identity.host, upload: (hash, content, uploadSignal) => client.uploadBlob(hash, content, uploadSignal), signal }, packages, paths);
+      return { ok: true, capture: captured, detail: `captured ${captured.packages.length} package(s) and ${captured.files.length} file(s)` };
+    } catch (error) {
+      if (signal.aborted) throw error;
+      return { ok: false, error: `could not capture: ${error instanceof Error ? error.message : String(error)}`.slice(0, 4000) };
+    }
+  }
+
+  /** Runs a drift or capture command and answers it; the answer is retried like a report. */
   async function runCommand(command: AgentCommand): Promise<void> {
     log.info({ commandId: command.id, kind: command.kind }, 'command received');
-    const outcome = await monitor.runCommand(command);
+    const outcome = command.kind === 'release-capture' ? await capture(command.packages, command.paths) : await monitor.runCommand(command);
     try {
       await retry(() => client.commandResult(command.id, { host: identity.host, ...outcome }, signal), {
         signal,
