@@ -359,6 +359,8 @@ export const driftEntryAttrs = z.strictObject({
   version: z.string().max(256).optional(),
   /** A file finding: the package that owns the file according to dpkg (a hand edit of a packaged file). */
   ownedBy: z.string().max(256).optional(),
+  /** A package finding whose new version's .deb apt left in its cache: that .deb's architecture (sha256 and size: the uploaded .deb, for drift adopt). */
+  architecture: z.string().max(64).optional(),
 });
 export type DriftEntryAttrs = z.infer<typeof driftEntryAttrs>;
 

@@ -134,7 +134,7 @@ export async function driftAdopt(client: LockstepClient, host: string, version: 
   if (options.json) return json(result);
   line(result.release.id);
   process.stderr.write(
-    `${result.created ? 'created' : 'already exists:'} ${result.release.app}@${result.release.version} from ${host}'s release and its ${result.items} drifted file${result.items === 1 ? '' : 's'}; ` +
+    `${result.created ? 'created' : 'already exists:'} ${result.release.app}@${result.release.version} from ${host}'s release and its ${result.items} drifted item${result.items === 1 ? '' : 's'} (release files, packages); ` +
       `the drift stays open until it runs there. It goes through the promotion gate like any release: deploy it to ${result.firstEnv ?? 'the first environment'} first: lockstep deploy ${result.release.app}@${result.release.version} --to ${result.firstEnv ?? 'ENV'}\n`,
   );
 }

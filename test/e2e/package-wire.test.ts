@@ -4,11 +4,13 @@
  * raise no package finding; a hand `dpkg -i` afterwards raises exactly one,
  * and `drift revert` reinstalls the released version from the release's .deb;
  * a hand install of a package the baseline lacked is removed by a revert; a
- * package Lockstep never shipped cannot be reverted, and the command says why.
+ * package Lockstep never shipped cannot be reverted, and the command says why;
+ * `drift adopt` of a hand upgrade makes a release declaring the .deb apt left
+ * in its cache, and deploying it closes the finding.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
@@ -118,5 +120,23 @@ describe('package drift and Lockstep\'s own package operations', () => {
     assert.equal(await installed('base'), '2', 'nothing was changed');
     await fleet.ok(['drift', 'scan', 'prod-1']);
     assert.deepEqual((await drift()).map((item) => item.path), ['package:base'], 'only the package that could not be reverted stays drifted');
+  });
+
+  it('drift adopt of a hand upgrade makes a release declaring the .deb of the apt cache; deploying it closes the finding', async () => {
+    await fleet.ok(['drift', 'accept', 'prod-1', '--path', 'package:base', '--reason', 'the image ships it']);
+    await until('no open drift', async () => (await drift()).length === 0, 60_000);
+    // What apt-get install leaves behind: the package installed, its .deb in apt's cache.
+    await mkdir(join(root, 'var/cache/apt/archives'), { recursive: true });
+    await copyFile(debs['3.0-1'] ?? '', join(root, 'var/cache/apt/archives/hello_3.0-1_all.deb'));
+    await dpkgInstall(root, debs['3.0-1'] ?? '');
+    await until('the package finding with its uploaded .deb', async () => (await drift()).some((item) => item.path === 'package:hello' && (item.actual as { sha256?: string } | null)?.sha256 !== undefined), 60_000);
+
+    assertExit(await fleet.cli(['drift', 'adopt', 'prod-1', '--version', '3.0.0', '--reason', 'tested by hand']), 0, 'drift adopt of a package finding');
+    const shown = JSON.parse(await fleet.ok(['release', 'show', 'app@3.0.0', '--json'])) as { manifest: { system?: { packages: { kind: string; name: string; version: string; deb?: string }[] } } };
+    assert.deepEqual(shown.manifest.system?.packages, [{ kind: 'deb', name: 'hello', version: '3.0-1', deb: 'lockstep-capture/debs/hello_3.0-1_all.deb', architecture: 'all' }]);
+    await fleet.ok(['deploy', 'app@3.0.0', '--to', 'production']);
+    assert.equal(await installed('hello'), '3.0-1');
+    await fleet.ok(['drift', 'scan', 'prod-1']);
+    await until('the adopted finding closed', async () => (await drift()).length === 0, 60_000);
   });
 });

@@ -57,21 +57,32 @@ export async function captureHost(context: CaptureContext, packages: boolean, pa
   const captured: Captured['packages'] = [];
   for (const [name, version] of Object.entries(installed).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     context.signal.throwIfAborted();
-    const prefix = `${name.split(':')[0] ?? name}_${version.replaceAll(':', '%3a')}_`;
-    let deb: Captured['packages'][number]['deb'];
-    for (const candidate of cached.filter((file) => file.startsWith(prefix) && file.endsWith('.deb'))) {
-      const path = join(aptArchives(context.root), candidate);
-      // The name says which package it is; its control fields prove it (a stale or partial download is skipped).
-      const fields = await debFields(path, context.signal);
-      if (fields === undefined || fields.name !== (name.split(':')[0] ?? name) || fields.version !== version) continue;
-      const info = await lstat(path);
-      if (info.size > MAX_UPLOAD_BYTES) continue;
-      deb = { ...(await uploaded(context, await readFile(path))), architecture: fields.architecture };
-      break;
-    }
+    const found = await cachedDeb(context.root, name, version, context.signal, cached);
+    const deb = found === undefined ? undefined : { ...(await uploaded(context, await readFile(found.file))), architecture: found.architecture };
     captured.push({ name: name.split(':')[0] ?? name, version, ...(deb === undefined ? {} : { deb }) });
   }
   return { packages: captured, files };
+}
+
+/**
+ * The .deb of package `name` at `version` that apt left in ROOT/var/cache/apt/archives (NAME_VERSION_ARCH.deb,
+ * the epoch's colon written %3a), proven by its control fields; undefined when there is none (or it is larger than an
+ * agent may upload). `listing`: the directory's names when the caller read them already.
+ */
+export async function cachedDeb(root: string, name: string, version: string, signal: AbortSignal, listing?: readonly string[]): Promise<{ file: string; architecture: string; size: number } | undefined> {
+  const bare = name.split(':')[0] ?? name;
+  const prefix = `${bare}_${version.replaceAll(':', '%3a')}_`;
+  const names = listing ?? (await ifMissing(readdir(aptArchives(root)))) ?? [];
+  for (const candidate of names.filter((file) => file.startsWith(prefix) && file.endsWith('.deb'))) {
+    const file = join(aptArchives(root), candidate);
+    // The name says which package it is; its control fields prove it (a stale or partial download is skipped).
+    const fields = await debFields(file, signal);
+    if (fields === undefined || fields.name !== bare || fields.version !== version) continue;
+    const info = await ifMissing(lstat(file));
+    if (info === undefined || !info.isFile() || info.size > MAX_UPLOAD_BYTES) continue;
+    return { file, architecture: fields.architecture, size: info.size };
+  }
+  return undefined;
 }
 
 async function uploaded(context: CaptureContext, content: Buffer): Promise<{ sha256: string; size: number }> {

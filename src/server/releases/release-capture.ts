@@ -57,6 +57,27 @@ export async function captureOutcome(context: ServerContext, host: string, id: n
   }
 }
 
+/** A host's package at a version, with the .deb its apt cache held (uploaded), if any. */
+export type HostPackage = NonNullable<CommandResult['capture']>['packages'][number];
+
+/** Adds a file (and its missing parent directories) to a release tree being built. */
+export function addFileEntry(entries: Map<string, ManifestEntry>, path: string, sha256: string, size: number, mode: number): void {
+  for (let parent = posix.dirname(path); parent !== '.'; parent = posix.dirname(parent)) if (!entries.has(parent)) entries.set(parent, { path: parent, type: 'dir', mode: 0o755 });
+  entries.set(path, { path, type: 'file', mode, size, sha256 });
+}
+
+/** Declares a host's package in a release being built: its uploaded .deb under lockstep-capture/debs/, or name and version for apt. */
+export function declareHostPackage(entries: Map<string, ManifestEntry>, packages: Map<string, DeclaredPackage>, entry: HostPackage): void {
+  if (entry.deb === undefined) {
+    packages.set(entry.name, { kind: 'apt', name: entry.name, version: entry.version });
+    return;
+  }
+  // apt's cache names files NAME_VERSION_ARCH.deb with the epoch's colon escaped; so does the release.
+  const deb = `${CAPTURE_DIR}/debs/${entry.name}_${entry.version.replaceAll(':', '%3a')}_${entry.deb.architecture}.deb`;
+  addFileEntry(entries, deb, entry.deb.sha256, entry.deb.size, 0o644);
+  packages.set(entry.name, { kind: 'deb', deb, name: entry.name, version: entry.version, architecture: entry.deb.architecture });
+}
+
 async function captureRelease(context: ServerContext, hostName: string, actor: string, version: string, capture: NonNullable<CommandResult['capture']>) {
   const repo = context.store.read;
   const config = await requireConfig(repo);
@@ -64,21 +85,9 @@ async function captureRelease(context: ServerContext, hostName: string, actor: s
   const base = host?.current_release_id ? await repo.release(host.current_release_id) : undefined;
   const baseManifest = base ? manifestOf(base) : undefined;
   const entries = new Map<string, ManifestEntry>((baseManifest?.entries ?? []).filter((entry) => entry.path !== CAPTURE_DIR && !entry.path.startsWith(`${CAPTURE_DIR}/`)).map((entry) => [entry.path, entry]));
-  const addFile = (path: string, sha256: string, size: number, mode: number) => {
-    for (let parent = posix.dirname(path); parent !== '.'; parent = posix.dirname(parent)) if (!entries.has(parent)) entries.set(parent, { path: parent, type: 'dir', mode: 0o755 });
-    entries.set(path, { path, type: 'file', mode, size, sha256 });
-  };
+  const addFile = (path: string, sha256: string, size: number, mode: number) => addFileEntry(entries, path, sha256, size, mode);
   const packages = new Map<string, DeclaredPackage>((baseManifest?.system?.packages ?? []).map((entry) => [entry.name, entry]));
-  for (const entry of capture.packages) {
-    if (entry.deb === undefined) {
-      packages.set(entry.name, { kind: 'apt', name: entry.name, version: entry.version });
-      continue;
-    }
-    // apt's cache names files NAME_VERSION_ARCH.deb with the epoch's colon escaped; so does the release.
-    const deb = `${CAPTURE_DIR}/debs/${entry.name}_${entry.version.replaceAll(':', '%3a')}_${entry.deb.architecture}.deb`;
-    addFile(deb, entry.deb.sha256, entry.deb.size, 0o644);
-    packages.set(entry.name, { kind: 'deb', deb, name: entry.name, version: entry.version, architecture: entry.deb.architecture });
-  }
+  for (const entry of capture.packages) declareHostPackage(entries, packages, entry);
   const files = new Map<string, ManagedFile>((baseManifest?.system?.files ?? []).map((file) => [file.path, file]));
   for (const file of capture.files) {
     const source = `${CAPTURE_DIR}/files${file.path}`;
