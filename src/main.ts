@@ -11,7 +11,7 @@ import { LockstepClient } from './client/lockstep-client.js';
 import * as commands from './cli/commands.js';
 import { errorBody } from './api/errors.js';
 import { cannotRead, EXIT_CODES, ifMissingSync, LockstepError, type ErrorKind } from './core/errors.js';
-import { addDriftCommands } from './cli/drift-program.js';
+import { addCaptureCommand, addDriftCommands } from './cli/drift-program.js';
 import { trustFromSettings, type TlsTrust } from './api/tls-trust.js';
 
 const VERSION = '0.1.0';
@@ -154,6 +154,7 @@ function program(): Command {
     .option('--reason <text>', 'why (recorded)')
     .addOption(jsonOption())
     .action((ref: string, options: { env: string; reason?: string; json?: boolean }) => commands.releaseUnreject(client(), ref, options.env, options.reason, options));
+  addCaptureCommand(release, client);
 
   const host = root.command('host').description('register hosts and list them');
   host

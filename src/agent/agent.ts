@@ -18,6 +18,7 @@ import type { Transport } from '../api/api-client.js';
 import { readAgentState, readCredential, writeAgentState, writeCredential, type AgentCredential } from './agent-state.js';
 import { deployLayout } from './release/deploy-layout.js';
 import { createDriftMonitor } from './drift/create-drift-monitor.js';
+import type { CommandOutcome } from './drift/drift-monitor.js';
 import { checkCurrentRelease } from './health/health-checker.js';
 import { removeLeftovers } from './release/leftover-cleaner.js';
 import { ReleaseVerifier } from './release/release-verifier.js';
@@ -28,6 +29,8 @@ import { reportHostFacts } from './host-facts.js';
 import { SettingsHolder } from './settings-holder.js';
 import { runTask, taskDeadline } from './release/task-runner.js';
 import { SystemActivator } from './system/system-activator.js';
+import { reinstallReleasedPackage } from './system/package-revert.js';
+import { captureHost } from './system/host-capture.js';
 import { SystemState } from './system/system-state.js';
 import { DEFAULT_SSHD_LOG, runFirecallDuties } from './firecall/firecall-agent.js';
 
@@ -122,13 +125,24 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     fetchManifest: (releaseId, fetchSignal) => client.fetchManifest(releaseId, fetchSignal),
     fetchBlob: (hash, fetchSignal) => client.fetchBlob(hash, fetchSignal),
     verifier,
+    // A package revert is Lockstep's own package operation: the package baseline moves with it.
+    reinstallPackage: (name, version) =>
+      monitor.ownPackageChange(() =>
+        reinstallReleasedPackage({ root, deployTo, cache, manifests, source: client, fetchBlob: (hash, fetchSignal) => client.fetchBlob(hash, fetchSignal), signal }, name, version),
+      ),
     logger: log,
     signal,
   });
   /** Tasks finished so far (host facts re-read after each). */
   let tasksRun = 0;
-  // Managed files are written as Lockstep's own change: never drift.
-  const system = new SystemActivator({ root, state: new SystemState(stateDir), protectedDirs: [resolve(stateDir)], ownChange: (paths, change) => monitor.ownChange(paths, change) });
+  // Managed files are written and packages installed as Lockstep's own change: never drift.
+  const system = new SystemActivator({
+    root,
+    state: new SystemState(stateDir),
+    protectedDirs: [resolve(stateDir)],
+    ownChange: (paths, change) => monitor.ownChange(paths, change),
+    ownPackageChange: (change) => monitor.ownPackageChange(change),
+  });
   settings.onChange((latest) => {
     // During a task its deploy_to is the authority; the settings' one is taken between tasks.
     void (async () => {
@@ -248,10 +262,21 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
     if (outcome.kind === 'cancelled') log.warn({ deploymentId: task.deploymentId, reason: outcome.reason }, 'task dropped at its deadline');
   }
 
-  /** Runs a drift command and answers it; the answer is retried like a report. */
+  /** `release capture`: uploads the host's .deb files and the given files, and answers with their list. */
+  async function capture(packages: boolean, paths: readonly string[]): Promise<CommandOutcome> {
+    try {
+      const captured = await captureHost({ root, host: identity.host, upload: (hash, content, uploadSignal) => client.uploadBlob(hash, content, uploadSignal), signal }, packages, paths);
+      return { ok: true, capture: captured, detail: `captured ${captured.packages.length} package(s) and ${captured.files.length} file(s)` };
+    } catch (error) {
+      if (signal.aborted) throw error;
+      return { ok: false, error: `could not capture: ${error instanceof Error ? error.message : String(error)}`.slice(0, 4000) };
+    }
+  }
+
+  /** Runs a drift or capture command and answers it; the answer is retried like a report. */
   async function runCommand(command: AgentCommand): Promise<void> {
     log.info({ commandId: command.id, kind: command.kind }, 'command received');
-    const outcome = await monitor.runCommand(command);
+    const outcome = command.kind === 'release-capture' ? await capture(command.packages, command.paths) : await monitor.runCommand(command);
     try {
       await retry(() => client.commandResult(command.id, { host: identity.host, ...outcome }, signal), {
         signal,

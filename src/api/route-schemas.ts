@@ -88,6 +88,10 @@ export const ROUTE_SCHEMAS = {
   },
   driftAccept: { body: z.strictObject({ host: z.string().min(1).max(63), paths: z.array(absolutePath).min(1).max(1000), reason }), response: api.commandView },
   driftAdopt: { body: z.strictObject({ host: z.string().min(1).max(63), version: api.createReleaseRequest.shape.version, reason }), response: api.driftAdoptResponse },
+  releaseCapture: {
+    body: z.strictObject({ host: z.string().min(1).max(63), version: api.createReleaseRequest.shape.version, packages: z.boolean().default(false), paths: z.array(absolutePath).max(1000).default([]) }),
+    response: api.commandView,
+  },
   command: { params: idParam, query: z.object({ wait: waitSeconds(0) }), response: api.commandView },
 
   parity: { query: z.object({ a: z.string().min(1).max(32), b: z.string().min(1).max(32) }), response: api.parityResponse },

@@ -139,6 +139,7 @@ export const ROUTES = {
   driftRevert: { method: 'POST', path: '/drift/revert', access: 'deployer', summary: 'Put drifted paths back as the baseline says', status: 201, scope: 'drift-target', maxBytes: PATH_LIST_MAX_BYTES },
   driftAccept: { method: 'POST', path: '/drift/accept', access: 'admin', summary: 'Make drifted watched paths the new baseline', status: 201, scope: 'host', maxBytes: PATH_LIST_MAX_BYTES },
   driftAdopt: { method: 'POST', path: '/drift/adopt', access: 'deployer', summary: "Make a release of a host's drifted release files", status: 201, scope: 'host' },
+  releaseCapture: { method: 'POST', path: '/releases/capture', access: 'deployer', summary: "Make a release of a host's package set and files", status: 201, scope: 'host', maxBytes: PATH_LIST_MAX_BYTES },
   command: { method: 'GET', path: '/commands/:id', access: 'viewer', summary: 'An agent command; with wait, long-polls until it finished', longPoll: true },
 
   // ---- parity ----
@@ -169,7 +170,7 @@ export const ROUTES = {
   agentHeartbeat: { method: 'POST', path: '/agent/heartbeat', access: 'agent', summary: 'Alive, with the current release and health' },
   agentSettings: { method: 'GET', path: '/agent/settings', access: 'agent', summary: 'What the host watches and how often it scans' },
   agentDrift: { method: 'POST', path: '/agent/drift', access: 'agent', summary: "The host's complete set of drift findings", maxBytes: AGENT_BATCH_MAX_BYTES },
-  agentCommandResult: { method: 'POST', path: '/agent/commands/:id', access: 'agent', summary: 'Answer a command' },
+  agentCommandResult: { method: 'POST', path: '/agent/commands/:id', access: 'agent', summary: 'Answer a command', maxBytes: PATH_LIST_MAX_BYTES },
   agentFacts: { method: 'POST', path: '/agent/facts', access: 'agent', summary: "The host's facts, for parity", maxBytes: AGENT_BATCH_MAX_BYTES },
   agentFirecallTrust: { method: 'GET', path: '/agent/firecall', access: 'agent', summary: "Long-poll the host's fire-call sshd trust", longPoll: true },
   agentFirecallReport: { method: 'POST', path: '/agent/firecall', access: 'agent', summary: 'The trust revision installed, and sshd lines and transcripts recorded', maxBytes: AGENT_BATCH_MAX_BYTES },

@@ -322,6 +322,8 @@ export const agentCommand = z.discriminatedUnion('kind', [
   z.object({ id: z.number().int(), kind: z.literal('drift-scan'), full: z.boolean() }),
   z.object({ id: z.number().int(), kind: z.literal('drift-revert'), paths: z.array(z.string()).nullable() }),
   z.object({ id: z.number().int(), kind: z.literal('drift-accept'), paths: z.array(z.string()).min(1) }),
+  // `release capture`: upload the .deb files of the apt cache (with --packages) and the given files, and describe them.
+  z.object({ id: z.number().int(), kind: z.literal('release-capture'), packages: z.boolean(), paths: z.array(z.string()) }),
 ]);
 export type AgentCommand = z.infer<typeof agentCommand>;
 
@@ -331,6 +333,20 @@ export const commandResult = z.strictObject({
   ok: z.boolean(),
   error: z.string().max(4000).optional(),
   detail: z.string().max(4000).optional(),
+  /** What a `release-capture` command found on the host (its content uploaded first). */
+  capture: z
+    .strictObject({
+      /** Every installed package (with --packages); `deb`: the uploaded .deb of the apt cache, when there was one. */
+      packages: z.array(
+        z.strictObject({
+          name: z.string().max(200),
+          version: z.string().max(200),
+          deb: z.strictObject({ sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().min(0), architecture: z.string().max(64) }).optional(),
+        }),
+      ).max(100_000),
+      files: z.array(z.strictObject({ path: z.string().max(4096), sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().min(0), mode: z.number().int().min(0).max(0o7777) })).max(10_000),
+    })
+    .optional(),
 });
 export type CommandResult = z.infer<typeof commandResult>;
 
@@ -380,6 +396,8 @@ export const driftEntryAttrs = z.strictObject({
   version: z.string().max(256).optional(),
   /** A file finding: the package that owns the file according to dpkg (a hand edit of a packaged file). */
   ownedBy: z.string().max(256).optional(),
+  /** A package finding whose new version's .deb apt left in its cache: that .deb's architecture (sha256 and size: the uploaded .deb, for drift adopt). */
+  architecture: z.string().max(64).optional(),
 });
 export type DriftEntryAttrs = z.infer<typeof driftEntryAttrs>;
 

@@ -57,7 +57,8 @@ function describeState(item: DriftItemView): string {
 }
 
 /** Waits for every command, printing each host's answer as it comes (on a terminal, a progress line meanwhile). */
-async function waitForAll(client: LockstepClient, commands: readonly CommandView[], options: OutputOptions): Promise<CommandView[]> {
+/** Waits for every command's answer, printing each host's outcome as it comes (not with --json). */
+export async function waitForAll(client: LockstepClient, commands: readonly CommandView[], options: OutputOptions): Promise<CommandView[]> {
   const waiting = new Set(commands.map((command) => command.host));
   const show = () => progress(`waiting for ${[...waiting].join(', ')}…`);
   if (!options.json) show();
@@ -83,7 +84,7 @@ function describeResult(view: CommandView): string {
 }
 
 /** Exit 4 when a host failed or did not answer. */
-function requireAllOk(views: readonly CommandView[], what: string, options: OutputOptions): void {
+export function requireAllOk(views: readonly CommandView[], what: string, options: OutputOptions): void {
   const failed = views.filter((view) => view.ok !== true);
   if (failed.length > 0) throw new LockstepError('failed', `${what} failed on ${failed.map((view) => view.host).join(', ')}`, { quiet: options.json === true });
 }
@@ -115,13 +116,25 @@ export async function driftAccept(client: LockstepClient, host: string, paths: r
   requireAllOk(view ? [view] : [], 'accept', options);
 }
 
+/** `lockstep release capture HOST --version V [--packages] [--path P...]`: the release id on stdout, what was captured on stderr; exit 4 when the host failed. */
+export async function releaseCapture(client: LockstepClient, host: string, version: string, packages: boolean, paths: readonly string[], options: OutputOptions): Promise<void> {
+  if (!packages && paths.length === 0) throw new LockstepError('bad-input', 'nothing to capture: give --packages, --path P, or both');
+  const [view] = await waitForAll(client, [await client.releaseCapture(host, version, packages, paths)], options);
+  if (options.json) json(view);
+  requireAllOk(view ? [view] : [], 'capture', options);
+  if (options.json) return;
+  const id = /\b[0-9a-f]{64}\b/.exec(view?.detail ?? '')?.[0];
+  if (id !== undefined) line(id);
+  process.stderr.write(`promote it like any release: lockstep deploy ${id === undefined ? `app@${version}` : `${id.slice(0, 12)}`} --to ENV\n`);
+}
+
 /** `lockstep drift adopt HOST --version V --reason TEXT`. */
 export async function driftAdopt(client: LockstepClient, host: string, version: string, reason: string, options: OutputOptions): Promise<void> {
   const result = await client.driftAdopt(host, version, reason);
   if (options.json) return json(result);
   line(result.release.id);
   process.stderr.write(
-    `${result.created ? 'created' : 'already exists:'} ${result.release.app}@${result.release.version} from ${host}'s release and its ${result.items} drifted file${result.items === 1 ? '' : 's'}; ` +
+    `${result.created ? 'created' : 'already exists:'} ${result.release.app}@${result.release.version} from ${host}'s release and its ${result.items} drifted item${result.items === 1 ? '' : 's'} (release files, packages); ` +
       `the drift stays open until it runs there. It goes through the promotion gate like any release: deploy it to ${result.firstEnv ?? 'the first environment'} first: lockstep deploy ${result.release.app}@${result.release.version} --to ${result.firstEnv ?? 'ENV'}\n`,
   );
 }

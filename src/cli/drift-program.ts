@@ -5,6 +5,20 @@ import type { LockstepClient } from '../client/lockstep-client.js';
 const jsonOption = () => new Option('--json', 'print JSON for scripts');
 const load = () => import('./drift-commands.js');
 
+/** Adds `release capture` to the `release` command (its implementation lives with the other agent commands). */
+export function addCaptureCommand(release: Command, client: () => LockstepClient): void {
+  release
+    .command('capture <host>')
+    .description("deployer: make a release from a host's installed packages (with the .deb files of its apt cache) and files, to promote like any release (exit 4 when the host failed)")
+    .requiredOption('--version <version>', 'version of the new release')
+    .option('--packages', "capture the host's whole package set (names, versions, .deb files from ROOT/var/cache/apt/archives where present)")
+    .option('--path <path...>', 'host files to capture as managed files (absolute paths)')
+    .addOption(jsonOption())
+    .action(async (host: string, options: { version: string; packages?: boolean; path?: string[]; json?: boolean }) =>
+      (await load()).releaseCapture(client(), host, options.version, options.packages === true, options.path ?? [], options),
+    );
+}
+
 /** Adds `drift`, `drift scan`, `drift revert`, `drift accept` and `drift adopt` to `root`. */
 export function addDriftCommands(root: Command, client: () => LockstepClient): void {
   const drift = root

@@ -205,6 +205,10 @@ export class LockstepClient {
   driftAdopt(host: string, version: string, reason: string) {
     return this.api.call('driftAdopt', { body: { host, version, reason } });
   }
+  /** Asks a host's agent to capture its packages and files into release `version` (follow the command). */
+  releaseCapture(host: string, version: string, packages: boolean, paths: readonly string[]) {
+    return this.api.call('releaseCapture', { body: { host, version, packages, paths: [...paths] } });
+  }
   /** An agent command; with `waitSeconds`, waits up to that long for it to finish. */
   command(id: number, waitSeconds = 0) {
     return this.api.call('command', { params: { id }, query: { wait: waitSeconds > 0 ? waitSeconds : undefined } });

@@ -15,8 +15,8 @@ export type DriftItemState = (typeof DRIFT_ITEM_STATES)[number];
 /** Drift items that still count against a host (alerts, status, reconciliation). */
 export const OPEN_DRIFT_STATES: readonly DriftItemState[] = ['open'];
 
-/** What a command asks an agent to do about drift. */
-export const AGENT_COMMAND_KINDS = ['drift-scan', 'drift-revert', 'drift-accept'] as const;
+/** What a command asks an agent to do: about drift, or capture its packages and files for `release capture`. */
+export const AGENT_COMMAND_KINDS = ['drift-scan', 'drift-revert', 'drift-accept', 'release-capture'] as const;
 /** A command's kind (see AGENT_COMMAND_KINDS). */
 export type AgentCommandKind = (typeof AGENT_COMMAND_KINDS)[number];
 

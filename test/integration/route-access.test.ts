@@ -69,6 +69,7 @@ const ROUTES: Readonly<Record<string, Access>> = {
   'POST /api/v1/drift/revert': 'deployer',
   'POST /api/v1/drift/accept': 'admin',
   'POST /api/v1/drift/adopt': 'deployer',
+  'POST /api/v1/releases/capture': 'deployer',
   'GET /api/v1/commands/:id': 'viewer',
   'POST /api/v1/agent/facts': 'agent',
   'GET /api/v1/parity': 'viewer',

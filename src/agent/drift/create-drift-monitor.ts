@@ -50,6 +50,8 @@ export interface DriftMonitorOptions {
   readonly verifier?: Pick<ReleaseVerifier, 'verifyTree' | 'repairPaths' | 'keptReleaseFindings' | 'recordedStatCache'>;
   readonly logger: Logger;
   readonly signal: AbortSignal;
+  /** Reinstalls the released version of a package (`drift revert` of a package finding), as Lockstep's own package change. */
+  readonly reinstallPackage?: (name: string, version: string | null) => Promise<void>;
   /** Scanner threads (default: the CPUs, at most 4). */
   readonly workers?: number;
 }
@@ -92,7 +94,7 @@ export function createDriftMonitor(options: DriftMonitorOptions): DriftMonitor {
   });
   const keeper = new BaselineKeeper({ root, state, baselines, scopes, queue, settings, deployTo, logger });
   const publisher = new FindingsPublisher({ host, deployTo, cache, scopes, keeper, reporter: new DriftReporter(options.sink, logger, signal), packages, logger });
-  const commands = new DriftCommandHandler({ host, cache, fetchBlob: options.fetchBlob, verifier: options.verifier, scopes, keeper, publisher, packages, logger, signal });
+  const commands = new DriftCommandHandler({ host, cache, fetchBlob: options.fetchBlob, verifier: options.verifier, scopes, keeper, publisher, packages, reinstallPackage: options.reinstallPackage, logger, signal });
   const scheduler = new ScanScheduler({ state, queue, scopes, keeper, publisher, commands, cache, settings, logger, signal });
   packages.watch(() => scheduler.changed(() => undefined));
   return new DriftMonitor({ scheduler, keeper, scopes, publisher, packages });

@@ -43,10 +43,7 @@ export interface DriftCommandHandlerOptions {
   readonly publisher: Pick<FindingsPublisher, 'current' | 'compute'>;
   /** The package baseline (accept of a package finding). */
   readonly packages?: Pick<PackageWatch, 'rebaseline' | 'attributedPaths'> | undefined;
-  /**
-   * Reinstalls the released version of a package (`drift revert` of a package finding). Not wired yet: it needs the
-   * release's packages (issue 14, release parts); it must run through DriftMonitor.ownPackageChange.
-   */
+  /** Reinstalls the released version of a package (`drift revert` of a package finding), through DriftMonitor.ownPackageChange. */
   readonly reinstallPackage?: ((name: string, version: string | null) => Promise<void>) | undefined;
   readonly logger: Logger;
   readonly signal: AbortSignal;

@@ -27,7 +27,7 @@ export interface FindingsPublisherOptions {
   readonly keeper: BaselineKeeper;
   readonly reporter: Pick<DriftReporter, 'send'>;
   /** Adds package findings and attributes the file changes of package operations to them (see PackageWatch). */
-  readonly packages?: Pick<PackageWatch, 'apply'> | undefined;
+  readonly packages?: Pick<PackageWatch, 'apply' | 'uploads'> | undefined;
   readonly logger: Logger;
 }
 
@@ -71,7 +71,7 @@ export class FindingsPublisher {
       groups.push(watchFindings({ baseline, snapshot: watched.snapshot, hostPath: (path) => scopeHostPath(watched.scope, path) }, deployTo, heldBack));
     }
     const packages = this.#options.packages;
-    return { ...cappedFindings(packages === undefined ? groups : [packages.apply(groups.flat())]), uploads };
+    return { ...cappedFindings(packages === undefined ? groups : [packages.apply(groups.flat())]), uploads: [...uploads, ...(packages?.uploads() ?? [])] };
   }
 
   /** Computes the findings and queues a report when they changed (or always, with `force`); resolves when it was delivered. */

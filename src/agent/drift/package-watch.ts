@@ -16,7 +16,17 @@ import type { DriftFinding } from '../../api/schemas.js';
 import { ifMissing } from '../../core/errors.js';
 import { parseDpkgStatus } from '../host-facts.js';
 import type { DriftStateDir } from './drift-state.js';
+import { packageNameOf } from '../../core/drift-items.js';
+import { aptArchives, cachedDeb } from '../system/host-capture.js';
 import { changedPackages, parseConffiles, parseDpkgLog, parseMd5sums, withPackageFindings, type DpkgOperation } from './package-findings.js';
+
+/** A cached .deb of a changed package's new version, hashed. */
+interface CachedDeb {
+  readonly file: string;
+  readonly architecture: string;
+  readonly size: number;
+  readonly sha256: string;
+}
 
 /** Reads packages and holds their baseline. */
 export class PackageWatch {
@@ -40,6 +50,9 @@ export class PackageWatch {
   /** host path → md5 of its content, with the size and mtime it was computed for. */
   readonly #md5Cache = new Map<string, { readonly signature: string; readonly md5: string }>();
   #attributed = new Map<string, string[]>();
+  /** `name=version` → the .deb apt left in its cache for that version (null: none), hashed for drift adopt; per archives dir state. */
+  #debs = new Map<string, CachedDeb | null>();
+  #archivesSignature: string | undefined;
   /** Lockstep's own package operations under way: their changes are not drift, and become the baseline when they end. */
   #ownPending = 0;
   #watcher: FSWatcher | undefined;
@@ -85,6 +98,35 @@ export class PackageWatch {
       }
     }
     await this.#checkPackagedFiles();
+    await this.#findDebs();
+  }
+
+  /**
+   * For each changed package, the .deb of its new version in apt's cache (hashed once; looked for again only when the
+   * cache directory changed): uploaded with the report, so that `drift adopt` can declare exactly those bytes.
+   */
+  async #findDebs(): Promise<void> {
+    if (this.#installed === null || this.#baseline === undefined) return;
+    const info = await ifMissing(stat(aptArchives(this.#root), { bigint: true }));
+    const signature = info === undefined ? 'none' : `${info.mtimeNs}:${info.ino}`;
+    if (signature !== this.#archivesSignature) this.#debs.clear();
+    this.#archivesSignature = signature;
+    if (info === undefined) return;
+    for (const name of changedPackages({ baseline: this.#baseline, installed: this.#installed })) {
+      const version = this.#installed[name];
+      if (version === undefined || this.#debs.has(`${name}=${version}`)) continue;
+      const found = await cachedDeb(this.#root, name, version, AbortSignal.timeout(60_000)).catch((error: unknown) => {
+        this.#log.warn({ err: error, name }, 'could not read the cached .deb of a changed package');
+        return undefined;
+      });
+      const sha256 = found === undefined ? undefined : createHash('sha256').update(await readFile(found.file)).digest('hex');
+      this.#debs.set(`${name}=${version}`, found === undefined || sha256 === undefined ? null : { ...found, sha256 });
+    }
+  }
+
+  /** The cached .deb files of the changed packages' new versions, for the report's uploads. */
+  uploads(): { sha256: string; size: number; file: string }[] {
+    return [...this.#debs.values()].filter((deb): deb is CachedDeb => deb !== null).map(({ sha256, size, file }) => ({ sha256, size, file }));
   }
 
   /**
@@ -130,7 +172,13 @@ export class PackageWatch {
     const baseline = this.#ownPending > 0 ? installed : this.#baseline;
     const result = withPackageFindings(findings, { baseline, installed, operations: this.#operations, ownerOf: (path) => this.#owners.get(path), editedAfterDpkg: (path) => this.#edited.has(path) });
     this.#attributed = result.attributed;
-    return result.findings;
+    // A package finding whose new version's .deb is in apt's cache names it (uploaded with the report) for drift adopt.
+    return result.findings.map((finding) => {
+      const name = finding.scope === 'package' ? packageNameOf(finding.path) : undefined;
+      const deb = name === undefined || finding.actual?.version === undefined ? undefined : this.#debs.get(`${name}=${finding.actual.version}`);
+      if (deb === undefined || deb === null || finding.actual === null) return finding;
+      return { ...finding, actual: { ...finding.actual, sha256: deb.sha256, size: deb.size, architecture: deb.architecture } };
+    });
   }
 
   /** The host paths of file findings last folded into the package findings of `names` (accepted with them). */
@@ -175,11 +223,21 @@ export class PackageWatch {
   async ownChange<T>(change: () => Promise<T>): Promise<T> {
     this.#ownPending++;
     try {
-      return await change();
-    } finally {
+      // Only the packages this operation changed move: another package changed by hand before it stays drift.
       this.#signature = undefined;
       await this.refresh();
-      this.rebaseline(null);
+      const before = { ...(this.#installed ?? {}) };
+      try {
+        return await change();
+      } finally {
+        this.#signature = undefined;
+        await this.refresh();
+        const after = this.#installed ?? {};
+        const changed = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((name) => before[name] !== after[name]);
+        if (this.#baseline === undefined) this.rebaseline(null);
+        else if (changed.length > 0) this.rebaseline(changed);
+      }
+    } finally {
       this.#ownPending--;
     }
   }

@@ -158,6 +158,9 @@ export class ScanScheduler {
             delivered = publisher.publish(cause, false, result.stats, true);
             return result.outcome;
           }
+          case 'release-capture':
+            // The agent runs captures itself (agent.ts); one that reaches the monitor is a wiring mistake.
+            return { ok: false, error: 'the drift monitor does not capture releases' };
         }
       })
       .catch((error: unknown): CommandOutcome => {

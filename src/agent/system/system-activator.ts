@@ -60,6 +60,8 @@ export interface SystemActivatorOptions {
   readonly protectedDirs?: readonly string[];
   /** Runs a write of host paths as Lockstep's own change (the drift monitor's ownChange); without it the write just runs. */
   readonly ownChange?: <T>(hostPaths: readonly string[], change: () => Promise<T>) => Promise<T>;
+  /** Runs a dpkg operation as Lockstep's own package change (the drift monitor's ownPackageChange): the package baseline moves with it. */
+  readonly ownPackageChange?: <T>(change: () => Promise<T>) => Promise<T>;
 }
 
 /** Applies system parts; one at a time (the agent runs one task at a time). */
@@ -88,7 +90,10 @@ export class SystemActivator {
       packages: union([...packagesBefore], packages.map((entry) => entry.name)).map((name) => ({ name, version: null })),
     });
 
-    const { installed, removed, versions } = await this.#applyPackages(packages, packagesBefore, originals, request);
+    // Deploy, rollback, revert and the re-apply after a failed task all pass here: never package drift.
+    const applyPackages = () => this.#applyPackages(packages, packagesBefore, originals, request);
+    const touchesPackages = packages.length > 0 || packagesBefore.size > 0;
+    const { installed, removed, versions } = await (this.options.ownPackageChange && touchesPackages ? this.options.ownPackageChange(applyPackages) : applyPackages());
     const hostPaths = union([...managedBefore], files.map((file) => file.path));
     const { changed, restored } = await this.#own(hostPaths, () => this.#applyFiles(rendered, managedBefore, originals, request));
     const afterChange: string[] = [];

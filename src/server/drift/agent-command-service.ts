@@ -13,7 +13,8 @@ import { keys } from '../notifier.js';
 export type CommandRequest =
   | { readonly kind: 'drift-scan'; readonly full: boolean }
   | { readonly kind: 'drift-revert'; readonly paths: readonly string[] | null; readonly reason: string | null }
-  | { readonly kind: 'drift-accept'; readonly paths: readonly string[]; readonly reason: string };
+  | { readonly kind: 'drift-accept'; readonly paths: readonly string[]; readonly reason: string }
+  | { readonly kind: 'release-capture'; readonly version: string; readonly packages: boolean; readonly paths: readonly string[] };
 
 /** The stored request of a command row. */
 export function requestOf(row: AgentCommandRow): CommandRequest {
@@ -42,6 +43,8 @@ export function agentCommandOf(row: AgentCommandRow): AgentCommand {
       return { id, kind: 'drift-revert', paths: request.paths === null ? null : [...request.paths] };
     case 'drift-accept':
       return { id, kind: 'drift-accept', paths: [...request.paths] };
+    case 'release-capture':
+      return { id, kind: 'release-capture', packages: request.packages, paths: [...request.paths] };
   }
 }
 

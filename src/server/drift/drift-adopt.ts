@@ -16,7 +16,8 @@ import { requireActionableHost } from './drift-service.js';
 import { keptReleasePath, releaseScopePrefix } from '../hosts/host-settings.js';
 import { createRelease, manifestOf } from '../releases/release-service.js';
 import type { DriftItemRow } from '../../store/store.js';
-import { OPEN_DRIFT_STATES } from '../../core/drift-items.js';
+import { OPEN_DRIFT_STATES, packageNameOf } from '../../core/drift-items.js';
+import { declareHostPackage } from '../releases/release-capture.js';
 
 /** One drifted release path, relative to the release root. */
 export interface AdoptedChange {
@@ -86,8 +87,13 @@ export async function adoptDrift(
   if (!base) throw new Error(`host ${host.name} runs release ${host.current_release_id}, which is not in the store`);
   const kept = keptReleasePath(config.deploy_to);
   // Drift of a kept (not active) release tree is not part of what the host runs: revert it, never adopt it.
-  const items = (await repo.driftItems({ host: host.name, states: OPEN_DRIFT_STATES })).filter((item) => item.scope === 'release' && !kept.test(item.path) && only(item));
-  if (items.length === 0) throw new LockstepError('bad-input', `host ${host.name} has no open drift in release files; nothing to adopt (watched paths are accepted instead: lockstep drift accept)`);
+  const open = (await repo.driftItems({ host: host.name, states: OPEN_DRIFT_STATES })).filter((item) => only(item));
+  const items = open.filter((item) => item.scope === 'release' && !kept.test(item.path));
+  // A package finding is adopted as the package's new version (or its removal) declared by the new release.
+  const packageItems = open.filter((item) => item.scope === 'package');
+  if (items.length === 0 && packageItems.length === 0) {
+    throw new LockstepError('bad-input', `host ${host.name} has no open drift in release files or packages; nothing to adopt (watched paths are accepted instead: lockstep drift accept)`);
+  }
   const prefix = releaseScopePrefix(config.deploy_to);
   const repointed = items.find((item) => item.path === prefix.slice(0, -1));
   if (repointed) {
@@ -110,19 +116,31 @@ export async function adoptDrift(
       throw new LockstepError('bad-input', `cannot adopt ${prefix}${entry.path}: its content (${shortId(entry.sha256)}) was never uploaded by the agent of ${host.name}; run: lockstep drift scan ${host.name}, then adopt again`);
     }
   }
-  // The adopted release keeps the system parts of the release it was made from.
-  const system = baseManifest.system === undefined ? {} : { system: { files: [...baseManifest.system.files], packages: [...baseManifest.system.packages] } };
-  const { release, created } = await createRelease(context, principal.name, { app: base.app, version, entries, ...system });
+  // The adopted release keeps the system parts of the release it was made from, with the adopted package versions.
+  const tree = new Map(entries.map((entry) => [entry.path, entry]));
+  const packages = new Map((baseManifest.system?.packages ?? []).map((entry) => [entry.name, entry]));
+  for (const item of packageItems) {
+    const name = packageNameOf(item.path) ?? item.path;
+    const actual = item.actual ? (JSON.parse(item.actual) as DriftEntryAttrs) : null;
+    if (actual?.version === undefined) {
+      packages.delete(name);
+      continue;
+    }
+    const uploaded = actual.sha256 !== undefined && actual.size !== undefined && actual.architecture !== undefined && (await context.blobs.sizeOf(actual.sha256)) === actual.size;
+    declareHostPackage(tree, packages, { name, version: actual.version, ...(uploaded ? { deb: { sha256: actual.sha256 as string, size: actual.size as number, architecture: actual.architecture as string } } : {}) });
+  }
+  const system = baseManifest.system === undefined && packageItems.length === 0 ? {} : { system: { files: [...(baseManifest.system?.files ?? [])], packages: [...packages.values()] } };
+  const { release, created } = await createRelease(context, principal.name, { app: base.app, version, entries: [...tree.values()], ...system });
   const at = context.now().toISOString();
   await context.store.transaction(async (write) => {
-    for (const item of items) await write.updateDriftItem(item.id, { adopted_into: release.id, reason });
+    for (const item of [...items, ...packageItems]) await write.updateDriftItem(item.id, { adopted_into: release.id, reason });
     await write.appendAudit({
       at,
       actor: principal.name,
       action: 'drift.adopted',
       target: `host:${host.name}`,
-      details: { env: host.env, release: release.id, version: release.version, from: base.id, paths: items.slice(0, 100).map((item) => item.path), count: items.length, reason },
+      details: { env: host.env, release: release.id, version: release.version, from: base.id, paths: [...items, ...packageItems].slice(0, 100).map((item) => item.path), count: items.length + packageItems.length, reason },
     });
   });
-  return { release, created, host: host.name, items: items.length, firstEnv: promotionOrder(config)[0] ?? null };
+  return { release, created, host: host.name, items: items.length + packageItems.length, firstEnv: promotionOrder(config)[0] ?? null };
 }

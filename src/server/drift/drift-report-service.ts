@@ -102,7 +102,7 @@ function closedByOf(report: DriftReport, command: AgentCommandRow | undefined): 
 
 function reasonOf(command: AgentCommandRow): string | null {
   const request = requestOf(command);
-  return request.kind === 'drift-scan' ? null : request.reason;
+  return request.kind === 'drift-scan' || request.kind === 'release-capture' ? null : request.reason;
 }
 
 async function auditReconciliation(repo: WriteRepo, host: string, env: string, at: string, plan: DriftReconciliation, report: DriftReport, firecall: number | null): Promise<void> {

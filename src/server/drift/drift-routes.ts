@@ -8,6 +8,7 @@ import { recordCommandResult, waitForCommand } from './agent-command-service.js'
 import { currentConfig } from '../config-service.js';
 import type { ServerContext } from '../context.js';
 import { adoptDrift } from './drift-adopt.js';
+import { captureOutcome, requestCapture } from '../releases/release-capture.js';
 import { recordDriftReport } from './drift-report-service.js';
 import { listDrift, requestAccept, requestRevert, requestScan } from './drift-service.js';
 import { hostSettingsOf } from '../hosts/host-settings.js';
@@ -29,7 +30,8 @@ export function driftRouteHandlers(context: ServerContext): RouteHandlers {
     },
     agentCommandResult: async ({ params, body }, request) => {
       const agent = agentOf(request, body.host);
-      await recordCommandResult(context, agent.host, params.id, body);
+      // A capture's answer becomes a release first (its content was uploaded before it); the outcome is what is stored.
+      await recordCommandResult(context, agent.host, params.id, await captureOutcome(context, agent.host, params.id, body));
       return { ok: true };
     },
 
@@ -39,6 +41,7 @@ export function driftRouteHandlers(context: ServerContext): RouteHandlers {
     driftRevert: async ({ body }, request) => requestRevert(context, userOf(request), body.target, body.paths ?? null, body.reason?.trim() || null),
     driftAccept: async ({ body }, request) => requestAccept(context, userOf(request), body.host, body.paths, body.reason),
     driftAdopt: async ({ body }, request) => adoptDrift(context, userOf(request), body.host, body.version, body.reason),
+    releaseCapture: async ({ body }, request) => requestCapture(context, userOf(request), body.host, body.version, body.packages, body.paths),
     command: async ({ params, query }, request) => waitForCommand(context, params.id, query.wait * 1000, abortOnClose(request, context.shutdown)),
   };
 }
