@@ -9,6 +9,7 @@ import type { LockstepClient } from '../client/lockstep-client.js';
 import { cannotRead, ifMissing, LockstepError } from '../core/errors.js';
 import { manifestProblems, type ManifestEntry } from '../core/manifest.js';
 import { forEachBounded } from '../core/for-each-bounded.js';
+import { sizeBatches } from '../core/size-batches.js';
 import { readDebControl } from '../content/deb-control.js';
 import type { DebControl } from '../core/release-parts-file.js';
 import { RELEASE_PARTS_FILE, systemPartsProblems, type SystemParts } from '../core/system-parts.js';
@@ -68,24 +69,6 @@ interface BlobSource {
   readonly hash: string;
   readonly source: string;
   readonly size: number;
-}
-
-/** Splits blobs into batches of at most `limits.bytes` (or one larger blob) and `limits.blobs`. */
-function batchesOf(blobs: readonly BlobSource[], limits: Batching): BlobSource[][] {
-  const batches: BlobSource[][] = [];
-  let current: BlobSource[] = [];
-  let bytes = 0;
-  for (const blob of blobs) {
-    if (current.length > 0 && (bytes + blob.size > limits.bytes || current.length >= limits.blobs)) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(blob);
-    bytes += blob.size;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
 }
 
 /** The frames of a batch: each blob's header, then its bytes; a file whose size changed since it was hashed fails the batch. */
@@ -160,7 +143,7 @@ export async function uploadRelease(
   const missing = session.missing.flatMap((hash) => sources.get(hash) ?? []);
   let blobs = 0;
   let bytes = 0;
-  await forEachBounded(batchesOf(missing, batching), batching.streams, async (batch) => {
+  await forEachBounded(sizeBatches(missing, { count: batching.blobs, bytes: batching.bytes }), batching.streams, async (batch) => {
     const size = batch.reduce((sum, blob) => sum + FRAME_HEADER_BYTES + blob.size, 0);
     const stored = await client.uploadBatch(session.id, framesOf(batch), size);
     blobs += stored.blobs;

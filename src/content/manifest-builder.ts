@@ -8,6 +8,7 @@ import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LockstepError } from '../core/errors.js';
 import { mapBounded } from '../core/for-each-bounded.js';
+import { sizeBatches } from '../core/size-batches.js';
 import { hashPath } from './file-hash.js';
 import type { ForbiddenEntry, ManifestEntry } from '../core/manifest.js';
 
@@ -86,7 +87,7 @@ export async function buildEntries(root: string, onProgress?: WalkProgress, hash
     onProgress?.({ files: hashedFiles, bytes: hashedBytes });
     return hashes;
   };
-  const hashes = (await mapBounded(batchesOf(files), 4, hashBatch)).flat();
+  const hashes = (await mapBounded(sizeBatches(files, { count: HASH_BATCH_FILES, bytes: HASH_BATCH_BYTES }), 4, hashBatch)).flat();
   const hashed = files.map((file, index) => ({ path: file.path, type: 'file' as const, mode: file.mode, size: file.size, sha256: hashes[index] as string, source: file.source }));
   return [...entries, ...hashed];
 }
@@ -98,24 +99,6 @@ interface WalkedFile {
   readonly mode: number;
   readonly size: number;
   readonly ino: string;
-}
-
-/** Groups files into hashing requests of at most HASH_BATCH_FILES files and HASH_BATCH_BYTES (a larger file alone). */
-function batchesOf(files: readonly WalkedFile[]): WalkedFile[][] {
-  const batches: WalkedFile[][] = [];
-  let current: WalkedFile[] = [];
-  let bytes = 0;
-  for (const file of files) {
-    if (current.length > 0 && (current.length >= HASH_BATCH_FILES || bytes + file.size > HASH_BATCH_BYTES)) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(file);
-    bytes += file.size;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
 }
 
 /** SHA-256 (hex) of a file's content (the scanner's hashing function, see file-hash.ts). */
