@@ -31,7 +31,7 @@ import { runTask, taskDeadline } from './release/task-runner.js';
 import { SystemActivator } from './system/system-activator.js';
 import { reinstallReleasedPackage } from './system/package-revert.js';
 import { captureHost } from './system/host-capture.js';
-import { SystemState } from './system/system-state.js';
+import { managedDigests, SystemState } from './system/system-state.js';
 import { DEFAULT_SSHD_LOG, runFirecallDuties } from './firecall/firecall-agent.js';
 
 /** Options of `runAgent`, as the CLI passes them. */
@@ -136,9 +136,10 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   /** Tasks finished so far (host facts re-read after each). */
   let tasksRun = 0;
   // Managed files are written and packages installed as Lockstep's own change: never drift.
+  const systemState = new SystemState(stateDir);
   const system = new SystemActivator({
     root,
-    state: new SystemState(stateDir),
+    state: systemState,
     protectedDirs: [resolve(stateDir)],
     ownChange: (paths, change) => monitor.ownChange(paths, change),
     ownPackageChange: (change) => monitor.ownPackageChange(change),
@@ -173,7 +174,7 @@ async function work(options: AgentOptions, signal: AbortSignal): Promise<void> {
   const firecalls = runFirecallDuties({ root, stateDir, sshdLog: options.sshdLog ?? DEFAULT_SSHD_LOG, client, logger: log, ownChange: (paths, change) => monitor.ownChange(paths, change) }, AbortSignal.any([signal, stopHeartbeats.signal]));
   log.info({ server: options.server, root, stateDir }, 'agent started');
   // Host facts for `lockstep parity`; they stop with the heartbeats.
-  const facts = reportHostFacts({ root, settings: settings.get, watchedSummary: () => monitor.watchedSummary(), watchedReady: () => monitor.baselineReady(), send: (body, abort) => client.facts(body, abort), logger: log, changes: () => tasksRun }, AbortSignal.any([signal, stopHeartbeats.signal]));
+  const facts = reportHostFacts({ root, settings: settings.get, watchedSummary: () => monitor.watchedSummary(), watchedReady: () => monitor.baselineReady(), managed: async () => managedDigests(await systemState.applied()), send: (body, abort) => client.facts(body, abort), logger: log, changes: () => tasksRun }, AbortSignal.any([signal, stopHeartbeats.signal]));
 
   const report = async (body: AgentReport): Promise<AgentReportResponse | undefined> => {
     try {

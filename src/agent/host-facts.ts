@@ -35,6 +35,8 @@ export interface HostFactsOptions {
   /** Resolves once the monitor has its first baseline: facts sent before would name no watched path ("(absent)" in parity). */
   readonly watchedReady?: (() => Promise<void>) | undefined;
   /** Sends one facts report (once; the loop retries transient failures). */
+  /** The files the active release manages, path → rendered digest (absent: no system parts on this agent). */
+  readonly managed?: (() => Promise<Readonly<Record<string, string>>>) | undefined;
   readonly send: (facts: HostFacts, signal: AbortSignal) => Promise<void>;
   readonly logger: Logger;
   readonly checkMs?: number;
@@ -55,7 +57,7 @@ export async function reportHostFacts(options: HostFactsOptions, signal: AbortSi
     const revision = options.settings()?.revision ?? null;
     const changes = options.changes?.() ?? 0;
     try {
-      const facts = await reader.read(options.watchedSummary?.() ?? {});
+      const facts = await reader.read(options.watchedSummary?.() ?? {}, await options.managed?.());
       const text = canonicalJson(facts);
       if (text !== sent) {
         await retry(() => options.send(facts, signal), {
@@ -89,7 +91,7 @@ export class HostFactsReader {
   constructor(private readonly root: string) {}
 
   /** The facts now; `watched` comes from the drift monitor. */
-  async read(watched: Readonly<Record<string, string>>): Promise<HostFacts> {
+  async read(watched: Readonly<Record<string, string>>, managed?: Readonly<Record<string, string>>): Promise<HostFacts> {
     const paths = Object.keys(watched).sort().slice(0, MAX_WATCHED);
     return {
       os: await this.os(),
@@ -98,6 +100,7 @@ export class HostFactsReader {
       packages: await this.packages(),
       watched: Object.fromEntries(paths.map((path) => [path, watched[path] ?? ''])),
       system: await readSystemFacts(this.root),
+      ...(managed === undefined ? {} : { managed: Object.fromEntries(Object.entries(managed).sort(([x], [y]) => (x < y ? -1 : 1)).slice(0, MAX_WATCHED)) }),
     };
   }
 

@@ -766,6 +766,7 @@ export const hostFacts = z.strictObject({
     .nullable(),
   watched: boundedRecord(z.string().min(1).max(4096).startsWith('/'), z.string().max(200), MAX_WATCHED, 'watched paths'),
   system: z.strictObject({ configured: systemFactSet, live: systemFactSet }).optional(),
+  managed: boundedRecord(z.string().min(1).max(4096).startsWith('/'), z.string().max(200), MAX_WATCHED, 'managed files').optional(),
 });
 export type HostFactsBody = z.infer<typeof hostFacts>;
 
@@ -774,7 +775,7 @@ export const factsReport = z.strictObject({ host: hostName, facts: hostFacts });
 export type FactsReport = z.infer<typeof factsReport>;
 
 const parityDifference = z.object({
-  category: z.enum(['release', 'var', 'secret', 'fact', 'package', 'watched', ...SYSTEM_CATEGORIES]),
+  category: z.enum(['release', 'var', 'secret', 'fact', 'package', 'file', 'watched', ...SYSTEM_CATEGORIES]),
   name: z.string(),
   /** Values per environment (or, within an environment, per host); empty: absent. */
   values: z.record(z.string(), z.array(z.string())),

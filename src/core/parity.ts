@@ -18,6 +18,8 @@ export interface HostFacts {
   readonly watched: Readonly<Record<string, string>>;
   /** Units, users, sysctl values, ports, mounts, modules (absent: an agent older than these facts). */
   readonly system?: SystemFacts | undefined;
+  /** Files the active release manages on the host (lockstep-release.yaml), path → digest of the rendered content as written (absent: an older agent). */
+  readonly managed?: Readonly<Record<string, string>> | undefined;
 }
 
 /** The system facts compared one by one, each declared as `CATEGORY:NAME` (e.g. `service:nginx.service`, `port:443`). */
@@ -53,9 +55,14 @@ export interface ParityEnvironment {
   /** Its `declared_differences`: var names, `secret:NAME`, `fact:NAME`, `package:NAME`, `watch:PATH`, `CATEGORY:NAME` of SYSTEM_CATEGORIES. */
   readonly declared: readonly string[];
   readonly hosts: readonly ParityHost[];
+  /**
+   * The names each managed-file template of the active release inserts (`vars.PORT`, `host.name`), by host
+   * path: a rendered difference that comes from a declared difference is declared too (absent: none known).
+   */
+  readonly templates?: Readonly<Record<string, readonly string[]>> | undefined;
 }
 
-export type ParityCategory = 'release' | 'var' | 'secret' | 'fact' | 'package' | 'watched' | SystemCategory;
+export type ParityCategory = 'release' | 'var' | 'secret' | 'fact' | 'package' | 'file' | 'watched' | SystemCategory;
 
 /** The facts compared by name (`fact:NAME` declares one). */
 export const FACT_NAMES = ['os', 'kernel', 'arch'] as const;
@@ -111,7 +118,7 @@ export interface ParityResult {
 /** At most this many differing files are listed per release difference. */
 export const MAX_FILES = 1000;
 
-const CATEGORY_ORDER: readonly ParityCategory[] = ['release', 'var', 'secret', 'fact', 'package', 'watched', ...SYSTEM_CATEGORIES];
+const CATEGORY_ORDER: readonly ParityCategory[] = ['release', 'var', 'secret', 'fact', 'package', 'file', 'watched', ...SYSTEM_CATEGORIES];
 const SOURCES = ['configured', 'live'] as const;
 
 /** Compares environment `a` with environment `b`. */
@@ -153,6 +160,15 @@ export function compareEnvironments(a: ParityEnvironment, b: ParityEnvironment):
     } else {
       for (const [env, hosts] of [[a.name, packagesA], [b.name, packagesB]] as const) {
         if (hosts.length === 0) notes.push(`packages not compared: no host of ${env} reported a package database (dpkg or rpm)`);
+      }
+    }
+    const managedA = factsA.filter((host) => host.facts.managed !== undefined);
+    const managedB = factsB.filter((host) => host.facts.managed !== undefined);
+    if (managedA.length > 0 && managedB.length > 0) {
+      for (const path of union(...[...managedA, ...managedB].map((host) => Object.keys(host.facts.managed ?? {})))) {
+        const values = { [a.name]: distinct(managedA.map((host) => host.facts.managed?.[path])), [b.name]: distinct(managedB.map((host) => host.facts.managed?.[path])) };
+        const declared = declaredBetween.file(path) || renderedFromDeclared([a.templates?.[path], b.templates?.[path]], declaredBetween, true);
+        tally.item(sameValues(values) ? [] : [{ category: 'file', name: path, values, declared, within: null }]);
       }
     }
     for (const path of union(...[...factsA, ...factsB].map((host) => Object.keys(host.facts.watched)))) {
@@ -284,6 +300,10 @@ function compareHostsWithin(env: ParityEnvironment, tally: Tally): void {
   for (const name of union(...withPackages.map((host) => Object.keys(host.facts.packages?.installed ?? {})))) {
     item('package', name, (host) => host.facts.packages?.installed[name], withPackages, declared.package(name));
   }
+  const withManaged = withFacts.filter((host) => host.facts.managed !== undefined);
+  for (const path of union(...withManaged.map((host) => Object.keys(host.facts.managed ?? {})))) {
+    item('file', path, (host) => host.facts.managed?.[path], withManaged, declared.file(path) || renderedFromDeclared([env.templates?.[path]], declared, false));
+  }
   for (const path of union(...withFacts.map((host) => Object.keys(host.facts.watched)))) {
     item('watched', path, (host) => host.facts.watched[path], withFacts, declared.watched(path));
   }
@@ -310,11 +330,29 @@ function declarations(entries: readonly string[]) {
     secret: (name: string) => set.has(`secret:${name}`),
     fact: (name: string) => set.has(`fact:${name}`),
     package: (name: string) => set.has(`package:${name}`),
+    file: (path: string) => set.has(`file:${path}`),
     // A declared directory declares everything under it.
     watched: (path: string) => watchPaths.some((declared) => path === declared || path.startsWith(`${declared}/`)),
     // `port:443` declares 443/tcp and 443/udp; `port:443/tcp` only the one.
     system: (category: SystemCategory, name: string) => set.has(`${category}:${name}`) || (category === 'port' && set.has(`port:${name.split('/')[0] ?? ''}`)),
   };
+}
+
+/**
+ * Whether a managed file's rendered content may differ because its template inserts something declared
+ * to differ: a declared var (`vars.NAME`) or secret (`secret:NAME`), the host's name (hosts always
+ * differ), or, between environments, the environment's name.
+ */
+function renderedFromDeclared(templates: readonly (readonly string[] | undefined)[], declared: Declarations, betweenEnvironments: boolean): boolean {
+  return templates.some((names) =>
+    (names ?? []).some(
+      (name) =>
+        name === 'host.name' ||
+        (betweenEnvironments && name === 'env') ||
+        (name.startsWith('vars.') && declared.var(name.slice('vars.'.length))) ||
+        (name.startsWith('secrets.') && declared.secret(name.slice('secrets.'.length))),
+    ),
+  );
 }
 
 function present(value: string | undefined): string[] {

@@ -82,6 +82,11 @@ function known(name: string, names: { readonly vars: ReadonlySet<string>; readon
   return false;
 }
 
+/** The names a template inserts (`vars.PORT`, `host.name`…), each once; none for a template that does not parse. */
+export function templateNames(text: string): string[] {
+  return [...new Set(parsePieces(text).pieces.flatMap((piece) => (piece.kind === 'name' ? [piece.name] : [])))].sort();
+}
+
 /** Every problem of a template against the names it may use: syntax, refused tags, and each unknown name with its line. */
 export function templateProblems(text: string, names: TemplateNames): TemplateProblem[] {
   const { pieces, problems } = parsePieces(text);

@@ -10,6 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -164,6 +165,16 @@ describe('system parts: managed files and packages through the pipeline', () => 
       assert.equal(await readFile(host.path('/after-change.log'), 'utf8'), `${SITE}\n`);
     }
     assert.equal(await readFile(prod.path(EXISTING), 'utf8'), 'hand-made before lockstep\n', '1.0.0 does not manage existing.conf');
+    // Parity compares what each host rendered: test and production differ in SERVER_NAME and WORKERS, which this
+    // configuration does not declare, so the managed file is an undeclared difference, shown by digest only.
+    const digest = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
+    const file = await until('parity to compare the managed file of both environments', async () => {
+      const parity = await fleet.cli(['parity', 'test', 'production', '--json']);
+      const differences = (JSON.parse(parity.stdout) as { differences: { category: string; name: string; values: Record<string, string[]>; declared: boolean }[] }).differences;
+      return differences.find((difference) => difference.category === 'file' && difference.name === SITE && difference.values.test?.length === 1 && difference.values.production?.length === 1);
+    });
+    assert.deepEqual(file.values, { test: [digest(siteRendered('1.0.0', 'test.example.com', '2'))], production: [digest(siteRendered('1.0.0', 'www.example.com', '8'))] });
+    assert.equal(file.declared, false, 'SERVER_NAME and WORKERS are not declared differences');
   });
 
   it('release show lists the system parts; plan shows the package upgrade and the rendered diff per host', async () => {

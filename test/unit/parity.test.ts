@@ -185,3 +185,36 @@ describe('compareEnvironments', () => {
     assert.deepEqual(silent.notes, ['test has no hosts', 'no facts reported yet by p (production)', 'host facts not compared: no host of test or production reported any']);
   });
 });
+
+describe('managed files in parity', () => {
+  const SITE = '/etc/nginx/sites-enabled/shop.conf';
+  const withSite = (name: string, digest: string, extra: Partial<ParityEnvironment> = {}) =>
+    env(name, { hosts: [host(`${name}-1`, facts({ managed: { [SITE]: digest } }))], ...extra });
+  const fileDifference = (result: ReturnType<typeof compareEnvironments>) => result.differences.find((difference) => difference.category === 'file');
+
+  it('equal rendered content is no difference; another digest is undeclared unless declared as file:PATH', () => {
+    assert.equal(fileDifference(compareEnvironments(withSite('test', 'sha256:aa'), withSite('production', 'sha256:aa'))), undefined);
+    const undeclared = fileDifference(compareEnvironments(withSite('test', 'sha256:aa'), withSite('production', 'sha256:bb')));
+    assert.deepEqual(undeclared, { category: 'file', name: SITE, values: { test: ['sha256:aa'], production: ['sha256:bb'] }, declared: false, within: null });
+    const declared = compareEnvironments(withSite('test', 'sha256:aa'), withSite('production', 'sha256:bb', { declared: ['DB_HOST', `file:${SITE}`] }));
+    assert.equal(fileDifference(declared)?.declared, true);
+  });
+
+  it('a template that inserts a declared var (or the environment or host name) renders a declared difference; one that inserts an undeclared var does not', () => {
+    const declaredVar = compareEnvironments(withSite('test', 'sha256:aa', { templates: { [SITE]: ['vars.DB_HOST'] } }), withSite('production', 'sha256:bb', { templates: { [SITE]: ['vars.DB_HOST'] } }));
+    assert.equal(fileDifference(declaredVar)?.declared, true);
+    const undeclaredVar = compareEnvironments(withSite('test', 'sha256:aa', { templates: { [SITE]: ['vars.DB_POOL'] } }), withSite('production', 'sha256:bb', { templates: { [SITE]: ['vars.DB_POOL'] } }));
+    assert.equal(fileDifference(undeclaredVar)?.declared, false);
+    const envName = compareEnvironments(withSite('test', 'sha256:aa', { templates: { [SITE]: ['env'] } }), withSite('production', 'sha256:bb', { templates: { [SITE]: ['env'] } }));
+    assert.equal(fileDifference(envName)?.declared, true);
+  });
+
+  it('within an environment, hosts differ as declared only when the template inserts the host name', () => {
+    const twoHosts = (templates: Record<string, string[]>) =>
+      env('production', { templates, hosts: [host('production-1', facts({ managed: { [SITE]: 'sha256:aa' } })), host('production-2', facts({ managed: { [SITE]: 'sha256:bb' } }))] });
+    const byHostName = compareEnvironments(env('test'), twoHosts({ [SITE]: ['host.name'] })).differences.find((difference) => difference.category === 'file' && difference.within !== null);
+    assert.equal(byHostName?.declared, true);
+    const byEnvOnly = compareEnvironments(env('test'), twoHosts({ [SITE]: ['env'] })).differences.find((difference) => difference.category === 'file' && difference.within !== null);
+    assert.equal(byEnvOnly?.declared, false);
+  });
+});

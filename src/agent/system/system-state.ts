@@ -106,3 +106,10 @@ export class SystemState {
     return parsed.data;
   }
 }
+
+/** The managed files as host facts report them: host path → digest of the content written (none before anything was applied). */
+export function managedDigests(applied: AppliedSystem | null): Record<string, string> {
+  const digests: Record<string, string> = {};
+  for (const file of applied?.files ?? []) if (file.sha256 !== null) digests[file.path] = `sha256:${file.sha256}`;
+  return digests;
+}

@@ -1,7 +1,9 @@
 /** Host facts as agents report them, and `lockstep parity`: two environments compared on the same work. */
 import type { FactsReport } from '../../api/schemas.js';
 import { environmentOf, type EnvironmentConfig } from '../../core/config.js';
-import { canonicalJson } from '../../core/manifest.js';
+import { canonicalJson, type Manifest } from '../../core/manifest.js';
+import { templateNames } from '../../core/template.js';
+import { plannedRelease } from '../system/system-plan-service.js';
 import { LockstepError } from '../../core/errors.js';
 import { compareEnvironments, type HostFacts, type ParityEnvironment, type ParityResult } from '../../core/parity.js';
 import type { HostFactsReadRepo } from '../../store/host-facts-repo.js';
@@ -39,22 +41,25 @@ export async function parityView(context: ServerContext, a: string, b: string): 
   const envA = known(a);
   const envB = known(b);
   if (a === b) throw new LockstepError('bad-input', `compare two different environments, e.g. lockstep parity ${names.find((name) => name !== a) ?? 'test'} ${a}`);
-  const [left, right] = await Promise.all([environment(repo, a, envA), environment(repo, b, envB)]);
+  const [left, right] = await Promise.all([environment(context, a, envA), environment(context, b, envB)]);
   return { ...compareEnvironments(left.environment, right.environment), hosts: [...left.hosts, ...right.hosts] };
 }
 
-async function environment(repo: HostReadRepo & HostFactsReadRepo & ReleaseReadRepo & SecretReadRepo, name: string, config: EnvironmentConfig): Promise<{ environment: ParityEnvironment; hosts: FactsAge }> {
+async function environment(context: ServerContext, name: string, config: EnvironmentConfig): Promise<{ environment: ParityEnvironment; hosts: FactsAge }> {
+  const repo: HostReadRepo & HostFactsReadRepo & ReleaseReadRepo & SecretReadRepo = context.store.read;
   const currentId = await repo.environmentCurrent(name);
   const release = currentId ? await repo.release(currentId) : undefined;
+  const manifest = release ? manifestOf(release) : undefined;
   const hostRows = await repo.listHosts(name);
   const factRows = new Map((await repo.hostFacts(hostRows.map((row) => row.name))).map((row) => [row.host, row]));
   return {
     environment: {
       name,
-      release: release ? { id: release.id, version: release.version, manifest: manifestOf(release) } : null,
+      release: release && manifest ? { id: release.id, version: release.version, manifest } : null,
       vars: config.vars,
       secrets: await secretDigests(repo, name),
       declared: config.declared_differences,
+      templates: manifest?.system === undefined ? {} : await templatesOf(context, manifest),
       hosts: hostRows.map((row) => {
         const facts = factRows.get(row.name);
         return { name: row.name, releaseId: row.current_release_id, facts: facts ? (JSON.parse(facts.facts) as HostFacts) : null };
@@ -62,4 +67,15 @@ async function environment(repo: HostReadRepo & HostFactsReadRepo & ReleaseReadR
     },
     hosts: hostRows.map((row) => ({ name: row.name, env: name, factsAt: factRows.get(row.name)?.reported_at ?? null })),
   };
+}
+
+/** The names each managed-file template of a release inserts, by host path (their sources read from the blob store). */
+async function templatesOf(context: ServerContext, manifest: Manifest): Promise<Record<string, readonly string[]>> {
+  const planned = await plannedRelease(context, manifest);
+  const templates: Record<string, readonly string[]> = {};
+  for (const file of manifest.system?.files ?? []) {
+    const source = file.template ? planned.sources.get(file.source) : undefined;
+    if (source !== undefined) templates[file.path] = templateNames(source.toString('utf8'));
+  }
+  return templates;
 }
