@@ -50,7 +50,9 @@ export async function reinstallReleasedPackage(context: PackageRevertContext, na
   const entry = manifest?.entries.find((candidate) => candidate.path === declared.deb);
   if (entry?.type !== 'file') throw new LockstepError('failed', `${declared.deb} of release ${shortId(releaseId ?? '')} is not a file of its manifest`);
   // The cache holds verified blobs only: the exact bytes the release shipped (not the tree's copy, which may have drifted).
-  if (!(await context.cache.has(entry.sha256))) await context.cache.put(entry.sha256, await context.fetchBlob(entry.sha256, signal), entry.size);
+  // Only the pristine blob will do: a blob fetched for a 0644 file exists as its mode variant alone, which is linked
+  // into release trees and so may have been edited in place.
+  if (!context.cache.hasBlob(entry.sha256)) await context.cache.put(entry.sha256, await context.fetchBlob(entry.sha256, signal), entry.size);
   await installDebs(root, [context.cache.pathOf(entry.sha256)], signal);
 }
 
