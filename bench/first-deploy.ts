@@ -43,7 +43,7 @@ async function writeTree(root: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const fleet = await startFleet();
+  const fleet = await startFleet({ tls: false });
   try {
     const source = join(fleet.dir, 'source');
     const total = await writeTree(source);

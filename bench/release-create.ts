@@ -93,7 +93,7 @@ async function main(): Promise<void> {
       rsyncCpu.push(copied.cpu);
       await rm(target, { recursive: true, force: true });
 
-      const fleet = await startFleet();
+      const fleet = await startFleet({ tls: false });
       try {
         await fleet.applyConfig(testConfig());
         const env = { ...process.env, LOCKSTEP_SERVER: fleet.url, LOCKSTEP_TOKEN: fleet.token };
