@@ -50,7 +50,7 @@ export interface LiveSources {
 export const LIVE_SYSTEM: LiveSources = { proc: '/proc', runningUnits: listRunningUnits };
 
 /** Reads the system facts of the host whose `/` is `root`; running units only when root is `/` (a sandbox does not run its own). */
-export async function readSystemFacts(root: string, live: LiveSources = LIVE_SYSTEM): Promise<SystemFacts> {
+export async function readSystemFacts(root: string, live: LiveSources = LIVE_SYSTEM, keptLive?: SystemFactSet): Promise<SystemFacts> {
   const configured: SystemFactSet = {
     service: await enabledUnits(root),
     user: parsePasswd((await ifMissing(readFile(join(root, 'etc/passwd'), 'utf8'))) ?? ''),
@@ -58,6 +58,7 @@ export async function readSystemFacts(root: string, live: LiveSources = LIVE_SYS
     sysctl: await configuredSysctl(root),
     mount: parseFstab((await ifMissing(readFile(join(root, 'etc/fstab'), 'utf8'))) ?? ''),
   };
+  if (keptLive !== undefined) return { configured: bounded(configured), live: keptLive };
   const running = root === '/' ? await live.runningUnits() : undefined;
   const mounts = await ifMissing(readFile(join(live.proc, 'self/mounts'), 'utf8'));
   const modules = await ifMissing(readFile(join(live.proc, 'modules'), 'utf8'));

@@ -102,6 +102,16 @@ describe('readSystemFacts', () => {
       const facts = await readSystemFacts(dir, { proc: join(dir, 'no-proc'), runningUnits: () => Promise.resolve(undefined) });
       assert.deepEqual(facts, { configured: { service: {}, user: {}, group: {}, sysctl: {}, mount: {} }, live: { sysctl: {} } });
     }));
+
+  it('live facts kept from an earlier read are returned as they were, and the live system is not read again', () =>
+    withTempDir(async (dir) => {
+      const kept = { port: { '443/tcp': 'nginx' }, module: { overlay: 'loaded' } };
+      const asked: string[] = [];
+      const facts = await readSystemFacts(dir, { proc: join(dir, 'no-proc'), runningUnits: () => (asked.push('units'), Promise.resolve(undefined)) }, kept);
+      assert.deepEqual(facts.live, kept);
+      assert.deepEqual(facts.configured, { service: {}, user: {}, group: {}, sysctl: {}, mount: {} }, 'files under the root are read every time');
+      assert.deepEqual(asked, []);
+    }));
 });
 
 const baseFacts: HostFacts = { os: { id: 'debian', version: '12' }, kernel: '6.1', arch: 'x64', packages: null, watched: {} };
